@@ -1,0 +1,81 @@
+"""The test matrix. ``nox`` runs everything CI runs; ``nox -s bench`` is separate.
+
+Sessions use the interpreter that runs nox (Python 3.11+), so the same command works on any
+machine with one Python. Each adapter's tests run in a session of their own, installed with
+only that adapter's extra, which proves every extra optional.
+"""
+
+from __future__ import annotations
+
+import glob
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["lint", "typecheck", "core", "adapters", "packaging"]
+
+# store -> (extras to install, test paths). Later issues add sqlite and dynamodb rows.
+ADAPTERS: dict[str, tuple[str, list[str]]] = {
+    "memory": ("dev", ["tests/contract/test_memory_contract.py"]),
+}
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    session.run("mypy", "src")
+
+
+@nox.session
+def core(session: nox.Session) -> None:
+    """The core with no adapter extras: no boto3, no OpenTelemetry SDK."""
+    session.install("-e", ".[dev]")
+    session.run(
+        "python",
+        "-c",
+        "import importlib.util as u, sys; "
+        "sys.exit(any(u.find_spec(m) for m in ('boto3', 'opentelemetry.sdk')))",
+        silent=True,
+    )
+    session.run("pytest", "tests/unit", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("store", list(ADAPTERS))
+def adapters(session: nox.Session, store: str) -> None:
+    """The contract suite, and the adapter's own tests, against one store."""
+    extras, paths = ADAPTERS[store]
+    session.install("-e", f".[{extras}]")
+    session.run("pytest", *paths, *session.posargs)
+
+
+@nox.session
+@nox.parametrize("mode", ["wheel", "editable"])
+def packaging(session: nox.Session, mode: str) -> None:
+    """A built wheel and an editable install must both import all three packages."""
+    if mode == "wheel":
+        tmp = session.create_tmp()
+        session.install("build")
+        session.run("python", "-m", "build", "--wheel", "--outdir", tmp, silent=True)
+        (wheel,) = glob.glob(f"{tmp}/orders_core-*.whl")
+        session.install("--force-reinstall", f"{wheel}[dev]")
+    else:
+        session.install("-e", ".[dev]")
+    session.run("pytest", "tests/packaging", env={"ORDERS_INSTALL_MODE": mode})
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks print figures; they pass or fail on nothing but crashes."""
+    session.install("-e", ".[dev]")
+    for script in sorted(glob.glob("bench/*.py")):
+        session.run("python", script, *session.posargs)

@@ -1,0 +1,147 @@
+"""The one error hierarchy of orders-core.
+
+Adapters translate native failures into these (``raise ... from exc``), so the service and
+the HTTP binding handle a SQLite ``IntegrityError`` and a DynamoDB
+``ConditionalCheckFailedException`` the same way. Each class carries the HTTP status and
+problem type it maps to; nothing else in the core needs to know about HTTP codes.
+
+    OrdersError
+    ├── RequestError                    the caller sent something we refuse (4xx)
+    │   ├── MalformedRequest            400  unparseable JSON, bad header, bad cursor
+    │   ├── NotFound                    404
+    │   ├── MethodNotAllowed            405
+    │   ├── InvalidTransition           409  e.g. cancel a FULFILLED order
+    │   ├── PreconditionFailed          412  If-Match names a stale version
+    │   ├── PayloadTooLarge             413
+    │   ├── UnsupportedMediaType        415
+    │   ├── ValidationFailed            422  field errors, with JSON pointers
+    │   └── IdempotencyKeyReused        422  same key, different payload
+    ├── ConcurrencyConflict             a store lost an optimistic-concurrency race
+    │   └── DuplicateRequest            the idempotency record was written concurrently
+    ├── DeadlineExceeded                503  not enough time left to start or finish
+    └── StoreUnavailable                503  the store is throttled or down
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One failing field: a JSON pointer into the request body and what is wrong with it."""
+
+    pointer: str
+    detail: str
+
+
+class OrdersError(Exception):
+    """Base of every error orders-core raises on purpose."""
+
+    status: int = 500
+    slug: str = "internal-error"
+    title: str = "Internal error"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+
+
+class RequestError(OrdersError):
+    """The request is refused; retrying it unchanged will not help."""
+
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+
+class MalformedRequest(RequestError):
+    status = 400
+    slug = "malformed-request"
+    title = "Malformed request"
+
+
+class NotFound(RequestError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class MethodNotAllowed(RequestError):
+    status = 405
+    slug = "method-not-allowed"
+    title = "Method not allowed"
+
+    def __init__(self, detail: str, allowed: Sequence[str]) -> None:
+        super().__init__(detail)
+        self.allowed = tuple(allowed)
+
+
+class InvalidTransition(RequestError):
+    status = 409
+    slug = "invalid-transition"
+    title = "Invalid status transition"
+
+
+class PreconditionFailed(RequestError):
+    status = 412
+    slug = "precondition-failed"
+    title = "Precondition failed"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(RequestError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class ValidationFailed(RequestError):
+    status = 422
+    slug = "validation-failed"
+    title = "Validation failed"
+
+    def __init__(self, detail: str, errors: Sequence[FieldError] = ()) -> None:
+        super().__init__(detail)
+        self.errors = tuple(errors)
+
+
+class IdempotencyKeyReused(RequestError):
+    status = 422
+    slug = "idempotency-key-reused"
+    title = "Idempotency key reused with a different payload"
+
+
+class ConcurrencyConflict(OrdersError):
+    """The store refused a commit because the state it was based on has changed.
+
+    Never shown to callers as such: the service retries or turns it into 412/409.
+    """
+
+    status = 409
+    slug = "concurrency-conflict"
+    title = "Concurrent modification"
+
+
+class DuplicateRequest(ConcurrencyConflict):
+    """Another request committed the same idempotency key first; replay its answer."""
+
+
+class DeadlineExceeded(OrdersError):
+    status = 503
+    slug = "deadline-exceeded"
+    title = "Deadline exceeded"
+    retry_after = 1
+
+
+class StoreUnavailable(OrdersError):
+    status = 503
+    slug = "store-unavailable"
+    title = "Store unavailable"
+    retry_after = 1

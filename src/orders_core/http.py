@@ -1,0 +1,373 @@
+"""The HTTP binding of the orders API, as plain values: shared by every HTTP-facing adapter.
+
+An adapter (the local server, the API Gateway Lambda) turns what it received into an
+:class:`HttpRequest`, calls :meth:`HttpApi.handle` and writes the :class:`HttpResponse` back.
+Routing, content negotiation, the CloudEvents HTTP binding for ``POST /events``, ETags and
+RFC 9457 problem details all live here, so every adapter answers byte-for-byte alike.
+
+Routes (the OpenAPI document at ``GET /openapi.json`` is generated from the same table):
+
+    POST /orders                              create        201 Location, ETag
+    GET  /orders?customerId=&limit=&cursor=   list          200
+    GET  /orders/{orderId}                    get           200 ETag | 404
+    POST /orders/{orderId}/confirm|cancel|fulfill           200 | 409 | 412 (If-Match)
+    POST /events                              any command CloudEvent, binary or structured
+    GET  /openapi.json, GET /healthz
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from orders_core import commands, telemetry
+from orders_core.commands import Command
+from orders_core.deadline import Deadline
+from orders_core.errors import (
+    FieldError,
+    MalformedRequest,
+    MethodNotAllowed,
+    NotFound,
+    OrdersError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from orders_core.idempotency import event_key, validate_key
+from orders_core.service import ANONYMOUS, CommandResult, OrderService
+
+log = logging.getLogger("orders_core.http")
+
+DEFAULT_MAX_BODY: Final = 1024 * 1024
+JSON: Final = "application/json"
+PROBLEM_JSON: Final = "application/problem+json"
+CE_JSON: Final = "application/cloudevents+json"
+CE_BATCH: Final = "application/cloudevents-batch+json"
+HTTP_SOURCE: Final = "urn:orders-core:http"
+PROBLEM_BASE: Final = "urn:orders-core:problem:"
+REPLAY_HEADER: Final = "idempotent-replayed"
+MAX_JSON_DEPTH: Final = 32
+
+_JSON_TYPE_RE: Final = re.compile(r"^application/([a-z0-9.+-]+\+)?json$")
+_ETAG_RE: Final = re.compile(r'^(W/)?"([^"]*)"$')
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """An HTTP request as the binding needs it. Header names must be lower-case."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    principal: str = ANONYMOUS
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+Endpoint = Callable[["HttpApi", HttpRequest, dict[str, str], Deadline], HttpResponse]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    template: str
+    name: str
+    endpoint: Endpoint
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.template)
+        object.__setattr__(self, "pattern", re.compile(f"^{regex}$"))
+
+
+# -- request parsing helpers -----------------------------------------------------------
+
+
+def media_type(request: HttpRequest) -> str:
+    value = request.header("content-type") or ""
+    return value.split(";", 1)[0].strip().lower()
+
+
+def _depth_ok(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return True
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """Decode a JSON object body. Refuses invalid UTF-8, bad JSON, deep nesting, non-objects."""
+    try:
+        value = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise MalformedRequest("the body is not valid UTF-8") from None
+    except (ValueError, RecursionError):
+        # ValueError covers JSONDecodeError and integers past the 4,300-digit limit.
+        raise MalformedRequest("the body is not valid JSON") from None
+    if not _depth_ok(value):
+        raise MalformedRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    if not isinstance(value, dict):
+        raise ValidationFailed("the body must be a JSON object", [FieldError("/", "not an object")])
+    return value
+
+
+def _require_json(request: HttpRequest, *, optional: bool = False) -> dict[str, Any]:
+    if optional and not request.body.strip():
+        return {}
+    if not _JSON_TYPE_RE.match(media_type(request)):
+        raise UnsupportedMediaType(f"send the body as {JSON}")
+    return parse_json_object(request.body)
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """The version an ``If-Match`` demands; None for absent or ``*``.
+
+    Our ETags are strong (``"<version>"``); a weak or foreign tag can never match (412).
+    """
+    if value is None or value.strip() == "*":
+        return None
+    match = _ETAG_RE.match(value.strip())
+    if match is None:
+        raise MalformedRequest('If-Match must be one entity tag, such as "3", or *')
+    weak, tag = match.groups()
+    if weak or not tag.isdigit() or len(tag) > 18 or int(tag) < 1:
+        return 0  # no order has version 0: the precondition fails
+    return int(tag)
+
+
+def _trace_headers(request: HttpRequest) -> tuple[str | None, str | None]:
+    parent = telemetry.valid_traceparent(request.header("traceparent"))
+    state = telemetry.valid_tracestate(request.header("tracestate")) if parent else None
+    return parent, state
+
+
+def _idempotency_key(request: HttpRequest) -> str | None:
+    key = request.header("idempotency-key")
+    return None if key is None else validate_key(key)
+
+
+# -- responses -------------------------------------------------------------------------
+
+
+def json_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> HttpResponse:
+    return HttpResponse(status, {"content-type": JSON, **(headers or {})}, body)
+
+
+def command_response(result: CommandResult) -> HttpResponse:
+    headers = {"etag": result.etag}
+    if result.status == 201:
+        headers["location"] = f"/orders/{result.order_id}"
+    if result.replayed:
+        headers[REPLAY_HEADER] = "true"
+    return json_response(result.status, result.body, headers)
+
+
+def problem_response(error: OrdersError, instance: str) -> HttpResponse:
+    problem: dict[str, Any] = {
+        "type": PROBLEM_BASE + error.slug,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "instance": instance,
+    }
+    if isinstance(error, ValidationFailed) and error.errors:
+        problem["errors"] = [{"pointer": e.pointer, "detail": e.detail} for e in error.errors]
+    headers = {"content-type": PROBLEM_JSON}
+    if isinstance(error, MethodNotAllowed):
+        headers["allow"] = ", ".join(error.allowed)
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        headers["retry-after"] = str(retry_after)
+    return HttpResponse(error.status, headers, json.dumps(problem).encode())
+
+
+# -- endpoints -------------------------------------------------------------------------
+
+
+def _run(
+    api: HttpApi, request: HttpRequest, command: Command, key: str | None, deadline: Deadline
+) -> HttpResponse:
+    result = api.service.handle(
+        command, principal=request.principal, idempotency_key=key, deadline=deadline
+    )
+    return command_response(result)
+
+
+def _create(
+    api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
+) -> HttpResponse:
+    data = _require_json(request)
+    key = _idempotency_key(request)
+    parent, state = _trace_headers(request)
+    command = Command(
+        type=commands.CREATE,
+        source=HTTP_SOURCE,
+        id=key or uuid.uuid4().hex,
+        data=data,
+        traceparent=parent,
+        tracestate=state,
+    )
+    return _run(api, request, command, key, deadline)
+
+
+def _transition(command_type: str) -> Endpoint:
+    def endpoint(
+        api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
+    ) -> HttpResponse:
+        data = _require_json(request, optional=True)
+        data["orderId"] = params["orderId"]
+        expected = parse_if_match(request.header("if-match"))
+        if expected is not None:
+            data["expectedVersion"] = expected
+        key = _idempotency_key(request)
+        parent, state = _trace_headers(request)
+        command = Command(
+            type=command_type,
+            source=HTTP_SOURCE,
+            id=key or uuid.uuid4().hex,
+            data=data,
+            subject=params["orderId"],
+            traceparent=parent,
+            tracestate=state,
+        )
+        return _run(api, request, command, key, deadline)
+
+    return endpoint
+
+
+def _get(
+    api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
+) -> HttpResponse:
+    order = api.service.get(params["orderId"])
+    return json_response(200, order.to_json(), {"etag": order.etag})
+
+
+def _list(
+    api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
+) -> HttpResponse:
+    customer_id = request.query.get("customerId")
+    if not customer_id:
+        raise MalformedRequest("the customerId query parameter is required")
+    raw_limit = request.query.get("limit", "20")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+        raise MalformedRequest("limit must be an integer from 1 to 100")
+    page = api.service.list_by_customer(
+        customer_id, limit=int(raw_limit), cursor=request.query.get("cursor") or None
+    )
+    body = b'{"orders":[' + b",".join(o.to_json() for o in page.orders) + b"]"
+    if page.next_cursor is not None:
+        body += b',"nextCursor":' + json.dumps(page.next_cursor).encode()
+    return json_response(200, body + b"}")
+
+
+def _events(
+    api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
+) -> HttpResponse:
+    from orders_core.cloudevents_http import command_from_http
+
+    command = command_from_http(request.headers, request.body)
+    if command.traceparent is None:
+        parent, state = _trace_headers(request)
+        command = Command(
+            command.type, command.source, command.id, command.data, command.subject, parent, state
+        )
+    key = _idempotency_key(request) or event_key(command.source, command.id)
+    return _run(api, request, command, key, deadline)
+
+
+def _openapi(
+    api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
+) -> HttpResponse:
+    from orders_core.openapi import openapi_document
+
+    if api._openapi is None:
+        api._openapi = json.dumps(openapi_document(ROUTES)).encode()
+    return json_response(200, api._openapi)
+
+
+def _health(
+    api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
+) -> HttpResponse:
+    return json_response(200, b'{"status":"ok"}')
+
+
+ROUTES: Final[tuple[Route, ...]] = (
+    Route("POST", "/orders", "createOrder", _create),
+    Route("GET", "/orders", "listOrders", _list),
+    Route("GET", "/orders/{orderId}", "getOrder", _get),
+    Route("POST", "/orders/{orderId}/confirm", "confirmOrder", _transition(commands.CONFIRM)),
+    Route("POST", "/orders/{orderId}/cancel", "cancelOrder", _transition(commands.CANCEL)),
+    Route("POST", "/orders/{orderId}/fulfill", "fulfillOrder", _transition(commands.FULFILL)),
+    Route("POST", "/events", "postEvent", _events),
+    Route("GET", "/openapi.json", "openapi", _openapi),
+    Route("GET", "/healthz", "health", _health),
+)
+
+
+class HttpApi:
+    """Routes requests to the service and renders every outcome, errors included."""
+
+    def __init__(
+        self,
+        service: OrderService,
+        *,
+        max_body: int = DEFAULT_MAX_BODY,
+        timeout: float = 10.0,
+    ) -> None:
+        self.service = service
+        self.max_body = max_body
+        self.timeout = timeout
+        self._openapi: bytes | None = None
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        allowed: list[str] = []
+        for route in ROUTES:
+            found = route.pattern.match(path)
+            if found is None:
+                continue
+            if route.method == method:
+                return route, found.groupdict()
+            allowed.append(route.method)
+        if allowed:
+            raise MethodNotAllowed(f"{method} is not allowed on {path}", allowed)
+        raise NotFound(f"no resource at {path}")
+
+    def handle(self, request: HttpRequest, deadline: Deadline | None = None) -> HttpResponse:
+        """Answer ``request``; never raises. Unexpected errors become a bare 500."""
+        deadline = deadline or Deadline.after(self.timeout)
+        try:
+            if len(request.body) > self.max_body:
+                raise PayloadTooLarge(f"the body is over the {self.max_body}-byte limit")
+            route, params = self.match(request.method, request.path)
+            return route.endpoint(self, request, params, deadline)
+        except OrdersError as error:
+            if error.status >= 500:
+                log.warning("request failed: %s", error.slug)
+            return problem_response(error, request.path)
+        except Exception:
+            log.exception("unhandled error")
+            return problem_response(OrdersError(), request.path)

@@ -1,0 +1,89 @@
+"""Idempotency keys, request fingerprints and the replay rules.
+
+Semantics (see ``docs/decisions/0002-idempotency.md``):
+
+* The key is the caller's ``Idempotency-Key`` or, for a CloudEvent, its ``source`` and ``id``.
+  It is scoped by the caller's principal before it is stored (:func:`scoped_key`), so one
+  tenant can never read, or collide with, another's record.
+* The fingerprint is a SHA-256 over the command type and its *validated, canonical* payload,
+  so ``{"id":"a","qty":1}`` and ``{"sku":"a","quantity":1}`` are the same request.
+* The record is committed in the same atomic write as the effect it describes. There is no
+  "in progress" state: a concurrent duplicate loses the write, reads the winner's record and
+  replays it. Only successful commands are recorded; a refused one may be retried.
+* Same key and fingerprint: replay the stored status and body byte for byte. Same key,
+  other fingerprint: :class:`~orders_core.errors.IdempotencyKeyReused` (422).
+* A record expires ``ttl`` after it was written (24 h by default); an expired record is as
+  good as absent and may be overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from orders_core.errors import IdempotencyKeyReused, MalformedRequest
+
+DEFAULT_TTL: Final = timedelta(hours=24)
+MAX_KEY_LENGTH: Final = 255
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """What a command answered, kept so a repeat can be answered the same way."""
+
+    key: str
+    fingerprint: str
+    status: int
+    body: bytes
+    order_id: str
+    version: int
+    expires_at: datetime
+
+    def expired(self, now: datetime) -> bool:
+        return now >= self.expires_at
+
+
+def validate_key(key: str) -> str:
+    """A caller-supplied key: 1 to 255 printable ASCII characters."""
+    if not 0 < len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise MalformedRequest(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"
+        )
+    return key
+
+
+def event_key(source: str, event_id: str) -> str:
+    """The key of a CloudEvent without an explicit one: its identity, ``(source, id)``."""
+    return f"ce:{len(source)}:{source}:{event_id}"
+
+
+def scoped_key(principal: str, key: str) -> str:
+    """A fixed-length storage key that binds ``key`` to the caller who sent it."""
+    raw = f"{len(principal)}:{principal}\n{key}".encode()
+    return hashlib.sha256(raw).hexdigest()
+
+
+def fingerprint(command_type: str, payload: dict[str, Any]) -> str:
+    canonical = json.dumps(
+        {"type": command_type, "data": payload},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def replayable(
+    record: IdempotencyRecord | None, fp: str, now: datetime
+) -> IdempotencyRecord | None:
+    """The record to replay for a request with fingerprint ``fp``, or None to execute it."""
+    if record is None or record.expired(now):
+        return None
+    if record.fingerprint != fp:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was already used with a different request payload"
+        )
+    return record

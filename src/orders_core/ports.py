@@ -1,0 +1,136 @@
+"""The small interfaces adapters implement: a store, a publisher, a clock and an id factory.
+
+Stores and publishers are ABCs because the core owns their contract (and
+``orders_core.testing`` checks it); the clock and id factory are Protocols because any
+callable of the right shape will do.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from orders_core.domain import Order
+from orders_core.events import DomainEvent
+from orders_core.idempotency import IdempotencyRecord
+
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Everything one command decided, committed all together or not at all.
+
+    ``expected_version`` is the version the decision was based on (0: the order must not
+    exist yet). ``idempotency`` may be None for a command that carried no key.
+    """
+
+    order: Order
+    expected_version: int
+    events: tuple[DomainEvent, ...]
+    idempotency: IdempotencyRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    orders: list[Order]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An outbox entry not yet marked delivered. ``position`` orders commits."""
+
+    position: int
+    event: DomainEvent
+    attempts: int = 0
+
+
+class OrderStore(ABC):
+    """Where orders, their outbox events and idempotency records live.
+
+    Implementations must make :meth:`commit` atomic and conditional; everything the
+    contract suite in ``orders_core.testing`` checks is part of this interface.
+    """
+
+    @abstractmethod
+    def get(self, order_id: str) -> Order | None:
+        """The order, read strongly consistently (a read that decides a write)."""
+
+    @abstractmethod
+    def list_by_customer(
+        self, customer_id: str, *, limit: int = 20, cursor: str | None = None
+    ) -> Page:
+        """A customer's orders, oldest first. ``cursor`` comes from a previous page;
+        a cursor that is not one raises :class:`~orders_core.errors.MalformedRequest`."""
+
+    @abstractmethod
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
+        """The record stored under the (scoped) key, expired or not."""
+
+    @abstractmethod
+    def commit(self, change: Change, *, now: datetime) -> None:
+        """Write the order, its events and its idempotency record atomically.
+
+        Raises :class:`~orders_core.errors.DuplicateRequest` when an unexpired record with
+        the same key exists, and :class:`~orders_core.errors.ConcurrencyConflict` when the
+        stored version is not ``change.expected_version``. Either way nothing is written.
+        """
+
+
+class Outbox(ABC):
+    """Committed events awaiting publication, for stores that keep an outbox table.
+
+    (DynamoDB has no such table: its stream plays this part.)
+    """
+
+    @abstractmethod
+    def pending(self, limit: int = 100) -> list[PendingEvent]:
+        """Undelivered events in commit order."""
+
+    @abstractmethod
+    def mark_delivered(self, positions: Sequence[int]) -> None: ...
+
+    @abstractmethod
+    def mark_failed(self, positions: Sequence[int], error: str) -> None:
+        """Count a failed attempt; the events stay pending."""
+
+
+class EventPublisher(ABC):
+    """Sends events to the outside world, at least once."""
+
+    @abstractmethod
+    def publish(self, events: Sequence[DomainEvent]) -> None:
+        """Publish all of ``events`` or raise; a raise means none may be marked delivered."""
+
+
+class Clock(Protocol):
+    def __call__(self) -> datetime: ...
+
+
+class IdFactory(Protocol):
+    def __call__(self) -> str: ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_order_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class SequentialIds:
+    """Deterministic ids for tests: ``ord-000001``, ``ord-000002``... (thread-safe)."""
+
+    prefix: str = "ord-"
+    _counter: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self._counter):06d}"

@@ -1,0 +1,258 @@
+"""OrderService: a command CloudEvent in, a decision, one atomic commit, an answer out.
+
+The registry below maps each command type to its payload model and its handler. A handler
+is pure decision: it reads the aggregate, applies the transition and returns the new state;
+the service turns that into one :class:`~orders_core.ports.Change` (state + events +
+idempotency record) and lets the store commit it conditionally.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final
+
+from pydantic import BaseModel, ValidationError
+
+from orders_core import commands, telemetry
+from orders_core.commands import Command, CreateOrder, _Targeted
+from orders_core.deadline import Deadline
+from orders_core.domain import Order
+from orders_core.errors import (
+    ConcurrencyConflict,
+    DuplicateRequest,
+    FieldError,
+    NotFound,
+    PreconditionFailed,
+    ValidationFailed,
+)
+from orders_core.events import DEFAULT_SOURCE, DomainEvent
+from orders_core.idempotency import (
+    DEFAULT_TTL,
+    IdempotencyRecord,
+    fingerprint,
+    replayable,
+    scoped_key,
+)
+from orders_core.ports import (
+    MAX_PAGE_SIZE,
+    Change,
+    Clock,
+    IdFactory,
+    OrderStore,
+    Page,
+    new_order_id,
+    utc_now,
+)
+
+log = logging.getLogger("orders_core.service")
+
+ANONYMOUS: Final = "anonymous"
+"""The principal of callers an adapter could not authenticate; they share one key scope."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The answer to a command. ``body`` is the exact bytes a replay repeats."""
+
+    status: int
+    body: bytes
+    order_id: str
+    version: int
+    replayed: bool = False
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.version}"'
+
+    @classmethod
+    def replay_of(cls, record: IdempotencyRecord) -> CommandResult:
+        return cls(record.status, record.body, record.order_id, record.version, replayed=True)
+
+
+Handler = Callable[["OrderService", Any], tuple[Order, int]]
+"""(service, payload) -> (new order state, version it was based on: 0 for a new order)."""
+
+
+def _create(service: OrderService, payload: CreateOrder) -> tuple[Order, int]:
+    order = Order.place(service.ids(), list(payload.items), payload.customer_id, service.clock())
+    return order, 0
+
+
+def _transition(service: OrderService, payload: _Targeted) -> tuple[Order, int]:
+    order = service.get(payload.order_id)
+    if payload.expected_version is not None and order.version != payload.expected_version:
+        raise PreconditionFailed(
+            f"order {order.order_id} is at version {order.version}, not {payload.expected_version}"
+        )
+    reason = getattr(payload, "reason", None)
+    return order.transition(payload.target, service.clock(), reason=reason), order.version
+
+
+REGISTRY: Final[dict[str, tuple[type[BaseModel], Handler]]] = {
+    commands.CREATE: (commands.CreateOrder, _create),
+    commands.CONFIRM: (commands.ConfirmOrder, _transition),
+    commands.CANCEL: (commands.CancelOrder, _transition),
+    commands.FULFILL: (commands.FulfillOrder, _transition),
+}
+
+
+def validate_payload(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
+    """Validate command data, turning pydantic's errors into field errors with JSON pointers."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            FieldError(
+                pointer="".join(f"/{part}" for part in err["loc"]) or "/",
+                detail=err["msg"],
+            )
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        raise ValidationFailed("the request body failed validation", errors) from None
+
+
+class OrderService:
+    """The application service every driving adapter calls.
+
+    Thread-safe as long as the store is: it holds no per-request state.
+    """
+
+    def __init__(
+        self,
+        store: OrderStore,
+        *,
+        clock: Clock = utc_now,
+        ids: IdFactory = new_order_id,
+        idempotency_ttl: timedelta = DEFAULT_TTL,
+        source: str = DEFAULT_SOURCE,
+        max_attempts: int = 3,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.ids = ids
+        self.idempotency_ttl = idempotency_ttl
+        self.source = source
+        self.max_attempts = max_attempts
+
+    # -- queries -----------------------------------------------------------------------
+
+    def get(self, order_id: str) -> Order:
+        order = self.store.get(order_id)
+        if order is None:
+            raise NotFound(f"no order {order_id!r}")
+        return order
+
+    def list_by_customer(
+        self, customer_id: str, *, limit: int = 20, cursor: str | None = None
+    ) -> Page:
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
+        return self.store.list_by_customer(customer_id, limit=limit, cursor=cursor)
+
+    # -- commands ----------------------------------------------------------------------
+
+    def handle(
+        self,
+        command: Command,
+        *,
+        principal: str = ANONYMOUS,
+        idempotency_key: str | None = None,
+        deadline: Deadline | None = None,
+    ) -> CommandResult:
+        """Run ``command`` once, whatever number of times it is delivered.
+
+        ``idempotency_key`` is the caller's key (already validated) or
+        :func:`~orders_core.idempotency.event_key` of the CloudEvent; None means the
+        command is not deduplicated (an HTTP request without ``Idempotency-Key``).
+        """
+        deadline = deadline or Deadline.never()
+        deadline.check("start the command")
+        try:
+            model, handler = REGISTRY[command.type]
+        except KeyError:
+            raise ValidationFailed(
+                f"unknown command type {command.type!r}",
+                [FieldError("/type", f"expected one of {sorted(REGISTRY)}")],
+            ) from None
+        payload = validate_payload(model, command.data)
+        attributes: dict[str, Any] = {
+            "orders.command.type": command.type,
+            "cloudevents.event_id": command.id,
+            "cloudevents.event_source": command.source,
+        }
+        with telemetry.command_span(
+            f"orders.command {command.type}",
+            traceparent=command.traceparent,
+            tracestate=command.tracestate,
+            attributes=attributes,
+        ) as span:
+            result = self._run(command, payload, handler, principal, idempotency_key, deadline)
+            span.set_attribute("orders.order_id", result.order_id)
+            span.set_attribute("orders.idempotent_replay", result.replayed)
+            return result
+
+    def _run(
+        self,
+        command: Command,
+        payload: BaseModel,
+        handler: Handler,
+        principal: str,
+        idempotency_key: str | None,
+        deadline: Deadline,
+    ) -> CommandResult:
+        key = fp = None
+        if idempotency_key is not None:
+            key = scoped_key(principal, idempotency_key)
+            fp = fingerprint(command.type, payload.model_dump(mode="json", by_alias=True))
+            record = replayable(self.store.get_idempotency(key), fp, self.clock())
+            if record is not None:
+                return CommandResult.replay_of(record)
+
+        traceparent, tracestate = telemetry.outgoing_context(
+            command.traceparent, command.tracestate
+        )
+        for attempt in range(1, self.max_attempts + 1):
+            deadline.check("commit the command")
+            order, based_on = handler(self, payload)
+            status = 201 if based_on == 0 else 200
+            body = order.to_json()
+            now = self.clock()
+            record = None
+            if key is not None and fp is not None:
+                record = IdempotencyRecord(
+                    key=key,
+                    fingerprint=fp,
+                    status=status,
+                    body=body,
+                    order_id=order.order_id,
+                    version=order.version,
+                    expires_at=now + self.idempotency_ttl,
+                )
+            event = DomainEvent.for_order(
+                order, source=self.source, traceparent=traceparent, tracestate=tracestate
+            )
+            change = Change(order, based_on, (event,), record)
+            try:
+                self.store.commit(change, now=now)
+            except DuplicateRequest:
+                # A concurrent duplicate committed first: answer exactly as it did.
+                if key is None or fp is None:  # only keyed commands carry a record
+                    raise
+                winner = replayable(self.store.get_idempotency(key), fp, self.clock())
+                if winner is not None:
+                    return CommandResult.replay_of(winner)
+            except ConcurrencyConflict:
+                # Someone else changed the order since we read it. With If-Match the caller
+                # asked for exactly that version: tell them. Otherwise decide again.
+                if getattr(payload, "expected_version", None) is not None:
+                    raise PreconditionFailed(
+                        f"order {order.order_id} changed while this request ran"
+                    ) from None
+                log.debug("lost a race on %s, attempt %d", order.order_id, attempt)
+            else:
+                return CommandResult(status, body, order.order_id, order.version)
+        raise ConcurrencyConflict(
+            f"order changed concurrently {self.max_attempts} times; retry the request"
+        )

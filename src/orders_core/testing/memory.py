@@ -1,0 +1,123 @@
+"""In-memory store and publisher: the reference adapter, and a fast one for tests.
+
+It passes the same contract suite as the real stores, so its behaviour is the contract in its
+simplest form: one lock around a dict, checks before writes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from orders_core import cursor as cursors
+from orders_core.domain import Order
+from orders_core.errors import ConcurrencyConflict, DuplicateRequest
+from orders_core.events import DomainEvent
+from orders_core.idempotency import IdempotencyRecord
+from orders_core.ports import Change, EventPublisher, OrderStore, Outbox, Page, PendingEvent
+
+
+class InMemoryStore(OrderStore, Outbox):
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._orders: dict[str, Order] = {}
+        self._records: dict[str, IdempotencyRecord] = {}
+        self._outbox: list[PendingEvent] = []
+        self._delivered: set[int] = set()
+        self._cursor_key = os.urandom(32)
+
+    # -- OrderStore --------------------------------------------------------------------
+
+    def get(self, order_id: str) -> Order | None:
+        with self._lock:
+            return self._orders.get(order_id)
+
+    def list_by_customer(
+        self, customer_id: str, *, limit: int = 20, cursor: str | None = None
+    ) -> Page:
+        after: tuple[str, str] | None = None
+        if cursor is not None:
+            position = cursors.decode(cursor, self._cursor_key)
+            after = (str(position.get("t")), str(position.get("id")))
+        with self._lock:
+            mine = sorted(
+                (o for o in self._orders.values() if o.customer_id == customer_id),
+                key=lambda o: (o.created_at.isoformat(), o.order_id),
+            )
+        if after is not None:
+            mine = [o for o in mine if (o.created_at.isoformat(), o.order_id) > after]
+        page = mine[:limit]
+        next_cursor = None
+        if len(mine) > limit:
+            last = page[-1]
+            next_cursor = cursors.encode(
+                {"t": last.created_at.isoformat(), "id": last.order_id}, self._cursor_key
+            )
+        return Page(page, next_cursor)
+
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
+        with self._lock:
+            return self._records.get(key)
+
+    def commit(self, change: Change, *, now: datetime) -> None:
+        order = change.order
+        with self._lock:
+            record = change.idempotency
+            if record is not None:
+                existing = self._records.get(record.key)
+                if existing is not None and not existing.expired(now):
+                    raise DuplicateRequest(f"idempotency key {record.key} already used")
+            current = self._orders.get(order.order_id)
+            current_version = current.version if current is not None else 0
+            if current_version != change.expected_version:
+                raise ConcurrencyConflict(
+                    f"order {order.order_id} is at version {current_version}, "
+                    f"expected {change.expected_version}"
+                )
+            self._orders[order.order_id] = order
+            if record is not None:
+                self._records[record.key] = record
+            for event in change.events:
+                self._outbox.append(PendingEvent(len(self._outbox) + 1, event))
+
+    # -- Outbox ------------------------------------------------------------------------
+
+    def pending(self, limit: int = 100) -> list[PendingEvent]:
+        with self._lock:
+            return [p for p in self._outbox if p.position not in self._delivered][:limit]
+
+    def mark_delivered(self, positions: Sequence[int]) -> None:
+        with self._lock:
+            self._delivered.update(positions)
+
+    def mark_failed(self, positions: Sequence[int], error: str) -> None:
+        with self._lock:
+            for i, entry in enumerate(self._outbox):
+                if entry.position in positions:
+                    self._outbox[i] = PendingEvent(entry.position, entry.event, entry.attempts + 1)
+
+    def events_for(self, order_id: str) -> list[DomainEvent]:
+        """Every event committed for ``order_id``, delivered or not (for tests)."""
+        with self._lock:
+            return [p.event for p in self._outbox if p.event.order_id == order_id]
+
+
+class InMemoryPublisher(EventPublisher):
+    """Collects published events; optionally calls subscribers (in-process fan-out)."""
+
+    def __init__(self, *subscribers: Callable[[DomainEvent], None]) -> None:
+        self._lock = threading.Lock()
+        self.published: list[DomainEvent] = []
+        self._subscribers = list(subscribers)
+
+    def subscribe(self, subscriber: Callable[[DomainEvent], None]) -> None:
+        self._subscribers.append(subscriber)
+
+    def publish(self, events: Sequence[DomainEvent]) -> None:
+        for event in events:
+            for subscriber in self._subscribers:
+                subscriber(event)
+        with self._lock:
+            self.published.extend(events)

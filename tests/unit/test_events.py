@@ -1,0 +1,58 @@
+"""Domain events: stable ids and their CloudEvent form."""
+
+import json
+from datetime import UTC, datetime
+
+from cloudevents.core.bindings.http import from_http, to_binary
+from cloudevents.core.formats.json import JSONFormat
+
+from orders_core.domain import LineItem, Order, OrderStatus
+from orders_core.events import CONFIRMED, CREATED, DomainEvent
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def placed() -> Order:
+    return Order.place("o-1", [LineItem(sku="a", quantity=1)], "c-1", NOW)
+
+
+def test_event_ids_are_derived_from_order_and_version() -> None:
+    order = placed()
+    first = DomainEvent.for_order(order)
+    again = DomainEvent.for_order(order)
+    confirmed = DomainEvent.for_order(order.transition(OrderStatus.CONFIRMED, NOW))
+    assert first.id == again.id == "o-1.v1"
+    assert confirmed.id == "o-1.v2"
+    assert (first.type, confirmed.type) == (CREATED, CONFIRMED)
+
+
+def test_the_cloudevent_carries_subject_partitionkey_and_trace_context() -> None:
+    event = DomainEvent.for_order(placed(), traceparent=TP, tracestate="k=v").to_cloudevent()
+    assert event.get_subject() == "o-1"
+    assert event.get_extension("partitionkey") == "o-1"
+    assert event.get_extension("traceparent") == TP
+    assert event.get_extension("tracestate") == "k=v"
+    assert event.get_data() == json.loads(placed().to_json())
+
+
+def test_structured_and_binary_forms_round_trip() -> None:
+    event = DomainEvent.for_order(placed(), traceparent=TP)
+    parsed = JSONFormat().read(None, event.to_structured_json())
+    assert parsed.get_id() == "o-1.v1"
+    message = to_binary(event.to_cloudevent(), JSONFormat())
+    back = from_http(message, JSONFormat())
+    assert back.get_data() == event.data
+    assert back.get_extension("traceparent") == TP
+
+
+def test_records_round_trip() -> None:
+    event = DomainEvent.for_order(placed(), traceparent=TP)
+    assert DomainEvent.from_record(json.loads(json.dumps(event.to_record()))) == event
+
+
+def test_building_a_cloudevent_does_not_share_the_events_data() -> None:
+    event = DomainEvent.for_order(placed())
+    ce = event.to_cloudevent()
+    ce.get_data()["status"] = "MUTATED"  # type: ignore[index]
+    assert event.data["status"] == "PENDING"

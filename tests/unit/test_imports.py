@@ -1,0 +1,37 @@
+"""``import orders_core`` stays light: no provider SDK, no database driver, no OTel SDK.
+
+Run in a fresh interpreter, since this test process has imported plenty already.
+"""
+
+import json
+import subprocess
+import sys
+
+FORBIDDEN = ("boto3", "botocore", "sqlite3", "opentelemetry.sdk", "orders_local", "orders_aws")
+
+
+def loaded_after(statement: str) -> set[str]:
+    code = f"import sys, json; {statement}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout))
+
+
+def test_importing_the_core_loads_no_provider_sdk_or_driver() -> None:
+    modules = loaded_after("import orders_core, orders_core.service, orders_core.http")
+    assert "orders_core.service" in modules  # the probe itself works
+    leaked = {m for m in modules if m.split(".")[0] in FORBIDDEN or m.startswith(FORBIDDEN)}
+    assert leaked == set()
+
+
+def test_the_rest_path_does_not_import_cloudevents() -> None:
+    # The cloudevents package is only for POST /events and queue adapters.
+    statement = (
+        "from orders_core.http import HttpApi, HttpRequest; "
+        "from orders_core.service import OrderService; "
+        "from orders_core.testing.memory import InMemoryStore; "
+        "HttpApi(OrderService(InMemoryStore())).handle(HttpRequest('POST', '/orders', "
+        '{\'content-type\': \'application/json\'}, body=b\'{"items":[{"id":"a","qty":1}]}\'))'
+    )
+    modules = loaded_after(statement)
+    assert "orders_core.domain" in modules
+    assert not any(m.startswith("cloudevents") for m in modules)
