@@ -14,7 +14,7 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typecheck", "core", "adapters", "packaging"]
+nox.options.sessions = ["lint", "typecheck", "core", "otel", "adapters", "packaging"]
 
 # store -> (extras to install, test paths). Later issues add sqlite and dynamodb rows.
 ADAPTERS: dict[str, tuple[str, list[str]]] = {
@@ -47,6 +47,13 @@ def core(session: nox.Session) -> None:
         silent=True,
     )
     session.run("pytest", "tests/unit", *session.posargs)
+
+
+@nox.session
+def otel(session: nox.Session) -> None:
+    """Telemetry with the OpenTelemetry SDK installed (the ``otel`` extra)."""
+    session.install("-e", ".[dev,otel]")
+    session.run("pytest", "tests/otel", *session.posargs)
 
 
 @nox.session
