@@ -1,0 +1,238 @@
+"""``orders-local``: run the local runtime, or look at its outbox.
+
+    orders-local serve [--db PATH] [--host HOST] [--port PORT] [--sink SINK] ...
+    orders-local events [--db PATH] [--pending] [--limit N] [--json]
+
+Every option can also come from an ORDERS_LOCAL_* environment variable (see --help);
+a command-line option wins over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+ENV = "ORDERS_LOCAL_"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(ENV + name, default)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text) if text != "0" else 0
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535)")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 3600 seconds")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orders-local",
+        description="The orders-core local runtime: SQLite, an HTTP server and an outbox relay.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the orders HTTP API",
+        description="Serve the orders HTTP API on a local SQLite file and relay its events.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    serve.add_argument(
+        "--db",
+        type=Path,
+        default=Path(_env("DB", "orders.db")),
+        help="SQLite database file; created if missing [ORDERS_LOCAL_DB]",
+    )
+    serve.add_argument(
+        "--host",
+        default=_env("HOST", "127.0.0.1"),
+        help="address to listen on; non-loopback needs --allow-remote [ORDERS_LOCAL_HOST]",
+    )
+    serve.add_argument(
+        "--port",
+        type=_port,
+        default=_port(_env("PORT", "8080")),
+        help="TCP port; 0 picks a free one [ORDERS_LOCAL_PORT]",
+    )
+    serve.add_argument(
+        "--sink",
+        default=_env("SINK", "stdout"),
+        help="where events go: stdout, file:PATH, webhook:URL, or none [ORDERS_LOCAL_SINK]",
+    )
+    serve.add_argument(
+        "--max-body",
+        type=_positive_int,
+        default=_positive_int(_env("MAX_BODY", "1048576")),
+        help="largest request body in bytes; larger is 413 [ORDERS_LOCAL_MAX_BODY]",
+    )
+    serve.add_argument(
+        "--read-timeout",
+        type=_seconds,
+        default=_seconds(_env("READ_TIMEOUT", "5")),
+        help="seconds a connection may take to send a request [ORDERS_LOCAL_READ_TIMEOUT]",
+    )
+    serve.add_argument(
+        "--handler-timeout",
+        type=_seconds,
+        default=_seconds(_env("HANDLER_TIMEOUT", "10")),
+        help="deadline for handling one request [ORDERS_LOCAL_HANDLER_TIMEOUT]",
+    )
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        default=_env("ALLOW_REMOTE", "") in {"1", "true", "yes"},
+        help="allow listening on a non-loopback address [ORDERS_LOCAL_ALLOW_REMOTE=1]",
+    )
+
+    events = commands.add_parser(
+        "events",
+        help="list outbox events and their delivery state",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    events.add_argument(
+        "--db",
+        type=Path,
+        default=Path(_env("DB", "orders.db")),
+        help="SQLite database file [ORDERS_LOCAL_DB]",
+    )
+    events.add_argument("--pending", action="store_true", help="only events not yet delivered")
+    events.add_argument("--limit", type=_positive_int, default=100, help="at most this many")
+    events.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    return parser
+
+
+def fail(message: str) -> int:
+    print(f"orders-local: error: {message}", file=sys.stderr)
+    return 1
+
+
+def check_db_path(db: Path) -> str | None:
+    """A reason the database cannot be used, or None."""
+    parent = db.resolve().parent
+    if db.is_dir():
+        return f"--db {db} is a directory"
+    if not parent.is_dir():
+        return f"the directory of --db {db} does not exist"
+    if not os.access(parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+        return f"--db {db} is not writable"
+    return None
+
+
+def serve(args: argparse.Namespace) -> int:
+    from orders_local.runtime import LocalConfig, LocalRuntime, configure_logging, is_loopback
+    from orders_local.sqlite import SchemaTooNew
+
+    if not is_loopback(args.host):
+        if not args.allow_remote:
+            return fail(
+                f"refusing to listen on non-loopback address {args.host}; "
+                "pass --allow-remote if you mean it"
+            )
+        print(
+            f"orders-local: warning: listening on {args.host}, reachable from other machines; "
+            "this runtime has no authentication",
+            file=sys.stderr,
+        )
+    if (reason := check_db_path(args.db)) is not None:
+        return fail(reason)
+    config = LocalConfig(
+        db=args.db,
+        host=args.host,
+        port=args.port,
+        sink=args.sink,
+        max_body=args.max_body,
+        read_timeout=args.read_timeout,
+        handler_timeout=args.handler_timeout,
+        allow_remote=args.allow_remote,
+    )
+    configure_logging()
+    try:
+        runtime = LocalRuntime(config)
+    except ValueError as exc:
+        return fail(str(exc))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return fail(f"port {args.port} on {args.host} is already in use")
+        return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    except (sqlite3.Error, SchemaTooNew) as exc:
+        return fail(f"cannot open database {args.db}: {exc}")
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    runtime.start()
+    print(runtime.describe(), file=sys.stderr, flush=True)
+    stop.wait()
+    print("orders-local: shutting down", file=sys.stderr, flush=True)
+    undelivered = runtime.stop(timeout=args.handler_timeout)
+    if undelivered:
+        print(
+            f"orders-local: {undelivered} event(s) not delivered yet; they will be after the "
+            "next start",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def list_events(args: argparse.Namespace) -> int:
+    from orders_local.sqlite import SQLiteStore
+
+    if not args.db.is_file():
+        return fail(f"no database at {args.db}")
+    store = SQLiteStore(args.db)
+    try:
+        entries = store.outbox_entries(pending_only=args.pending, limit=args.limit)
+    finally:
+        store.close()
+    if args.json:
+        for entry in entries:
+            print(json.dumps(entry))
+        return 0
+    print(f"{'POS':>6}  {'STATE':<10} {'TRIES':>5}  {'TYPE':<34} EVENT ID")
+    for e in entries:
+        state = "delivered" if e["deliveredAt"] else "pending"
+        print(f"{e['position']:>6}  {state:<10} {e['attempts']:>5}  {e['type']!s:<34} {e['id']}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.captureWarnings(True)
+    if args.command == "serve":
+        return serve(args)
+    return list_events(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

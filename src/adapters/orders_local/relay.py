@@ -1,0 +1,121 @@
+"""The outbox relay: publishes committed events at least once, in commit order.
+
+Events are published one by one in outbox order. The first failure stops the pass, so an
+order's later events never overtake an earlier one that failed; that event is retried after
+an exponentially growing, jittered pause, and nothing is dropped however long the sink is
+down. Whatever is still pending at shutdown, or after a crash, is published after the next
+start: the outbox is the only source of truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from orders_core.ports import EventPublisher, Outbox
+
+log = logging.getLogger("orders_local.relay")
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        outbox: Outbox,
+        publisher: EventPublisher,
+        *,
+        batch_size: int = 100,
+        poll_interval: float = 0.25,
+        backoff_base: float = 0.1,
+        backoff_cap: float = 30.0,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.outbox = outbox
+        self.publisher = publisher
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._jitter = jitter
+        self._failures = 0
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> int:
+        """One pass over pending events; returns how many were delivered.
+
+        Raises nothing: a publish failure is recorded on the event and ends the pass.
+        """
+        delivered: list[int] = []
+        try:
+            for entry in self.outbox.pending(self.batch_size):
+                try:
+                    self.publisher.publish([entry.event])
+                except Exception as exc:
+                    self._failures += 1
+                    log.warning(
+                        "publish failed; will retry",
+                        extra={
+                            "eventId": entry.event.id,
+                            "attempt": entry.attempts + 1,
+                            "error": type(exc).__name__,
+                        },
+                    )
+                    self.outbox.mark_failed([entry.position], f"{type(exc).__name__}: {exc}")
+                    break
+                delivered.append(entry.position)
+            else:
+                self._failures = 0
+        finally:
+            if delivered:
+                self.outbox.mark_delivered(delivered)
+        return len(delivered)
+
+    def backoff(self) -> float:
+        """Seconds to wait before the next pass: 0 when healthy, else capped 2^n with
+        equal jitter (half fixed, half random) so many relays do not retry in step."""
+        if self._failures == 0:
+            return 0.0
+        ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** (self._failures - 1))
+        return ceiling / 2 + self._jitter() * ceiling / 2
+
+    def wake(self) -> None:
+        """Ask for a pass now (after a commit), instead of at the next poll."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                delivered = self.run_once()
+            except Exception:  # the store itself failed: keep the relay alive
+                log.exception("relay pass failed")
+                self._failures += 1
+                delivered = 0
+            pause = self.backoff() or (0.0 if delivered >= self.batch_size else self.poll_interval)
+            if pause:
+                self._wake.wait(pause)
+                if self._failures == 0:
+                    self._wake.clear()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="outbox-relay", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, flush: bool = True, timeout: float = 10.0) -> int:
+        """Stop the thread; with ``flush``, deliver what is pending (within ``timeout``).
+
+        Returns how many events remain undelivered.
+        """
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if flush:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.outbox.pending(1):
+                if self.run_once() == 0:
+                    break  # the sink is failing: the rest waits for the next start
+        return len(self.outbox.pending(self.batch_size))

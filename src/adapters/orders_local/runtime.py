@@ -1,0 +1,120 @@
+"""The local runtime's composition root: config in, a running server + relay out."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from orders_core.http import DEFAULT_MAX_BODY, HttpApi
+from orders_core.ports import EventPublisher, OrderStore, Outbox
+from orders_core.service import OrderService
+from orders_core.telemetry import JsonLogFormatter
+from orders_local.relay import OutboxRelay
+from orders_local.server import OrdersHTTPServer
+from orders_local.sinks import JsonLinesSink, sink_from_spec
+
+log = logging.getLogger("orders_local")
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """Every setting of ``orders-local serve``; each has an ORDERS_LOCAL_* variable too."""
+
+    db: Path = Path("orders.db")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    sink: str = "stdout"
+    max_body: int = DEFAULT_MAX_BODY
+    read_timeout: float = 5.0
+    handler_timeout: float = 10.0
+    allow_remote: bool = False
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """JSON lines on stderr (stdout carries the stdout sink's events)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class LocalRuntime:
+    """A store, the service, the HTTP server and the relay, started and stopped together."""
+
+    def __init__(
+        self,
+        config: LocalConfig,
+        *,
+        store: OrderStore | None = None,
+        publisher: EventPublisher | None = None,
+    ) -> None:
+        self.config = config
+        if store is None:
+            from orders_local.sqlite import SQLiteStore
+
+            store = SQLiteStore(config.db)
+        self.store = store
+        self.publisher = publisher if publisher is not None else sink_from_spec(config.sink)
+        self.relay: OutboxRelay | None = None
+        if self.publisher is not None and isinstance(store, Outbox):
+            self.relay = OutboxRelay(store, self.publisher)
+        api = HttpApi(OrderService(store), max_body=config.max_body, timeout=config.handler_timeout)
+        self.server = OrdersHTTPServer(
+            (config.host, config.port),
+            api,
+            read_timeout=config.read_timeout,
+            on_commit=self.relay.wake if self.relay else None,
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> None:
+        if self.relay is not None:
+            self.relay.start()
+        self._thread = threading.Thread(
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="http",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """Stop accepting, finish in-flight requests, flush the relay, close the store.
+
+        Returns how many events stay undelivered (they go out after the next start).
+        """
+        self.server.shutdown()
+        self.server.wait_idle(timeout)
+        self.server.server_close()
+        undelivered = 0
+        if self.relay is not None:
+            undelivered = self.relay.stop(flush=True, timeout=timeout)
+        if isinstance(self.publisher, JsonLinesSink):
+            self.publisher.close()
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
+        return undelivered
+
+    def describe(self) -> str:
+        data = "in memory" if not hasattr(self.store, "path") else os.path.abspath(self.store.path)
+        return f"orders-local listening on {self.url} (data: {data}; sink: {self.config.sink})"

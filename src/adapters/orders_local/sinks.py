@@ -1,0 +1,102 @@
+"""Where the relay publishes: JSON lines (stdout or a file), an HTTP webhook, or callbacks.
+
+Chosen with ``--sink``: ``stdout``, ``file:PATH``, ``webhook:URL``, or ``none`` (no relay;
+events wait in the outbox, see ``orders-local events``).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO
+
+from orders_core.events import DomainEvent
+from orders_core.ports import EventPublisher
+
+
+class PublishFailed(Exception):
+    """The sink did not take the event; the relay will retry it."""
+
+
+class JsonLinesSink(EventPublisher):
+    """One structured-mode CloudEvent (``application/cloudevents+json``) per line."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    @classmethod
+    def to_file(cls, path: str | Path) -> JsonLinesSink:
+        return cls(open(path, "a", encoding="utf-8"))
+
+    def publish(self, events: Sequence[DomainEvent]) -> None:
+        lines = "".join(e.to_structured_json().decode() + "\n" for e in events)
+        with self._lock:
+            self._stream.write(lines)
+            self._stream.flush()
+
+    def close(self) -> None:
+        if self._stream not in (sys.stdout, sys.stderr):
+            self._stream.close()
+
+
+class WebhookSink(EventPublisher):
+    """POSTs each event in CloudEvents HTTP binary mode; any non-2xx answer is a failure.
+
+    Retries are the relay's job (backoff with jitter, nothing dropped); this sink makes one
+    attempt per call, bounded by ``timeout``.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook URL must be http(s): {url!r}")
+        self.url = url
+        self.timeout = timeout
+        # Called directly: environment proxies are not used (the target is usually local).
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def publish(self, events: Sequence[DomainEvent]) -> None:
+        from cloudevents.core.bindings.http import to_binary
+        from cloudevents.core.formats.json import JSONFormat
+
+        for event in events:
+            message = to_binary(event.to_cloudevent(), JSONFormat())
+            request = urllib.request.Request(  # noqa: S310 - scheme checked in __init__
+                self.url, data=message.body, headers=message.headers, method="POST"
+            )
+            try:
+                with self._opener.open(request, timeout=self.timeout) as response:
+                    response.read()
+            except urllib.error.HTTPError as exc:
+                raise PublishFailed(f"webhook answered {exc.code}") from None
+            except (urllib.error.URLError, OSError) as exc:
+                raise PublishFailed(f"webhook unreachable: {exc}") from None
+
+
+class CallbackSink(EventPublisher):
+    """In-process subscribers, for tests and for embedding the runtime in an application."""
+
+    def __init__(self, *subscribers: Callable[[DomainEvent], None]) -> None:
+        self.subscribers = list(subscribers)
+
+    def publish(self, events: Sequence[DomainEvent]) -> None:
+        for event in events:
+            for subscriber in self.subscribers:
+                subscriber(event)
+
+
+def sink_from_spec(spec: str) -> EventPublisher | None:
+    """Parse ``--sink``; None means no relay."""
+    if spec == "none":
+        return None
+    if spec == "stdout":
+        return JsonLinesSink(sys.stdout)
+    if spec.startswith("file:") and len(spec) > 5:
+        return JsonLinesSink.to_file(spec[5:])
+    if spec.startswith("webhook:"):
+        return WebhookSink(spec[8:])
+    raise ValueError(f"unknown sink {spec!r}: use stdout, file:PATH, webhook:URL or none")

@@ -1,0 +1,21 @@
+"""The contract suite against a real SQLite file."""
+
+from pathlib import Path
+
+from orders_core.events import DomainEvent
+from orders_core.ports import OrderStore
+from orders_core.testing.contract import StoreContract
+from orders_local.sqlite import SQLiteStore
+
+
+class TestSQLiteStore(StoreContract):
+    def make_store(self, tmp_path: Path) -> OrderStore:
+        return SQLiteStore(tmp_path / "orders.db")
+
+    def close_store(self, store: OrderStore) -> None:
+        assert isinstance(store, SQLiteStore)
+        store.close()
+
+    def committed_events(self, store: OrderStore, order_id: str) -> list[DomainEvent]:
+        assert isinstance(store, SQLiteStore)
+        return store.events_for(order_id)

@@ -1,0 +1,74 @@
+"""A small HTTP client and an event collector for tests of the local runtime."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from orders_core.events import DomainEvent
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Client:
+    """One keep-alive connection to the server; reconnects when the server closes it."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        hdrs = dict(headers or {})
+        if body is not None:
+            hdrs.setdefault("content-type", "application/json")
+        self.conn.request(method, path, body=body, headers=hdrs)
+        response = self.conn.getresponse()
+        reply = Reply(
+            response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        )
+        if response.will_close:
+            self.conn.close()
+        return reply
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.events: list[DomainEvent] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, event: DomainEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def wait_for(
+        self, predicate: Callable[[list[DomainEvent]], bool], timeout: float = 10
+    ) -> list[DomainEvent]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if predicate(self.events):
+                    return list(self.events)
+            time.sleep(0.02)
+        raise AssertionError(f"condition not met in {timeout}s; got {len(self.events)} events")

@@ -1,0 +1,98 @@
+"""What the SQLite store promises beyond the contract: schema versions, WAL, two processes."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orders_core import commands
+from orders_core.commands import Command
+from orders_core.service import OrderService
+from orders_local.sqlite import SCHEMA_VERSION, SchemaTooNew, SQLiteStore
+
+WRITER = """
+import sys
+from orders_core import commands
+from orders_core.commands import Command
+from orders_core.service import OrderService
+from orders_local.sqlite import SQLiteStore
+
+store = SQLiteStore(sys.argv[1])
+service = OrderService(store)
+for i in range(int(sys.argv[3])):
+    data = {"items": [{"sku": "a", "quantity": 1}], "customerId": "shared"}
+    service.handle(Command(commands.CREATE, "urn:test", f"{sys.argv[2]}-{i}", data),
+                   idempotency_key=f"{sys.argv[2]}-{i}")
+    # Every process also replays one shared key: exactly one order may come of it.
+    service.handle(Command(commands.CREATE, "urn:test", "same", data), idempotency_key="same")
+store.close()
+"""
+
+
+def test_a_new_file_gets_the_current_schema_in_wal_mode(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "o.db")
+    assert store.schema_version() == SCHEMA_VERSION
+    store.close()
+    conn = sqlite3.connect(tmp_path / "o.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
+
+
+def test_reopening_keeps_data_and_cursors(tmp_path: Path) -> None:
+    first = SQLiteStore(tmp_path / "o.db")
+    service = OrderService(first)
+    for i in range(3):
+        service.handle(
+            Command(
+                commands.CREATE,
+                "t",
+                str(i),
+                {"items": [{"sku": "a", "quantity": 1}], "customerId": "c"},
+            )
+        )
+    cursor = first.list_by_customer("c", limit=1).next_cursor
+    first.close()
+    second = SQLiteStore(tmp_path / "o.db")
+    assert len(second.list_by_customer("c", limit=5, cursor=cursor).orders) == 2
+    second.close()
+
+
+def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "o.db")
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(SchemaTooNew, match="Upgrade"):
+        SQLiteStore(tmp_path / "o.db")
+
+
+def test_migrations_run_forward_from_an_empty_file(tmp_path: Path) -> None:
+    sqlite3.connect(tmp_path / "o.db").close()  # user_version 0
+    store = SQLiteStore(tmp_path / "o.db")
+    assert store.schema_version() == SCHEMA_VERSION
+    store.close()
+
+
+@pytest.mark.slow
+def test_two_processes_write_one_file_without_loss_or_duplicates(tmp_path: Path) -> None:
+    db = str(tmp_path / "o.db")
+    SQLiteStore(db).close()  # migrate once up front; the writers race on data, not schema
+    per_process = 60
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, db, name, str(per_process)])
+        for name in ("p1", "p2")
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0
+    store = SQLiteStore(db)
+    first = store.list_by_customer("shared", limit=100)
+    orders = (
+        first.orders + store.list_by_customer("shared", limit=100, cursor=first.next_cursor).orders
+    )
+    assert len(orders) == 2 * per_process + 1
+    assert len({o.order_id for o in orders}) == len(orders)
+    assert len(store.pending(limit=1000)) == len(orders)
+    store.close()
