@@ -92,9 +92,9 @@ class OrdersRequestHandler(BaseHTTPRequestHandler):
         return self.server_version
 
     def setup(self) -> None:
+        super().setup()
         # The read timeout: an idle or slow client cannot hold its thread for ever.
         self.connection.settimeout(self.server.read_timeout)
-        super().setup()
 
     def do_GET(self) -> None:
         self._handle()
