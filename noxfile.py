@@ -19,7 +19,8 @@ nox.options.sessions = ["lint", "typecheck", "core", "otel", "adapters", "packag
 # store -> (extras to install, test paths). Later issues add sqlite and dynamodb rows.
 ADAPTERS: dict[str, tuple[str, list[str]]] = {
     "memory": ("dev", ["tests/contract/test_memory_contract.py"]),
-    "sqlite": ("dev", ["tests/contract/test_sqlite_contract.py", "tests/local"]),}
+    "sqlite": ("dev", ["tests/contract/test_sqlite_contract.py", "tests/local"]),
+}
 
 
 @nox.session

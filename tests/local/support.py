@@ -72,3 +72,46 @@ class Collected:
                     return list(self.events)
             time.sleep(0.02)
         raise AssertionError(f"condition not met in {timeout}s; got {len(self.events)} events")
+
+
+class ServerProcess:
+    """``orders-local serve`` in a child process on a free loopback port."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        import os
+        import re
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orders_local.cli", "serve", "--port", "0", *args],
+            stdout=subprocess.DEVNULL,  # tests use file sinks; an unread pipe could block
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.stderr_lines: list[str] = []
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            self.stderr_lines.append(line)
+            match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+            if match:
+                self.port = int(match.group(1))
+                return
+        self.proc.kill()
+        raise AssertionError(f"server did not start: {''.join(self.stderr_lines)}")
+
+    def client(self) -> Client:
+        return Client(self.port)
+
+    def stop(self, signum: int | None = None, timeout: float = 20) -> tuple[int, str]:
+        """Send ``signum`` (SIGTERM by default); return the exit code and all of stderr."""
+        import signal as signals
+
+        self.proc.send_signal(signum if signum is not None else signals.SIGTERM)
+        _, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, "".join(self.stderr_lines) + err

@@ -142,6 +142,8 @@ def check_db_path(db: Path) -> str | None:
     parent = db.resolve().parent
     if db.is_dir():
         return f"--db {db} is a directory"
+    if parent.exists() and not parent.is_dir():
+        return f"the parent of --db {db} is not a directory"
     if not parent.is_dir():
         return f"the directory of --db {db} does not exist"
     if not os.access(parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):

@@ -1,0 +1,132 @@
+"""``orders-local`` as a user runs it: options, clear failures, signals, the events listing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.local.support import ServerProcess
+
+SEED = b'{"items":[{"id":"sku-1","qty":2}]}'
+pytestmark = pytest.mark.slow
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orders_local.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_help_explains_every_option() -> None:
+    result = cli("serve", "--help")
+    assert result.returncode == 0
+    for option in (
+        "--db",
+        "--host",
+        "--port",
+        "--sink",
+        "--max-body",
+        "--read-timeout",
+        "--handler-timeout",
+        "--allow-remote",
+        "ORDERS_LOCAL_DB",
+    ):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "--port", "99999"], "not a TCP port"),
+        (["serve", "--port", "http"], "not an integer"),
+        (["serve", "--sink", "carrier-pigeon"], "unknown sink"),
+        (["serve", "--bogus"], "unrecognized arguments"),
+        (["serve", "--host", "0.0.0.0"], "refusing to listen on non-loopback"),
+    ],
+)
+def test_bad_options_fail_clearly(tmp_path: Path, args: list[str], message: str) -> None:
+    result = cli(*args, "--db", str(tmp_path / "o.db"))
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unusable_database_path_fails_clearly(tmp_path: Path) -> None:
+    result = cli("serve", "--port", "0", "--db", str(tmp_path / "missing-dir" / "o.db"))
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    result = cli("serve", "--port", "0", "--db", str(not_a_dir / "o.db"))
+    assert result.returncode == 1
+    assert "is not a directory" in result.stderr
+
+
+def test_a_database_path_that_is_a_directory_fails_clearly(tmp_path: Path) -> None:
+    result = cli("serve", "--port", "0", "--db", str(tmp_path))
+    assert (result.returncode, "is a directory" in result.stderr) == (1, True)
+
+
+def test_a_busy_port_fails_clearly(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = cli("serve", "--port", str(port), "--db", str(tmp_path / "o.db"))
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+
+
+def test_environment_variables_configure_the_server(tmp_path: Path) -> None:
+    db = tmp_path / "env.db"
+    server = ServerProcess(env={"ORDERS_LOCAL_DB": str(db), "ORDERS_LOCAL_SINK": "none"})
+    try:
+        assert str(db) in "".join(server.stderr_lines)
+        assert "sink: none" in "".join(server.stderr_lines)
+    finally:
+        code, _ = server.stop()
+    assert code == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_cleanly_after_flushing_events(tmp_path: Path, signum: int) -> None:
+    out = tmp_path / "events.jsonl"
+    server = ServerProcess("--db", str(tmp_path / "o.db"), "--sink", f"file:{out}")
+    client = server.client()
+    ids = [client.request("POST", "/orders", SEED).json()["orderId"] for _ in range(5)]
+    client.close()
+    code, err = server.stop(signum)
+    assert code == 0, err
+    assert "shutting down" in err
+    published = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {e["subject"] for e in published} == set(ids)
+    assert all(e["type"] == "io.orderscore.order.created.v1" for e in published)
+
+
+def test_events_lists_the_outbox_and_its_delivery_state(tmp_path: Path) -> None:
+    db = tmp_path / "o.db"
+    server = ServerProcess("--db", str(db), "--sink", "none")
+    client = server.client()
+    order_id = client.request("POST", "/orders", SEED).json()["orderId"]
+    client.close()
+    assert server.stop()[0] == 0
+    table = cli("events", "--db", str(db))
+    assert table.returncode == 0
+    assert f"{order_id}.v1" in table.stdout
+    assert "pending" in table.stdout
+    lines = cli("events", "--db", str(db), "--pending", "--json").stdout.splitlines()
+    (entry,) = [json.loads(line) for line in lines]
+    assert (entry["id"], entry["deliveredAt"]) == (f"{order_id}.v1", None)
+    missing = cli("events", "--db", str(tmp_path / "nope.db"))
+    assert (missing.returncode, "no database" in missing.stderr) == (1, True)
