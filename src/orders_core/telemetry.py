@@ -52,6 +52,11 @@ def valid_tracestate(value: str | None) -> str | None:
     return value
 
 
+def sdk_configured() -> bool:
+    """True once a runtime has installed a real TracerProvider (the API's default is a proxy)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 def tracer() -> trace.Tracer:
     return trace.get_tracer(TRACER_NAME)
 
@@ -65,7 +70,14 @@ def command_span(
     attributes: dict[str, Any],
 ) -> Iterator[trace.Span]:
     """A span for one command, parented on the active span if any, else on the command's
-    own trace context (a command that arrived through a queue)."""
+    own trace context (a command that arrived through a queue).
+
+    Without an SDK there is nothing to record: skip the API's no-op span machinery, which
+    cost ~25 us a command here (measured with cProfile on the create path).
+    """
+    if not sdk_configured():
+        yield trace.INVALID_SPAN
+        return
     parent = None
     if not trace.get_current_span().get_span_context().is_valid and traceparent:
         carrier = {"traceparent": traceparent}
@@ -86,6 +98,8 @@ def outgoing_context(
     With an SDK the active span's context (so consumers become its children); with the
     no-op API, the context the command arrived with, passed through unchanged.
     """
+    if not sdk_configured():
+        return fallback_traceparent, fallback_tracestate
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier)
     if "traceparent" in carrier:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import socket
@@ -32,8 +33,8 @@ def burst(port: int, acked: list[str], stop: threading.Event, limit: int) -> Non
             reply = client.request("POST", "/orders", SEED)
             if reply.status == 201:
                 acked.append(reply.json()["orderId"])
-    except OSError:
-        return  # the server was killed under us: expected
+    except (OSError, http.client.HTTPException):
+        return  # the server was killed under us, maybe mid-response: expected
     finally:
         client.close()
 

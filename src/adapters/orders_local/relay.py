@@ -28,6 +28,7 @@ class OutboxRelay:
         *,
         batch_size: int = 100,
         poll_interval: float = 0.25,
+        min_pass_interval: float = 0.005,
         backoff_base: float = 0.1,
         backoff_cap: float = 30.0,
         jitter: Callable[[], float] = random.random,
@@ -36,6 +37,7 @@ class OutboxRelay:
         self.publisher = publisher
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.min_pass_interval = min_pass_interval
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self._jitter = jitter
@@ -45,9 +47,11 @@ class OutboxRelay:
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> int:
-        """One pass over pending events; returns how many were delivered.
+        """Publish one batch of pending events, in order; returns how many were delivered.
 
-        Raises nothing: a publish failure is recorded on the event and ends the pass.
+        A publish failure is recorded on the first undelivered event and ends the pass.
+        A failed batch may be published again in part: delivery is at least once, and
+        consumers deduplicate on the stable event ids.
         """
         delivered: list[int] = []
         try:
@@ -99,6 +103,9 @@ class OutboxRelay:
                 self._wake.wait(pause)
                 if self._failures == 0:
                     self._wake.clear()
+                    # A wake comes with every commit: let a few more arrive and go out in
+                    # one batch, instead of one pass (and one write transaction) each.
+                    self._stopping.wait(self.min_pass_interval)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="outbox-relay", daemon=True)

@@ -20,12 +20,13 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 from orders_core import telemetry
 from orders_core.deadline import Deadline
 from orders_core.errors import MalformedRequest, OrdersError, PayloadTooLarge
 from orders_core.http import HttpApi, HttpRequest, HttpResponse, problem_response
+from orders_local.httphead import HeadError, parse_request_line, read_headers
 
 access_log = logging.getLogger("orders_local.access")
 
@@ -83,6 +84,8 @@ class OrdersHTTPServer(ThreadingHTTPServer):
 
 class OrdersRequestHandler(BaseHTTPRequestHandler):
     server: OrdersHTTPServer
+    headers: dict[str, str]  # type: ignore[assignment]  # ours: see parse_request
+    raw_requestline: bytes  # set by handle_one_request before parse_request
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server_version = "orders-local"
@@ -95,6 +98,34 @@ class OrdersRequestHandler(BaseHTTPRequestHandler):
         super().setup()
         # The read timeout: an idle or slow client cannot hold its thread for ever.
         self.connection.settimeout(self.server.read_timeout)
+
+    def parse_request(self) -> bool:
+        """Replaces the standard library's (see :mod:`orders_local.httphead` for why).
+
+        Sets what ``handle_one_request`` relies on: command, path, request_version,
+        headers and close_connection; answers and returns False on a bad head.
+        """
+        self.command = None  # type: ignore[assignment]
+        self.request_version = "HTTP/1.0"  # so an error answer has a status line
+        self.close_connection = True
+        self.requestline = self.raw_requestline.decode("iso-8859-1").rstrip("\r\n")
+        try:
+            method, target, version = parse_request_line(self.raw_requestline)
+            self.request_version = version
+            headers = read_headers(self.rfile)
+        except HeadError as error:
+            self.send_error(error.status, error.message)
+            return False
+        self.command, self.path = method, target
+        self.headers = headers
+        connection = headers.get("connection", "").lower()
+        if version == "HTTP/1.1":
+            self.close_connection = connection == "close"
+        else:
+            self.close_connection = connection != "keep-alive"
+        if version == "HTTP/1.1" and headers.get("expect", "").lower() == "100-continue":
+            return self.handle_expect_100()
+        return True
 
     def do_GET(self) -> None:
         self._handle()
@@ -120,7 +151,7 @@ class OrdersRequestHandler(BaseHTTPRequestHandler):
         supplied = self.headers.get("x-request-id", "")
         correlation = supplied if _REQUEST_ID_RE.match(supplied) else uuid.uuid4().hex
         token = telemetry.correlation_id.set(correlation)
-        path = urlsplit(self.path).path
+        path, _, query = self.path.partition("?")
         try:
             try:
                 body = self._read_body()
@@ -129,7 +160,7 @@ class OrdersRequestHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 response = problem_response(error, path)
             else:
-                response = self._dispatch(body)
+                response = self._dispatch(path, query, body)
             if (
                 self.server.on_commit is not None
                 and self.command == "POST"
@@ -142,13 +173,12 @@ class OrdersRequestHandler(BaseHTTPRequestHandler):
             self.server.end()
         self._log(response, path, started, correlation)
 
-    def _dispatch(self, body: bytes) -> HttpResponse:
-        parts = urlsplit(self.path)
+    def _dispatch(self, path: str, query: str, body: bytes) -> HttpResponse:
         request = HttpRequest(
             method=self.command,
-            path=parts.path,
-            headers={k.lower(): v for k, v in self.headers.items()},
-            query=dict(parse_qsl(parts.query)),
+            path=unquote(path),
+            headers=self.headers,  # already a dict with lower-case names
+            query=dict(parse_qsl(query)) if query else {},
             body=body,
         )
         return self.server.api.handle(request, Deadline.after(self.server.api.timeout))

@@ -19,7 +19,14 @@ from orders_core.ports import EventPublisher
 
 
 class PublishFailed(Exception):
-    """The sink did not take the event; the relay will retry it."""
+    """The sink did not take an event; the relay retries from it.
+
+    ``delivered`` counts the events of the batch that did go out before the failure.
+    """
+
+    def __init__(self, message: str, delivered: int = 0) -> None:
+        super().__init__(message)
+        self.delivered = delivered
 
 
 class JsonLinesSink(EventPublisher):
@@ -63,7 +70,7 @@ class WebhookSink(EventPublisher):
         from cloudevents.core.bindings.http import to_binary
         from cloudevents.core.formats.json import JSONFormat
 
-        for event in events:
+        for done, event in enumerate(events):
             message = to_binary(event.to_cloudevent(), JSONFormat())
             request = urllib.request.Request(  # noqa: S310 - scheme checked in __init__
                 self.url, data=message.body, headers=message.headers, method="POST"
@@ -72,9 +79,9 @@ class WebhookSink(EventPublisher):
                 with self._opener.open(request, timeout=self.timeout) as response:
                     response.read()
             except urllib.error.HTTPError as exc:
-                raise PublishFailed(f"webhook answered {exc.code}") from None
+                raise PublishFailed(f"webhook answered {exc.code}", done) from None
             except (urllib.error.URLError, OSError) as exc:
-                raise PublishFailed(f"webhook unreachable: {exc}") from None
+                raise PublishFailed(f"webhook unreachable: {exc}", done) from None
 
 
 class CallbackSink(EventPublisher):

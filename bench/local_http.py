@@ -1,0 +1,227 @@
+"""POST /orders throughput and latency: the local runtime vs a trivial stdlib baseline.
+
+    python bench/local_http.py [--rounds 3] [--seconds 3] [--connections 4,16]
+
+Each server runs in its own process; the load comes from a third process with one
+keep-alive connection per thread. Servers alternate within every round, so drift and noise
+on this 2-core machine hit both alike. Prints medians over rounds, the ratio to the
+baseline, and writes bench/results/local_http.json. Bounded: rounds x servers x
+connection counts x seconds, loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+BODY = b'{"items":[{"id":"sku-1","qty":2},{"id":"sku-2","qty":1},{"id":"sku-3","qty":5}]}'
+
+
+# -- the load generator (runs in its own process) -------------------------------------------
+
+
+def load(port: int, connections: int, seconds: float) -> dict[str, Any]:
+    latencies: list[list[float]] = [[] for _ in range(connections)]
+    errors = [0] * connections
+    start_gate = threading.Barrier(connections + 1)
+    stop_at = [0.0]
+
+    def worker(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        headers = {"content-type": "application/json"}
+        start_gate.wait()
+        mine = latencies[i]
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at[0]:
+                break
+            try:
+                conn.request("POST", "/orders", BODY, headers)
+                response = conn.getresponse()
+                response.read()
+                if response.status != 201:
+                    errors[i] += 1
+            except OSError:
+                errors[i] += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                continue
+            mine.append(time.perf_counter() - t0)
+        conn.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]
+    for t in threads:
+        t.start()
+    began = time.perf_counter()
+    stop_at[0] = began + seconds
+    start_gate.wait()
+    for t in threads:
+        t.join(seconds + 30)
+    elapsed = time.perf_counter() - began
+    flat = sorted(x for per in latencies for x in per)
+    if not flat:
+        return {"rps": 0.0, "p50_ms": None, "p99_ms": None, "requests": 0, "errors": sum(errors)}
+    return {
+        "rps": len(flat) / elapsed,
+        "p50_ms": flat[len(flat) // 2] * 1000,
+        "p99_ms": flat[min(len(flat) - 1, int(len(flat) * 0.99))] * 1000,
+        "requests": len(flat),
+        "errors": sum(errors),
+    }
+
+
+# -- servers ----------------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, name: str, argv: list[str]) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if match := re.search(r"listening on http://127\.0\.0\.1:(\d+)", line):
+                self.port = int(match.group(1))
+                # Keep draining stderr so access-log lines never block the server.
+                threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+                return
+            if not line:
+                break
+        self.proc.kill()
+        raise RuntimeError(f"{name} did not start")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start(name: str, tmp: Path) -> Server:
+    db = str(tmp / f"{name}-{time.monotonic_ns()}.db")
+    if name == "baseline":
+        return Server(name, [sys.executable, str(HERE / "_baseline_server.py"), db])
+    return Server(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "orders_local.cli",
+            "serve",
+            "--port",
+            "0",
+            "--db",
+            db,
+            "--sink",
+            f"file:{tmp / 'events.jsonl'}",
+        ],
+    )
+
+
+def run_load(port: int, connections: int, seconds: float) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--load", str(port), str(connections), str(seconds)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 120,
+    )
+    return dict(json.loads(out.stdout))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--connections", default="4,16")
+    parser.add_argument("--load", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load:
+        port, conns, seconds = args.load
+        print(json.dumps(load(int(port), int(conns), float(seconds))))
+        return 0
+
+    counts = [int(c) for c in args.connections.split(",")]
+    servers = ["baseline", "orders-local"]
+    results: dict[tuple[str, int], list[dict[str, Any]]] = {
+        (s, c): [] for s in servers for c in counts
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for rnd in range(args.rounds):
+            for name in servers if rnd % 2 == 0 else reversed(servers):
+                server = start(name, Path(tmp))
+                try:
+                    run_load(server.port, 4, 0.5)  # warm-up: imports, connections, page cache
+                    for c in counts:
+                        results[(name, c)].append(run_load(server.port, c, args.seconds))
+                finally:
+                    server.stop()
+
+    rows = []
+    print(
+        f"\nPOST /orders, 3-item body, {args.rounds} rounds x {args.seconds:g}s, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    header = ("server", "conns", "req/s", "p50 ms", "p99 ms", "errors", "x base")
+    print("{:<14}{:>6}{:>9}{:>9}{:>9}{:>8}{:>8}".format(*header))
+    for c in counts:
+        base_rps = statistics.median(r["rps"] for r in results[("baseline", c)])
+        for name in servers:
+            runs = results[(name, c)]
+            row = {
+                "server": name,
+                "connections": c,
+                "rps": statistics.median(r["rps"] for r in runs),
+                "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+                "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+                "errors": sum(r["errors"] for r in runs),
+                "runs": runs,
+            }
+            row["ratio"] = row["rps"] / base_rps if base_rps else None
+            rows.append(row)
+            print(
+                f"{name:<14}{c:>6}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+                f"{row['errors']:>8}{row['ratio']:>8.2f}"
+            )
+    out = HERE / "results" / "local_http.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": {
+                    "cores": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {out.relative_to(HERE.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
