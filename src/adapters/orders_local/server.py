@@ -1,9 +1,8 @@
 """The local HTTP server: the standard library's ThreadingHTTPServer, tuned.
 
-Why the standard library (docs/decisions/0003-local-http-server.md): no dependency, and with
-TCP_NODELAY it did ~5,400 req/s for a validated POST with one SQLite insert here, against
-~3,250 for uvicorn + Starlette on the same work. Without TCP_NODELAY it stalls ~44 ms per
-keep-alive request on Nagle + delayed ACK (91 req/s), so ``disable_nagle_algorithm`` is set.
+Why the standard library: see docs/decisions/0003-local-http-server.md. Without TCP_NODELAY
+it stalls ~44 ms per keep-alive request on Nagle + delayed ACK (recorded for this machine
+type in shared FACTS: 91 req/s instead of thousands), so ``disable_nagle_algorithm`` is set.
 
 One thread per connection, HTTP/1.1 keep-alive, a socket read timeout (a slow or idle client
 cannot hold a thread for ever), a body limit checked against Content-Length *before* reading,
