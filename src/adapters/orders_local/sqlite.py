@@ -52,7 +52,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             created_us  INTEGER NOT NULL,
             version     INTEGER NOT NULL,
             body        TEXT NOT NULL
-        )
+        ) WITHOUT ROWID
         """,
         """
         CREATE INDEX orders_by_customer ON orders (customer_id, created_us, order_id)
@@ -61,7 +61,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """
         CREATE TABLE outbox (
             position     INTEGER PRIMARY KEY AUTOINCREMENT,
-            event_id     TEXT NOT NULL UNIQUE,
+            event_id     TEXT NOT NULL,
             order_id     TEXT NOT NULL,
             record       TEXT NOT NULL,
             committed_us INTEGER NOT NULL,
