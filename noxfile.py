@@ -16,10 +16,25 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["lint", "typecheck", "core", "otel", "adapters", "packaging"]
 
-# store -> (extras to install, test paths). Later issues add sqlite and dynamodb rows.
-ADAPTERS: dict[str, tuple[str, list[str]]] = {
-    "memory": ("dev", ["tests/contract/test_memory_contract.py"]),
-    "sqlite": ("dev", ["tests/contract/test_sqlite_contract.py", "tests/local"]),
+DYNAMO = "tests/contract/test_dynamodb_contract.py"
+AWS_TEST_DEPS = ["moto[server]>=5.1", "boto3-stubs[dynamodb,events,sqs]"]
+
+# store -> (extras, extra packages, pytest runs): the contract suite and the adapter's own
+# tests against one store each.
+ADAPTERS: dict[str, tuple[str, list[str], list[list[str]]]] = {
+    "memory": ("dev", [], [["tests/contract/test_memory_contract.py"]]),
+    "sqlite": ("dev", [], [["tests/contract/test_sqlite_contract.py", "tests/local"]]),
+    "dynamodb-moto": (
+        "dev,aws",
+        AWS_TEST_DEPS,
+        [[DYNAMO, "-k", "TestDynamoDBMoto and not Server"], ["tests/aws"]],
+    ),
+    "dynamodb-moto-server": ("dev,aws", AWS_TEST_DEPS, [[DYNAMO, "-k", "Server"]]),
+    "dynamodb-local-docker": (
+        "dev,aws",
+        [*AWS_TEST_DEPS, "testcontainers>=4"],
+        [[DYNAMO, "-k", "DynamoDBLocal", "-rs"]],
+    ),
 }
 
 
@@ -32,7 +47,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev,aws]", "boto3-stubs[dynamodb,events,sqs]")
     session.run("mypy", "src")
 
 
@@ -61,9 +76,10 @@ def otel(session: nox.Session) -> None:
 @nox.parametrize("store", list(ADAPTERS))
 def adapters(session: nox.Session, store: str) -> None:
     """The contract suite, and the adapter's own tests, against one store."""
-    extras, paths = ADAPTERS[store]
-    session.install("-e", f".[{extras}]")
-    session.run("pytest", *paths, *session.posargs)
+    extras, packages, runs = ADAPTERS[store]
+    session.install("-e", f".[{extras}]", *packages)
+    for args in runs:
+        session.run("pytest", *args, *session.posargs)
 
 
 @nox.session

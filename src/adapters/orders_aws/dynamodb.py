@@ -1,0 +1,435 @@
+"""The core's store on one DynamoDB table.
+
+Table design (single table; names in ``TableDesign``)::
+
+    item            pk                      sk            other attributes
+    --------------  ----------------------  ------------  -----------------------------------
+    order           ORDER#<orderId>         ORDER         body (order JSON), version,
+                                                          customerId, gsi1pk, gsi1sk, events
+    idempotency     IDEMPOTENCY#<scoped>    IDEMPOTENCY   fingerprint, status, response,
+                                                          orderId, orderVersion, expiresUs, ttl
+    cursor secret   META                    CURSOR        secret (B)
+
+    GSI gsi1: gsi1pk = CUSTOMER#<customerId>, gsi1sk = <createdUs, 20 digits>#<orderId>
+              (projection ALL): a customer's orders, oldest first.
+    TTL attribute: ttl (epoch seconds) on idempotency items; DynamoDB deletes them some time
+              after expiry, and reads treat ``expiresUs`` as the truth meanwhile.
+    Stream:   NEW_IMAGE. The outbox is the stream: every order write carries ``events``, the
+              domain events of that change, and the relay publishes them from the stream
+              record. No separate outbox item, so no extra write.
+
+Writes:
+
+* A change without an idempotency record is ONE conditional ``PutItem`` of the order item
+  (``attribute_not_exists(pk)`` for a create, ``version = :expected`` for a transition).
+* With a record it is ``TransactWriteItems``: the order put as above, and the record put on
+  ``attribute_not_exists(pk) OR expiresUs <= :now`` (an expired record may be replaced).
+  ``ClientRequestToken`` makes an SDK retry of the same call a no-op.
+* A failed condition becomes the core's ``ConcurrencyConflict``/``DuplicateRequest``
+  (``raise ... from``); throttling and 5xx left after the SDK's standard retries become
+  ``StoreUnavailable`` (503 with Retry-After).
+
+Capacity: see :func:`write_units`; docs/decisions/0005-dynamodb-table.md has the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from orders_core import cursor as cursors
+from orders_core.domain import Order
+from orders_core.errors import (
+    ConcurrencyConflict,
+    DuplicateRequest,
+    MalformedRequest,
+    StoreUnavailable,
+)
+from orders_core.events import DomainEvent
+from orders_core.idempotency import IdempotencyRecord
+from orders_core.ports import Change, OrderStore, Page
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+log = logging.getLogger("orders_aws.dynamodb")
+
+UNAVAILABLE_CODES: Final = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+@dataclass(frozen=True)
+class TableDesign:
+    """Key and index names, so a deployment (CDK, serverless.yml) and the store agree."""
+
+    partition_key: str = "pk"
+    sort_key: str = "sk"
+    customer_index: str = "gsi1"
+    ttl_attribute: str = "ttl"
+
+
+DESIGN: Final = TableDesign()
+
+
+def _us(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def _from_us(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1_000_000, UTC)
+
+
+def item_size(item: Mapping[str, Any]) -> int:
+    """Bytes an item counts for, by DynamoDB's documented sizing rules.
+
+    Attribute names count as UTF-8 bytes; strings as UTF-8 bytes; binary as raw bytes;
+    numbers as about one byte per two significant digits plus one.
+    """
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        ((kind, raw),) = value.items()
+        if kind == "S":
+            size += len(raw.encode())
+        elif kind == "B":
+            size += len(raw)
+        elif kind == "N":
+            digits = raw.lstrip("-").replace(".", "").strip("0") or "0"
+            size += math.ceil(len(digits) / 2) + 1
+        elif kind == "BOOL" or kind == "NULL":
+            size += 1
+        else:  # lists and maps do not occur in our items
+            raise ValueError(f"unsized attribute type {kind}")
+    return size
+
+
+def write_units(item: Mapping[str, Any], *, transactional: bool = False) -> int:
+    """Write capacity units for one item: 1 per started KB, doubled inside a transaction."""
+    units = max(1, math.ceil(item_size(item) / 1024))
+    return units * 2 if transactional else units
+
+
+def make_client(endpoint_url: str | None = None, region: str | None = None) -> DynamoDBClient:
+    """One client per process, with timeouts that fit inside a command's deadline."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=1,
+        read_timeout=2,
+        retries={"mode": "standard", "max_attempts": 3},
+        tcp_keepalive=True,
+    )
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint_url,
+        region_name=region or os.environ.get("AWS_REGION") or "us-east-1",
+        config=config,
+    )
+
+
+class DynamoDBStore(OrderStore):
+    def __init__(
+        self,
+        table: str,
+        client: DynamoDBClient | None = None,
+        *,
+        design: TableDesign = DESIGN,
+        cursor_secret: bytes | None = None,
+    ) -> None:
+        self.table = table
+        self.client = client if client is not None else make_client()
+        self.design = design
+        self._cursor_secret = cursor_secret
+        self.last_write_units = 0
+        """Computed write units of the last commit (for the debug log and benchmarks)."""
+
+    # -- items -------------------------------------------------------------------------
+
+    def _key(self, pk: str, sk: str) -> dict[str, AttributeValueTypeDef]:
+        return {self.design.partition_key: {"S": pk}, self.design.sort_key: {"S": sk}}
+
+    def order_item(self, order: Order, events: tuple[DomainEvent, ...]) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            **self._key(f"ORDER#{order.order_id}", "ORDER"),
+            "body": {"S": order.to_json().decode()},
+            "version": {"N": str(order.version)},
+            "events": {"S": _events_attribute(order, events)},
+        }
+        if order.customer_id is not None:
+            item["customerId"] = {"S": order.customer_id}
+            item["gsi1pk"] = {"S": f"CUSTOMER#{order.customer_id}"}
+            item["gsi1sk"] = {"S": f"{_us(order.created_at):020d}#{order.order_id}"}
+        return item
+
+    def record_item(self, record: IdempotencyRecord) -> dict[str, Any]:
+        return {
+            **self._key(f"IDEMPOTENCY#{record.key}", "IDEMPOTENCY"),
+            "fingerprint": {"S": record.fingerprint},
+            "status": {"N": str(record.status)},
+            "response": {"B": record.body},
+            "orderId": {"S": record.order_id},
+            "orderVersion": {"N": str(record.version)},
+            "expiresUs": {"N": str(_us(record.expires_at))},
+            self.design.ttl_attribute: {"N": str(int(record.expires_at.timestamp()))},
+        }
+
+    # -- OrderStore --------------------------------------------------------------------
+
+    def get(self, order_id: str) -> Order | None:
+        response = self._call(
+            "get_item",
+            TableName=self.table,
+            Key=self._key(f"ORDER#{order_id}", "ORDER"),
+            ConsistentRead=True,  # this read may decide a write
+        )
+        item = response.get("Item")
+        return None if item is None else Order.model_validate_json(item["body"]["S"])
+
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
+        response = self._call(
+            "get_item",
+            TableName=self.table,
+            Key=self._key(f"IDEMPOTENCY#{key}", "IDEMPOTENCY"),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        if item is None:
+            return None
+        return IdempotencyRecord(
+            key=key,
+            fingerprint=item["fingerprint"]["S"],
+            status=int(item["status"]["N"]),
+            body=bytes(item["response"]["B"]),
+            order_id=item["orderId"]["S"],
+            version=int(item["orderVersion"]["N"]),
+            expires_at=_from_us(int(item["expiresUs"]["N"])),
+        )
+
+    def list_by_customer(
+        self, customer_id: str, *, limit: int = 20, cursor: str | None = None
+    ) -> Page:
+        query: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": self.design.customer_index,
+            "KeyConditionExpression": "gsi1pk = :c",
+            "ExpressionAttributeValues": {":c": {"S": f"CUSTOMER#{customer_id}"}},
+            "Limit": limit + 1,  # one more tells whether another page exists
+        }
+        if cursor is not None:
+            position = cursors.decode(cursor, self._secret())
+            try:
+                sort_key, order_id = str(position["s"]), str(position["id"])
+            except KeyError:
+                raise MalformedRequest("invalid pagination cursor") from None
+            # The partition comes from the request, never from the cursor: a cursor cannot
+            # open another customer's orders even if its secret leaked.
+            query["ExclusiveStartKey"] = {
+                **self._key(f"ORDER#{order_id}", "ORDER"),
+                "gsi1pk": {"S": f"CUSTOMER#{customer_id}"},
+                "gsi1sk": {"S": sort_key},
+            }
+        items = self._call("query", **query).get("Items", [])
+        orders = [Order.model_validate_json(i["body"]["S"]) for i in items[:limit]]
+        next_cursor = None
+        if len(items) > limit:
+            last = items[limit - 1]
+            next_cursor = cursors.encode(
+                {"s": last["gsi1sk"]["S"], "id": orders[-1].order_id}, self._secret()
+            )
+        return Page(orders, next_cursor)
+
+    def commit(self, change: Change, *, now: datetime) -> None:
+        order = change.order
+        order_put: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": self.order_item(order, change.events),
+        }
+        if change.expected_version == 0:
+            order_put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            # The version read is the version overwritten: a writer that read an older one
+            # fails here instead of overwriting a newer state (optimistic concurrency).
+            order_put["ConditionExpression"] = "version = :expected"
+            order_put["ExpressionAttributeValues"] = {
+                ":expected": {"N": str(change.expected_version)}
+            }
+        record = change.idempotency
+        if record is None:
+            self.last_write_units = write_units(order_put["Item"])
+            try:
+                response = self._call("put_item", ReturnConsumedCapacity="TOTAL", **order_put)
+            except _ConditionFailed as exc:
+                raise ConcurrencyConflict(
+                    f"order {order.order_id} is not at version {change.expected_version}"
+                ) from exc.__cause__
+            self._log_capacity(response)
+            return
+
+        record_put: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": self.record_item(record),
+            # Closes the race between two duplicates: only one can insert the key while a
+            # live record exists; an expired one may be replaced.
+            "ConditionExpression": "attribute_not_exists(pk) OR expiresUs <= :now",
+            "ExpressionAttributeValues": {":now": {"N": str(_us(now))}},
+        }
+        self.last_write_units = write_units(order_put["Item"], transactional=True) + write_units(
+            record_put["Item"], transactional=True
+        )
+        try:
+            response = self._call(
+                "transact_write_items",
+                TransactItems=[{"Put": order_put}, {"Put": record_put}],
+                ClientRequestToken=uuid.uuid4().hex,
+                ReturnConsumedCapacity="TOTAL",
+            )
+        except _Cancelled as exc:
+            codes = exc.codes
+            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+                raise DuplicateRequest(f"idempotency key {record.key} already used") from exc.__cause__
+            raise ConcurrencyConflict(
+                f"order {order.order_id} changed concurrently ({', '.join(codes)})"
+            ) from exc.__cause__
+        self._log_capacity(response)
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _log_capacity(self, response: Mapping[str, Any]) -> None:
+        consumed = response.get("ConsumedCapacity")
+        if isinstance(consumed, list):
+            reported = sum(c.get("CapacityUnits", 0) for c in consumed)
+        elif isinstance(consumed, dict):
+            reported = consumed.get("CapacityUnits")
+        else:
+            reported = None
+        log.debug(
+            "commit",
+            extra={"writeUnits": self.last_write_units, "consumedCapacity": reported},
+        )
+
+    def _secret(self) -> bytes:
+        """The cursor HMAC key, shared by every instance through the table (lazily, so a
+        cold start that never lists pays nothing)."""
+        if self._cursor_secret is None:
+            key = self._key("META", "CURSOR")
+            try:
+                self._call(
+                    "put_item",
+                    TableName=self.table,
+                    Item={**key, "secret": {"B": os.urandom(32)}},
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            except _ConditionFailed:
+                pass  # another instance created it first: use theirs
+            item = self._call("get_item", TableName=self.table, Key=key, ConsistentRead=True)
+            self._cursor_secret = bytes(item["Item"]["secret"]["B"])
+        return self._cursor_secret
+
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        """Call the client, translating native errors into the core's."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "ConditionalCheckFailedException":
+                raise _ConditionFailed() from exc
+            if code == "TransactionCanceledException":
+                reasons = exc.response.get("CancellationReasons", [])
+                raise _Cancelled([r.get("Code", "None") for r in reasons]) from exc
+            if code in UNAVAILABLE_CODES or code.endswith("ThrottlingException"):
+                raise StoreUnavailable("the table is throttled or unavailable") from exc
+            if code == "ResourceNotFoundException":
+                raise StoreUnavailable("the table does not exist") from exc
+            raise
+        except BotoCoreError as exc:  # timeouts, connection errors after retries
+            raise StoreUnavailable("the table could not be reached") from exc
+
+
+class _ConditionFailed(Exception):
+    """Internal: a single write's condition failed."""
+
+
+class _Cancelled(Exception):
+    """Internal: a transaction was cancelled; ``codes`` has one reason per item."""
+
+    def __init__(self, codes: list[str]) -> None:
+        super().__init__(", ".join(codes))
+        self.codes = codes
+
+
+def create_table(client: DynamoDBClient, table: str, design: TableDesign = DESIGN) -> None:
+    """Create the table as deployments do (for tests, DynamoDB Local and local runs)."""
+    client.create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": design.partition_key, "AttributeType": "S"},
+            {"AttributeName": design.sort_key, "AttributeType": "S"},
+            {"AttributeName": "gsi1pk", "AttributeType": "S"},
+            {"AttributeName": "gsi1sk", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": design.partition_key, "KeyType": "HASH"},
+            {"AttributeName": design.sort_key, "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": design.customer_index,
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )
+    client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1})
+    client.update_time_to_live(
+        TableName=table,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": design.ttl_attribute},
+    )
+
+
+def _events_attribute(order: Order, events: tuple[DomainEvent, ...]) -> str:
+    """The change's events, without ``data`` where it is the order's new state (it always is
+    for our events): the item's ``body`` already holds it, and leaving it out keeps a 3-item
+    order item under 1 KB, one write unit instead of two."""
+    body = json.loads(order.to_json())
+    records = []
+    for event in events:
+        record = event.to_record()
+        if record["data"] == body:
+            del record["data"]
+        records.append(record)
+    return json.dumps(records, separators=(",", ":"))
+
+
+def events_from_stream_image(image: Mapping[str, Any]) -> list[DomainEvent]:
+    """The domain events an order item's stream image carries ([] for other items)."""
+    pk = image.get("pk", {}).get("S", "")
+    if not pk.startswith("ORDER#") or "events" not in image:
+        return []
+    body = json.loads(image["body"]["S"])
+    return [
+        DomainEvent.from_record({"data": body, **record})
+        for record in json.loads(image["events"]["S"])
+    ]
