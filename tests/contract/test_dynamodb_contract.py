@@ -4,8 +4,11 @@ DynamoDB Local in Docker where an engine answers."""
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
 import boto3
 import pytest
 
@@ -32,6 +35,33 @@ class _DynamoContract(StoreContract):
         return stream_events(store.client, streams, store.table, order_id)
 
 
+class AtomicCalls:
+    """Makes each client call atomic, as every DynamoDB API call is.
+
+    moto's in-process backend evaluates a ConditionExpression and applies the write without
+    a lock, so two threads racing the same conditional put can both "win" (seen here: two
+    200s out of 16 concurrent confirms with one ETag). Real DynamoDB applies each call
+    atomically; this wrapper restores that, and nothing more: calls from different threads
+    still interleave between calls, which is where our races live. (tests/aws/motoserver.py
+    does the same for moto's server.)
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return call
+
+
 class TestDynamoDBMoto(_DynamoContract):
     @pytest.fixture(autouse=True)
     def _moto(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -41,19 +71,19 @@ class TestDynamoDBMoto(_DynamoContract):
         with mock_aws():
             yield
 
+    def make_store(self, tmp_path: Path) -> OrderStore:
+        client = make_client()
+        table = new_table(client, f"orders-{next(_names)}")
+        return DynamoDBStore(table, AtomicCalls(client))  # type: ignore[arg-type]
+
 
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
-    import logging
+    from tests.aws.motoserver import MotoServer
 
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    server = MotoServer().start()
     try:
-        yield f"http://{host}:{port}"
+        yield server.endpoint
     finally:
         server.stop()
 

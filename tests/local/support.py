@@ -103,7 +103,8 @@ class ServerProcess:
                 self.port = int(match.group(1))
                 return
         self.proc.kill()
-        raise AssertionError(f"server did not start: {''.join(self.stderr_lines)}")
+        _, rest = self.proc.communicate(timeout=10)
+        raise AssertionError(f"server did not start: {''.join(self.stderr_lines)}{rest}")
 
     def client(self) -> Client:
         return Client(self.port)

@@ -34,6 +34,7 @@ Capacity: see :func:`write_units`; docs/decisions/0005-dynamodb-table.md has the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -302,7 +303,9 @@ class DynamoDBStore(OrderStore):
         except _Cancelled as exc:
             codes = exc.codes
             if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
-                raise DuplicateRequest(f"idempotency key {record.key} already used") from exc.__cause__
+                raise DuplicateRequest(
+                    f"idempotency key {record.key} already used"
+                ) from exc.__cause__
             raise ConcurrencyConflict(
                 f"order {order.order_id} changed concurrently ({', '.join(codes)})"
             ) from exc.__cause__
@@ -328,15 +331,14 @@ class DynamoDBStore(OrderStore):
         cold start that never lists pays nothing)."""
         if self._cursor_secret is None:
             key = self._key("META", "CURSOR")
-            try:
+            # If another instance created it first, its secret wins: read it back either way.
+            with contextlib.suppress(_ConditionFailed):
                 self._call(
                     "put_item",
                     TableName=self.table,
                     Item={**key, "secret": {"B": os.urandom(32)}},
                     ConditionExpression="attribute_not_exists(pk)",
                 )
-            except _ConditionFailed:
-                pass  # another instance created it first: use theirs
             item = self._call("get_item", TableName=self.table, Key=key, ConsistentRead=True)
             self._cursor_secret = bytes(item["Item"]["secret"]["B"])
         return self._cursor_secret

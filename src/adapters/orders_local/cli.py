@@ -20,6 +20,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ENV = "ORDERS_LOCAL_"
 
@@ -69,10 +70,26 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     serve.add_argument(
+        "--store",
+        choices=["sqlite", "dynamodb"],
+        default=_env("STORE", "sqlite"),
+        help="where orders live; dynamodb needs the aws extra [ORDERS_LOCAL_STORE]",
+    )
+    serve.add_argument(
         "--db",
         type=Path,
         default=Path(_env("DB", "orders.db")),
         help="SQLite database file; created if missing [ORDERS_LOCAL_DB]",
+    )
+    serve.add_argument(
+        "--table",
+        default=_env("TABLE", ""),
+        help="DynamoDB table, with --store dynamodb [ORDERS_LOCAL_TABLE]",
+    )
+    serve.add_argument(
+        "--endpoint-url",
+        default=_env("DYNAMODB_ENDPOINT", "") or None,
+        help="DynamoDB endpoint, e.g. DynamoDB Local [ORDERS_LOCAL_DYNAMODB_ENDPOINT]",
     )
     serve.add_argument(
         "--host",
@@ -151,6 +168,25 @@ def check_db_path(db: Path) -> str | None:
     return None
 
 
+def dynamodb_store(table: str, endpoint_url: str | None) -> Any:
+    """The DynamoDB store for ``--store dynamodb``: the long-running container path.
+
+    Events then leave through the table's stream (the AWS relay), not through ``--sink``.
+    """
+    if not table:
+        raise ValueError("--store dynamodb needs --table")
+    try:
+        from orders_aws.dynamodb import DynamoDBStore, make_client
+    except ImportError:  # pragma: no cover - depends on the install
+        raise ValueError("--store dynamodb needs boto3: pip install 'orders-core[aws]'") from None
+    try:
+        client = make_client(endpoint_url=endpoint_url)
+        client.describe_table(TableName=table)
+    except Exception as exc:
+        raise ValueError(f"cannot use DynamoDB table {table!r}: {type(exc).__name__}") from None
+    return DynamoDBStore(table, client)
+
+
 def serve(args: argparse.Namespace) -> int:
     from orders_local.runtime import LocalConfig, LocalRuntime, configure_logging, is_loopback
     from orders_local.sqlite import SchemaTooNew
@@ -166,7 +202,13 @@ def serve(args: argparse.Namespace) -> int:
             "this runtime has no authentication",
             file=sys.stderr,
         )
-    if (reason := check_db_path(args.db)) is not None:
+    store = None
+    if args.store == "dynamodb":
+        try:
+            store = dynamodb_store(args.table, args.endpoint_url)
+        except ValueError as exc:
+            return fail(str(exc))
+    elif (reason := check_db_path(args.db)) is not None:
         return fail(reason)
     config = LocalConfig(
         db=args.db,
@@ -180,7 +222,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     configure_logging()
     try:
-        runtime = LocalRuntime(config)
+        runtime = LocalRuntime(config, store=store)
     except ValueError as exc:
         return fail(str(exc))
     except OSError as exc:

@@ -116,5 +116,10 @@ class LocalRuntime:
         return undelivered
 
     def describe(self) -> str:
-        data = "in memory" if not hasattr(self.store, "path") else os.path.abspath(self.store.path)
-        return f"orders-local listening on {self.url} (data: {data}; sink: {self.config.sink})"
+        if hasattr(self.store, "path"):
+            data, sink = os.path.abspath(self.store.path), self.config.sink
+        elif hasattr(self.store, "table"):
+            data, sink = f"DynamoDB table {self.store.table}", "the table's stream"
+        else:
+            data, sink = "in memory", self.config.sink
+        return f"orders-local listening on {self.url} (data: {data}; sink: {sink})"

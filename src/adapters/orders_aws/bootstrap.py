@@ -1,0 +1,140 @@
+"""Composition root of the Lambda functions: configuration from the environment, built once.
+
+Every entrypoint module calls :func:`runtime` at module scope (the Lambda init phase), so
+warm invocations reuse the store, the boto3 clients and the validators. Building does no
+network I/O. Environment variables:
+
+=================================  =========================================================
+``ORDERS_TABLE``                   DynamoDB table name (required)
+``ORDERS_EVENT_BUS``               EventBridge bus the relay publishes to (``default``)
+``ORDERS_EVENT_SOURCE``            CloudEvent ``source`` of domain events
+                                   (``urn:orders-core:orders``)
+``ORDERS_IDEMPOTENCY_TTL_SECONDS`` how long idempotency records live (86400)
+``ORDERS_MAX_BODY_BYTES``          largest HTTP body (1048576)
+``ORDERS_DEADLINE_MARGIN_MS``      time kept back from the Lambda's remaining time (500)
+``ORDERS_POISON_QUEUE_URL``        optional SQS queue for commands that can never succeed
+``AWS_ENDPOINT_URL_DYNAMODB``      (boto3's own) a DynamoDB endpoint, e.g. DynamoDB Local
+=================================  =========================================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from orders_core.deadline import Deadline
+from orders_core.events import DEFAULT_SOURCE
+from orders_core.http import DEFAULT_MAX_BODY, HttpApi
+from orders_core.service import OrderService
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_events.client import EventBridgeClient
+    from mypy_boto3_sqs.client import SQSClient
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed (fails the init phase, loudly)."""
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    table: str
+    event_bus: str = "default"
+    event_source: str = DEFAULT_SOURCE
+    idempotency_ttl: timedelta = timedelta(hours=24)
+    max_body: int = DEFAULT_MAX_BODY
+    deadline_margin_ms: int = 500
+    poison_queue_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> AwsConfig:
+        env = dict(os.environ if env is None else env)
+        table = env.get("ORDERS_TABLE", "")
+        if not table:
+            raise ConfigError("ORDERS_TABLE is not set")
+        try:
+            return cls(
+                table=table,
+                event_bus=env.get("ORDERS_EVENT_BUS", "default"),
+                event_source=env.get("ORDERS_EVENT_SOURCE", DEFAULT_SOURCE),
+                idempotency_ttl=timedelta(
+                    seconds=int(env.get("ORDERS_IDEMPOTENCY_TTL_SECONDS", "86400"))
+                ),
+                max_body=int(env.get("ORDERS_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY))),
+                deadline_margin_ms=int(env.get("ORDERS_DEADLINE_MARGIN_MS", "500")),
+                poison_queue_url=env.get("ORDERS_POISON_QUEUE_URL") or None,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"bad numeric setting: {exc}") from None
+
+
+@dataclass
+class Runtime:
+    """What the handlers share. Clients other than DynamoDB's are created on first use."""
+
+    config: AwsConfig
+    service: OrderService
+    api: HttpApi
+    dynamodb: DynamoDBClient
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    def deadline(self, context: Any) -> Deadline:
+        """The invocation's remaining time, less a margin to answer in."""
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        if remaining is None:
+            return Deadline.after(30.0)
+        return Deadline.after((remaining() - self.config.deadline_margin_ms) / 1000)
+
+    def events(self) -> EventBridgeClient:
+        if "events" not in self._clients:
+            self._clients["events"] = _client("events")
+        return self._clients["events"]  # type: ignore[no-any-return]
+
+    def sqs(self) -> SQSClient:
+        if "sqs" not in self._clients:
+            self._clients["sqs"] = _client("sqs")
+        return self._clients["sqs"]  # type: ignore[no-any-return]
+
+
+def _client(service: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=1, read_timeout=3, retries={"mode": "standard", "max_attempts": 3}
+    )
+    return boto3.client(service, config=config)  # type: ignore[call-overload]
+
+
+def build(config: AwsConfig, dynamodb: DynamoDBClient | None = None) -> Runtime:
+    from orders_aws.dynamodb import DynamoDBStore, make_client
+
+    client = dynamodb if dynamodb is not None else make_client()
+    store = DynamoDBStore(config.table, client)
+    service = OrderService(
+        store, idempotency_ttl=config.idempotency_ttl, source=config.event_source
+    )
+    return Runtime(config, service, HttpApi(service, max_body=config.max_body), client)
+
+
+_RUNTIME: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """The process's runtime, built from the environment on first call."""
+    global _RUNTIME
+    if _RUNTIME is None:
+        from orders_aws import logs
+
+        logs.configure()
+        _RUNTIME = build(AwsConfig.from_env())
+    return _RUNTIME
+
+
+def reset() -> None:
+    """Forget the process's runtime (tests change the environment between cases)."""
+    global _RUNTIME
+    _RUNTIME = None

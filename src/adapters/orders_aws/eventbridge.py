@@ -1,0 +1,33 @@
+"""A command delivered by an EventBridge rule -> the service.
+
+See :func:`orders_aws.events.command_from_eventbridge` for how ``detail`` maps to the
+command CloudEvent. A command that can never succeed is logged and answered with
+``{"status": "rejected"}``; a transient failure raises, so Lambda's asynchronous retries
+(and the function's on-failure destination) take over.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from orders_aws.bootstrap import Runtime
+from orders_aws.events import command_from_eventbridge
+from orders_core.errors import RequestError
+from orders_core.idempotency import event_key
+
+log = logging.getLogger("orders_aws.eventbridge")
+
+
+def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
+    try:
+        command = command_from_eventbridge(event)
+        result = rt.service.handle(
+            command,
+            idempotency_key=event_key(command.source, command.id),
+            deadline=rt.deadline(context),
+        )
+    except RequestError as error:
+        log.warning("command rejected", extra={"eventId": event.get("id"), "problem": error.slug})
+        return {"status": "rejected", "problem": error.slug}
+    return {"status": "ok", "orderId": result.order_id, "replayed": result.replayed}

@@ -1,0 +1,121 @@
+"""Lambda event shapes -> core values, and back. Pure functions, tested with AWS's samples.
+
+API Gateway HTTP API payload format 2.0:
+https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+from orders_core.commands import Command
+from orders_core.errors import MalformedRequest
+from orders_core.http import CE_JSON, HttpRequest, HttpResponse
+from orders_core.service import ANONYMOUS
+
+TEXT_TYPES: Final = ("application/json", "application/problem+json", "text/")
+
+
+def principal_from(event: Mapping[str, Any]) -> str:
+    """The caller for idempotency scoping: ``issuer|subject`` of a JWT authorizer's claims."""
+    claims = (
+        event.get("requestContext", {}).get("authorizer", {}).get("jwt", {}).get("claims") or {}
+    )
+    subject = claims.get("sub")
+    if not subject:
+        return ANONYMOUS
+    return f"{claims.get('iss', '')}|{subject}"
+
+
+def http_request_from_apigw(event: Mapping[str, Any]) -> HttpRequest:
+    """Payload format 2.0 -> HttpRequest. Raises MalformedRequest on an undecodable body."""
+    http = event.get("requestContext", {}).get("http", {})
+    body_text = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(body_text, validate=True)
+        except (binascii.Error, ValueError):
+            raise MalformedRequest("the body is not valid base64") from None
+    else:
+        body = body_text.encode("utf-8", "surrogatepass")
+    raw_query = event.get("rawQueryString") or ""
+    return HttpRequest(
+        method=str(http.get("method", "GET")).upper(),
+        path=event.get("rawPath") or http.get("path") or "/",
+        # 2.0 delivers lower-case names, repeated headers already comma-joined.
+        headers={str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()},
+        query=dict(parse_qsl(raw_query)) if raw_query else {},
+        body=body,
+        principal=principal_from(event),
+    )
+
+
+def apigw_response(response: HttpResponse) -> dict[str, Any]:
+    """HttpResponse -> payload format 2.0 response (text bodies as text, others base64)."""
+    content_type = response.headers.get("content-type", "")
+    if content_type.startswith(TEXT_TYPES):
+        return {
+            "statusCode": response.status,
+            "headers": response.headers,
+            "body": response.body.decode("utf-8"),
+            "isBase64Encoded": False,
+        }
+    return {
+        "statusCode": response.status,
+        "headers": response.headers,
+        "body": base64.b64encode(response.body).decode(),
+        "isBase64Encoded": True,
+    }
+
+
+def command_from_sqs_record(record: Mapping[str, Any]) -> Command:
+    """An SQS message whose body is a structured-mode command CloudEvent.
+
+    A ``traceparent`` message attribute fills in trace context the event itself lacks.
+    """
+    from orders_core.cloudevents_http import command_from_http
+
+    body = str(record.get("body", "")).encode()
+    command = command_from_http({"content-type": CE_JSON}, body)
+    if command.traceparent is None:
+        attributes = record.get("messageAttributes") or {}
+        parent = (attributes.get("traceparent") or {}).get("stringValue")
+        state = (attributes.get("tracestate") or {}).get("stringValue")
+        if parent:
+            from orders_core.telemetry import valid_traceparent, valid_tracestate
+
+            command = Command(
+                command.type,
+                command.source,
+                command.id,
+                command.data,
+                command.subject,
+                valid_traceparent(parent),
+                valid_tracestate(state),
+            )
+    return command
+
+
+def command_from_eventbridge(event: Mapping[str, Any]) -> Command:
+    """A command delivered by EventBridge.
+
+    Two mappings, chosen by ``detail``: a full structured CloudEvent in ``detail`` (it has
+    ``specversion``) is used as is; otherwise the envelope is the CloudEvent: ``id`` <- ``id``,
+    ``source`` <- ``source``, ``type`` <- ``detail-type``, ``data`` <- ``detail``.
+    """
+    from orders_core.cloudevents_http import command_from_http
+
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        raise MalformedRequest("EventBridge detail must be a JSON object")
+    if "specversion" in detail:
+        return command_from_http({"content-type": CE_JSON}, json.dumps(detail).encode())
+    for name in ("id", "source", "detail-type"):
+        if not isinstance(event.get(name), str) or not event.get(name):
+            raise MalformedRequest(f"EventBridge event has no {name}")
+    return Command(type=event["detail-type"], source=event["source"], id=event["id"], data=detail)

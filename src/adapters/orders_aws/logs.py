@@ -1,0 +1,20 @@
+"""JSON logs for Lambda: one line per record, with the request id when Lambda gives one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from orders_core.telemetry import JsonLogFormatter
+
+
+def configure() -> None:
+    """Replace Lambda's default handler with the JSON formatter (idempotent)."""
+    root = logging.getLogger()
+    if any(isinstance(h.formatter, JsonLogFormatter) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonLogFormatter())
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())

@@ -1,0 +1,78 @@
+"""Adapters compose: the local HTTP server on the DynamoDB store, against moto's server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from orders_aws.dynamodb import make_client
+from tests.aws.support import FAKE_ENV, new_table
+from tests.local.support import ServerProcess
+
+SEED = b'{"items":[{"id":"sku-1","qty":2}],"customerId":"c-dyn"}'
+
+
+@pytest.fixture
+def moto_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from tests.aws.motoserver import MotoServer
+
+    for name, value in FAKE_ENV.items():
+        monkeypatch.setenv(name, value)
+    server = MotoServer().start()
+    try:
+        yield server.endpoint
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_orders_local_serves_from_a_dynamodb_table(moto_endpoint: str) -> None:
+    new_table(make_client(endpoint_url=moto_endpoint), "orders-local")
+    server = ServerProcess(
+        "--store", "dynamodb", "--table", "orders-local", "--endpoint-url", moto_endpoint
+    )
+    try:
+        assert "DynamoDB table orders-local" in "".join(server.stderr_lines)
+        client = server.client()
+        created = client.request("POST", "/orders", SEED, {"idempotency-key": "k-1"})
+        assert created.status == 201
+        again = client.request("POST", "/orders", SEED, {"idempotency-key": "k-1"})
+        assert again.body == created.body
+        location = created.headers["location"]
+        assert (
+            client.request("POST", f"{location}/confirm", headers={"if-match": '"1"'}).status == 200
+        )
+        listing = client.request("GET", "/orders?customerId=c-dyn").json()
+        assert [o["status"] for o in listing["orders"]] == ["CONFIRMED"]
+        client.close()
+    finally:
+        code, err = server.stop()
+    assert code == 0, err
+
+
+def test_a_missing_table_fails_clearly(moto_endpoint: str) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orders_local.cli",
+            "serve",
+            "--port",
+            "0",
+            "--store",
+            "dynamodb",
+            "--table",
+            "nope",
+            "--endpoint-url",
+            moto_endpoint,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "cannot use DynamoDB table 'nope'" in result.stderr

@@ -1,0 +1,110 @@
+"""SQS and EventBridge functions: redelivery has one effect, poison records are not retried."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+
+from orders_aws import eventbridge, sqs
+from orders_aws.bootstrap import Runtime
+from orders_core.errors import StoreUnavailable
+from tests.aws.conftest import LambdaContext
+from tests.aws.samples import command_event, sqs_record
+from tests.aws.samples import eventbridge as eb_event
+
+CREATE = "io.orderscore.order.create.v1"
+DATA = {"items": [{"sku": "a", "quantity": 1}], "customerId": "c-q"}
+
+
+def orders(rt: Runtime) -> list[str]:
+    return [o.order_id for o in rt.service.list_by_customer("c-q").orders]
+
+
+def test_the_same_sqs_record_three_times_has_one_effect(
+    rt: Runtime, context: LambdaContext
+) -> None:
+    record = sqs_record(command_event(CREATE, DATA))
+    for _ in range(3):
+        assert sqs.handle({"Records": [record]}, context, rt) == {"batchItemFailures": []}
+    assert len(orders(rt)) == 1
+
+
+def test_a_poison_record_is_dead_lettered_not_retried(rt: Runtime, context: LambdaContext) -> None:
+    client = boto3.client("sqs")
+    poison_url = client.create_queue(QueueName="orders-poison")["QueueUrl"]
+    rt_with_poison = Runtime(
+        rt.config.__class__(**{**rt.config.__dict__, "poison_queue_url": poison_url}),
+        rt.service,
+        rt.api,
+        rt.dynamodb,
+    )
+    batch = {
+        "Records": [
+            sqs_record(command_event(CREATE, DATA, "e-1"), "m-1"),
+            sqs_record("{not json", "m-2"),
+            sqs_record(command_event(CREATE, {"items": []}, "e-3"), "m-3"),
+            sqs_record(command_event(CREATE, DATA, "e-4"), "m-4"),
+        ]
+    }
+    assert sqs.handle(batch, context, rt_with_poison) == {"batchItemFailures": []}
+    assert len(orders(rt)) == 2
+    dead = client.receive_message(
+        QueueUrl=poison_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    )["Messages"]
+    reasons = sorted(m["MessageAttributes"]["reason"]["StringValue"] for m in dead)
+    assert reasons == ["malformed-request", "validation-failed"]
+
+
+def test_transient_failures_are_reported_and_fifo_keeps_order(
+    rt: Runtime, context: LambdaContext
+) -> None:
+    calls = {"n": 0}
+    real = rt.service.store.commit
+
+    def flaky(change, *, now):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise StoreUnavailable("throttled")
+        return real(change, now=now)
+
+    rt.service.store.commit = flaky  # type: ignore[method-assign]
+    records = [
+        sqs_record(command_event(CREATE, DATA, f"e-{i}"), f"m-{i}", fifo=True) for i in range(4)
+    ]
+    result = sqs.handle({"Records": records}, context, rt)
+    assert result == {"batchItemFailures": [{"itemIdentifier": f"m-{i}"} for i in (1, 2, 3)]}
+    # Redelivered, they succeed; the first is not applied twice.
+    assert sqs.handle({"Records": records}, context, rt) == {"batchItemFailures": []}
+    assert len(orders(rt)) == 4
+
+
+def test_sqs_message_attributes_carry_trace_context(rt: Runtime, context: LambdaContext) -> None:
+    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    record = sqs_record(command_event(CREATE, DATA), attributes={"traceparent": tp})
+    sqs.handle({"Records": [record]}, context, rt)
+    (order_id,) = orders(rt)
+    item = rt.dynamodb.get_item(
+        TableName=rt.config.table, Key={"pk": {"S": f"ORDER#{order_id}"}, "sk": {"S": "ORDER"}}
+    )["Item"]
+    assert json.loads(item["events"]["S"])[0]["traceparent"].split("-")[1] == tp.split("-")[1]
+
+
+def test_eventbridge_detail_as_data_and_as_a_whole_cloudevent(
+    rt: Runtime, context: LambdaContext
+) -> None:
+    first = eventbridge.handle(eb_event(DATA), context, rt)
+    assert first["status"] == "ok"
+    for _ in range(2):  # redelivered: no second effect
+        assert eventbridge.handle(eb_event(DATA), context, rt)["replayed"] is True
+    whole = json.loads(command_event(CREATE, DATA, "e-whole"))
+    assert (
+        eventbridge.handle(eb_event(whole, detail_type="anything"), context, rt)["status"] == "ok"
+    )
+    assert len(orders(rt)) == 2
+
+
+def test_eventbridge_rejects_what_can_never_succeed(rt: Runtime, context: LambdaContext) -> None:
+    result = eventbridge.handle(eb_event({"items": "nope"}), context, rt)
+    assert result == {"status": "rejected", "problem": "validation-failed"}
+    assert orders(rt) == []
