@@ -35,3 +35,9 @@ def test_the_rest_path_does_not_import_cloudevents() -> None:
     modules = loaded_after(statement)
     assert "orders_core.domain" in modules
     assert not any(m.startswith("cloudevents") for m in modules)
+
+
+def test_the_aws_adapter_imports_boto3_only_when_it_builds_a_client() -> None:
+    modules = loaded_after("import orders_aws, orders_aws.dynamodb, orders_aws.events")
+    assert "orders_aws.dynamodb" in modules
+    assert not any(m.split(".")[0] in {"boto3", "botocore"} for m in modules)
