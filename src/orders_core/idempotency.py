@@ -41,6 +41,8 @@ class IdempotencyRecord:
     order_id: str
     version: int
     expires_at: datetime
+    generation: int = 0
+    """How many earlier records under this key expired before this one was written."""
 
     def expired(self, now: datetime) -> bool:
         return now >= self.expires_at
@@ -64,6 +66,17 @@ def scoped_key(principal: str, key: str) -> str:
     """A fixed-length storage key that binds ``key`` to the caller who sent it."""
     raw = f"{len(principal)}:{principal}\n{key}".encode()
     return hashlib.sha256(raw).hexdigest()
+
+
+def derived_order_id(key: str, generation: int = 0) -> str:
+    """The id of the order a keyed create makes: a function of the scoped key.
+
+    Concurrent duplicates of one create therefore aim at the same order, so a store can
+    deduplicate with one conditional write on the order itself (DynamoDB: no transaction).
+    ``generation`` moves on each time a record under the key expires, so a key reused after
+    expiry makes a new order instead of colliding with the old one.
+    """
+    return hashlib.sha256(f"order\n{generation}\n{key}".encode()).hexdigest()[:32]
 
 
 def fingerprint(command_type: str, payload: dict[str, Any]) -> str:

@@ -32,6 +32,7 @@ from orders_core.events import DEFAULT_SOURCE, DomainEvent
 from orders_core.idempotency import (
     DEFAULT_TTL,
     IdempotencyRecord,
+    derived_order_id,
     fingerprint,
     replayable,
     scoped_key,
@@ -72,16 +73,18 @@ class CommandResult:
         return cls(record.status, record.body, record.order_id, record.version, replayed=True)
 
 
-Handler = Callable[["OrderService", Any], tuple[Order, int]]
-"""(service, payload) -> (new order state, version it was based on: 0 for a new order)."""
+Handler = Callable[["OrderService", Any, "str | None"], tuple[Order, int]]
+"""(service, payload, id for a new order or None) -> (new state, version it was based on:
+0 for a new order)."""
 
 
-def _create(service: OrderService, payload: CreateOrder) -> tuple[Order, int]:
-    order = Order.place(service.ids(), list(payload.items), payload.customer_id, service.clock())
+def _create(service: OrderService, payload: CreateOrder, new_id: str | None) -> tuple[Order, int]:
+    order_id = new_id or service.ids()
+    order = Order.place(order_id, list(payload.items), payload.customer_id, service.clock())
     return order, 0
 
 
-def _transition(service: OrderService, payload: _Targeted) -> tuple[Order, int]:
+def _transition(service: OrderService, payload: _Targeted, new_id: str | None) -> tuple[Order, int]:
     order = service.get(payload.order_id)
     if payload.expected_version is not None and order.version != payload.expected_version:
         raise PreconditionFailed(
@@ -202,20 +205,25 @@ class OrderService:
         idempotency_key: str | None,
         deadline: Deadline,
     ) -> CommandResult:
-        key = fp = None
+        key = fp = new_id = None
+        generation = 0
         if idempotency_key is not None:
             key = scoped_key(principal, idempotency_key)
             fp = fingerprint(command.type, payload.model_dump(mode="json", by_alias=True))
-            record = replayable(self.store.get_idempotency(key), fp, self.clock())
+            previous = self.store.get_idempotency(key)
+            record = replayable(previous, fp, self.clock())
             if record is not None:
                 return CommandResult.replay_of(record)
+            if previous is not None:  # expired: this key starts a new generation
+                generation = previous.generation + 1
+            new_id = derived_order_id(key, generation)
 
         traceparent, tracestate = telemetry.outgoing_context(
             command.traceparent, command.tracestate
         )
         for attempt in range(1, self.max_attempts + 1):
             deadline.check("commit the command")
-            order, based_on = handler(self, payload)
+            order, based_on = handler(self, payload, new_id)
             status = 201 if based_on == 0 else 200
             body = order.to_json()
             now = self.clock()
@@ -229,6 +237,7 @@ class OrderService:
                     order_id=order.order_id,
                     version=order.version,
                     expires_at=now + self.idempotency_ttl,
+                    generation=generation,
                 )
             event = DomainEvent.for_order(
                 order, source=self.source, traceparent=traceparent, tracestate=tracestate
@@ -236,14 +245,15 @@ class OrderService:
             change = Change(order, based_on, (event,), record)
             try:
                 self.store.commit(change, now=now)
-            except DuplicateRequest:
-                # A concurrent duplicate committed first: answer exactly as it did.
-                if key is None or fp is None:  # only keyed commands carry a record
-                    raise
-                winner = replayable(self.store.get_idempotency(key), fp, self.clock())
-                if winner is not None:
-                    return CommandResult.replay_of(winner)
-            except ConcurrencyConflict:
+            except ConcurrencyConflict as conflict:
+                # A concurrent duplicate committed first (a keyed create collides on the
+                # record or on its derived order id): answer exactly as it did.
+                if key is not None and fp is not None:
+                    winner = replayable(self.store.get_idempotency(key), fp, self.clock())
+                    if winner is not None:
+                        return CommandResult.replay_of(winner)
+                if isinstance(conflict, DuplicateRequest):
+                    continue
                 # Someone else changed the order since we read it. With If-Match the caller
                 # asked for exactly that version: tell them. Otherwise decide again.
                 if getattr(payload, "expected_version", None) is not None:

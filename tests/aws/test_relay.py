@@ -161,7 +161,7 @@ def test_item_sizes_follow_dynamodbs_rules() -> None:
     assert write_units({"s": {"S": "x"}}, transactional=True) == 2
 
 
-def test_a_three_item_create_costs_one_write_unit_or_four_with_a_key(rt: Runtime) -> None:
+def test_a_three_item_create_costs_one_write_unit_two_with_a_key(rt: Runtime) -> None:
     store = rt.service.store
     assert isinstance(store, DynamoDBStore)
     from datetime import UTC, datetime, timedelta

@@ -58,3 +58,11 @@ def test_good_keys_pass() -> None:
         validate_key("8e03978e-40d5-43e8-bc93-6894a57f9324")
         == "8e03978e-40d5-43e8-bc93-6894a57f9324"
     )
+
+
+def test_derived_order_ids_are_stable_per_key_and_generation() -> None:
+    from orders_core.idempotency import derived_order_id
+
+    assert derived_order_id("k") == derived_order_id("k", 0)
+    assert len({derived_order_id("k"), derived_order_id("k", 1), derived_order_id("j")}) == 3
+    assert len(derived_order_id("k")) == 32

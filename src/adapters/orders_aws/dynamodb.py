@@ -5,24 +5,28 @@ Table design (single table; names in ``TableDesign``)::
     item            pk                      sk            other attributes
     --------------  ----------------------  ------------  -----------------------------------
     order           ORDER#<orderId>         ORDER         body (order JSON), version,
-                                                          customerId, gsi1pk, gsi1sk, events
-    idempotency     IDEMPOTENCY#<scoped>    IDEMPOTENCY   fingerprint, status, response,
-                                                          orderId, orderVersion, expiresUs, ttl
+                                                          customerId, gsi1pk, gsi1sk, events,
+                                                          idem* (the record of a keyed create)
+    idempotency     IDEMPOTENCY#<scoped>    IDEMPOTENCY   fingerprint, status, response, orderId,
+                                                          orderVersion, expiresUs, generation, ttl
     cursor secret   META                    CURSOR        secret (B)
 
     GSI gsi1: gsi1pk = CUSTOMER#<customerId>, gsi1sk = <createdUs, 20 digits>#<orderId>
               (projection ALL): a customer's orders, oldest first.
     TTL attribute: ttl (epoch seconds) on idempotency items; DynamoDB deletes them some time
-              after expiry, and reads treat ``expiresUs`` as the truth meanwhile.
+              after expiry, and reads treat ``expiresUs`` as the truth meanwhile. Records
+              embedded in orders are not deleted (the order stays); they just expire.
     Stream:   NEW_IMAGE. The outbox is the stream: every order write carries ``events``, the
               domain events of that change, and the relay publishes them from the stream
               record. No separate outbox item, so no extra write.
 
 Writes:
 
-* A change without an idempotency record is ONE conditional ``PutItem`` of the order item
-  (``attribute_not_exists(pk)`` for a create, ``version = :expected`` for a transition).
-* With a record it is ``TransactWriteItems``: the order put as above, and the record put on
+* A create is ONE conditional ``PutItem`` (``attribute_not_exists(pk)``). A keyed create's
+  order id derives from the key (``derived_order_id``), so its record rides in the same item
+  and a concurrent duplicate fails the same condition: still one write, no transaction.
+* A transition is ONE ``UpdateItem`` conditioned on ``version = :expected``.
+* A keyed transition is ``TransactWriteItems``: the update as above, and a record item put on
   ``attribute_not_exists(pk) OR expiresUs <= :now`` (an expired record may be replaced).
   ``ClientRequestToken`` makes an SDK retry of the same call a no-op.
 * A failed condition becomes the core's ``ConcurrencyConflict``/``DuplicateRequest``
@@ -54,7 +58,7 @@ from orders_core.errors import (
     StoreUnavailable,
 )
 from orders_core.events import DomainEvent
-from orders_core.idempotency import IdempotencyRecord
+from orders_core.idempotency import IdempotencyRecord, derived_order_id
 from orders_core.ports import Change, OrderStore, Page
 
 if TYPE_CHECKING:
@@ -165,6 +169,9 @@ class DynamoDBStore(OrderStore):
     def _key(self, pk: str, sk: str) -> dict[str, AttributeValueTypeDef]:
         return {self.design.partition_key: {"S": pk}, self.design.sort_key: {"S": sk}}
 
+    def _order_key(self, order_id: str) -> dict[str, AttributeValueTypeDef]:
+        return self._key(f"ORDER#{order_id}", "ORDER")
+
     def order_item(self, order: Order, events: tuple[DomainEvent, ...]) -> dict[str, Any]:
         item: dict[str, Any] = {
             **self._key(f"ORDER#{order.order_id}", "ORDER"),
@@ -187,6 +194,7 @@ class DynamoDBStore(OrderStore):
             "orderId": {"S": record.order_id},
             "orderVersion": {"N": str(record.version)},
             "expiresUs": {"N": str(_us(record.expires_at))},
+            "generation": {"N": str(record.generation)},
             self.design.ttl_attribute: {"N": str(int(record.expires_at.timestamp()))},
         }
 
@@ -203,24 +211,67 @@ class DynamoDBStore(OrderStore):
         return None if item is None else Order.model_validate_json(item["body"]["S"])
 
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
-        response = self._call(
-            "get_item",
-            TableName=self.table,
-            Key=self._key(f"IDEMPOTENCY#{key}", "IDEMPOTENCY"),
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
-        if item is None:
-            return None
+        """A key's record: a record item (keyed transitions), or embedded in the order a
+        keyed create made (its id derived from the key), following expired generations."""
+        record_key = self._key(f"IDEMPOTENCY#{key}", "IDEMPOTENCY")
+        generation = 0
+        found = self._batch_get([record_key, self._order_key(derived_order_id(key, 0))])
+        record_item = found.get(f"IDEMPOTENCY#{key}")
+        if record_item is not None:
+            return self._record_from(key, record_item, prefix="")
+        latest: IdempotencyRecord | None = None
+        order_item = found.get(f"ORDER#{derived_order_id(key, 0)}")
+        while order_item is not None and order_item.get("idemKey", {}).get("S") == key:
+            latest = self._record_from(key, order_item, prefix="idem")
+            if not latest.expired(datetime.now(UTC)):
+                break
+            generation += 1
+            order_item = self._call(
+                "get_item",
+                TableName=self.table,
+                Key=self._order_key(derived_order_id(key, generation)),
+                ConsistentRead=True,
+            ).get("Item")
+        return latest
+
+    @staticmethod
+    def _record_from(key: str, item: Mapping[str, Any], *, prefix: str) -> IdempotencyRecord:
+        def attr(name: str) -> Any:
+            full = prefix + name[0].upper() + name[1:] if prefix else name
+            return item[full]
+
+        if prefix:
+            order_id, version = item["pk"]["S"].removeprefix("ORDER#"), int(attr("version")["N"])
+            response = bytes(attr("response")["B"])
+            generation = int(attr("generation")["N"])
+        else:
+            order_id, version = item["orderId"]["S"], int(item["orderVersion"]["N"])
+            response = bytes(item["response"]["B"])
+            generation = int(item.get("generation", {"N": "0"})["N"])
         return IdempotencyRecord(
             key=key,
-            fingerprint=item["fingerprint"]["S"],
-            status=int(item["status"]["N"]),
-            body=bytes(item["response"]["B"]),
-            order_id=item["orderId"]["S"],
-            version=int(item["orderVersion"]["N"]),
-            expires_at=_from_us(int(item["expiresUs"]["N"])),
+            fingerprint=attr("fingerprint")["S"],
+            status=int(attr("status")["N"]),
+            body=response,
+            order_id=order_id,
+            version=version,
+            expires_at=_from_us(int(attr("expiresUs")["N"])),
+            generation=generation,
         )
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Items by ``pk``, read strongly consistently in one round trip (plus retries of
+        unprocessed keys, which DynamoDB may leave under load)."""
+        request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+        found: dict[str, dict[str, Any]] = {}
+        for _ in range(5):
+            response = self._call("batch_get_item", RequestItems=request)
+            for item in response.get("Responses", {}).get(self.table, []):
+                found[item["pk"]["S"]] = item
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+        raise StoreUnavailable("the table did not answer a read in full")
 
     def list_by_customer(
         self, customer_id: str, *, limit: int = 20, cursor: str | None = None
@@ -256,26 +307,59 @@ class DynamoDBStore(OrderStore):
         return Page(orders, next_cursor)
 
     def commit(self, change: Change, *, now: datetime) -> None:
-        order = change.order
-        order_put: dict[str, Any] = {
-            "TableName": self.table,
-            "Item": self.order_item(order, change.events),
-        }
+        order, record = change.order, change.idempotency
         if change.expected_version == 0:
-            order_put["ConditionExpression"] = "attribute_not_exists(pk)"
+            item = self.order_item(order, change.events)
+            embedded = record is not None and order.order_id == derived_order_id(
+                record.key, record.generation
+            )
+            if record is not None and embedded:
+                # A keyed create: the record lives in the order it made, and the order's id
+                # is derived from the key, so a concurrent duplicate collides right here.
+                item.update(self._embedded_record(record))
+            write: dict[str, Any] = {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
         else:
+            embedded = False
+            update = self.order_item(order, change.events)
             # The version read is the version overwritten: a writer that read an older one
             # fails here instead of overwriting a newer state (optimistic concurrency).
-            order_put["ConditionExpression"] = "version = :expected"
-            order_put["ExpressionAttributeValues"] = {
-                ":expected": {"N": str(change.expected_version)}
+            # UpdateItem, not PutItem, so a record embedded at creation survives.
+            write = {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": self._order_key(order.order_id),
+                    "UpdateExpression": "SET #body = :body, version = :version, events = :events",
+                    "ConditionExpression": "version = :expected",
+                    "ExpressionAttributeNames": {"#body": "body"},
+                    "ExpressionAttributeValues": {
+                        ":body": update["body"],
+                        ":version": update["version"],
+                        ":events": update["events"],
+                        ":expected": {"N": str(change.expected_version)},
+                    },
+                }
             }
-        record = change.idempotency
-        if record is None:
-            self.last_write_units = write_units(order_put["Item"])
+            item = update
+        if record is None or embedded:
+            self.last_write_units = write_units(item)
+            ((kind, params),) = write.items()
             try:
-                response = self._call("put_item", ReturnConsumedCapacity="TOTAL", **order_put)
+                response = self._call(
+                    "put_item" if kind == "Put" else "update_item",
+                    ReturnConsumedCapacity="TOTAL",
+                    **params,
+                )
             except _ConditionFailed as exc:
+                if embedded:
+                    raise DuplicateRequest(
+                        "a concurrent duplicate created this order"
+                    ) from exc.__cause__
                 raise ConcurrencyConflict(
                     f"order {order.order_id} is not at version {change.expected_version}"
                 ) from exc.__cause__
@@ -290,13 +374,13 @@ class DynamoDBStore(OrderStore):
             "ConditionExpression": "attribute_not_exists(pk) OR expiresUs <= :now",
             "ExpressionAttributeValues": {":now": {"N": str(_us(now))}},
         }
-        self.last_write_units = write_units(order_put["Item"], transactional=True) + write_units(
+        self.last_write_units = write_units(item, transactional=True) + write_units(
             record_put["Item"], transactional=True
         )
         try:
             response = self._call(
                 "transact_write_items",
-                TransactItems=[{"Put": order_put}, {"Put": record_put}],
+                TransactItems=[write, {"Put": record_put}],
                 ClientRequestToken=uuid.uuid4().hex,
                 ReturnConsumedCapacity="TOTAL",
             )
@@ -310,6 +394,17 @@ class DynamoDBStore(OrderStore):
                 f"order {order.order_id} changed concurrently ({', '.join(codes)})"
             ) from exc.__cause__
         self._log_capacity(response)
+
+    def _embedded_record(self, record: IdempotencyRecord) -> dict[str, Any]:
+        return {
+            "idemKey": {"S": record.key},
+            "idemFingerprint": {"S": record.fingerprint},
+            "idemStatus": {"N": str(record.status)},
+            "idemResponse": {"B": record.body},
+            "idemVersion": {"N": str(record.version)},
+            "idemExpiresUs": {"N": str(_us(record.expires_at))},
+            "idemGeneration": {"N": str(record.generation)},
+        }
 
     # -- plumbing ----------------------------------------------------------------------
 

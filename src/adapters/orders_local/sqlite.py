@@ -81,7 +81,8 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             body        BLOB NOT NULL,
             order_id    TEXT NOT NULL,
             version     INTEGER NOT NULL,
-            expires_us  INTEGER NOT NULL
+            expires_us  INTEGER NOT NULL,
+            generation  INTEGER NOT NULL DEFAULT 0
         )
         """,
         """
@@ -100,7 +101,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             NULL AS order_id, NULL AS customer_id, NULL AS created_us, NULL AS version,
             NULL AS body, NULL AS expected_version, NULL AS now_us, NULL AS events,
             NULL AS idem_key, NULL AS idem_fingerprint, NULL AS idem_status, NULL AS idem_body,
-            NULL AS idem_version, NULL AS idem_expires_us
+            NULL AS idem_version, NULL AS idem_expires_us, NULL AS idem_generation
         """,
         """
         CREATE TRIGGER apply_change_insert INSTEAD OF INSERT ON apply_change BEGIN
@@ -117,9 +118,9 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             VALUES (NEW.order_id, NEW.customer_id, NEW.created_us, NEW.version, NEW.body)
             ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, body = excluded.body;
             INSERT OR REPLACE INTO idempotency
-                   (key, fingerprint, status, body, order_id, version, expires_us)
+                   (key, fingerprint, status, body, order_id, version, expires_us, generation)
             SELECT NEW.idem_key, NEW.idem_fingerprint, NEW.idem_status, NEW.idem_body,
-                   NEW.order_id, NEW.idem_version, NEW.idem_expires_us
+                   NEW.order_id, NEW.idem_version, NEW.idem_expires_us, NEW.idem_generation
              WHERE NEW.idem_key IS NOT NULL;
             INSERT INTO outbox (event_id, order_id, record, committed_us)
             SELECT json_extract(value, '$.id'), NEW.order_id, value, NEW.now_us
@@ -135,7 +136,9 @@ MAX_GROUP: Final = 64
 """Most changes one group commit carries."""
 
 
-_APPLY_CHANGE: Final = "INSERT INTO apply_change VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_APPLY_CHANGE: Final = (
+    "INSERT INTO apply_change VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 @dataclass(slots=True)
@@ -301,15 +304,15 @@ class SQLiteStore(OrderStore, Outbox):
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
         with self._connection() as conn:
             row = conn.execute(
-                "SELECT key, fingerprint, status, body, order_id, version, expires_us"
+                "SELECT key, fingerprint, status, body, order_id, version, expires_us, generation"
                 " FROM idempotency WHERE key = ?",
                 (key,),
             ).fetchone()
         if row is None:
             return None
-        key, fp, status, body, order_id, version, expires_us = row
+        key, fp, status, body, order_id, version, expires_us, generation = row
         return IdempotencyRecord(
-            key, fp, status, bytes(body), order_id, version, _from_us(expires_us)
+            key, fp, status, bytes(body), order_id, version, _from_us(expires_us), generation
         )
 
     def commit(self, change: Change, *, now: datetime) -> None:
@@ -317,8 +320,8 @@ class SQLiteStore(OrderStore, Outbox):
 
         Concurrent requests share one transaction (a refused change backs out only its own
         statement), which divides the cost of BEGIN/COMMIT and of the WAL pages written
-        between them. Nobody is answered before the COMMIT that
-        carries their change has returned.
+        between them. Nobody is answered before the COMMIT that carries their change has
+        returned.
         """
         item = _Queued(change, self._params(change, now))
         with self._queue_lock:
@@ -337,7 +340,7 @@ class SQLiteStore(OrderStore, Outbox):
         """The apply_change row for a change, serialized before any lock is taken."""
         order, record = change.order, change.idempotency
         events = "[" + ",".join(json.dumps(e.to_record()) for e in change.events) + "]"
-        idem: tuple[object, ...] = (None,) * 6
+        idem: tuple[object, ...] = (None,) * 7
         if record is not None:
             idem = (
                 record.key,
@@ -346,6 +349,7 @@ class SQLiteStore(OrderStore, Outbox):
                 record.body,
                 record.version,
                 _us(record.expires_at),
+                record.generation,
             )
         return (
             order.order_id,
