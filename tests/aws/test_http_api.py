@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from orders_aws import http_api
 from orders_aws.bootstrap import Runtime
 from tests.aws.conftest import LambdaContext
@@ -69,3 +71,13 @@ def test_a_nearly_spent_invocation_starts_nothing(rt: Runtime) -> None:
         apigw_v2("GET", "/orders", query="customerId=c-1"), LambdaContext(), rt
     )
     assert json.loads(listing["body"])["orders"] == []
+
+
+def test_each_commit_logs_its_write_units_at_debug(
+    rt: Runtime, context: LambdaContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("DEBUG", logger="orders_aws.dynamodb"):
+        http_api.handle(apigw_v2(body=SEED), context, rt)
+        http_api.handle(apigw_v2(body=SEED, headers={"idempotency-key": "k-9"}), context, rt)
+    units = [r.__dict__["writeUnits"] for r in caplog.records if r.getMessage() == "commit"]
+    assert units == [1, 2]
