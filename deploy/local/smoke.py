@@ -65,7 +65,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         events = Path(tmp, "events.jsonl")
-        proc = subprocess.Popen(  # noqa: S603 - our own command line
+        proc = subprocess.Popen(
             [
                 *command,
                 "serve",

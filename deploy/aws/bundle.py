@@ -1,0 +1,183 @@
+"""Build the Lambda bundle: ``dist/orders-lambda-<arch>.zip``.
+
+    python -m deploy.aws.bundle [--arch arm64|x86_64] [--python 3.12] [--out dist]
+                                [--max-mb 10] [--no-bytecode]
+
+* Dependencies come as manylinux wheels for the target (``pip install --platform ...
+  --only-binary=:all: --target``), so the bundle is right for Lambda whatever builds it.
+* boto3 and botocore are left out: the Lambda Python runtime ships them. That saves ~15 MB
+  unzipped and keeps cold starts lower; the price is running whatever SDK version the runtime
+  has (pin one through a layer if you need to).
+* Bytecode is compiled by an interpreter of the target version when one is on PATH
+  (``python3.12``), with unchecked-hash pycs and ``/var/task`` paths, so it stays
+  reproducible; a bundle without it cold-starts markedly slower (~1.8x measured on this
+  machine type, shared FACTS), so its absence is warned about, not hidden.
+* Deterministic: entries sorted, timestamps fixed at 1980-01-01, fixed permissions, no
+  install-path metadata. The same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Final
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+PLATFORMS: Final = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+EXCLUDED: Final = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3")
+"""Provided by the Lambda runtime (and only needed with boto3)."""
+FIXED_TIME: Final = (1980, 1, 1, 0, 0, 0)
+
+
+class BundleError(RuntimeError):
+    pass
+
+
+def find_interpreter(version: str) -> str | None:
+    """An interpreter of exactly ``version`` (e.g. 3.12), or None."""
+    for candidate in (f"python{version}", "python3", sys.executable):
+        path = shutil.which(candidate) or (candidate if os.path.isabs(candidate) else None)
+        if path is None:
+            continue
+        probe = subprocess.run(
+            [path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return path
+    return None
+
+
+def install(target: Path, arch: str, python: str, work: Path) -> None:
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    wheels = work / "wheels"
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(ROOT)], check=True)
+    (wheel,) = wheels.glob("orders_core-*.whl")
+    subprocess.run(
+        [
+            *pip,
+            "install",
+            "--no-compile",
+            "--target",
+            str(target),
+            "--platform",
+            PLATFORMS[arch],
+            "--python-version",
+            python,
+            "--implementation",
+            "cp",
+            "--only-binary=:all:",
+            str(wheel),
+        ],
+        check=True,
+    )
+    for name in os.listdir(target):
+        base = name.split("-")[0].lower()
+        if base in EXCLUDED or name == "bin":
+            shutil.rmtree(target / name, ignore_errors=True)
+    for meta in target.glob("*.dist-info"):
+        # Paths of the build machine: the only non-reproducible bytes pip leaves.
+        for volatile in ("direct_url.json", "REQUESTED", "RECORD", "INSTALLER"):
+            (meta / volatile).unlink(missing_ok=True)
+
+
+def compile_bytecode(target: Path, interpreter: str) -> None:
+    subprocess.run(
+        [
+            interpreter,
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            "-s",
+            str(target),
+            "-p",
+            "/var/task",
+            str(target),
+        ],
+        check=True,
+    )
+
+
+def write_zip(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    with zipfile.ZipFile(destination, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for path in files:
+            info = zipfile.ZipInfo(path.relative_to(source).as_posix(), date_time=FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            info.create_system = 3  # unix, whatever builds it
+            archive.writestr(info, path.read_bytes(), compresslevel=9)
+
+
+def build(
+    arch: str = "arm64",
+    python: str = "3.12",
+    out: Path = ROOT / "dist",
+    max_mb: float = 10.0,
+    bytecode: bool = True,
+) -> Path:
+    if arch not in PLATFORMS:
+        raise BundleError(f"unknown architecture {arch!r}: use {' or '.join(PLATFORMS)}")
+    destination = out / f"orders-lambda-{arch}.zip"
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        target = work / "bundle"
+        install(target, arch, python, work)
+        if bytecode:
+            interpreter = find_interpreter(python)
+            if interpreter is None:
+                print(
+                    f"warning: no Python {python} here: the bundle ships without bytecode and "
+                    "will cold-start slower (about 1.8x). Install python{python} to fix.",
+                    file=sys.stderr,
+                )
+            else:
+                compile_bytecode(target, interpreter)
+        write_zip(target, destination)
+    size_mb = destination.stat().st_size / 1_000_000
+    digest = hashlib.sha256(destination.read_bytes()).hexdigest()[:16]
+    print(f"{destination}: {size_mb:.2f} MB zipped (limit {max_mb:g} MB), sha256 {digest}...")
+    if size_mb > max_mb:
+        raise BundleError(f"bundle is {size_mb:.2f} MB, over the {max_mb:g} MB limit")
+    return destination
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.aws.bundle", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--arch",
+        choices=sorted(PLATFORMS),
+        default="arm64",
+        help="Lambda architecture (arm64 is cheaper per ms)",
+    )
+    parser.add_argument("--python", default="3.12", help="Lambda Python runtime version")
+    parser.add_argument("--out", type=Path, default=ROOT / "dist", help="output directory")
+    parser.add_argument("--max-mb", type=float, default=10.0, help="fail above this zipped size")
+    parser.add_argument("--no-bytecode", action="store_true", help="do not precompile")
+    args = parser.parse_args(argv)
+    try:
+        build(args.arch, args.python, args.out, args.max_mb, not args.no_bytecode)
+    except (BundleError, subprocess.CalledProcessError) as exc:
+        print(f"bundle: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""The orders-core stack: DynamoDB, Lambda, HTTP API, SQS, EventBridge, alarms and a budget.
+
+Settings come from CDK context (``-c name=value``), each with a default:
+
+=======================  =====================  =========================================
+context key              default                meaning
+=======================  =====================  =========================================
+``stage``                ``dev``                name suffix and ``stage`` tag
+``memory``               ``512``                MB for every function (CPU scales with it)
+``architecture``         ``arm64``              ``arm64`` (cheaper per ms) or ``x86_64``
+``reservedConcurrency``  (none)                 cap on the HTTP function's concurrency
+``provisioned``          ``0``                  provisioned concurrency on the HTTP alias
+                                                (off by default; for sustained load)
+``bundle``               dist/orders-lambda-    the zip from ``python -m deploy.aws.bundle``
+                         <arch>.zip
+=======================  =====================  =========================================
+
+Deploy-time parameters: ``BudgetAmount`` (USD per month) and ``AlertEmail``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_budgets as budgets
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from orders_core.http import ROUTES
+
+PROJECT_TAG = ("project", "orders-core")
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    stage: str = "dev"
+    memory: int = 512
+    architecture: str = "arm64"
+    reserved_concurrency: int | None = None
+    provisioned: int = 0
+
+    @classmethod
+    def from_context(cls, node: Any) -> StackSettings:
+        def get(key: str, default: Any) -> Any:
+            value = node.try_get_context(key)
+            return default if value is None else value
+
+        reserved = get("reservedConcurrency", None)
+        return cls(
+            stage=str(get("stage", "dev")),
+            memory=int(get("memory", 512)),
+            architecture=str(get("architecture", "arm64")),
+            reserved_concurrency=None if reserved is None else int(reserved),
+            provisioned=int(get("provisioned", 0)),
+        )
+
+
+class OrdersStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        code: lambda_.Code,
+        settings: StackSettings,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.settings = settings
+        stage = settings.stage
+        cdk.Tags.of(self).add(*PROJECT_TAG)
+        cdk.Tags.of(self).add("stage", stage)
+
+        budget_amount = cdk.CfnParameter(
+            self,
+            "BudgetAmount",
+            type="Number",
+            default=50,
+            min_value=1,
+            description="Monthly cost budget in USD for resources tagged project=orders-core",
+        )
+        alert_email = cdk.CfnParameter(
+            self,
+            "AlertEmail",
+            type="String",
+            allowed_pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+            description="Where alarms and budget alerts are sent",
+        )
+
+        # -- state ----------------------------------------------------------------------
+        self.table = dynamodb.Table(
+            self,
+            "Orders",
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            stream=dynamodb.StreamViewType.NEW_IMAGE,
+            time_to_live_attribute="ttl",
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        self.table.add_global_secondary_index(
+            index_name="gsi1",
+            partition_key=dynamodb.Attribute(name="gsi1pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="gsi1sk", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        self.bus = events.EventBus(self, "Bus", event_bus_name=f"orders-{stage}")
+
+        # -- functions --------------------------------------------------------------------
+        environment = {
+            "ORDERS_TABLE": self.table.table_name,
+            "ORDERS_EVENT_BUS": self.bus.event_bus_name,
+        }
+        self.http_fn = self._function(
+            "Http",
+            "orders_aws.http_handler.handler",
+            code,
+            environment,
+            reserved=settings.reserved_concurrency,
+        )
+        self.queue_fn = self._function(
+            "Queue", "orders_aws.queue_handler.handler", code, environment
+        )
+        self.relay_fn = self._function(
+            "Relay", "orders_aws.relay_handler.handler", code, environment, timeout=60
+        )
+        for fn in (self.http_fn, self.queue_fn):
+            self._grant_table(fn)
+        self.bus.grant_put_events_to(self.relay_fn)
+
+        # -- HTTP API ---------------------------------------------------------------------
+        target: lambda_.IFunction = self.http_fn
+        if settings.provisioned > 0:
+            target = lambda_.Alias(
+                self,
+                "HttpLive",
+                alias_name="live",
+                version=self.http_fn.current_version,
+                provisioned_concurrent_executions=settings.provisioned,
+            )
+        integration = integrations.HttpLambdaIntegration("HttpIntegration", target)
+        self.api = apigw.HttpApi(self, "Api", api_name=f"orders-{stage}")
+        for route in ROUTES:
+            self.api.add_routes(
+                path=route.template,
+                methods=[apigw.HttpMethod(route.method)],
+                integration=integration,
+            )
+
+        # -- commands queue ---------------------------------------------------------------
+        self.commands_dlq = sqs.Queue(
+            self,
+            "CommandsDlq",
+            retention_period=cdk.Duration.days(14),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+        )
+        self.commands = sqs.Queue(
+            self,
+            "Commands",
+            visibility_timeout=cdk.Duration.seconds(60),  # >= 6x the function timeout / batch
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5, queue=self.commands_dlq),
+        )
+        self.queue_fn.add_event_source(
+            sources.SqsEventSource(
+                self.commands,
+                batch_size=10,
+                report_batch_item_failures=True,
+            )
+        )
+        self.queue_fn.add_environment("ORDERS_POISON_QUEUE_URL", self.commands_dlq.queue_url)
+        self.commands_dlq.grant_send_messages(self.queue_fn)
+
+        # -- relay on the stream ----------------------------------------------------------
+        self.relay_dlq = sqs.Queue(
+            self,
+            "RelayDlq",
+            retention_period=cdk.Duration.days(14),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+        )
+        self.relay_fn.add_event_source(
+            sources.DynamoEventSource(
+                self.table,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=100,
+                bisect_batch_on_error=True,
+                max_record_age=cdk.Duration.hours(24),
+                retry_attempts=10,
+                report_batch_item_failures=True,
+                on_failure=sources.SqsDlq(self.relay_dlq),
+                # Only order writes carry events: idempotency items and TTL deletions never
+                # invoke the relay (fewer invocations, lower cost).
+                filters=[
+                    lambda_.FilterCriteria.filter(
+                        {
+                            "eventName": lambda_.FilterRule.or_("INSERT", "MODIFY"),
+                            "dynamodb": {
+                                "Keys": {"pk": {"S": lambda_.FilterRule.begins_with("ORDER#")}}
+                            },
+                        }
+                    )
+                ],
+            )
+        )
+
+        # -- alarms and budget ------------------------------------------------------------
+        topic = sns.Topic(self, "Alerts", enforce_ssl=True)
+        topic.add_subscription(subscriptions.EmailSubscription(alert_email.value_as_string))
+        alarm_action = actions.SnsAction(topic)
+        for name, fn in (
+            ("Http", self.http_fn),
+            ("Queue", self.queue_fn),
+            ("Relay", self.relay_fn),
+        ):
+            for suffix, metric, threshold in (
+                ("Errors", fn.metric_errors(period=cdk.Duration.minutes(5)), 1),
+                ("Throttles", fn.metric_throttles(period=cdk.Duration.minutes(5)), 1),
+                (
+                    "DurationP95",
+                    fn.metric_duration(statistic="p95", period=cdk.Duration.minutes(5)),
+                    fn.timeout.to_milliseconds() * 0.8 if fn.timeout else 8000,
+                ),
+            ):
+                alarm = cloudwatch.Alarm(
+                    self,
+                    f"{name}{suffix}",
+                    metric=metric,
+                    threshold=threshold,
+                    evaluation_periods=1,
+                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                )
+                alarm.add_alarm_action(alarm_action)
+        for name, queue in (
+            ("CommandsDlqDepth", self.commands_dlq),
+            ("RelayDlqDepth", self.relay_dlq),
+        ):
+            alarm = cloudwatch.Alarm(
+                self,
+                name,
+                metric=queue.metric_approximate_number_of_messages_visible(
+                    period=cdk.Duration.minutes(5)
+                ),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            alarm.add_alarm_action(alarm_action)
+
+        budgets.CfnBudget(
+            self,
+            "MonthlyBudget",
+            budget=budgets.CfnBudget.BudgetDataProperty(
+                budget_type="COST",
+                time_unit="MONTHLY",
+                budget_limit=budgets.CfnBudget.SpendProperty(
+                    amount=budget_amount.value_as_number, unit="USD"
+                ),
+                # The tag must be activated as a cost allocation tag in Billing first.
+                cost_filters={"TagKeyValue": [f"user:{PROJECT_TAG[0]}${PROJECT_TAG[1]}"]},
+            ),
+            notifications_with_subscribers=[
+                budgets.CfnBudget.NotificationWithSubscribersProperty(
+                    notification=budgets.CfnBudget.NotificationProperty(
+                        comparison_operator="GREATER_THAN",
+                        notification_type=kind,
+                        threshold=threshold,
+                        threshold_type="PERCENTAGE",
+                    ),
+                    subscribers=[
+                        budgets.CfnBudget.SubscriberProperty(
+                            address=alert_email.value_as_string,
+                            subscription_type="EMAIL",
+                        )
+                    ],
+                )
+                for kind, threshold in (("ACTUAL", 80), ("FORECASTED", 100))
+            ],
+        )
+
+        cdk.CfnOutput(self, "ApiEndpoint", value=self.api.api_endpoint)
+        cdk.CfnOutput(self, "TableName", value=self.table.table_name)
+        cdk.CfnOutput(self, "EventBusName", value=self.bus.event_bus_name)
+        cdk.CfnOutput(self, "CommandsQueueUrl", value=self.commands.queue_url)
+
+    def _function(
+        self,
+        name: str,
+        handler: str,
+        code: lambda_.Code,
+        environment: dict[str, str],
+        *,
+        timeout: int = 10,
+        reserved: int | None = None,
+    ) -> lambda_.Function:
+        log_group = logs.LogGroup(
+            self,
+            f"{name}Logs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        return lambda_.Function(
+            self,
+            name,
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=(
+                lambda_.Architecture.ARM_64
+                if self.settings.architecture == "arm64"
+                else lambda_.Architecture.X86_64
+            ),
+            handler=handler,
+            code=code,
+            memory_size=self.settings.memory,
+            timeout=cdk.Duration.seconds(timeout),
+            tracing=lambda_.Tracing.ACTIVE,
+            logging_format=lambda_.LoggingFormat.JSON,
+            log_group=log_group,
+            reserved_concurrent_executions=reserved,
+            environment=environment,
+        )
+
+    def _grant_table(self, fn: lambda_.Function) -> None:
+        """Exactly the calls the store makes, on the table and its one index."""
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "dynamodb:GetItem",
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:Query",
+                    "dynamodb:ConditionCheckItem",
+                ],
+                resources=[self.table.table_arn, f"{self.table.table_arn}/index/gsi1"],
+            )
+        )
