@@ -8,13 +8,14 @@ only that adapter's extra, which proves every extra optional.
 from __future__ import annotations
 
 import glob
+import os
 
 import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typecheck", "core", "otel", "adapters", "packaging"]
+nox.options.sessions = ["lint", "typecheck", "core", "otel", "adapters", "packaging", "deploy"]
 
 DYNAMO = "tests/contract/test_dynamodb_contract.py"
 AWS_TEST_DEPS = ["moto[server]>=5.1", "boto3-stubs[dynamodb,events,sqs]"]
@@ -95,6 +96,47 @@ def packaging(session: nox.Session, mode: str) -> None:
     else:
         session.install("-e", ".[dev]")
     session.run("pytest", "tests/packaging", env={"ORDERS_INSTALL_MODE": mode})
+
+
+def _pyenv_versions() -> str | None:
+    """Every pyenv interpreter, so python3.12 resolves for the bundle's bytecode (pyenv's
+    shims answer only for versions named in PYENV_VERSION)."""
+    import shutil
+    import subprocess
+
+    if os.environ.get("PYENV_VERSION") or shutil.which("pyenv") is None:
+        return None
+    listed = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True)
+    versions = [v.strip() for v in listed.stdout.splitlines() if v.strip() and "/" not in v]
+    return ":".join(versions) or None
+
+
+@nox.session
+def deploy(session: nox.Session) -> None:
+    """deploy/aws offline: the bundle, CDK synth + assertions + cfn-lint, serverless package."""
+    session.install(
+        "-e", ".[aws]", "pytest>=8", "aws-cdk-lib>=2.150,<3", "constructs>=10,<11", "cfn-lint>=1.20"
+    )
+    prefix = os.path.abspath(f"{session.create_tmp()}/serverless")
+    session.run(
+        "npm",
+        "install",
+        "--prefix",
+        prefix,
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+        "serverless@3.40.0",
+        external=True,
+        silent=True,
+    )
+    env = {
+        "SERVERLESS_BIN": f"{prefix}/node_modules/.bin/serverless",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    }
+    if (versions := _pyenv_versions()) is not None:
+        env["PYENV_VERSION"] = versions
+    session.run("pytest", "tests/deploy", *session.posargs, env=env)
 
 
 @nox.session

@@ -82,8 +82,11 @@ def install(target: Path, arch: str, python: str, work: Path) -> None:
     )
     for name in os.listdir(target):
         base = name.split("-")[0].lower()
-        if base in EXCLUDED or name == "bin":
+        # orders_local is the local runtime: never imported on Lambda.
+        if base in EXCLUDED or name in ("bin", "orders_local"):
             shutil.rmtree(target / name, ignore_errors=True)
+    for stray in target.glob("*.md"):  # a dependency installs its docs at the top level
+        stray.unlink()
     for meta in target.glob("*.dist-info"):
         # Paths of the build machine: the only non-reproducible bytes pip leaves.
         for volatile in ("direct_url.json", "REQUESTED", "RECORD", "INSTALLER"):
@@ -113,10 +116,10 @@ def compile_bytecode(target: Path, interpreter: str) -> None:
 
 def write_zip(source: Path, destination: Path) -> None:
     destination.parent.mkdir(parents=True, exist_ok=True)
-    files = sorted(p for p in source.rglob("*") if p.is_file())
+    files = sorted((p.relative_to(source).as_posix(), p) for p in source.rglob("*") if p.is_file())
     with zipfile.ZipFile(destination, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for path in files:
-            info = zipfile.ZipInfo(path.relative_to(source).as_posix(), date_time=FIXED_TIME)
+        for name, path in files:
+            info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             info.create_system = 3  # unix, whatever builds it
@@ -148,12 +151,18 @@ def build(
             else:
                 compile_bytecode(target, interpreter)
         write_zip(target, destination)
-    size_mb = destination.stat().st_size / 1_000_000
-    digest = hashlib.sha256(destination.read_bytes()).hexdigest()[:16]
-    print(f"{destination}: {size_mb:.2f} MB zipped (limit {max_mb:g} MB), sha256 {digest}...")
+    check_size(destination, max_mb)
+    return destination
+
+
+def check_size(bundle: Path, max_mb: float) -> float:
+    """Print the bundle's size and digest; raise when it is over ``max_mb``."""
+    size_mb = bundle.stat().st_size / 1_000_000
+    digest = hashlib.sha256(bundle.read_bytes()).hexdigest()[:16]
+    print(f"{bundle}: {size_mb:.2f} MB zipped (limit {max_mb:g} MB), sha256 {digest}...")
     if size_mb > max_mb:
         raise BundleError(f"bundle is {size_mb:.2f} MB, over the {max_mb:g} MB limit")
-    return destination
+    return size_mb
 
 
 def main(argv: list[str] | None = None) -> int:
