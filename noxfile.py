@@ -69,7 +69,7 @@ def core(session: nox.Session) -> None:
 @nox.session
 def otel(session: nox.Session) -> None:
     """Telemetry with the OpenTelemetry SDK installed (the ``otel`` extra)."""
-    session.install("-e", ".[dev,otel]")
+    session.install("-e", ".[dev,otel,aws]", *AWS_TEST_DEPS)
     session.run("pytest", "tests/otel", *session.posargs)
 
 

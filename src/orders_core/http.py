@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from opentelemetry import trace
+
 from orders_core import commands, telemetry
 from orders_core.commands import Command
 from orders_core.deadline import Deadline
@@ -358,9 +360,47 @@ class HttpApi:
             raise MethodNotAllowed(f"{method} is not allowed on {path}", allowed)
         raise NotFound(f"no resource at {path}")
 
+    @staticmethod
+    def route_template(path: str) -> str | None:
+        """The route a path belongs to (``/orders/{orderId}``), for span names and metrics."""
+        for route in ROUTES:
+            if route.pattern.match(path):
+                return route.template
+        return None
+
     def handle(self, request: HttpRequest, deadline: Deadline | None = None) -> HttpResponse:
-        """Answer ``request``; never raises. Unexpected errors become a bare 500."""
+        """Answer ``request``; never raises. Unexpected errors become a bare 500.
+
+        With an SDK configured, the answer is traced in an HTTP SERVER span: the adapter's,
+        if it opened one (a Lambda adds its ``faas.*`` attributes), else one opened here.
+        """
         deadline = deadline or Deadline.after(self.timeout)
+        if not telemetry.sdk_configured():
+            return self._handle(request, deadline)
+        route = self.route_template(request.path)
+        current = trace.get_current_span()
+        if current.get_span_context().is_valid and current.is_recording():
+            return self._traced(current, route, request, deadline)
+        parent, state = _trace_headers(request)
+        if parent is None:  # a binary-mode CloudEvent's own trace context
+            parent = telemetry.valid_traceparent(request.header("ce-traceparent"))
+            state = telemetry.valid_tracestate(request.header("ce-tracestate")) if parent else None
+        with telemetry.server_span(request.method, route, request.path, parent, state) as span:
+            return self._traced(span, route, request, deadline)
+
+    def _traced(
+        self, span: trace.Span, route: str | None, request: HttpRequest, deadline: Deadline
+    ) -> HttpResponse:
+        if route is not None:
+            span.set_attribute("http.route", route)
+            span.update_name(f"{request.method} {route}")
+        response = self._handle(request, deadline)
+        span.set_attribute("http.response.status_code", response.status)
+        if response.status >= 500:
+            span.set_attribute("error.type", str(response.status))
+        return response
+
+    def _handle(self, request: HttpRequest, deadline: Deadline) -> HttpResponse:
         try:
             if len(request.body) > self.max_body:
                 raise PayloadTooLarge(f"the body is over the {self.max_body}-byte limit")

@@ -9,6 +9,7 @@ idempotency record) and lets the store commit it conditionally.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +25,8 @@ from orders_core.errors import (
     ConcurrencyConflict,
     DuplicateRequest,
     FieldError,
+    IdempotencyKeyReused,
+    InvalidTransition,
     NotFound,
     PreconditionFailed,
     ValidationFailed,
@@ -93,6 +96,19 @@ def _transition(service: OrderService, payload: _Targeted, new_id: str | None) -
     reason = getattr(payload, "reason", None)
     return order.transition(payload.target, service.clock(), reason=reason), order.version
 
+
+_STATUS_OF: Final = {
+    commands.CREATE: "created",
+    commands.CONFIRM: "confirmed",
+    commands.CANCEL: "cancelled",
+    commands.FULFILL: "fulfilled",
+}
+_CONFLICT_KINDS: Final[dict[type[Exception], str]] = {
+    InvalidTransition: "transition",
+    PreconditionFailed: "precondition",
+    IdempotencyKeyReused: "key-reused",
+    ConcurrencyConflict: "version",
+}
 
 REGISTRY: Final[dict[str, tuple[type[BaseModel], Handler]]] = {
     commands.CREATE: (commands.CreateOrder, _create),
@@ -185,16 +201,33 @@ class OrderService:
             "cloudevents.event_id": command.id,
             "cloudevents.event_source": command.source,
         }
-        with telemetry.command_span(
-            f"orders.command {command.type}",
-            traceparent=command.traceparent,
-            tracestate=command.tracestate,
-            attributes=attributes,
-        ) as span:
-            result = self._run(command, payload, handler, principal, idempotency_key, deadline)
-            span.set_attribute("orders.order_id", result.order_id)
-            span.set_attribute("orders.idempotent_replay", result.replayed)
-            return result
+        started = time.perf_counter()
+        conflict: str | None = None
+        result: CommandResult | None = None
+        try:
+            with telemetry.command_span(
+                f"orders.command {command.type}",
+                traceparent=command.traceparent,
+                tracestate=command.tracestate,
+                attributes=attributes,
+            ) as span:
+                result = self._run(command, payload, handler, principal, idempotency_key, deadline)
+                span.set_attribute("orders.order_id", result.order_id)
+                telemetry.order_id.set(result.order_id)
+                span.set_attribute("orders.idempotent_replay", result.replayed)
+                return result
+        except tuple(_CONFLICT_KINDS) as exc:
+            conflict = next(kind for cls, kind in _CONFLICT_KINDS.items() if isinstance(exc, cls))
+            raise
+        finally:
+            if result is not None or conflict is not None:
+                telemetry.METRICS.command(
+                    command.type,
+                    time.perf_counter() - started,
+                    status=_STATUS_OF.get(command.type) if result is not None else None,
+                    replayed=result is not None and result.replayed,
+                    conflict=conflict,
+                )
 
     def _run(
         self,

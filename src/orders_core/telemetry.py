@@ -32,6 +32,12 @@ correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 """The id that ties log lines of one request or record together (set by the adapter)."""
 
+order_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "orders_core_order_id", default=None
+)
+"""The order the current request or record acted on (set by the service, scoped by the
+adapter), so the adapter's one log line per request can name it."""
+
 
 def valid_traceparent(value: str | None) -> str | None:
     """``value`` if it is a well-formed version-00 traceparent with non-zero ids, else None.
@@ -52,9 +58,16 @@ def valid_tracestate(value: str | None) -> str | None:
     return value
 
 
+def _installed(provider: object) -> bool:
+    """A provider someone installed (an SDK's), not the API's own proxy or no-op one."""
+    return not type(provider).__module__.startswith(
+        ("opentelemetry.trace", "opentelemetry.metrics")
+    )
+
+
 def sdk_configured() -> bool:
     """True once a runtime has installed a real TracerProvider (the API's default is a proxy)."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return _installed(trace.get_tracer_provider())
 
 
 def tracer() -> trace.Tracer:
@@ -79,13 +92,16 @@ def command_span(
         yield trace.INVALID_SPAN
         return
     parent = None
-    if not trace.get_current_span().get_span_context().is_valid and traceparent:
-        carrier = {"traceparent": traceparent}
-        if tracestate:
-            carrier["tracestate"] = tracestate
-        parent = _PROPAGATOR.extract(carrier)
+    links: list[trace.Link] = []
+    active = trace.get_current_span().get_span_context()
+    if not active.is_valid:
+        parent = context_from(traceparent, tracestate)
+    elif traceparent and traceparent.split("-")[1] != trace.format_trace_id(active.trace_id):
+        # The command carries another trace (say, a structured CloudEvent's extension under
+        # an HTTP request that had none): keep the causal tie as a link.
+        links = link_to(traceparent)
     with tracer().start_as_current_span(
-        name, context=parent, kind=trace.SpanKind.INTERNAL, attributes=attributes
+        name, context=parent, kind=trace.SpanKind.INTERNAL, attributes=attributes, links=links
     ) as span:
         yield span
 
@@ -135,6 +151,9 @@ class JsonLogFormatter(logging.Formatter):
         cid = correlation_id.get()
         if cid is not None:
             entry["correlationId"] = cid
+        oid = order_id.get()
+        if oid is not None and "orderId" not in record.__dict__:
+            entry["orderId"] = oid
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value
@@ -143,3 +162,199 @@ class JsonLogFormatter(logging.Formatter):
             entry["error"] = record.exc_info[0].__name__
             entry["stack"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, separators=(",", ":"))
+
+
+@contextlib.contextmanager
+def server_span(
+    method: str, route: str | None, path: str, traceparent: str | None, tracestate: str | None
+) -> Iterator[trace.Span]:
+    """An HTTP SERVER span (semantic conventions), parented on the caller's trace context."""
+    if not sdk_configured():
+        yield trace.INVALID_SPAN
+        return
+    parent = None
+    if traceparent and not trace.get_current_span().get_span_context().is_valid:
+        carrier = {"traceparent": traceparent}
+        if tracestate:
+            carrier["tracestate"] = tracestate
+        parent = _PROPAGATOR.extract(carrier)
+    name = f"{method} {route}" if route else method
+    attributes: dict[str, Any] = {"http.request.method": method, "url.path": path}
+    if route:
+        attributes["http.route"] = route
+    with tracer().start_as_current_span(
+        name, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
+    ) as span:
+        yield span
+
+
+def context_from(traceparent: str | None, tracestate: str | None = None) -> Any:
+    """An OpenTelemetry Context carrying a remote parent (None when there is none)."""
+    if not traceparent:
+        return None
+    carrier = {"traceparent": traceparent}
+    if tracestate:
+        carrier["tracestate"] = tracestate
+    return _PROPAGATOR.extract(carrier)
+
+
+def link_to(traceparent: str | None) -> list[trace.Link]:
+    """A span link to the producer of a batch record (for batch consumers)."""
+    context = trace.get_current_span(context_from(traceparent)).get_span_context()
+    return [trace.Link(context)] if context.is_valid else []
+
+
+def inject_current() -> tuple[str | None, str | None]:
+    """traceparent/tracestate of the active span, for a message we are about to send."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent"), carrier.get("tracestate")
+
+
+# -- metrics ------------------------------------------------------------------------------
+
+
+class Metrics:
+    """The instruments orders-core records, on the OpenTelemetry metrics API.
+
+    ==============================  =========  =============================================
+    name                            kind       meaning
+    ==============================  =========  =============================================
+    ``orders.created``              counter    orders placed
+    ``orders.confirmed``            counter    PENDING -> CONFIRMED
+    ``orders.cancelled``            counter    -> CANCELLED
+    ``orders.fulfilled``            counter    CONFIRMED -> FULFILLED
+    ``orders.idempotent_replays``   counter    answers replayed from an idempotency record
+    ``orders.conflicts``            counter    refused for state (``orders.conflict``: version,
+                                               transition, precondition, key-reused)
+    ``orders.command.duration``     histogram  seconds per command (``orders.command.type``)
+    ``orders.relay.lag``            histogram  seconds from commit to publish
+    ``orders.outbox.undelivered``   gauge      committed events not yet published (local)
+    ==============================  =========  =============================================
+
+    Instruments are created on first use through the API's proxy meter, so they bind to a
+    MeterProvider a runtime installs later; with none, recording is skipped entirely.
+    """
+
+    def __init__(self) -> None:
+        self._instruments: dict[str, Any] | None = None
+
+    def _get(self) -> dict[str, Any] | None:
+        from opentelemetry import metrics
+
+        if not _installed(metrics.get_meter_provider()):
+            return None
+        if self._instruments is None:
+            meter = metrics.get_meter(TRACER_NAME)
+            self._instruments = {
+                name: meter.create_counter(f"orders.{name}", unit="{order}")
+                for name in ("created", "confirmed", "cancelled", "fulfilled")
+            }
+            self._instruments["idempotent_replays"] = meter.create_counter(
+                "orders.idempotent_replays", unit="{request}"
+            )
+            self._instruments["conflicts"] = meter.create_counter(
+                "orders.conflicts", unit="{request}"
+            )
+            self._instruments["duration"] = meter.create_histogram(
+                "orders.command.duration", unit="s"
+            )
+            self._instruments["relay_lag"] = meter.create_histogram("orders.relay.lag", unit="s")
+        return self._instruments
+
+    def command(
+        self,
+        command_type: str,
+        seconds: float,
+        *,
+        status: str | None,
+        replayed: bool,
+        conflict: str | None,
+    ) -> None:
+        instruments = self._get()
+        if instruments is None:
+            return
+        instruments["duration"].record(seconds, {"orders.command.type": command_type})
+        if replayed:
+            instruments["idempotent_replays"].add(1, {"orders.command.type": command_type})
+        elif status is not None and status.lower() in (
+            "created",
+            "confirmed",
+            "cancelled",
+            "fulfilled",
+        ):
+            instruments[status.lower()].add(1)
+        if conflict is not None:
+            instruments["conflicts"].add(1, {"orders.conflict": conflict})
+
+    def relay_lag(self, seconds: float) -> None:
+        instruments = self._get()
+        if instruments is not None:
+            instruments["relay_lag"].record(max(0.0, seconds))
+
+    def observe_undelivered(self, count: Any) -> None:
+        """Register ``count()`` as the undelivered-outbox gauge (local runtime)."""
+        from opentelemetry import metrics
+        from opentelemetry.metrics import CallbackOptions, Observation
+
+        def callback(_: CallbackOptions) -> list[Observation]:
+            return [Observation(int(count()))]
+
+        metrics.get_meter(TRACER_NAME).create_observable_gauge(
+            "orders.outbox.undelivered", callbacks=[callback], unit="{event}"
+        )
+
+
+METRICS = Metrics()
+
+
+@contextlib.contextmanager
+def publishing(events: list[Any], destination: str) -> Iterator[list[Any]]:
+    """PRODUCER spans for a batch of domain events about to be published.
+
+    Each span is a child of the trace its event was committed in (restored from the stored
+    ``traceparent``), and the events yielded carry that span's context instead, so a consumer
+    of the published CloudEvent continues the same trace. Without an SDK the events pass
+    through untouched. The spans end when the block does (marked as errors if it raises).
+    """
+    if not sdk_configured() or not events:
+        yield events
+        return
+    import dataclasses
+
+    spans = []
+    stamped = []
+    for event in events:
+        span = tracer().start_span(
+            f"publish {event.type}",
+            context=context_from(event.traceparent, event.tracestate),
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "messaging.operation.type": "publish",
+                "messaging.destination.name": destination,
+                "messaging.message.id": event.id,
+                "cloudevents.event_id": event.id,
+                "cloudevents.event_type": event.type,
+                "orders.order_id": event.subject,
+            },
+        )
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+        spans.append(span)
+        stamped.append(
+            dataclasses.replace(
+                event,
+                traceparent=carrier.get("traceparent", event.traceparent),
+                tracestate=carrier.get("tracestate", event.tracestate),
+            )
+        )
+    try:
+        yield stamped
+    except BaseException as exc:
+        for span in spans:
+            span.record_exception(exc)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+        raise
+    finally:
+        for span in spans:
+            span.end()

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from orders_core import commands
@@ -17,17 +13,6 @@ from orders_core.testing import InMemoryStore
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TP = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
-
-_EXPORTER = InMemorySpanExporter()
-_PROVIDER = TracerProvider()
-_PROVIDER.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-trace.set_tracer_provider(_PROVIDER)  # once per process: the API forbids overriding it
-
-
-@pytest.fixture
-def spans() -> InMemorySpanExporter:
-    _EXPORTER.clear()
-    return _EXPORTER
 
 
 def test_a_queued_command_continues_its_trace_into_the_emitted_event(

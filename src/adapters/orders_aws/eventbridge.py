@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from orders_aws import observe
 from orders_aws.bootstrap import Runtime
 from orders_aws.events import command_from_eventbridge
 from orders_core.errors import RequestError
@@ -20,13 +21,24 @@ log = logging.getLogger("orders_aws.eventbridge")
 
 
 def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
+    with observe.invocation(context, "pubsub"):
+        return _handle(event, context, rt)
+
+
+def _handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
     try:
         command = command_from_eventbridge(event)
-        result = rt.service.handle(
-            command,
-            idempotency_key=event_key(command.source, command.id),
-            deadline=rt.deadline(context),
-        )
+        with observe.record_span(
+            f"process {command.type}",
+            command.traceparent,
+            command.tracestate,
+            {"messaging.system": "aws_eventbridge", "messaging.message.id": str(event.get("id"))},
+        ):
+            result = rt.service.handle(
+                command,
+                idempotency_key=event_key(command.source, command.id),
+                deadline=rt.deadline(context),
+            )
     except RequestError as error:
         log.warning("command rejected", extra={"eventId": event.get("id"), "problem": error.slug})
         return {"status": "rejected", "problem": error.slug}

@@ -14,7 +14,10 @@ def configure() -> None:
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonLogFormatter) for h in root.handlers):
         return
+    from orders_aws.observe import LambdaContextFilter
+
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonLogFormatter())
+    handler.addFilter(LambdaContextFilter())
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())

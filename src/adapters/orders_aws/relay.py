@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any, Final
 
+from orders_aws import observe
 from orders_aws.bootstrap import Runtime
 from orders_aws.dynamodb import events_from_stream_image
+from orders_core import telemetry
 from orders_core.events import DomainEvent
 
 log = logging.getLogger("orders_aws.relay")
@@ -36,17 +39,31 @@ def entry(event: DomainEvent, bus: str) -> dict[str, Any]:
 
 
 def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
+    with observe.invocation(context, "datasource", span_name="orders-stream process"):
+        return _handle(event, context, rt)
+
+
+def _handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
     deadline = rt.deadline(context)
-    pending: list[tuple[str, dict[str, Any]]] = []  # (sequence number, entry)
+    found: list[tuple[str, DomainEvent]] = []  # (sequence number, event)
     for record in event.get("Records", []):
         if record.get("eventName") not in ("INSERT", "MODIFY"):
             continue
         stream = record.get("dynamodb", {})
         sequence = str(stream.get("SequenceNumber", ""))
-        for domain_event in events_from_stream_image(stream.get("NewImage", {})):
-            pending.append((sequence, entry(domain_event, rt.config.event_bus)))
+        found += [(sequence, e) for e in events_from_stream_image(stream.get("NewImage", {}))]
 
-    failed = _publish(rt, pending, deadline)
+    with telemetry.publishing([e for _, e in found], rt.config.event_bus) as outgoing:
+        pending = [
+            (sequence, entry(stamped, rt.config.event_bus))
+            for (sequence, _), stamped in zip(found, outgoing, strict=True)
+        ]
+        failed = _publish(rt, pending, deadline)
+    now = datetime.now(UTC)
+    unpublished = {id(item) for item in failed}
+    for (_, domain_event), item in zip(found, pending, strict=True):
+        if id(item) not in unpublished:
+            telemetry.METRICS.relay_lag((now - domain_event.time).total_seconds())
     if failed:
         log.warning("events not published; Lambda will retry", extra={"failedEntries": len(failed)})
     sequences = sorted({seq for seq, _ in failed}, key=lambda s: int(s) if s.isdigit() else 0)

@@ -12,11 +12,14 @@ Answers with ``batchItemFailures`` (the function needs ``ReportBatchItemFailures
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
+from orders_aws import observe
 from orders_aws.bootstrap import Runtime
 from orders_aws.events import command_from_sqs_record
+from orders_core import telemetry
 from orders_core.errors import DeadlineExceeded, RequestError
 from orders_core.idempotency import event_key
 
@@ -24,9 +27,33 @@ log = logging.getLogger("orders_aws.queue")
 
 
 def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
+    records = event.get("Records", [])
+    producers = [_traceparent(r) for r in records]
+    with observe.invocation(
+        context, "pubsub", span_name="orders-commands process", links_from=producers
+    ):
+        return _handle(records, context, rt)
+
+
+def _traceparent(record: dict[str, Any]) -> str | None:
+    """The producer's trace context: the CloudEvent's extension, else the message attribute."""
+    try:
+        body = json.loads(record.get("body", ""))
+        value = body.get("traceparent") if isinstance(body, dict) else None
+    except ValueError:
+        value = None
+    if not value:
+        value = ((record.get("messageAttributes") or {}).get("traceparent") or {}).get(
+            "stringValue"
+        )
+    return telemetry.valid_traceparent(value)
+
+
+def _handle(records: list[dict[str, Any]], context: Any, rt: Runtime) -> dict[str, Any]:
     deadline = rt.deadline(context)
     failures: list[dict[str, str]] = []
-    for record in event.get("Records", []):
+    for record in records:
+        telemetry.order_id.set(None)  # one record's order never labels the next one's lines
         message_id = str(record.get("messageId", ""))
         fifo = str(record.get("eventSourceARN", "")).endswith(".fifo")
         if failures and fifo:
@@ -34,9 +61,21 @@ def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
             continue
         try:
             command = command_from_sqs_record(record)
-            result = rt.service.handle(
-                command, idempotency_key=event_key(command.source, command.id), deadline=deadline
-            )
+            with observe.record_span(
+                f"process {command.type}",
+                command.traceparent,
+                command.tracestate,
+                {
+                    "messaging.system": "aws_sqs",
+                    "messaging.message.id": message_id,
+                    "messaging.operation.type": "process",
+                },
+            ):
+                result = rt.service.handle(
+                    command,
+                    idempotency_key=event_key(command.source, command.id),
+                    deadline=deadline,
+                )
         except RequestError as error:
             log.warning(
                 "poison record dropped",

@@ -221,6 +221,10 @@ def serve(args: argparse.Namespace) -> int:
         allow_remote=args.allow_remote,
     )
     configure_logging()
+    from orders_core import sdk
+
+    if sdk.configure("orders-local"):
+        print("orders-local: OpenTelemetry SDK configured from OTEL_* variables", file=sys.stderr)
     try:
         runtime = LocalRuntime(config, store=store)
     except ValueError as exc:
@@ -240,6 +244,7 @@ def serve(args: argparse.Namespace) -> int:
     stop.wait()
     print("orders-local: shutting down", file=sys.stderr, flush=True)
     undelivered = runtime.stop(timeout=args.handler_timeout)
+    sdk.flush()
     if undelivered:
         print(
             f"orders-local: {undelivered} event(s) not delivered yet; they will be after the "

@@ -14,7 +14,9 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+from orders_core import telemetry
 from orders_core.ports import EventPublisher, Outbox
 
 log = logging.getLogger("orders_local.relay")
@@ -32,7 +34,9 @@ class OutboxRelay:
         backoff_base: float = 0.1,
         backoff_cap: float = 30.0,
         jitter: Callable[[], float] = random.random,
+        destination: str = "orders-local",
     ) -> None:
+        self.destination = destination
         self.outbox = outbox
         self.publisher = publisher
         self.batch_size = batch_size
@@ -53,30 +57,36 @@ class OutboxRelay:
         A failed batch may be published again in part: delivery is at least once, and
         consumers deduplicate on the stable event ids.
         """
-        delivered: list[int] = []
+        batch = self.outbox.pending(self.batch_size)
+        if not batch:
+            self._failures = 0
+            return 0
         try:
-            for entry in self.outbox.pending(self.batch_size):
-                try:
-                    self.publisher.publish([entry.event])
-                except Exception as exc:
-                    self._failures += 1
-                    log.warning(
-                        "publish failed; will retry",
-                        extra={
-                            "eventId": entry.event.id,
-                            "attempt": entry.attempts + 1,
-                            "error": type(exc).__name__,
-                        },
-                    )
-                    self.outbox.mark_failed([entry.position], f"{type(exc).__name__}: {exc}")
-                    break
-                delivered.append(entry.position)
-            else:
-                self._failures = 0
-        finally:
-            if delivered:
-                self.outbox.mark_delivered(delivered)
-        return len(delivered)
+            with telemetry.publishing([e.event for e in batch], self.destination) as outgoing:
+                self.publisher.publish(outgoing)
+        except Exception as exc:
+            # Sinks that publish one by one say how far they got; the rest is retried.
+            done = getattr(exc, "delivered", 0)
+            if done:
+                self.outbox.mark_delivered([entry.position for entry in batch[:done]])
+            failed = batch[done]
+            self._failures += 1
+            log.warning(
+                "publish failed; will retry",
+                extra={
+                    "eventId": failed.event.id,
+                    "attempt": failed.attempts + 1,
+                    "error": type(exc).__name__,
+                },
+            )
+            self.outbox.mark_failed([failed.position], f"{type(exc).__name__}: {exc}")
+            return int(done)
+        self._failures = 0
+        self.outbox.mark_delivered([entry.position for entry in batch])
+        now = datetime.now(UTC)
+        for entry in batch:
+            telemetry.METRICS.relay_lag((now - entry.event.time).total_seconds())
+        return len(batch)
 
     def backoff(self) -> float:
         """Seconds to wait before the next pass: 0 when healthy, else capped 2^n with

@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from orders_core import telemetry
 from orders_core.http import DEFAULT_MAX_BODY, HttpApi
 from orders_core.ports import EventPublisher, OrderStore, Outbox
 from orders_core.service import OrderService
@@ -72,7 +73,10 @@ class LocalRuntime:
         self.publisher = publisher if publisher is not None else sink_from_spec(config.sink)
         self.relay: OutboxRelay | None = None
         if self.publisher is not None and isinstance(store, Outbox):
-            self.relay = OutboxRelay(store, self.publisher)
+            self.relay = OutboxRelay(store, self.publisher, destination=config.sink)
+        count = getattr(store, "undelivered_count", None)
+        if count is not None and telemetry.sdk_configured():
+            telemetry.METRICS.observe_undelivered(count)
         api = HttpApi(OrderService(store), max_body=config.max_body, timeout=config.handler_timeout)
         self.server = OrdersHTTPServer(
             (config.host, config.port),

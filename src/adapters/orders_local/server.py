@@ -150,6 +150,7 @@ class OrdersRequestHandler(BaseHTTPRequestHandler):
         supplied = self.headers.get("x-request-id", "")
         correlation = supplied if _REQUEST_ID_RE.match(supplied) else uuid.uuid4().hex
         token = telemetry.correlation_id.set(correlation)
+        order_token = telemetry.order_id.set(None)
         path, _, query = self.path.partition("?")
         try:
             try:
@@ -167,10 +168,11 @@ class OrdersRequestHandler(BaseHTTPRequestHandler):
             ):
                 self.server.on_commit()
             self._write(response, correlation)
+            self._log(response, path, started, correlation)
         finally:
+            telemetry.order_id.reset(order_token)
             telemetry.correlation_id.reset(token)
             self.server.end()
-        self._log(response, path, started, correlation)
 
     def _dispatch(self, path: str, query: str, body: bytes) -> HttpResponse:
         request = HttpRequest(

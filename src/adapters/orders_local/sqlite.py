@@ -420,6 +420,14 @@ class SQLiteStore(OrderStore, Outbox):
             PendingEvent(pos, DomainEvent.from_record(json.loads(rec)), n) for pos, rec, n in rows
         ]
 
+    def undelivered_count(self) -> int:
+        """Committed events not yet published (the ``orders.outbox.undelivered`` gauge)."""
+        with self._connection() as conn:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM outbox WHERE delivered_us IS NULL"
+            ).fetchone()
+        return int(count)
+
     def mark_delivered(self, positions: Sequence[int]) -> None:
         now = _us(datetime.now(UTC))
         with self._write() as conn:
