@@ -264,9 +264,14 @@ def test_the_app_synthesizes_offline_from_the_command_line(tmp_path: Path) -> No
     with zipfile.ZipFile(bundle, "w") as archive:
         archive.writestr("placeholder.py", "")
     app = Path(__file__).resolve().parents[2] / "deploy" / "aws" / "app.py"
-    env = {**os.environ, "CDK_OUTDIR": str(tmp_path / "out")}
+    # The CDK CLI hands `-c key=value` to the app this way.
+    env = {
+        **os.environ,
+        "CDK_OUTDIR": str(tmp_path / "out"),
+        "CDK_CONTEXT_JSON": json.dumps({"bundle": str(bundle)}),
+    }
     result = subprocess.run(
-        [sys.executable, str(app), "-c", f"bundle={bundle}"],
+        [sys.executable, str(app)],
         capture_output=True,
         text=True,
         timeout=300,
