@@ -71,14 +71,27 @@ def stub_collector() -> str:
 
 def run(extra: dict[str, str]) -> tuple[float, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update({"ORDERS_TABLE": "bench", "AWS_REGION": "us-east-1",
-                "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "LOG_LEVEL": "WARNING",
-                **extra})
+    env.update(
+        {
+            "ORDERS_TABLE": "bench",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "LOG_LEVEL": "WARNING",
+            **extra,
+        }
+    )
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
-                         env=env, check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
     wall = (time.perf_counter() - start) * 1000
-    line = [x for x in out.stdout.splitlines() if x.startswith("{\"ms\"")][-1]
+    line = [x for x in out.stdout.splitlines() if x.startswith('{"ms"')][-1]
     return wall, float(json.loads(line)["ms"])
 
 
@@ -92,8 +105,10 @@ def main() -> int:
         for name, extra in VARIANTS.items():
             results[name].append(run(extra))
     base = statistics.median(w for w, _ in results["sdk off"])
-    print(f"\nLambda-like cold start, {args.runs} fresh processes per variant, medians "
-          f"(PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})")
+    print(
+        f"\nLambda-like cold start, {args.runs} fresh processes per variant, medians "
+        f"(PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})"
+    )
     print(f"{'variant':<14}{'process ms':>12}{'in-process ms':>15}{'+ms vs off':>12}")
     rows = {}
     for name, runs in results.items():
