@@ -75,6 +75,9 @@ def configure(service_name: str, *, batch: bool = True) -> bool:
     tracer_provider.add_span_processor(processor)
     trace.set_tracer_provider(tracer_provider)
     _PROVIDERS.append(tracer_provider)
+    from orders_core import telemetry
+
+    telemetry.sdk_installed_now()
 
     metrics_name = os.environ.get("OTEL_METRICS_EXPORTER", exporter_name).strip().lower()
     metric_exporter: Any = None

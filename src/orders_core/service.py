@@ -204,6 +204,16 @@ class OrderService:
         started = time.perf_counter()
         conflict: str | None = None
         result: CommandResult | None = None
+        if not telemetry.sdk_configured():  # the common, untraced path: no span machinery
+            try:
+                result = self._run(command, payload, handler, principal, idempotency_key, deadline)
+            except tuple(_CONFLICT_KINDS) as exc:
+                conflict = next(k for cls, k in _CONFLICT_KINDS.items() if isinstance(exc, cls))
+                raise
+            finally:
+                self._measure(command.type, started, result, conflict)
+            telemetry.order_id.set(result.order_id)
+            return result
         try:
             with telemetry.command_span(
                 f"orders.command {command.type}",
@@ -220,14 +230,20 @@ class OrderService:
             conflict = next(kind for cls, kind in _CONFLICT_KINDS.items() if isinstance(exc, cls))
             raise
         finally:
-            if result is not None or conflict is not None:
-                telemetry.METRICS.command(
-                    command.type,
-                    time.perf_counter() - started,
-                    status=_STATUS_OF.get(command.type) if result is not None else None,
-                    replayed=result is not None and result.replayed,
-                    conflict=conflict,
-                )
+            self._measure(command.type, started, result, conflict)
+
+    @staticmethod
+    def _measure(
+        command_type: str, started: float, result: CommandResult | None, conflict: str | None
+    ) -> None:
+        if result is not None or conflict is not None:
+            telemetry.METRICS.command(
+                command_type,
+                time.perf_counter() - started,
+                status=_STATUS_OF.get(command_type) if result is not None else None,
+                replayed=result is not None and result.replayed,
+                conflict=conflict,
+            )
 
     def _run(
         self,

@@ -15,6 +15,7 @@ import contextvars
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -65,9 +66,30 @@ def _installed(provider: object) -> bool:
     )
 
 
+_SDK_STATE: dict[str, Any] = {"installed": False, "checked": float("-inf")}
+_RECHECK_SECONDS: Final = 1.0
+
+
 def sdk_configured() -> bool:
-    """True once a runtime has installed a real TracerProvider (the API's default is a proxy)."""
-    return _installed(trace.get_tracer_provider())
+    """True once a runtime has installed a real TracerProvider (the API's default is a proxy).
+
+    The API's lookup reads the environment on every call; called a few times per command it
+    cost ~15% of a warm invocation under the profiler. A yes is final (providers cannot be
+    uninstalled); a no is re-checked at most once a second (``sdk.configure`` says yes
+    at once).
+    """
+    if _SDK_STATE["installed"]:
+        return True
+    now = time.monotonic()
+    if now - _SDK_STATE["checked"] >= _RECHECK_SECONDS:
+        _SDK_STATE["checked"] = now
+        _SDK_STATE["installed"] = _installed(trace.get_tracer_provider())
+    return bool(_SDK_STATE["installed"])
+
+
+def sdk_installed_now() -> None:
+    """Tell :func:`sdk_configured` a provider was just installed (no waiting for a re-check)."""
+    _SDK_STATE["installed"] = _installed(trace.get_tracer_provider())
 
 
 def tracer() -> trace.Tracer:
@@ -240,11 +262,11 @@ class Metrics:
         self._instruments: dict[str, Any] | None = None
 
     def _get(self) -> dict[str, Any] | None:
-        from opentelemetry import metrics
-
-        if not _installed(metrics.get_meter_provider()):
-            return None
         if self._instruments is None:
+            from opentelemetry import metrics
+
+            if not _installed(metrics.get_meter_provider()):
+                return None
             meter = metrics.get_meter(TRACER_NAME)
             self._instruments = {
                 name: meter.create_counter(f"orders.{name}", unit="{order}")

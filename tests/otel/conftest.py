@@ -14,12 +14,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from orders_core import telemetry
+
 EXPORTER = InMemorySpanExporter()
 READER = InMemoryMetricReader()
 _provider = TracerProvider()
 _provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
 trace.set_tracer_provider(_provider)
 metrics.set_meter_provider(MeterProvider(metric_readers=[READER]))
+telemetry.sdk_installed_now()
 
 
 @pytest.fixture

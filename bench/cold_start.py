@@ -1,0 +1,110 @@
+"""Cold start: fresh process -> import the HTTP entrypoint -> first POST /orders answered.
+
+    python bench/cold_start.py [--runs 9]
+
+Every variant creates its boto3 DynamoDB client at init, as in production, and the one
+PutItem is answered by botocore's Stubber (same work minus the network). Variants, alternated
+within each round: our ``orders_aws.http_handler``; a hand-written handler (json + pydantic +
+boto3); Powertools (APIGatewayHttpResolver + Logger); FastAPI + Mangum. Each runs once first to
+write its bytecode caches, as a Lambda bundle ships them; PYTHONDONTWRITEBYTECODE is removed
+from the children's environment for that reason. Prints medians of wall time (process start
+to response, interpreter start-up included), peak RSS, and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import time
+t0 = time.perf_counter()
+import json, resource, sys
+sys.path.insert(0, {root!r})
+{setup}
+from botocore.stub import Stubber
+stub = Stubber(client)
+stub.add_response("put_item", {{}})
+stub.activate()
+from bench.peers.common import Context, event
+out = mod.handler(event(), Context())
+assert out["statusCode"] == 201, out
+print("RESULT " + json.dumps({{"ms": (time.perf_counter() - t0) * 1000,
+      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+VARIANTS = {
+    "orders-core": "import orders_aws.http_handler as mod\nclient = mod._RT.dynamodb",
+    "hand-written": "import bench.peers.handwritten as mod\nclient = mod.client",
+    "powertools": "import bench.peers.powertools as mod\nclient = mod.client",
+    "fastapi+mangum": "import bench.peers.fastapi_mangum as mod\nclient = mod.client",
+}
+
+
+def once(setup: str) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(
+        {
+            "ORDERS_TABLE": "orders",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "POWERTOOLS_SERVICE_NAME": "orders",
+        }
+    )
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD.format(root=str(ROOT), setup=setup)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    wall = (time.perf_counter() - start) * 1000
+    (line,) = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    result = json.loads(line.removeprefix("RESULT "))
+    return {"wall_ms": wall, "inner_ms": result["ms"], "rss_mb": result["rss_mb"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9)
+    args = parser.parse_args()
+    for setup in VARIANTS.values():
+        once(setup)  # write bytecode caches
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
+    for i in range(args.runs):
+        order = list(VARIANTS) if i % 2 == 0 else list(reversed(VARIANTS))
+        for name in order:
+            runs[name].append(once(VARIANTS[name]))
+    med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in runs.items()}
+    hand, fast = med["hand-written"]["wall_ms"], med["fastapi+mangum"]["wall_ms"]
+    print(
+        f"\nCold start to first POST /orders, {args.runs} runs, medians; "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    header = ("variant", "wall ms", "in-proc ms", "RSS MB", "x hand", "x fastapi")
+    print("{:<16}{:>9}{:>12}{:>8}{:>8}{:>11}".format(*header))
+    for name, m in med.items():
+        print(
+            f"{name:<16}{m['wall_ms']:>9.0f}{m['inner_ms']:>12.0f}{m['rss_mb']:>8.1f}"
+            f"{m['wall_ms'] / hand:>8.2f}{m['wall_ms'] / fast:>11.2f}"
+        )
+    out = ROOT / "bench" / "results" / "cold_start.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"medians": med, "runs": runs}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
