@@ -48,7 +48,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[dev,aws]", "boto3-stubs[dynamodb,events,sqs]")
+    session.install("-e", ".[dev,aws,otel]", "boto3-stubs[dynamodb,events,sqs]")
     session.run("mypy", "src")
 
 
@@ -142,6 +142,14 @@ def deploy(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks print figures; they pass or fail on nothing but crashes."""
-    session.install("-e", ".[dev]")
+    session.install(
+        "-e",
+        ".[dev,aws,otel]",
+        "aws-lambda-powertools",
+        "fastapi",
+        "mangum",
+        "starlette",
+        "uvicorn",
+    )
     for script in sorted(glob.glob("bench/*.py")):
         session.run("python", script, *session.posargs)

@@ -1,4 +1,5 @@
-"""POST /orders throughput and latency: the local runtime vs a trivial stdlib baseline.
+"""POST /orders throughput and latency: the local runtime vs a trivial stdlib baseline and
+Starlette on uvicorn doing the baseline's work.
 
     python bench/local_http.py [--rounds 3] [--seconds 3] [--connections 4,16]
 
@@ -121,6 +122,8 @@ def start(name: str, tmp: Path) -> Server:
     db = str(tmp / f"{name}-{time.monotonic_ns()}.db")
     if name == "baseline":
         return Server(name, [sys.executable, str(HERE / "_baseline_server.py"), db])
+    if name == "starlette":
+        return Server(name, [sys.executable, str(HERE / "_starlette_server.py"), db])
     return Server(
         name,
         [
@@ -163,6 +166,13 @@ def main() -> int:
 
     counts = [int(c) for c in args.connections.split(",")]
     servers = ["baseline", "orders-local"]
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        servers.append("starlette")
+    except ImportError:
+        print("starlette/uvicorn not installed: that baseline is left out", file=sys.stderr)
     results: dict[tuple[str, int], list[dict[str, Any]]] = {
         (s, c): [] for s in servers for c in counts
     }
