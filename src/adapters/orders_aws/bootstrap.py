@@ -100,13 +100,9 @@ class Runtime:
 
 
 def _client(service: str) -> Any:
-    import boto3
-    from botocore.config import Config
+    from orders_aws.dynamodb import client
 
-    config = Config(
-        connect_timeout=1, read_timeout=3, retries={"mode": "standard", "max_attempts": 3}
-    )
-    return boto3.client(service, config=config)  # type: ignore[call-overload]
+    return client(service)
 
 
 def build(config: AwsConfig, dynamodb: DynamoDBClient | None = None) -> Runtime:
