@@ -26,7 +26,7 @@ ADAPTERS: dict[str, tuple[str, list[str], list[list[str]]]] = {
     "memory": ("dev", [], [["tests/contract/test_memory_contract.py"]]),
     "sqlite": ("dev", [], [["tests/contract/test_sqlite_contract.py", "tests/local"]]),
     "dynamodb-moto": (
-        "dev,aws",
+        "dev,aws,plot",
         AWS_TEST_DEPS,
         [[DYNAMO, "-k", "TestDynamoDBMoto and not Server"], ["tests/aws"]],
     ),
