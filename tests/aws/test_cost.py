@@ -25,7 +25,8 @@ FN = Function(memory_mb=512, arch="arm64", p50_ms=10, p95_ms=10)
 
 
 def test_the_bundled_prices_say_where_and_when() -> None:
-    assert (PRICES["region"], PRICES["read_on"]) == ("us-east-1", "2024-11-15")
+    assert (PRICES["region"], PRICES["read_on"]) == ("us-east-1", "2024-11")
+    assert "NOT re-read" in PRICES["source"]
 
 
 def test_on_demand_by_hand() -> None:
