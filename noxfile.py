@@ -15,7 +15,16 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typecheck", "core", "otel", "adapters", "packaging", "deploy"]
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "core",
+    "otel",
+    "adapters",
+    "reliability",
+    "packaging",
+    "deploy",
+]
 
 DYNAMO = "tests/contract/test_dynamodb_contract.py"
 AWS_TEST_DEPS = ["moto[server]>=5.1", "boto3-stubs[dynamodb,events,sqs]"]
@@ -48,7 +57,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[dev,aws,otel]", "boto3-stubs[dynamodb,events,sqs]")
+    session.install("-e", ".[dev,aws,otel,plot]", "boto3-stubs[dynamodb,events,sqs]")
     session.run("mypy", "src")
 
 
@@ -81,6 +90,13 @@ def adapters(session: nox.Session, store: str) -> None:
     session.install("-e", f".[{extras}]", *packages)
     for args in runs:
         session.run("pytest", *args, *session.posargs)
+
+
+@nox.session
+def reliability(session: nox.Session) -> None:
+    """Races of 64, injected AWS faults, generated hostile input (bounded in count and time)."""
+    session.install("-e", ".[dev,aws]", *AWS_TEST_DEPS)
+    session.run("pytest", "tests/reliability", *session.posargs)
 
 
 @nox.session

@@ -21,34 +21,55 @@ from orders_core.service import ANONYMOUS
 TEXT_TYPES: Final = ("application/json", "application/problem+json", "text/")
 
 
+def _object(value: Any, name: str) -> Mapping[str, Any]:
+    """``value`` as a JSON object (absent is empty); anything else is a malformed event."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise MalformedRequest(f"event field {name} must be an object")
+    return value
+
+
+def _text(value: Any, name: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise MalformedRequest(f"event field {name} must be a string")
+    return value
+
+
 def principal_from(event: Mapping[str, Any]) -> str:
     """The caller for idempotency scoping: ``issuer|subject`` of a JWT authorizer's claims."""
-    claims = (
-        event.get("requestContext", {}).get("authorizer", {}).get("jwt", {}).get("claims") or {}
-    )
+    context = _object(event.get("requestContext"), "requestContext")
+    jwt = _object(_object(context.get("authorizer"), "authorizer").get("jwt"), "jwt")
+    claims = _object(jwt.get("claims"), "claims")
     subject = claims.get("sub")
-    if not subject:
+    if not subject or not isinstance(subject, str):
         return ANONYMOUS
     return f"{claims.get('iss', '')}|{subject}"
 
 
 def http_request_from_apigw(event: Mapping[str, Any]) -> HttpRequest:
-    """Payload format 2.0 -> HttpRequest. Raises MalformedRequest on an undecodable body."""
-    http = event.get("requestContext", {}).get("http", {})
-    body_text = event.get("body") or ""
-    if event.get("isBase64Encoded"):
+    """Payload format 2.0 -> HttpRequest. A malformed event (API Gateway never sends one, a
+    misrouted test might) or an undecodable body raises MalformedRequest: a 400."""
+    if not isinstance(event, Mapping):
+        raise MalformedRequest("the event must be an object")
+    http = _object(_object(event.get("requestContext"), "requestContext").get("http"), "http")
+    body_text = _text(event.get("body"), "body")
+    if event.get("isBase64Encoded") is True:
         try:
             body = base64.b64decode(body_text, validate=True)
         except (binascii.Error, ValueError):
             raise MalformedRequest("the body is not valid base64") from None
     else:
         body = body_text.encode("utf-8", "surrogatepass")
-    raw_query = event.get("rawQueryString") or ""
+    raw_query = _text(event.get("rawQueryString"), "rawQueryString")
+    headers = _object(event.get("headers"), "headers")
     return HttpRequest(
-        method=str(http.get("method", "GET")).upper(),
-        path=event.get("rawPath") or http.get("path") or "/",
+        method=_text(http.get("method"), "method").upper() or "GET",
+        path=_text(event.get("rawPath"), "rawPath") or _text(http.get("path"), "path") or "/",
         # 2.0 delivers lower-case names, repeated headers already comma-joined.
-        headers={str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()},
+        headers={str(k).lower(): str(v) for k, v in headers.items()},
         query=dict(parse_qsl(raw_query)) if raw_query else {},
         body=body,
         principal=principal_from(event),
@@ -80,12 +101,14 @@ def command_from_sqs_record(record: Mapping[str, Any]) -> Command:
     """
     from orders_core.cloudevents_http import command_from_http
 
-    body = str(record.get("body", "")).encode()
+    body = _text(record.get("body"), "body").encode("utf-8", "surrogatepass")
     command = command_from_http({"content-type": CE_JSON}, body)
     if command.traceparent is None:
-        attributes = record.get("messageAttributes") or {}
-        parent = (attributes.get("traceparent") or {}).get("stringValue")
-        state = (attributes.get("tracestate") or {}).get("stringValue")
+        attributes = _object(record.get("messageAttributes"), "messageAttributes")
+        parent = _object(attributes.get("traceparent"), "traceparent").get("stringValue")
+        state = _object(attributes.get("tracestate"), "tracestate").get("stringValue")
+        parent = parent if isinstance(parent, str) else None
+        state = state if isinstance(state, str) else None
         if parent:
             from orders_core.telemetry import valid_traceparent, valid_tracestate
 

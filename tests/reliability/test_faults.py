@@ -1,0 +1,91 @@
+"""Injected AWS faults (botocore's Stubber): throttling and 5xx become a 503 with Retry-After
+and never a partial write; a spent deadline starts nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+
+from orders_aws import http_api
+from orders_aws.bootstrap import AwsConfig, build
+from orders_aws.dynamodb import make_client
+from tests.aws.conftest import LambdaContext
+from tests.aws.samples import apigw_v2
+from tests.aws.support import set_fake_env
+
+SEED = b'{"items":[{"id":"sku-1","qty":2}]}'
+
+
+@pytest.fixture
+def stubbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Stubber]]:
+    set_fake_env(monkeypatch)
+    client = make_client()
+    with Stubber(client) as stubber:
+        yield build(AwsConfig(table="orders"), client), stubber
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("ProvisionedThroughputExceededException", 400),
+        ("ThrottlingException", 400),
+        ("RequestLimitExceeded", 400),
+        ("InternalServerError", 500),
+        ("ServiceUnavailable", 503),
+    ],
+)
+def test_throttling_and_5xx_become_503_with_retry_after(
+    stubbed: tuple[Any, Stubber], code: str, status: int
+) -> None:
+    rt, stubber = stubbed
+    stubber.add_client_error("put_item", service_error_code=code, http_status_code=status)
+    response = http_api.handle(apigw_v2(body=SEED), LambdaContext(), rt)
+    assert response["statusCode"] == 503
+    assert response["headers"]["retry-after"] == "1"
+    body = json.loads(response["body"])
+    assert body["type"].endswith("store-unavailable")
+    assert "orders" not in body["detail"].lower().replace("orders-core", "")  # no table names
+    stubber.assert_no_pending_responses()
+
+
+def test_a_keyed_create_that_fails_writes_nothing_and_a_retry_succeeds(
+    stubbed: tuple[Any, Stubber],
+) -> None:
+    rt, stubber = stubbed
+    headers = {"idempotency-key": "k-1"}
+    # First attempt: the record lookup answers "none", the write is throttled.
+    stubber.add_response("batch_get_item", {"Responses": {"orders": []}})
+    stubber.add_client_error("put_item", "ThrottlingException", http_status_code=400)
+    failed = http_api.handle(apigw_v2(body=SEED, headers=headers), LambdaContext(), rt)
+    assert failed["statusCode"] == 503
+    # The retry finds no record (nothing was written) and commits once.
+    stubber.add_response("batch_get_item", {"Responses": {"orders": []}})
+    stubber.add_response("put_item", {})
+    retried = http_api.handle(apigw_v2(body=SEED, headers=headers), LambdaContext(), rt)
+    assert retried["statusCode"] == 201
+    stubber.assert_no_pending_responses()
+
+
+def test_an_unknown_client_error_is_a_bare_500(stubbed: tuple[Any, Stubber]) -> None:
+    rt, stubber = stubbed
+    stubber.add_client_error(
+        "put_item",
+        "ValidationException",
+        service_message="One or more parameter values were invalid: table orders",
+    )
+    response = http_api.handle(apigw_v2(body=SEED), LambdaContext(), rt)
+    assert response["statusCode"] == 500
+    assert json.loads(response["body"])["detail"] == "Internal error"
+    assert "parameter values" not in response["body"]
+    assert "Traceback" not in response["body"]
+
+
+def test_a_deadline_about_to_expire_starts_nothing(stubbed: tuple[Any, Stubber]) -> None:
+    rt, stubber = stubbed  # no stubbed responses: any AWS call would fail the test
+    response = http_api.handle(apigw_v2(body=SEED), LambdaContext(remaining_ms=400), rt)
+    assert response["statusCode"] == 503
+    stubber.assert_no_pending_responses()
