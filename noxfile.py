@@ -24,6 +24,7 @@ nox.options.sessions = [
     "reliability",
     "packaging",
     "deploy",
+    "checkov",
 ]
 
 DYNAMO = "tests/contract/test_dynamodb_contract.py"
@@ -152,7 +153,26 @@ def deploy(session: nox.Session) -> None:
     }
     if (versions := _pyenv_versions()) is not None:
         env["PYENV_VERSION"] = versions
-    session.run("pytest", "tests/deploy", *session.posargs, env=env)
+    session.run(
+        "pytest", "tests/deploy", "--ignore=tests/deploy/test_checkov.py", *session.posargs, env=env
+    )
+
+
+@nox.session
+def checkov(session: nox.Session) -> None:
+    """checkov on the CDK template, in its own environment (it pins an old boto3)."""
+    session.install(
+        "-e", ".", "pytest>=8", "aws-cdk-lib>=2.150,<3", "constructs>=10,<11", "checkov>=3"
+    )
+    session.run(
+        "pytest",
+        "tests/deploy/test_checkov.py",
+        *session.posargs,
+        env={
+            "CHECKOV_BIN": os.path.join(session.bin, "checkov"),
+            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+        },
+    )
 
 
 @nox.session

@@ -20,6 +20,7 @@ Deploy-time parameters: ``BudgetAmount`` (USD per month) and ``AlertEmail``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,6 +159,30 @@ class OrdersStack(cdk.Stack):
             )
         integration = integrations.HttpLambdaIntegration("HttpIntegration", target)
         self.api = apigw.HttpApi(self, "Api", api_name=f"orders-{stage}")
+        access_logs = logs.LogGroup(
+            self,
+            "ApiAccessLogs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        stage_resource = self.api.default_stage.node.default_child  # type: ignore[union-attr]
+        stage_resource.add_property_override(
+            "AccessLogSettings",
+            {  # type: ignore[union-attr]
+                "DestinationArn": access_logs.log_group_arn,
+                # No request bodies, no query strings: ids, status and timings only.
+                "Format": json.dumps(
+                    {
+                        "requestId": "$context.requestId",
+                        "routeKey": "$context.routeKey",
+                        "status": "$context.status",
+                        "latencyMs": "$context.responseLatency",
+                        "integrationLatencyMs": "$context.integrationLatency",
+                        "sourceIp": "$context.identity.sourceIp",
+                    }
+                ),
+            },
+        )
         for route in ROUTES:
             self.api.add_routes(
                 path=route.template,

@@ -131,6 +131,15 @@ def test_the_relay_reads_the_stream_safely(resources: dict[str, Any]) -> None:
     assert "ORDER#" in pattern["Pattern"]
 
 
+def test_the_api_stage_writes_access_logs_without_payloads(resources: dict[str, Any]) -> None:
+    (stage,) = of_type(resources, "AWS::ApiGatewayV2::Stage")
+    settings = stage["AccessLogSettings"]
+    assert "DestinationArn" in settings
+    fields = json.loads(settings["Format"])
+    assert {"requestId", "status", "latencyMs"} <= set(fields)
+    assert not any("body" in v or "querystring" in v.lower() for v in fields.values())
+
+
 def test_the_bus_and_the_outputs(
     synthesized: tuple[Template, dict[str, Any]], template: Template
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import random
 import signal
 import socket
 import threading
@@ -46,7 +47,11 @@ def wait_until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-unt
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("kill_after", [40, 150])
+# Fixed points and seeded random ones: a crash early, late, and anywhere in between.
+KILL_POINTS = [40, 150, *(random.Random(seed).randint(5, 200) for seed in (1, 2, 3))]
+
+
+@pytest.mark.parametrize("kill_after", KILL_POINTS)
 def test_sigkill_mid_burst_loses_no_acknowledged_order_or_event(
     tmp_path: Path, kill_after: int
 ) -> None:
