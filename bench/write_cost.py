@@ -41,12 +41,14 @@ def order(order_id: str) -> Order:
 def ours(store: DynamoDBStore) -> dict[str, int]:
     plain = order("0123456789abcdef0123456789abcdef")
     created = store.order_item(plain, (DomainEvent.for_order(plain, traceparent=TP),))
+    created["commit"] = {"S": "0" * 32}  # the commit token every write carries
     keyed = order(derived_order_id(KEY))
     record = IdempotencyRecord(
         KEY, "f" * 64, 201, keyed.to_json(), keyed.order_id, 1, NOW + timedelta(hours=24)
     )
     keyed_item = store.order_item(keyed, (DomainEvent.for_order(keyed, traceparent=TP),))
     keyed_item.update(store._embedded_record(record))
+    keyed_item["commit"] = {"S": "0" * 32}
     confirmed = plain.transition(OrderStatus.CONFIRMED, NOW)
     after_confirm = store.order_item(confirmed, (DomainEvent.for_order(confirmed, traceparent=TP),))
     cancelled = confirmed.transition(OrderStatus.CANCELLED, NOW)

@@ -303,12 +303,6 @@ class OrderService:
                         return CommandResult.replay_of(winner)
                 if isinstance(conflict, DuplicateRequest):
                     continue
-                # Our own write may have landed on an earlier attempt whose answer was lost
-                # (a timeout; the SDK retried and the retry failed its condition). Then the
-                # stored order is exactly ours: report success, do not decide again (that
-                # would create a second order, or answer 409 to a confirm that worked).
-                if self.store.get(order.order_id) == order:
-                    return CommandResult(status, body, order.order_id, order.version)
                 # Someone else changed the order since we read it. With If-Match the caller
                 # asked for exactly that version: tell them. Otherwise decide again.
                 if getattr(payload, "expected_version", None) is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def test_a_corrupt_database_answers_without_internals(tmp_path: Path) -> None:
     store = SQLiteStore(path)
     store.close()
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(Exception):  # noqa: B017 - any refusal to open is fine here
+    with pytest.raises(sqlite3.DatabaseError):
         SQLiteStore(path)
 
 

@@ -364,6 +364,13 @@ class DynamoDBStore(OrderStore):
                 }
             }
             item = update
+        # A token of this commit, written with the item: if the SDK retries a write whose
+        # answer was lost (it landed, then the retry fails its condition), the item carries
+        # our token and the commit is recognised as done instead of reported as a conflict,
+        # which would make the service decide again (a second order, or a 409 for a confirm
+        # that worked). Transactions get the same from ClientRequestToken.
+        token = uuid.uuid4().hex
+        self._stamp(write, token)
         if record is None or embedded:
             self.last_write_units = write_units(item)
             ((kind, params),) = write.items()
@@ -374,6 +381,8 @@ class DynamoDBStore(OrderStore):
                     **params,
                 )
             except _ConditionFailed as exc:
+                if self._landed(order.order_id, token):
+                    return
                 if embedded:
                     raise DuplicateRequest(
                         "a concurrent duplicate created this order"
@@ -412,6 +421,22 @@ class DynamoDBStore(OrderStore):
                 f"order {order.order_id} changed concurrently ({', '.join(codes)})"
             ) from exc.__cause__
         self._log_capacity(response)
+
+    @staticmethod
+    def _stamp(write: dict[str, Any], token: str) -> None:
+        if "Put" in write:
+            write["Put"]["Item"]["commit"] = {"S": token}
+        else:
+            update = write["Update"]
+            update["UpdateExpression"] += ", #commit = :commit"
+            update["ExpressionAttributeNames"]["#commit"] = "commit"
+            update["ExpressionAttributeValues"][":commit"] = {"S": token}
+
+    def _landed(self, order_id: str, token: str) -> bool:
+        item = self._call(
+            "get_item", TableName=self.table, Key=self._order_key(order_id), ConsistentRead=True
+        ).get("Item")
+        return item is not None and item.get("commit", {}).get("S") == token
 
     def _embedded_record(self, record: IdempotencyRecord) -> dict[str, Any]:
         return {
