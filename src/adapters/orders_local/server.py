@@ -131,6 +131,13 @@ class OrdersRequestHandler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET  # noqa: N815
 
+    def __getattr__(self, name: str) -> Any:
+        """Any other method (TRACE, PROPFIND...) is the API's to refuse: 405 on a known
+        path, 404 elsewhere, as problem+json, instead of the stdlib's 501."""
+        if name.startswith("do_") and name[3:].isalpha() and name[3:].isupper():
+            return self._handle
+        raise AttributeError(name)
+
     def _read_body(self) -> bytes:
         if self.headers.get("transfer-encoding"):
             raise LengthRequired("send the body with Content-Length (chunked is not accepted)")
