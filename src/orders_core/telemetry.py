@@ -226,13 +226,6 @@ def link_to(traceparent: str | None) -> list[trace.Link]:
     return [trace.Link(context)] if context.is_valid else []
 
 
-def inject_current() -> tuple[str | None, str | None]:
-    """traceparent/tracestate of the active span, for a message we are about to send."""
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier)
-    return carrier.get("traceparent"), carrier.get("tracestate")
-
-
 # -- metrics ------------------------------------------------------------------------------
 
 

@@ -23,7 +23,8 @@ def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
             return apigw_response(problem_response(error, str(event.get("rawPath", "/"))))
         parent = telemetry.valid_traceparent(request.header("traceparent"))
         state = telemetry.valid_tracestate(request.header("tracestate")) if parent else None
-        route = rt.api.route_template(request.path)
+        # The route only names the span: skip the lookup when nothing is traced.
+        route = rt.api.route_template(request.path) if telemetry.sdk_configured() else None
         with telemetry.server_span(request.method, route, request.path, parent, state) as span:
             for name, value in faas.items():
                 span.set_attribute(name, value)
