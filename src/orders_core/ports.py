@@ -28,12 +28,19 @@ class Change:
 
     ``expected_version`` is the version the decision was based on (0: the order must not
     exist yet). ``idempotency`` may be None for a command that carried no key.
+    ``order_json`` is ``order.to_json()``, computed once here (or passed by a caller that
+    has it) so stores do not serialize the order again.
     """
 
     order: Order
     expected_version: int
     events: tuple[DomainEvent, ...]
     idempotency: IdempotencyRecord | None = None
+    order_json: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.order_json:
+            object.__setattr__(self, "order_json", self.order.to_json())
 
 
 @dataclass(frozen=True, slots=True)

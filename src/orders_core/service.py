@@ -289,9 +289,13 @@ class OrderService:
                     generation=generation,
                 )
             event = DomainEvent.for_order(
-                order, source=self.source, traceparent=traceparent, tracestate=tracestate
+                order,
+                source=self.source,
+                traceparent=traceparent,
+                tracestate=tracestate,
+                order_json=body,
             )
-            change = Change(order, based_on, (event,), record)
+            change = Change(order, based_on, (event,), record, order_json=body)
             try:
                 self.store.commit(change, now=now)
             except ConcurrencyConflict as conflict:

@@ -157,33 +157,46 @@ class JsonLogFormatter(logging.Formatter):
     ``commandType`` and the like. Message arguments are formatted, never the request body.
     """
 
+    _encoder = json.JSONEncoder(default=str, separators=(",", ":"))
+    _second: tuple[int, str] = (-1, "")
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(
-                timespec="milliseconds"
-            ),
+            "timestamp": self._timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        span_context = trace.get_current_span().get_span_context()
-        if span_context.is_valid:
-            entry["traceId"] = trace.format_trace_id(span_context.trace_id)
-            entry["spanId"] = trace.format_span_id(span_context.span_id)
+        if sdk_configured():
+            span_context = trace.get_current_span().get_span_context()
+            if span_context.is_valid:
+                entry["traceId"] = trace.format_trace_id(span_context.trace_id)
+                entry["spanId"] = trace.format_span_id(span_context.span_id)
         cid = correlation_id.get()
         if cid is not None:
             entry["correlationId"] = cid
+        fields = record.__dict__
         oid = order_id.get()
-        if oid is not None and "orderId" not in record.__dict__:
+        if oid is not None and "orderId" not in fields:
             entry["orderId"] = oid
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = value
+        for key in sorted(fields.keys() - _STANDARD_ATTRS):  # a stable order, cheaply
+            if not key.startswith("_"):
+                entry[key] = fields[key]
         if record.exc_info and record.exc_info[0] is not None:
             # Logs are for operators: the type is kept, the traceback too, responses never.
             entry["error"] = record.exc_info[0].__name__
             entry["stack"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, separators=(",", ":"))
+        return self._encoder.encode(entry)
+
+    def _timestamp(self, created: float) -> str:
+        """ISO 8601 in UTC with milliseconds; the date and time part is formatted once a
+        second (a log line per request made ``isoformat`` a visible cost)."""
+        second = int(created)
+        if self._second[0] != second:
+            stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, stamp)
+        millis = min(999, int((created - second) * 1000))
+        return f"{self._second[1]}.{millis:03d}+00:00"
 
 
 @contextlib.contextmanager

@@ -56,3 +56,27 @@ def test_building_a_cloudevent_does_not_share_the_events_data() -> None:
     ce = event.to_cloudevent()
     ce.get_data()["status"] = "MUTATED"  # type: ignore[index]
     assert event.data["status"] == "PENDING"
+
+
+def test_our_structured_json_is_what_the_sdk_writes() -> None:
+    order = placed().transition(OrderStatus.CANCELLED, NOW, reason='café ☕ "quoted"')
+    event = DomainEvent.for_order(order, traceparent=TP, tracestate="k=v")
+    ours = json.loads(event.to_structured_json())
+    sdks = json.loads(JSONFormat().write(event.to_cloudevent()))
+    assert ours == sdks
+    assert ours["time"].endswith("Z")
+    assert ours["data"]["cancelReason"] == 'café ☕ "quoted"'
+
+
+def test_the_record_json_is_the_record() -> None:
+    event = DomainEvent.for_order(placed(), traceparent=TP)
+    assert json.loads(event.to_record_json()) == event.to_record()
+    assert DomainEvent.from_record(json.loads(event.to_record_json())) == event
+    assert "data" not in event.to_record(with_data=False)
+
+
+def test_events_with_the_same_data_are_equal_whatever_its_spacing() -> None:
+    event = DomainEvent.for_order(placed())
+    spaced = DomainEvent.from_record(json.loads(json.dumps(event.to_record(), indent=2)))
+    assert spaced == event
+    assert DomainEvent.for_order(placed().transition(OrderStatus.CONFIRMED, NOW)) != event

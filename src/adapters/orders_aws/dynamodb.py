@@ -190,12 +190,15 @@ class DynamoDBStore(OrderStore):
     def _order_key(self, order_id: str) -> dict[str, AttributeValueTypeDef]:
         return self._key(f"ORDER#{order_id}", "ORDER")
 
-    def order_item(self, order: Order, events: tuple[DomainEvent, ...]) -> dict[str, Any]:
+    def order_item(
+        self, order: Order, events: tuple[DomainEvent, ...], order_json: bytes | None = None
+    ) -> dict[str, Any]:
+        body = order.to_json() if order_json is None else order_json
         item: dict[str, Any] = {
             **self._key(f"ORDER#{order.order_id}", "ORDER"),
-            "body": {"S": order.to_json().decode()},
+            "body": {"S": body.decode()},
             "version": {"N": str(order.version)},
-            "events": {"S": _events_attribute(order, events)},
+            "events": {"S": _events_attribute(body, events)},
         }
         if order.customer_id is not None:
             item["customerId"] = {"S": order.customer_id}
@@ -327,7 +330,7 @@ class DynamoDBStore(OrderStore):
     def commit(self, change: Change, *, now: datetime) -> None:
         order, record = change.order, change.idempotency
         if change.expected_version == 0:
-            item = self.order_item(order, change.events)
+            item = self.order_item(order, change.events, change.order_json)
             embedded = record is not None and order.order_id == derived_order_id(
                 record.key, record.generation
             )
@@ -344,7 +347,7 @@ class DynamoDBStore(OrderStore):
             }
         else:
             embedded = False
-            update = self.order_item(order, change.events)
+            update = self.order_item(order, change.events, change.order_json)
             # The version read is the version overwritten: a writer that read an older one
             # fails here instead of overwriting a newer state (optimistic concurrency).
             # UpdateItem, not PutItem, so a record embedded at creation survives.
@@ -549,17 +552,11 @@ def create_table(client: DynamoDBClient, table: str, design: TableDesign = DESIG
     )
 
 
-def _events_attribute(order: Order, events: tuple[DomainEvent, ...]) -> str:
+def _events_attribute(body: bytes, events: tuple[DomainEvent, ...]) -> str:
     """The change's events, without ``data`` where it is the order's new state (it always is
     for our events): the item's ``body`` already holds it, and leaving it out keeps a 3-item
     order item under 1 KB, one write unit instead of two."""
-    body = json.loads(order.to_json())
-    records = []
-    for event in events:
-        record = event.to_record()
-        if record["data"] == body:
-            del record["data"]
-        records.append(record)
+    records = [event.to_record(with_data=event.data_json != body) for event in events]
     return json.dumps(records, separators=(",", ":"))
 
 

@@ -30,7 +30,7 @@ class OutboxRelay:
         *,
         batch_size: int = 100,
         poll_interval: float = 0.25,
-        min_pass_interval: float = 0.005,
+        min_pass_interval: float = 0.02,
         backoff_base: float = 0.1,
         backoff_cap: float = 30.0,
         jitter: Callable[[], float] = random.random,

@@ -46,7 +46,16 @@ def is_loopback(host: str) -> bool:
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """JSON lines on stderr (stdout carries the stdout sink's events)."""
+    """JSON lines on stderr (stdout carries the stdout sink's events).
+
+    The record attributes no JSON line uses are switched off, as the logging HOWTO's
+    "Optimization" section suggests: finding the caller's frame, thread and process
+    names cost ~40% of an access-log line here.
+    """
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter())
     root = logging.getLogger()
@@ -106,8 +115,7 @@ class LocalRuntime:
 
         Returns how many events stay undelivered (they go out after the next start).
         """
-        self.server.shutdown()
-        self.server.wait_idle(timeout)
+        self.server.shutdown(timeout)
         self.server.server_close()
         undelivered = 0
         if self.relay is not None:

@@ -1,23 +1,38 @@
-"""The local HTTP server: the standard library's ThreadingHTTPServer, tuned.
+"""The local HTTP server: one thread runs a ``selectors`` loop over non-blocking sockets.
 
-Why the standard library: see docs/decisions/0003-local-http-server.md. Without TCP_NODELAY
-it stalls ~44 ms per keep-alive request on Nagle + delayed ACK (recorded for this machine
-type in shared FACTS: 91 req/s instead of thousands), so ``disable_nagle_algorithm`` is set.
+Why this shape, and not the standard library's ThreadingHTTPServer it replaced: see
+docs/decisions/0006-local-server-event-loop.md. In short, the core's work is CPU under one
+GIL and SQLite takes one writer at a time, so a thread per connection bought no parallelism
+and paid for it in GIL hand-offs (40% of the server's CPU was kernel time at 16
+connections, p99 30 ms). One loop thread serves every connection in turn.
 
-One thread per connection, HTTP/1.1 keep-alive, a socket read timeout (a slow or idle client
-cannot hold a thread for ever), a body limit checked against Content-Length *before* reading,
-a handler deadline passed to the core, and one JSON access-log line per request.
+What it keeps from the old server: HTTP/1.1 keep-alive, TCP_NODELAY (without it a
+keep-alive request stalls ~44 ms on Nagle + delayed ACK), a read timeout (a connection that
+sends nothing for ``read_timeout`` seconds is closed: idle or slow clients hold no thread,
+only a buffer), the body limit checked against Content-Length *before* reading, the strict
+head parser of :mod:`orders_local.httphead`, a handler deadline passed to the core, one
+JSON access-log line per request. On :meth:`OrdersHTTPServer.shutdown` it stops accepting,
+lets requests already begun finish (bounded by a drain timeout), and closes idle
+connections.
+
+The price of one thread: a slow handler delays every connection. Handlers here are SQLite
+commits of a few tens of microseconds; the core's deadline bounds the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import re
+import selectors
+import socket
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote
 
@@ -28,8 +43,17 @@ from orders_core.http import HttpApi, HttpRequest, HttpResponse, problem_respons
 from orders_local.httphead import HeadError, parse_request_line, read_headers
 
 access_log = logging.getLogger("orders_local.access")
+log = logging.getLogger("orders_local.server")
 
 _REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_HEAD_END: Final = re.compile(rb"\r?\n\r?\n")
+MAX_HEAD: Final = 128 * 1024
+"""A request head larger than this is refused with 431 before it is parsed."""
+_OUT_HIGH_WATER: Final = 256 * 1024
+"""Stop reading a connection whose answers wait unread beyond this (pipelining clients)."""
+_REASONS: Final = {s.value: s.phrase for s in HTTPStatus}
+_ACCEPT: Final = object()
+_WAKE: Final = object()
 
 
 class LengthRequired(OrdersError):
@@ -38,10 +62,160 @@ class LengthRequired(OrdersError):
     title = "Length required"
 
 
-class OrdersHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True  # idle keep-alive connections must not block exit
-    allow_reuse_address = True
-    request_queue_size = 128
+class _Head:
+    __slots__ = ("headers", "keep_alive", "length", "method", "target", "version")
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        version: str,
+        headers: dict[str, str],
+        length: int,
+        keep_alive: bool,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.length = length
+        self.keep_alive = keep_alive
+
+
+class _Connection:
+    """One client socket: bytes in, at most one request being assembled, bytes out."""
+
+    __slots__ = ("closing", "head", "inbuf", "last_seen", "out", "server", "sock", "writing")
+
+    def __init__(self, sock: socket.socket, server: OrdersHTTPServer) -> None:
+        self.sock = sock
+        self.server = server
+        self.inbuf = bytearray()
+        self.out = bytearray()
+        self.head: _Head | None = None
+        self.last_seen = time.monotonic()
+        self.closing = False  # answer what is queued, then close
+        self.writing = False  # registered for EVENT_WRITE (output waits on the socket)
+
+    @property
+    def busy(self) -> bool:
+        """A request is under way: part of it has arrived, or its answer is not yet sent."""
+        return bool(self.inbuf) or self.head is not None or bool(self.out)
+
+    def on_readable(self) -> None:
+        try:
+            data = self.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.server.close_connection(self)
+            return
+        if not data:  # the client closed its side
+            self.server.close_connection(self)
+            return
+        self.last_seen = time.monotonic()
+        self.inbuf += data
+        self.process()
+
+    def process(self) -> None:
+        """Answer every complete request in the buffer, in order (pipelining included)."""
+        while not self.closing and len(self.out) < _OUT_HIGH_WATER:
+            if self.head is None and not self._take_head():
+                break
+            head = self.head
+            assert head is not None
+            if len(self.inbuf) < head.length:
+                break
+            body = bytes(self.inbuf[: head.length])
+            del self.inbuf[: head.length]
+            self.head = None
+            self.server.respond(self, head, body)
+        self.flush()
+
+    def _take_head(self) -> bool:
+        """Parse the next head from the buffer; False when it has not fully arrived."""
+        while self.inbuf[:2] == b"\r\n":  # RFC 9112 2.2: ignore empty lines before a request
+            del self.inbuf[:2]
+        found = _HEAD_END.search(self.inbuf)
+        if found is None:
+            if len(self.inbuf) > MAX_HEAD:
+                self.fail(431, "the request head is too large")
+            return False
+        raw = bytes(self.inbuf[: found.end()])
+        del self.inbuf[: found.end()]
+        line, _, rest = raw.partition(b"\n")
+        try:
+            method, target, version = parse_request_line(line)
+            headers = read_headers(io.BytesIO(rest))
+        except HeadError as error:
+            self.fail(error.status, error.message)
+            return False
+        connection = headers.get("connection", "").lower()
+        keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
+        head = _Head(method, target, version, headers, 0, keep_alive)
+        try:
+            head.length = self.server.body_length(headers)
+        except OrdersError as error:
+            # The body will not be read: answer, then close, or its bytes would be taken
+            # for the next request.
+            head.keep_alive = False
+            self.server.respond(self, head, b"", error=error)
+            self.closing = True
+            return False
+        self.head = head
+        if (
+            head.length > len(self.inbuf)
+            and version == "HTTP/1.1"
+            and headers.get("expect", "").lower() == "100-continue"
+        ):
+            self.out += b"HTTP/1.1 100 Continue\r\n\r\n"
+        return True
+
+    def fail(self, status: int, message: str) -> None:
+        """A request that cannot be parsed: a problem+json answer, then the connection closes."""
+        problem = {
+            "type": "urn:orders-core:problem:malformed-request",
+            "title": "Malformed request",
+            "status": status,
+            "detail": message,
+        }
+        body = json.dumps(problem).encode()
+        self.out += (
+            f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"
+            f"server: orders-local\r\ndate: {self.server.date()}\r\n"
+            "content-type: application/problem+json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        ).encode("latin-1") + body
+        self.inbuf.clear()
+        self.closing = True
+
+    def flush(self) -> None:
+        if self.out:
+            try:
+                sent = self.sock.send(self.out)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self.server.close_connection(self)
+                return
+            del self.out[:sent]
+            self.last_seen = time.monotonic()
+        if self.out:
+            if not self.writing:
+                self.writing = True
+                self.server.watch(self, selectors.EVENT_WRITE)
+            return
+        if self.closing:
+            self.server.close_connection(self)
+            return
+        if self.writing:
+            self.writing = False
+            self.server.watch(self, selectors.EVENT_READ)
+            self.process()  # requests that waited behind the backlog
+
+
+class OrdersHTTPServer:
+    """Serves an :class:`~orders_core.http.HttpApi` on one address from one thread."""
 
     def __init__(
         self,
@@ -50,191 +224,256 @@ class OrdersHTTPServer(ThreadingHTTPServer):
         *,
         read_timeout: float = 5.0,
         on_commit: Any = None,
+        max_connections: int = 1024,
+        backlog: int = 128,
     ) -> None:
         self.api = api
         self.read_timeout = read_timeout
         self.on_commit = on_commit
+        self.max_connections = max_connections
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind(address)
+            self.socket.listen(backlog)
+        except OSError:
+            self.socket.close()
+            raise
+        self.socket.setblocking(False)
+        self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._connections: dict[int, _Connection] = {}
+        self._accepting = False
+        self._stop_requested = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()  # until serve_forever runs
+        self._drained = True
         self.draining = False
-        self._inflight = 0
-        self._idle = threading.Condition()
-        super().__init__(address, OrdersRequestHandler)
+        self._date = ("", 0)
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def begin(self) -> None:
-        with self._idle:
-            self._inflight += 1
+    # -- the loop ----------------------------------------------------------------------
 
-    def end(self) -> None:
-        with self._idle:
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._idle.notify_all()
-
-    def wait_idle(self, timeout: float) -> bool:
-        """After :meth:`shutdown`: wait for in-flight requests to finish."""
-        self.draining = True
-        with self._idle:
-            return self._idle.wait_for(lambda: self._inflight == 0, timeout)
-
-
-class OrdersRequestHandler(BaseHTTPRequestHandler):
-    server: OrdersHTTPServer
-    headers: dict[str, str]  # type: ignore[assignment]  # ours: see parse_request
-    raw_requestline: bytes  # set by handle_one_request before parse_request
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server_version = "orders-local"
-    sys_version = ""
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def setup(self) -> None:
-        super().setup()
-        # The read timeout: an idle or slow client cannot hold its thread for ever.
-        self.connection.settimeout(self.server.read_timeout)
-
-    def parse_request(self) -> bool:
-        """Replaces the standard library's (see :mod:`orders_local.httphead` for why).
-
-        Sets what ``handle_one_request`` relies on: command, path, request_version,
-        headers and close_connection; answers and returns False on a bad head.
-        """
-        self.command = None  # type: ignore[assignment]
-        self.request_version = "HTTP/1.0"  # so an error answer has a status line
-        self.close_connection = True
-        self.requestline = self.raw_requestline.decode("iso-8859-1").rstrip("\r\n")
+    def serve_forever(self, poll_interval: float = 0.25) -> None:
+        """Run until :meth:`shutdown`; then finish the requests already begun."""
+        self._stopped.clear()
+        sel = self._selector
+        sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        self._set_accepting(True)
+        next_sweep = time.monotonic() + poll_interval
         try:
-            method, target, version = parse_request_line(self.raw_requestline)
-            self.request_version = version
-            headers = read_headers(self.rfile)
-        except HeadError as error:
-            self.send_error(error.status, error.message)
-            return False
-        self.command, self.path = method, target
-        self.headers = headers
-        connection = headers.get("connection", "").lower()
-        if version == "HTTP/1.1":
-            self.close_connection = connection == "close"
+            while not self._stop_requested.is_set():
+                self._turn(poll_interval)
+                now = time.monotonic()
+                if now >= next_sweep:
+                    self._sweep(now)
+                    next_sweep = now + poll_interval
+            self._drain(poll_interval)
+        finally:
+            for conn in list(self._connections.values()):
+                self.close_connection(conn)
+            with contextlib.suppress(KeyError, ValueError):
+                sel.unregister(self._wake_r)
+            self._set_accepting(False)
+            self._stopped.set()
+
+    def _turn(self, timeout: float) -> None:
+        for key, mask in self._selector.select(timeout):
+            data = key.data
+            if data is _ACCEPT:
+                self._accept()
+            elif data is _WAKE:
+                with contextlib.suppress(OSError):
+                    self._wake_r.recv(4096)
+            else:
+                try:
+                    if mask & selectors.EVENT_WRITE:
+                        data.flush()
+                    else:
+                        data.on_readable()
+                except Exception:  # a bug must cost one connection, not the server
+                    log.exception("connection failed")
+                    self.close_connection(data)
+
+    def _drain(self, poll_interval: float) -> None:
+        """Stop accepting; close idle connections; give begun requests ``drain_timeout``."""
+        self.draining = True
+        self._set_accepting(False)
+        deadline = time.monotonic() + self._drain_timeout
+        while True:
+            for conn in [c for c in self._connections.values() if not c.busy]:
+                self.close_connection(conn)
+            if not self._connections:
+                self._drained = True
+                return
+            if time.monotonic() >= deadline:
+                self._drained = False
+                return
+            self._turn(min(poll_interval, 0.05))
+
+    def _sweep(self, now: float) -> None:
+        """Close connections silent for longer than the read timeout."""
+        limit = now - self.read_timeout
+        for conn in [c for c in self._connections.values() if c.last_seen < limit]:
+            self.close_connection(conn)
+
+    def _set_accepting(self, on: bool) -> None:
+        if on == self._accepting:
+            return
+        self._accepting = on
+        if on:
+            self._selector.register(self.socket, selectors.EVENT_READ, _ACCEPT)
         else:
-            self.close_connection = connection != "keep-alive"
-        if version == "HTTP/1.1" and headers.get("expect", "").lower() == "100-continue":
-            return self.handle_expect_100()
-        return True
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(self.socket)
 
-    def do_GET(self) -> None:
-        self._handle()
+    def _accept(self) -> None:
+        for _ in range(64):
+            try:
+                sock, _ = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. EMFILE: try again on the next turn
+                return
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Connection(sock, self)
+            self._connections[sock.fileno()] = conn
+            self._selector.register(sock, selectors.EVENT_READ, conn)
+            if len(self._connections) >= self.max_connections:
+                self._set_accepting(False)  # the backlog holds the rest until one closes
+                return
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET  # noqa: N815
+    def watch(self, conn: _Connection, events: int) -> None:
+        self._selector.modify(conn.sock, events, conn)
 
-    def __getattr__(self, name: str) -> Any:
-        """Any other method (TRACE, PROPFIND...) is the API's to refuse: 405 on a known
-        path, 404 elsewhere, as problem+json, instead of the stdlib's 501."""
-        if name.startswith("do_") and name[3:].isalpha() and name[3:].isupper():
-            return self._handle
-        raise AttributeError(name)
+    def close_connection(self, conn: _Connection) -> None:
+        if self._connections.pop(conn.sock.fileno(), None) is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(conn.sock)
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_WR)
+        conn.sock.close()
+        if not self._accepting and not self.draining and not self._stop_requested.is_set():
+            self._set_accepting(len(self._connections) < self.max_connections)
 
-    def _read_body(self) -> bytes:
-        if self.headers.get("transfer-encoding"):
+    # -- from other threads ------------------------------------------------------------
+
+    _drain_timeout: float = 10.0
+
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Stop accepting, finish begun requests (up to ``timeout``), stop the loop.
+
+        Safe from any thread; returns whether every begun request was answered.
+        """
+        self._drain_timeout = timeout
+        self._stop_requested.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        self._stopped.wait(timeout + 5)
+        return self._drained
+
+    def server_close(self) -> None:
+        self.socket.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        self._selector.close()
+
+    # -- one request -------------------------------------------------------------------
+
+    def body_length(self, headers: dict[str, str]) -> int:
+        if headers.get("transfer-encoding"):
             raise LengthRequired("send the body with Content-Length (chunked is not accepted)")
-        raw = self.headers.get("content-length")
+        raw = headers.get("content-length")
         if raw is None:
-            return b""
+            return 0
         if not raw.isdigit():
             raise MalformedRequest("Content-Length must be a non-negative integer")
         length = int(raw)
-        if length > self.server.api.max_body:
-            raise PayloadTooLarge(f"the body is over the {self.server.api.max_body}-byte limit")
-        return self.rfile.read(length)
+        if length > self.api.max_body:
+            raise PayloadTooLarge(f"the body is over the {self.api.max_body}-byte limit")
+        return length
 
-    def _handle(self) -> None:
+    def respond(
+        self, conn: _Connection, head: _Head, body: bytes, *, error: OrdersError | None = None
+    ) -> None:
+        """Run one request through the API and queue its answer on the connection."""
         started = time.perf_counter()
-        self.server.begin()
-        supplied = self.headers.get("x-request-id", "")
+        supplied = head.headers.get("x-request-id", "")
         correlation = supplied if _REQUEST_ID_RE.match(supplied) else uuid.uuid4().hex
         token = telemetry.correlation_id.set(correlation)
         order_token = telemetry.order_id.set(None)
-        path, _, query = self.path.partition("?")
+        path, _, query = head.target.partition("?")
         try:
-            try:
-                body = self._read_body()
-            except OrdersError as error:
-                # The body was not read: the connection cannot be reused.
-                self.close_connection = True
+            if error is not None:
                 response = problem_response(error, path)
             else:
-                response = self._dispatch(path, query, body)
-            if (
-                self.server.on_commit is not None
-                and self.command == "POST"
-                and response.status < 300
-            ):
-                self.server.on_commit()
-            self._write(response, correlation)
-            self._log(response, path, started, correlation)
+                request = HttpRequest(
+                    method=head.method,
+                    path=unquote(path),
+                    headers=head.headers,
+                    query=dict(parse_qsl(query)) if query else {},
+                    body=body,
+                )
+                response = self.api.handle(request, Deadline.after(self.api.timeout))
+                if self.on_commit is not None and head.method == "POST" and response.status < 300:
+                    self.on_commit()
+            keep_alive = head.keep_alive and not self.draining
+            conn.out += self._encode(response, correlation, keep_alive, head)
+            if not keep_alive:
+                conn.closing = True
+            self._log(head, response, path, started, correlation)
         finally:
             telemetry.order_id.reset(order_token)
             telemetry.correlation_id.reset(token)
-            self.server.end()
 
-    def _dispatch(self, path: str, query: str, body: bytes) -> HttpResponse:
-        request = HttpRequest(
-            method=self.command,
-            path=unquote(path),
-            headers=self.headers,  # already a dict with lower-case names
-            query=dict(parse_qsl(query)) if query else {},
-            body=body,
-        )
-        return self.server.api.handle(request, Deadline.after(self.server.api.timeout))
+    def _encode(
+        self, response: HttpResponse, correlation: str, keep_alive: bool, head: _Head
+    ) -> bytes:
+        lines = [
+            f"HTTP/1.1 {response.status} {_REASONS.get(response.status, '')}\r\n"
+            f"server: orders-local\r\ndate: {self.date()}\r\n"
+        ]
+        lines.extend(f"{name}: {value}\r\n" for name, value in response.headers.items())
+        lines.append(f"content-length: {len(response.body)}\r\nx-correlation-id: {correlation}\r\n")
+        if not keep_alive:
+            lines.append("connection: close\r\n")
+        elif head.version == "HTTP/1.0":
+            lines.append("connection: keep-alive\r\n")
+        lines.append("\r\n")
+        encoded = "".join(lines).encode("latin-1")
+        return encoded if head.method == "HEAD" else encoded + response.body
 
-    def _write(self, response: HttpResponse, correlation: str) -> None:
-        self.send_response(response.status)
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.send_header("content-length", str(len(response.body)))
-        self.send_header("x-correlation-id", correlation)
-        if self.server.draining:
-            self.close_connection = True
-        if self.close_connection:
-            self.send_header("connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
+    def date(self) -> str:
+        """The Date header, formatted once a second."""
+        now = int(time.time())
+        if self._date[1] != now:
+            self._date = (formatdate(now, usegmt=True), now)
+        return self._date[0]
 
-    def _log(self, response: HttpResponse, path: str, started: float, correlation: str) -> None:
+    @staticmethod
+    def _log(
+        head: _Head, response: HttpResponse, path: str, started: float, correlation: str
+    ) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
         fields: dict[str, Any] = {
-            "method": self.command,
+            "method": head.method,
             "path": path,
             "status": response.status,
             "durationMs": round((time.perf_counter() - started) * 1000, 2),
             "correlationId": correlation,
         }
-        parent = telemetry.valid_traceparent(self.headers.get("traceparent"))
+        parent = telemetry.valid_traceparent(head.headers.get("traceparent"))
         if parent:
             fields["traceId"] = parent.split("-")[1]
         access_log.info("request", extra=fields)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Protocol-level errors (bad request line, oversized headers) as problem+json too."""
-        self.close_connection = True
-        problem = {
-            "type": "urn:orders-core:problem:malformed-request",
-            "title": "Malformed request",
-            "status": code,
-            "detail": message or "the request could not be parsed",
-        }
-        body = json.dumps(problem).encode()
-        self.send_response(code)
-        self.send_header("content-type", "application/problem+json")
-        self.send_header("content-length", str(len(body)))
-        self.send_header("connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the stdlib's stderr lines; :meth:`_log` writes JSON instead."""

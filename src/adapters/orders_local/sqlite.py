@@ -339,7 +339,7 @@ class SQLiteStore(OrderStore, Outbox):
     def _params(change: Change, now: datetime) -> tuple[object, ...]:
         """The apply_change row for a change, serialized before any lock is taken."""
         order, record = change.order, change.idempotency
-        events = "[" + ",".join(json.dumps(e.to_record()) for e in change.events) + "]"
+        events = "[" + ",".join(e.to_record_json() for e in change.events) + "]"
         idem: tuple[object, ...] = (None,) * 7
         if record is not None:
             idem = (
@@ -356,7 +356,7 @@ class SQLiteStore(OrderStore, Outbox):
             order.customer_id,
             _us(order.created_at),
             order.version,
-            order.to_json().decode(),
+            change.order_json.decode(),
             change.expected_version,
             _us(now),
             events,
