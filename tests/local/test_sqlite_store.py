@@ -5,14 +5,24 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from orders_core import commands
 from orders_core.commands import Command
+from orders_core.domain import LineItem, Order
+from orders_core.events import DomainEvent
+from orders_core.ports import Change
 from orders_core.service import OrderService
-from orders_local.sqlite import SCHEMA_VERSION, SchemaTooNew, SQLiteStore
+from orders_local.sqlite import (
+    _APPLY_CHANGE,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SchemaTooNew,
+    SQLiteStore,
+)
 
 WRITER = """
 import sys
@@ -73,6 +83,35 @@ def test_migrations_run_forward_from_an_empty_file(tmp_path: Path) -> None:
     sqlite3.connect(tmp_path / "o.db").close()  # user_version 0
     store = SQLiteStore(tmp_path / "o.db")
     assert store.schema_version() == SCHEMA_VERSION
+    store.close()
+
+
+def test_a_version_2_file_migrates_with_its_orders_and_delivery_state(tmp_path: Path) -> None:
+    db = tmp_path / "o.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    for version, statements in enumerate(MIGRATIONS[:2], start=1):
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={version}")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    old = [Order.place(f"o-{n}", [LineItem(sku="a", quantity=1)], "c-1", now) for n in (1, 2)]
+    for order in old:  # written by version 2's apply_change trigger
+        change = Change(order, 0, (DomainEvent.for_order(order),))
+        conn.execute(_APPLY_CHANGE, SQLiteStore._params(change, now))
+    conn.execute("UPDATE outbox SET delivered_us = 1 WHERE order_id = 'o-1'")
+    conn.close()
+
+    store = SQLiteStore(db)
+    assert store.schema_version() == SCHEMA_VERSION == 3
+    migrated = store.list_by_customer("c-1", limit=10).orders
+    assert sorted(migrated, key=lambda o: o.order_id) == old
+    assert [p.event.order_id for p in store.pending()] == ["o-2"]
+    third = OrderService(store).handle(
+        Command(commands.CREATE, "test", "e-3", {"items": [{"sku": "b", "quantity": 2}]})
+    )
+    pending = store.pending()
+    assert [p.event.order_id for p in pending] == ["o-2", third.order_id]
+    assert pending[0].position < pending[1].position
     store.close()
 
 

@@ -121,3 +121,13 @@ def test_mixed_pricing_is_refused(items: list[dict[str, object]]) -> None:
     parsed = [LineItem.model_validate(i) for i in items]
     with pytest.raises(ValueError, match=r"currency|unitPrice"):
         Order.place("o-1", parsed, None, NOW)
+
+
+def test_mixed_pricing_is_a_validation_error_before_the_domain() -> None:
+    items = [
+        {"sku": "a", "quantity": 1, "unitPrice": 1, "currency": "EUR"},
+        {"sku": "b", "quantity": 1},
+    ]
+    with pytest.raises(ValidationError) as caught:
+        CreateOrder.model_validate({"items": items})
+    assert caught.value.errors()[0]["loc"] == ("items",)

@@ -368,3 +368,14 @@ def test_real_responses_validate_against_the_openapi_schemas(api: HttpApi) -> No
     check(create(api, b'{"items":[]}'), "/orders", "post")
     check(call(api, "GET", "/orders/nope"), "/orders/{orderId}", "get")
     check(call(api, "GET", "/healthz"), "/healthz", "get")
+
+
+def test_422_for_mixed_pricing(api: HttpApi) -> None:
+    body = problem(
+        create(
+            api, b'{"items":[{"id":"a","qty":1,"unitPrice":5,"currency":"EUR"},{"id":"b","qty":1}]}'
+        ),
+        422,
+    )
+    assert body["errors"][0]["pointer"] == "/items"
+    assert "unitPrice" in body["errors"][0]["detail"]

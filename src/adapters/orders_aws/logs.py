@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from orders_core.telemetry import JsonLogFormatter
+from orders_core.telemetry import JsonLogFormatter, lean_log_records
 
 
 def configure() -> None:
@@ -16,6 +16,7 @@ def configure() -> None:
         return
     from orders_aws.observe import LambdaContextFilter
 
+    lean_log_records()
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonLogFormatter())
     handler.addFilter(LambdaContextFilter())

@@ -62,9 +62,10 @@ def invocation(
         telemetry.correlation_id.set(rid),
         telemetry.order_id.set(None),
     )
-    attributes = faas_attributes(context, trigger, cold)
+    traced = telemetry.sdk_configured()
+    attributes = faas_attributes(context, trigger, cold) if traced else {}
     try:
-        if span_name is not None and telemetry.sdk_configured():
+        if span_name is not None and traced:
             links = [link for tp in links_from for link in telemetry.link_to(tp)]
             with telemetry.tracer().start_as_current_span(
                 span_name, kind=kind, attributes=attributes, links=links
