@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -41,6 +40,7 @@ from orders_core.errors import (
     ValidationFailed,
 )
 from orders_core.idempotency import event_key, validate_key
+from orders_core.ports import new_order_id
 from orders_core.service import ANONYMOUS, CommandResult, OrderService
 
 log = logging.getLogger("orders_core.http")
@@ -230,7 +230,7 @@ def _create(
     command = Command(
         type=commands.CREATE,
         source=HTTP_SOURCE,
-        id=key or uuid.uuid4().hex,
+        id=key or new_order_id(),
         data=data,
         traceparent=parent,
         tracestate=state,
@@ -252,7 +252,7 @@ def _transition(command_type: str) -> Endpoint:
         command = Command(
             type=command_type,
             source=HTTP_SOURCE,
-            id=key or uuid.uuid4().hex,
+            id=key or new_order_id(),
             data=data,
             subject=params["orderId"],
             traceparent=parent,

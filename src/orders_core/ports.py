@@ -8,12 +8,12 @@ callable of the right shape will do.
 from __future__ import annotations
 
 import itertools
-import uuid
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Final, Protocol
 
 from orders_core.domain import Order
 from orders_core.events import DomainEvent
@@ -128,8 +128,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+_UUID4_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET: Final = (0x4000 << 64) | (0x8000 << 48)
+
+
 def new_order_id() -> str:
-    return uuid.uuid4().hex
+    """A random UUID (version 4, RFC 9562) as 32 hex digits: ``uuid.uuid4().hex``, with the
+    same bits from ``os.urandom``, for a third of its cost (no UUID object)."""
+    return f"{int.from_bytes(os.urandom(16)) & _UUID4_CLEAR | _UUID4_SET:032x}"
 
 
 @dataclass(slots=True)

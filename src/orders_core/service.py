@@ -196,11 +196,6 @@ class OrderService:
                 [FieldError("/type", f"expected one of {sorted(REGISTRY)}")],
             ) from None
         payload = validate_payload(model, command.data)
-        attributes: dict[str, Any] = {
-            "orders.command.type": command.type,
-            "cloudevents.event_id": command.id,
-            "cloudevents.event_source": command.source,
-        }
         started = time.perf_counter()
         conflict: str | None = None
         result: CommandResult | None = None
@@ -214,6 +209,11 @@ class OrderService:
                 self._measure(command.type, started, result, conflict)
             telemetry.order_id.set(result.order_id)
             return result
+        attributes: dict[str, Any] = {
+            "orders.command.type": command.type,
+            "cloudevents.event_id": command.id,
+            "cloudevents.event_source": command.source,
+        }
         try:
             with telemetry.command_span(
                 f"orders.command {command.type}",

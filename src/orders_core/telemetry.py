@@ -16,7 +16,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -174,31 +174,52 @@ class JsonLogFormatter(logging.Formatter):
     _second: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "timestamp": self._timestamp(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
+        fields = record.__dict__
+        extra = {
+            key: fields[key]
+            for key in sorted(fields.keys() - _STANDARD_ATTRS)  # a stable order, cheaply
+            if not key.startswith("_")
         }
-        if sdk_configured():
-            span_context = trace.get_current_span().get_span_context()
-            if span_context.is_valid:
-                entry["traceId"] = trace.format_trace_id(span_context.trace_id)
-                entry["spanId"] = trace.format_span_id(span_context.span_id)
+        return self.render(
+            record.created,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            extra,
+            record.exc_info,
+        )
+
+    def render(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        fields: Mapping[str, Any],
+        exc_info: Any = None,
+    ) -> str:
+        """The line for a record's parts (:func:`log_line` calls it without a record)."""
+        entry: dict[str, Any] = {
+            "timestamp": self._timestamp(created),
+            "level": level,
+            "logger": logger,
+            "message": message,
+        }
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            entry["traceId"] = trace.format_trace_id(span_context.trace_id)
+            entry["spanId"] = trace.format_span_id(span_context.span_id)
         cid = correlation_id.get()
         if cid is not None:
             entry["correlationId"] = cid
-        fields = record.__dict__
         oid = order_id.get()
         if oid is not None and "orderId" not in fields:
             entry["orderId"] = oid
-        for key in sorted(fields.keys() - _STANDARD_ATTRS):  # a stable order, cheaply
-            if not key.startswith("_"):
-                entry[key] = fields[key]
-        if record.exc_info and record.exc_info[0] is not None:
+        entry.update(fields)
+        if exc_info and exc_info[0] is not None:
             # Logs are for operators: the type is kept, the traceback too, responses never.
-            entry["error"] = record.exc_info[0].__name__
-            entry["stack"] = self.formatException(record.exc_info)
+            entry["error"] = exc_info[0].__name__
+            entry["stack"] = self.formatException(exc_info)
         return self._encoder.encode(entry)
 
     def _timestamp(self, created: float) -> str:
@@ -210,6 +231,58 @@ class JsonLogFormatter(logging.Formatter):
             self._second = (second, stamp)
         millis = min(999, int((created - second) * 1000))
         return f"{self._second[1]}.{millis:03d}+00:00"
+
+
+def log_line(logger: logging.Logger, message: str, fields: dict[str, Any]) -> None:
+    """``logger.info(message, extra=fields)`` for the one line per request, made cheap.
+
+    When the logger's records would reach exactly one handler, a plain StreamHandler with
+    :class:`JsonLogFormatter` (what the local CLI and the Lambda bootstrap install), the
+    line is rendered and written under that handler's lock without a LogRecord: the same
+    bytes for ~1/4 of the cost (37 us in a warm Lambda invocation, bench/warm.py). Any
+    other set-up (more handlers, pytest's caplog, a file or syslog handler) gets the
+    ordinary ``logger.info``. Levels and ``logging.disable`` apply either way.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    handler = _sole_json_handler(logger)
+    if handler is None:
+        logger.info(message, extra=fields)
+        return
+    assert isinstance(handler.formatter, JsonLogFormatter)
+    extra = fields
+    for log_filter in handler.filters:
+        extra = {**extra, **log_filter.fields()}  # type: ignore[union-attr]
+    line = handler.formatter.render(time.time(), "INFO", logger.name, message, extra)
+    handler.acquire()
+    try:
+        handler.stream.write(line + handler.terminator)
+        handler.stream.flush()
+    except Exception:
+        logger.info(message, extra=fields)  # logging's own error handling takes over
+    finally:
+        handler.release()
+
+
+def _sole_json_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
+    found: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        found.extend(current.handlers)
+        if not current.propagate:
+            break
+        current = current.parent
+    if len(found) != 1:
+        return None
+    handler = found[0]
+    if (
+        type(handler) is not logging.StreamHandler
+        or not isinstance(handler.formatter, JsonLogFormatter)
+        or handler.level > logging.INFO
+        or not all(hasattr(f, "fields") for f in handler.filters)
+    ):
+        return None
+    return handler
 
 
 @contextlib.contextmanager

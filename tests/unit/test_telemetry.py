@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 
@@ -12,6 +13,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from orders_core.telemetry import (
     JsonLogFormatter,
     correlation_id,
+    log_line,
     valid_traceparent,
     valid_tracestate,
 )
@@ -75,3 +77,65 @@ def test_log_lines_without_a_span_have_no_trace_fields() -> None:
     entry = json.loads(JsonLogFormatter().format(record("idle")))
     assert "traceId" not in entry
     assert "correlationId" not in entry
+
+
+class _Fields(logging.Filter):
+    def fields(self) -> dict[str, object]:
+        return {"requestId": "r-1"}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.requestId = "r-1"
+        return True
+
+
+@pytest.fixture
+def json_logger(request: pytest.FixtureRequest) -> tuple[logging.Logger, io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLogFormatter())
+    handler.addFilter(_Fields())
+    logger = logging.getLogger(f"test.log_line.{request.node.name}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return logger, stream
+
+
+def _without_time(line: str) -> dict[str, object]:
+    entry = json.loads(line)
+    del entry["timestamp"]
+    return dict(entry)
+
+
+def test_log_line_writes_what_logger_info_writes(
+    json_logger: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = json_logger
+    token = correlation_id.set("c-9")
+    try:
+        logger.info("request", extra={"method": "POST", "status": 201})
+        log_line(logger, "request", {"method": "POST", "status": 201})
+    finally:
+        correlation_id.reset(token)
+    via_logging, direct = stream.getvalue().splitlines()
+    assert _without_time(direct) == _without_time(via_logging)
+    assert _without_time(direct)["requestId"] == "r-1"
+
+
+def test_log_line_honours_levels(json_logger: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, stream = json_logger
+    logger.setLevel(logging.WARNING)
+    log_line(logger, "request", {"status": 201})
+    assert stream.getvalue() == ""
+
+
+def test_log_line_goes_through_logging_when_others_listen(
+    json_logger: tuple[logging.Logger, io.StringIO], caplog: pytest.LogCaptureFixture
+) -> None:
+    logger, stream = json_logger
+    logger.propagate = True  # caplog's handler on the root now sees the records too
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        log_line(logger, "request", {"status": 201})
+    # One record, seen by caplog (pytest may list it once per capturing handler).
+    assert {(id(r), r.__dict__["status"]) for r in caplog.records} == {(id(caplog.records[0]), 201)}
+    assert json.loads(stream.getvalue())["status"] == 201

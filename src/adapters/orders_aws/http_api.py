@@ -10,7 +10,7 @@ from orders_aws.bootstrap import Runtime
 from orders_aws.events import apigw_response, http_request_from_apigw
 from orders_core import telemetry
 from orders_core.errors import OrdersError
-from orders_core.http import problem_response
+from orders_core.http import HttpRequest, HttpResponse, problem_response
 
 log = logging.getLogger("orders_aws.http")
 
@@ -21,16 +21,27 @@ def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
             request = http_request_from_apigw(event)
         except OrdersError as error:
             return apigw_response(problem_response(error, str(event.get("rawPath", "/"))))
-        parent = telemetry.valid_traceparent(request.header("traceparent"))
-        state = telemetry.valid_tracestate(request.header("tracestate")) if parent else None
-        # The route only names the span: skip the lookup when nothing is traced.
-        route = rt.api.route_template(request.path) if telemetry.sdk_configured() else None
-        with telemetry.server_span(request.method, route, request.path, parent, state) as span:
-            for name, value in faas.items():
-                span.set_attribute(name, value)
+        if telemetry.sdk_configured():
+            response = _traced(request, faas, context, rt)
+        else:  # the common case: no span machinery at all
             response = rt.api.handle(request, rt.deadline(context))
-            log.info(
-                "request",
-                extra={"method": request.method, "path": request.path, "status": response.status},
-            )
+            _log(request, response)
         return apigw_response(response)
+
+
+def _traced(request: HttpRequest, faas: dict[str, Any], context: Any, rt: Runtime) -> HttpResponse:
+    parent = telemetry.valid_traceparent(request.header("traceparent"))
+    state = telemetry.valid_tracestate(request.header("tracestate")) if parent else None
+    route = rt.api.route_template(request.path)
+    with telemetry.server_span(request.method, route, request.path, parent, state) as span:
+        for name, value in faas.items():
+            span.set_attribute(name, value)
+        response = rt.api.handle(request, rt.deadline(context))
+        _log(request, response)  # inside the span: the line carries its trace id
+        return response
+
+
+def _log(request: HttpRequest, response: HttpResponse) -> None:
+    telemetry.log_line(
+        log, "request", {"method": request.method, "path": request.path, "status": response.status}
+    )

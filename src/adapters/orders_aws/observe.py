@@ -26,11 +26,17 @@ class LambdaContextFilter(logging.Filter):
     """Adds ``requestId`` and ``coldStart`` to every record logged during an invocation."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        rid = request_id.get()
-        if rid is not None:
-            record.requestId = rid
-            record.coldStart = cold_start.get()
+        for name, value in self.fields().items():
+            setattr(record, name, value)
         return True
+
+    @staticmethod
+    def fields() -> dict[str, Any]:
+        """What :meth:`filter` adds (``telemetry.log_line`` asks for it without a record)."""
+        rid = request_id.get()
+        if rid is None:
+            return {}
+        return {"requestId": rid, "coldStart": cold_start.get()}
 
 
 def faas_attributes(context: Any, trigger: str, cold: bool) -> dict[str, Any]:

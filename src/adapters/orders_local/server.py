@@ -30,7 +30,6 @@ import selectors
 import socket
 import threading
 import time
-import uuid
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, Final
@@ -40,6 +39,7 @@ from orders_core import telemetry
 from orders_core.deadline import Deadline
 from orders_core.errors import MalformedRequest, OrdersError, PayloadTooLarge
 from orders_core.http import HttpApi, HttpRequest, HttpResponse, problem_response
+from orders_core.ports import new_order_id
 from orders_local.httphead import HeadError, parse_request_line, read_headers
 
 access_log = logging.getLogger("orders_local.access")
@@ -409,7 +409,7 @@ class OrdersHTTPServer:
         """Run one request through the API and queue its answer on the connection."""
         started = time.perf_counter()
         supplied = head.headers.get("x-request-id", "")
-        correlation = supplied if _REQUEST_ID_RE.match(supplied) else uuid.uuid4().hex
+        correlation = supplied if _REQUEST_ID_RE.match(supplied) else new_order_id()
         token = telemetry.correlation_id.set(correlation)
         order_token = telemetry.order_id.set(None)
         path, _, query = head.target.partition("?")
@@ -476,4 +476,4 @@ class OrdersHTTPServer:
         parent = telemetry.valid_traceparent(head.headers.get("traceparent"))
         if parent:
             fields["traceId"] = parent.split("-")[1]
-        access_log.info("request", extra=fields)
+        telemetry.log_line(access_log, "request", fields)
