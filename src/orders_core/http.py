@@ -22,9 +22,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
-
-from opentelemetry import trace
+from typing import TYPE_CHECKING, Any, Final
 
 from orders_core import commands, telemetry
 from orders_core.commands import Command
@@ -42,6 +40,9 @@ from orders_core.errors import (
 from orders_core.idempotency import event_key, validate_key
 from orders_core.ports import new_order_id
 from orders_core.service import ANONYMOUS, CommandResult, OrderService
+
+if TYPE_CHECKING:
+    from opentelemetry import trace
 
 log = logging.getLogger("orders_core.http")
 
@@ -378,6 +379,8 @@ class HttpApi:
         if not telemetry.sdk_configured():
             return self._handle(request, deadline)
         route = self.route_template(request.path)
+        from opentelemetry import trace
+
         current = trace.get_current_span()
         if current.get_span_context().is_valid and current.is_recording():
             return self._traced(current, route, request, deadline)

@@ -12,19 +12,35 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import json
 import logging
 import re
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final
 
-from opentelemetry import trace
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+if TYPE_CHECKING:
+    from opentelemetry import trace as trace  # re-exported: adapters share the lazy import
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+else:
+
+    class _LazyTrace(ModuleType):
+        """``opentelemetry.trace``, imported when first used: the import is ~18 ms of a
+        cold start that traces nothing (bench/cold_start.py, ``-X importtime``)."""
+
+        def __getattr__(self, name: str) -> Any:
+            from opentelemetry import trace as module
+
+            globals()["trace"] = module  # from now on, the module itself
+            return getattr(module, name)
+
+    trace = _LazyTrace("opentelemetry.trace")
 
 TRACER_NAME: Final = "orders_core"
-_PROPAGATOR: Final = TraceContextTextMapPropagator()
 _TRACEPARENT_RE: Final = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _MAX_TRACESTATE: Final = 512
 
@@ -83,8 +99,17 @@ def sdk_configured() -> bool:
     now = time.monotonic()
     if now - _SDK_STATE["checked"] >= _RECHECK_SECONDS:
         _SDK_STATE["checked"] = now
-        _SDK_STATE["installed"] = _installed(trace.get_tracer_provider())
+        # Nobody can have installed a provider without importing the API first.
+        api = sys.modules.get("opentelemetry.trace")
+        _SDK_STATE["installed"] = api is not None and _installed(api.get_tracer_provider())
     return bool(_SDK_STATE["installed"])
+
+
+@functools.cache
+def _propagator() -> TraceContextTextMapPropagator:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator()
 
 
 def sdk_installed_now() -> None:
@@ -139,7 +164,7 @@ def outgoing_context(
     if not sdk_configured():
         return fallback_traceparent, fallback_tracestate
     carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier)
+    _propagator().inject(carrier)
     if "traceparent" in carrier:
         return carrier["traceparent"], carrier.get("tracestate") or None
     return fallback_traceparent, fallback_tracestate
@@ -205,10 +230,12 @@ class JsonLogFormatter(logging.Formatter):
             "logger": logger,
             "message": message,
         }
-        span_context = trace.get_current_span().get_span_context()
-        if span_context.is_valid:
-            entry["traceId"] = trace.format_trace_id(span_context.trace_id)
-            entry["spanId"] = trace.format_span_id(span_context.span_id)
+        api = sys.modules.get("opentelemetry.trace")  # not imported: no span can be current
+        if api is not None:
+            span_context = api.get_current_span().get_span_context()
+            if span_context.is_valid:
+                entry["traceId"] = api.format_trace_id(span_context.trace_id)
+                entry["spanId"] = api.format_span_id(span_context.span_id)
         cid = correlation_id.get()
         if cid is not None:
             entry["correlationId"] = cid
@@ -298,7 +325,7 @@ def server_span(
         carrier = {"traceparent": traceparent}
         if tracestate:
             carrier["tracestate"] = tracestate
-        parent = _PROPAGATOR.extract(carrier)
+        parent = _propagator().extract(carrier)
     name = f"{method} {route}" if route else method
     attributes: dict[str, Any] = {"http.request.method": method, "url.path": path}
     if route:
@@ -316,7 +343,7 @@ def context_from(traceparent: str | None, tracestate: str | None = None) -> Any:
     carrier = {"traceparent": traceparent}
     if tracestate:
         carrier["tracestate"] = tracestate
-    return _PROPAGATOR.extract(carrier)
+    return _propagator().extract(carrier)
 
 
 def link_to(traceparent: str | None) -> list[trace.Link]:
@@ -460,7 +487,7 @@ def publishing(events: list[Any], destination: str) -> Iterator[list[Any]]:
             },
         )
         carrier: dict[str, str] = {}
-        _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+        _propagator().inject(carrier, context=trace.set_span_in_context(span))
         spans.append(span)
         stamped.append(
             dataclasses.replace(

@@ -7,11 +7,12 @@ import contextlib
 import contextvars
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any
-
-from opentelemetry import trace
+from typing import TYPE_CHECKING, Any
 
 from orders_core import sdk, telemetry
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import SpanKind
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "orders_aws_request_id", default=None
@@ -55,7 +56,7 @@ def invocation(
     trigger: str,
     *,
     span_name: str | None = None,
-    kind: trace.SpanKind = trace.SpanKind.CONSUMER,
+    kind: SpanKind | None = None,
     links_from: Sequence[str | None] = (),
 ) -> Iterator[dict[str, Any]]:
     """Wrap one invocation. Yields the FaaS attributes (the HTTP function hands them to the
@@ -74,7 +75,10 @@ def invocation(
         if span_name is not None and traced:
             links = [link for tp in links_from for link in telemetry.link_to(tp)]
             with telemetry.tracer().start_as_current_span(
-                span_name, kind=kind, attributes=attributes, links=links
+                span_name,
+                kind=telemetry.trace.SpanKind.CONSUMER if kind is None else kind,
+                attributes=attributes,
+                links=links,
             ):
                 yield attributes
         else:
@@ -96,10 +100,14 @@ def record_span(
     if not telemetry.sdk_configured():
         yield
         return
-    invocation_span = trace.get_current_span().get_span_context()
-    links = [trace.Link(invocation_span)] if invocation_span.is_valid else []
+    invocation_span = telemetry.trace.get_current_span().get_span_context()
+    links = [telemetry.trace.Link(invocation_span)] if invocation_span.is_valid else []
     parent = telemetry.context_from(traceparent, tracestate)
     with telemetry.tracer().start_as_current_span(
-        name, context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes, links=links
+        name,
+        context=parent,
+        kind=telemetry.trace.SpanKind.CONSUMER,
+        attributes=attributes,
+        links=links,
     ):
         yield
