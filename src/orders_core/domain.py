@@ -46,7 +46,7 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, defer_build=True)
 
 
 class LineItem(_Model):
