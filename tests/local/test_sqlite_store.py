@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -134,4 +136,29 @@ def test_two_processes_write_one_file_without_loss_or_duplicates(tmp_path: Path)
     assert len(orders) == 2 * per_process + 1
     assert len({o.order_id for o in orders}) == len(orders)
     assert len(store.pending(limit=1000)) == len(orders)
+    store.close()
+
+
+def test_checkpoints_run_in_the_background_not_in_commits(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "o.db")
+    service = OrderService(store)
+    main_file = tmp_path / "o.db"
+    before = main_file.stat().st_size
+    for n in range(200):  # ~1,000 WAL frames: below the backstop, so SQLite leaves them
+        service.handle(
+            Command(commands.CREATE, "test", f"e-{n}", {"items": [{"id": "a", "qty": 1}]})
+        )
+    deadline = time.monotonic() + 10
+    while main_file.stat().st_size <= before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert main_file.stat().st_size > before  # pages copied back by the checkpoint thread
+    store.close()
+    assert not any(t.name == "sqlite-checkpoint" and t.is_alive() for t in threading.enumerate())
+
+
+def test_without_background_checkpoints_no_thread_runs(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "o.db", background_checkpoints=False)
+    assert store._checkpointer is None
+    frames, done = store.checkpoint()
+    assert frames == done
     store.close()

@@ -9,6 +9,10 @@ Why it is safe with many threads and several processes on one file:
   for the lock rather than fail.
 * ``synchronous=NORMAL``: in WAL mode a commit survives a process crash (SIGKILL); only an OS
   crash or power loss can lose the last transactions. That is the local runtime's trade-off.
+* Checkpoints (copying the WAL back into the database file, with its fsync) run on a
+  background thread, not inside whichever commit crosses SQLite's 1,000-page mark: that
+  stall set p99 at 4 connections (7.0 ms with, 4.3 ms without, bench/local_http.py). A high
+  ``wal_autocheckpoint`` stays as the backstop should that thread fall behind.
 
 Schema changes are forward migrations keyed by ``PRAGMA user_version``; a file written by a
 newer orders-core is refused rather than misread.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import queue
 import sqlite3
@@ -40,7 +45,12 @@ from orders_core.events import DomainEvent
 from orders_core.idempotency import IdempotencyRecord
 from orders_core.ports import Change, OrderStore, Outbox, Page, PendingEvent
 
+log = logging.getLogger("orders_local.sqlite")
+
 BUSY_TIMEOUT_MS: Final = 5_000
+CHECKPOINT_INTERVAL_S: Final = 0.25
+BACKSTOP_CHECKPOINT_PAGES: Final = 20_000
+"""With background checkpoints, SQLite's own autocheckpoint fires only past ~80 MB of WAL."""
 
 _APPLY_CHANGE_TRIGGER: Final = """
         CREATE TRIGGER apply_change_insert INSTEAD OF INSERT ON apply_change BEGIN
@@ -219,8 +229,11 @@ class SchemaTooNew(RuntimeError):
 class SQLiteStore(OrderStore, Outbox):
     """Thread-safe; connections are pooled, one per concurrently active thread."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, background_checkpoints: bool = True
+    ) -> None:
         self.path = Path(path)
+        self._autocheckpoint = BACKSTOP_CHECKPOINT_PAGES if background_checkpoints else 1000
         self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -234,6 +247,13 @@ class SQLiteStore(OrderStore, Outbox):
         with self._connection() as conn:
             self._migrate(conn)
             self._cursor_key = self._load_cursor_key(conn)
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if background_checkpoints:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
 
     # -- connections -------------------------------------------------------------------
 
@@ -248,6 +268,7 @@ class SQLiteStore(OrderStore, Outbox):
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA wal_autocheckpoint={self._autocheckpoint}")
         with self._lock:
             self._all.append(conn)
         return conn
@@ -281,7 +302,26 @@ class SQLiteStore(OrderStore, Outbox):
                     conn.execute("ROLLBACK")
                 raise
 
+    def checkpoint(self) -> tuple[int, int]:
+        """A PASSIVE checkpoint: copies what it can without waiting for readers or writers.
+
+        Returns (frames in the WAL, frames checkpointed); (-1, -1) outside WAL mode.
+        """
+        with self._connection() as conn:
+            _, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(frames), int(done)
+
+    def _checkpoint_loop(self) -> None:
+        while not self._stop_checkpoints.wait(CHECKPOINT_INTERVAL_S):
+            try:
+                self.checkpoint()
+            except (sqlite3.Error, StoreUnavailable) as exc:  # busy or closing: next turn
+                log.debug("checkpoint skipped: %s", exc)
+
     def close(self) -> None:
+        self._stop_checkpoints.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(5)
         self._closed = True
         with self._lock:
             for conn in self._all:
