@@ -1,0 +1,159 @@
+"""What the one-thread selectors server must do on the wire, beyond the API's answers:
+pipelining, Expect: 100-continue, read timeouts, HTTP/1.0, and draining on shutdown."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orders_local.runtime import LocalConfig, LocalRuntime
+from orders_local.sinks import CallbackSink
+from tests.local.support import Collected
+
+SEED = b'{"items":[{"id":"sku-1","qty":2}]}'
+
+
+def post(body: bytes = SEED, extra: bytes = b"", version: bytes = b"HTTP/1.1") -> bytes:
+    return (
+        b"POST /orders " + version + b"\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n" + extra + b"\r\n" + body
+    )
+
+
+def read_responses(sock: socket.socket, count: int, timeout: float = 10) -> list[bytes]:
+    """``count`` whole responses (head + Content-Length body) from ``sock``."""
+    sock.settimeout(timeout)
+    buf, out = b"", []
+    while len(out) < count:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            head = buf[:end].lower()
+            at = head.find(b"content-length: ")
+            length = int(head[at + 16 :].split(b"\r\n")[0]) if at >= 0 else 0
+            if len(buf) >= end + 4 + length:
+                out.append(buf[: end + 4 + length])
+                buf = buf[end + 4 + length :]
+                continue
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return out
+
+
+@pytest.fixture
+def rt(tmp_path: Path) -> Iterator[LocalRuntime]:
+    config = LocalConfig(db=tmp_path / "o.db", port=0, sink="callback", read_timeout=0.5)
+    runtime = LocalRuntime(config, publisher=CallbackSink(Collected()))
+    runtime.start()
+    try:
+        yield runtime
+    finally:
+        runtime.stop(timeout=5)
+
+
+def connect(rt: LocalRuntime) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", rt.server.server_address[1]), timeout=10)
+
+
+def test_pipelined_requests_are_answered_in_order(rt: LocalRuntime) -> None:
+    with connect(rt) as sock:
+        sock.sendall(post() + b"GET /orders/nope HTTP/1.1\r\nhost: x\r\n\r\n" + post())
+        statuses = [r[9:12] for r in read_responses(sock, 3)]
+    assert statuses == [b"201", b"404", b"201"]
+
+
+def test_expect_100_continue_gets_the_interim_answer_first(rt: LocalRuntime) -> None:
+    with connect(rt) as sock:
+        sock.sendall(post(extra=b"expect: 100-continue\r\n")[: -len(SEED)])
+        sock.settimeout(5)
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(SEED)
+        (reply,) = read_responses(sock, 1)
+    assert reply.startswith(b"HTTP/1.1 201")
+
+
+def test_a_silent_client_is_disconnected_after_the_read_timeout(rt: LocalRuntime) -> None:
+    with connect(rt) as sock:
+        sock.sendall(post()[:30])  # half a request line, then nothing
+        started = time.monotonic()
+        sock.settimeout(10)
+        assert sock.recv(100) == b""  # closed by the server
+        waited = time.monotonic() - started
+    assert 0.3 <= waited < 5
+
+
+def test_a_body_split_across_packets_is_assembled(rt: LocalRuntime) -> None:
+    request = post()
+    with connect(rt) as sock:
+        for i in range(0, len(request), 7):
+            sock.sendall(request[i : i + 7])
+            time.sleep(0.001)
+        (reply,) = read_responses(sock, 1)
+    assert reply.startswith(b"HTTP/1.1 201")
+
+
+def test_http_1_0_closes_unless_keep_alive_is_asked(rt: LocalRuntime) -> None:
+    with connect(rt) as sock:
+        sock.sendall(post(version=b"HTTP/1.0"))
+        (reply,) = read_responses(sock, 1)
+        assert b"connection: close" in reply.lower()
+        assert sock.recv(10) == b""
+    with connect(rt) as sock:
+        sock.sendall(post(version=b"HTTP/1.0", extra=b"connection: keep-alive\r\n") * 2)
+        replies = read_responses(sock, 2)
+    assert [r[9:12] for r in replies] == [b"201", b"201"]
+    assert b"connection: keep-alive" in replies[0].lower()
+
+
+def test_an_oversized_head_is_refused_with_431(rt: LocalRuntime) -> None:
+    with connect(rt) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\n" + b"x-a: " + b"b" * 200_000)
+        (reply,) = read_responses(sock, 1)
+    assert reply.startswith(b"HTTP/1.1 431")
+    assert b"application/problem+json" in reply
+
+
+def test_shutdown_finishes_a_begun_request_and_closes_idle_ones(tmp_path: Path) -> None:
+    collected = Collected()
+    config = LocalConfig(db=tmp_path / "o.db", port=0, sink="callback")
+    runtime = LocalRuntime(config, publisher=CallbackSink(collected))
+    runtime.start()
+    idle = connect(runtime)
+    busy = connect(runtime)
+    request = post()
+    busy.sendall(request[:-5])  # head and most of the body
+    time.sleep(0.2)
+    stopped: list[int] = []
+    stopper = threading.Thread(target=lambda: stopped.append(runtime.stop(timeout=5)))
+    stopper.start()
+    time.sleep(0.3)
+    idle.settimeout(5)
+    assert idle.recv(10) == b""  # an idle keep-alive connection is closed at once
+    assert stopper.is_alive()  # still waiting for the begun request
+    busy.sendall(request[-5:])
+    (reply,) = read_responses(busy, 1)
+    stopper.join(10)
+    assert reply.startswith(b"HTTP/1.1 201")
+    assert b"connection: close" in reply.lower()
+    assert stopped == [0]  # and its event was delivered before stop returned
+    assert len(collected.events) == 1
+    with pytest.raises(ConnectionRefusedError):
+        connect(runtime)  # no longer accepting
+    idle.close()
+    busy.close()
+
+
+def test_a_client_that_does_not_read_does_not_stall_others(rt: LocalRuntime) -> None:
+    with connect(rt) as greedy, connect(rt) as other:
+        greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        greedy.sendall(b"GET /openapi.json HTTP/1.1\r\nhost: x\r\n\r\n" * 200)  # never read
+        time.sleep(0.3)
+        other.sendall(post())
+        (reply,) = read_responses(other, 1, timeout=5)
+    assert reply.startswith(b"HTTP/1.1 201")
