@@ -187,5 +187,9 @@ def bench(session: nox.Session) -> None:
         "starlette",
         "uvicorn",
     )
-    for script in sorted(glob.glob("bench/*.py")):
-        session.run("python", script, *session.posargs)
+    env = {}
+    if (versions := _pyenv_versions()) is not None:
+        env["PYENV_VERSION"] = versions  # cold_start_bundle.py runs the bundle on 3.12
+    # bench/_*.py are the servers local_http.py starts, not benchmarks.
+    for script in sorted(glob.glob("bench/[!_]*.py")):
+        session.run("python", script, *session.posargs, env=env)
