@@ -115,6 +115,7 @@ def _propagator() -> TraceContextTextMapPropagator:
 def sdk_installed_now() -> None:
     """Tell :func:`sdk_configured` a provider was just installed (no waiting for a re-check)."""
     _SDK_STATE["installed"] = _installed(trace.get_tracer_provider())
+    METRICS.recheck()
 
 
 def tracer() -> trace.Tracer:
@@ -381,6 +382,10 @@ class Metrics:
         self._instruments: dict[str, Any] | None = None
         self._checked = float("-inf")
 
+    def recheck(self) -> None:
+        """Look for a MeterProvider at the next recording, not up to a second later."""
+        self._checked = float("-inf")
+
     def _get(self) -> dict[str, Any] | None:
         if self._instruments is None:
             # As for traces: the API's lookup reads the environment each time, so a "no"
@@ -389,10 +394,11 @@ class Metrics:
             if now - self._checked < _RECHECK_SECONDS:
                 return None
             self._checked = now
-            from opentelemetry import metrics
-
-            if not _installed(metrics.get_meter_provider()):
+            # As for traces: nobody installed a provider without importing the API first.
+            api = sys.modules.get("opentelemetry.metrics")
+            if api is None or not _installed(api.get_meter_provider()):
                 return None
+            from opentelemetry import metrics
             meter = metrics.get_meter(TRACER_NAME)
             self._instruments = {
                 name: meter.create_counter(f"orders.{name}", unit="{order}")

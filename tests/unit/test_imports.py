@@ -37,6 +37,24 @@ def test_the_rest_path_does_not_import_cloudevents() -> None:
     assert not any(m.startswith("cloudevents") for m in modules)
 
 
+def test_an_untraced_request_never_imports_opentelemetry() -> None:
+    # The API is imported on first use (~18 ms of a cold start); an untraced create has none.
+    statement = (
+        "import logging; from orders_core.telemetry import JsonLogFormatter, log_line; "
+        "h = logging.StreamHandler(); h.setFormatter(JsonLogFormatter()); "
+        "logging.getLogger().addHandler(h); logging.getLogger().setLevel(logging.INFO); "
+        "from orders_core.http import HttpApi, HttpRequest; "
+        "from orders_core.service import OrderService; "
+        "from orders_core.testing.memory import InMemoryStore; "
+        "r = HttpApi(OrderService(InMemoryStore())).handle(HttpRequest('POST', '/orders', "
+        '{\'content-type\': \'application/json\'}, body=b\'{"items":[{"id":"a","qty":1}]}\')); '
+        "assert r.status == 201; log_line(logging.getLogger('t'), 'request', {'status': 201})"
+    )
+    modules = loaded_after(statement)
+    assert "orders_core.telemetry" in modules
+    assert not any(m.startswith("opentelemetry") for m in modules)
+
+
 def test_the_aws_adapter_imports_boto3_only_when_it_builds_a_client() -> None:
     modules = loaded_after("import orders_aws, orders_aws.dynamodb, orders_aws.events")
     assert "orders_aws.dynamodb" in modules
