@@ -23,34 +23,34 @@ def test_importing_the_core_loads_no_provider_sdk_or_driver() -> None:
     assert leaked == set()
 
 
+CREATE_ONE = (
+    "from orders_core.http import HttpApi, HttpRequest; "
+    "from orders_core.service import OrderService; "
+    "from orders_core.testing.memory import InMemoryStore; "
+    "r = HttpApi(OrderService(InMemoryStore())).handle(HttpRequest('POST', '/orders', "
+    '{\'content-type\': \'application/json\'}, body=b\'{"items":[{"id":"a","qty":1}]}\')); '
+    "assert r.status == 201, r"
+)
+"""A fresh interpreter's first POST /orders, through the HTTP binding."""
+
+
 def test_the_rest_path_does_not_import_cloudevents() -> None:
     # The cloudevents package is only for POST /events and queue adapters.
-    statement = (
-        "from orders_core.http import HttpApi, HttpRequest; "
-        "from orders_core.service import OrderService; "
-        "from orders_core.testing.memory import InMemoryStore; "
-        "HttpApi(OrderService(InMemoryStore())).handle(HttpRequest('POST', '/orders', "
-        '{\'content-type\': \'application/json\'}, body=b\'{"items":[{"id":"a","qty":1}]}\'))'
-    )
-    modules = loaded_after(statement)
+    modules = loaded_after(CREATE_ONE)
     assert "orders_core.domain" in modules
     assert not any(m.startswith("cloudevents") for m in modules)
 
 
 def test_an_untraced_request_never_imports_opentelemetry() -> None:
     # The API is imported on first use (~18 ms of a cold start); an untraced create has none.
-    statement = (
+    logging_set_up = (
         "import logging; from orders_core.telemetry import JsonLogFormatter, log_line; "
         "h = logging.StreamHandler(); h.setFormatter(JsonLogFormatter()); "
         "logging.getLogger().addHandler(h); logging.getLogger().setLevel(logging.INFO); "
-        "from orders_core.http import HttpApi, HttpRequest; "
-        "from orders_core.service import OrderService; "
-        "from orders_core.testing.memory import InMemoryStore; "
-        "r = HttpApi(OrderService(InMemoryStore())).handle(HttpRequest('POST', '/orders', "
-        '{\'content-type\': \'application/json\'}, body=b\'{"items":[{"id":"a","qty":1}]}\')); '
-        "assert r.status == 201; log_line(logging.getLogger('t'), 'request', {'status': 201})"
     )
-    modules = loaded_after(statement)
+    modules = loaded_after(
+        logging_set_up + CREATE_ONE + "; log_line(logging.getLogger('t'), 'request', {})"
+    )
     assert "orders_core.telemetry" in modules
     assert not any(m.startswith("opentelemetry") for m in modules)
 
