@@ -399,6 +399,7 @@ class Metrics:
             if api is None or not _installed(api.get_meter_provider()):
                 return None
             from opentelemetry import metrics
+
             meter = metrics.get_meter(TRACER_NAME)
             self._instruments = {
                 name: meter.create_counter(f"orders.{name}", unit="{order}")

@@ -3,6 +3,7 @@ pipelining, Expect: 100-continue, read timeouts, HTTP/1.0, and draining on shutd
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -157,3 +158,43 @@ def test_a_client_that_does_not_read_does_not_stall_others(rt: LocalRuntime) -> 
         other.sendall(post())
         (reply,) = read_responses(other, 1, timeout=5)
     assert reply.startswith(b"HTTP/1.1 201")
+
+
+class _OutOfDescriptors:
+    """The listening socket, whose accept() fails with EMFILE for its first ``seconds``."""
+
+    def __init__(self, real: socket.socket, seconds: float) -> None:
+        self.real = real
+        self.until = time.monotonic() + seconds
+        self.calls = 0
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    def accept(self) -> tuple[socket.socket, object]:
+        self.calls += 1
+        if time.monotonic() < self.until:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return self.real.accept()
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_running_out_of_descriptors_pauses_accepting_instead_of_spinning(
+    tmp_path: Path,
+) -> None:
+    config = LocalConfig(db=tmp_path / "o.db", port=0, sink="callback")
+    runtime = LocalRuntime(config, publisher=CallbackSink(Collected()))
+    flaky = _OutOfDescriptors(runtime.server.socket, seconds=1.0)
+    runtime.server.socket = flaky  # type: ignore[assignment]
+    runtime.start()
+    try:
+        with connect(runtime) as sock:  # the kernel queues it while accept() fails
+            sock.sendall(post())
+            (reply,) = read_responses(sock, 1, timeout=10)
+        assert reply.startswith(b"HTTP/1.1 201")
+        # Paused ~0.5 s after each failure: a handful of calls in that second, not a busy loop.
+        assert 2 <= flaky.calls <= 10
+    finally:
+        runtime.stop(timeout=5)

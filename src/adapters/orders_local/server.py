@@ -251,6 +251,8 @@ class OrdersHTTPServer:
         self._stopped = threading.Event()
         self._stopped.set()  # until serve_forever runs
         self._drained = True
+        self._drain_timeout = 10.0
+        self._accept_paused_until = 0.0
         self.draining = False
         self._date = ("", 0)
 
@@ -319,10 +321,17 @@ class OrdersHTTPServer:
             self._turn(min(poll_interval, 0.05))
 
     def _sweep(self, now: float) -> None:
-        """Close connections silent for longer than the read timeout."""
+        """Close connections silent for longer than the read timeout; resume accepting."""
         limit = now - self.read_timeout
         for conn in [c for c in self._connections.values() if c.last_seen < limit]:
             self.close_connection(conn)
+        if (
+            not self._accepting
+            and not self.draining
+            and now >= self._accept_paused_until
+            and len(self._connections) < self.max_connections
+        ):
+            self._set_accepting(True)
 
     def _set_accepting(self, on: bool) -> None:
         if on == self._accepting:
@@ -340,7 +349,12 @@ class OrdersHTTPServer:
                 sock, _ = self.socket.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:  # e.g. EMFILE: try again on the next turn
+            except OSError as exc:
+                # Out of file descriptors (EMFILE/ENFILE) or the like: the listening socket
+                # stays readable, so pause accepting rather than spin; the sweep resumes it.
+                log.warning("accept failed (%s); pausing new connections", exc)
+                self._accept_paused_until = time.monotonic() + 0.5
+                self._set_accepting(False)
                 return
             sock.setblocking(False)
             with contextlib.suppress(OSError):
@@ -363,12 +377,15 @@ class OrdersHTTPServer:
         with contextlib.suppress(OSError):
             conn.sock.shutdown(socket.SHUT_WR)
         conn.sock.close()
-        if not self._accepting and not self.draining and not self._stop_requested.is_set():
+        if (
+            not self._accepting
+            and not self.draining
+            and not self._stop_requested.is_set()
+            and time.monotonic() >= self._accept_paused_until
+        ):
             self._set_accepting(len(self._connections) < self.max_connections)
 
     # -- from other threads ------------------------------------------------------------
-
-    _drain_timeout: float = 10.0
 
     def shutdown(self, timeout: float = 10.0) -> bool:
         """Stop accepting, finish begun requests (up to ``timeout``), stop the loop.
