@@ -58,6 +58,7 @@ MAX_JSON_DEPTH: Final = 32
 
 _JSON_TYPE_RE: Final = re.compile(r"^application/([a-z0-9.+-]+\+)?json$")
 _ETAG_RE: Final = re.compile(r'^(W/)?"([^"]*)"$')
+_ID_RE: Final = re.compile(commands.ID_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +278,9 @@ def _list(
     customer_id = request.query.get("customerId")
     if not customer_id:
         raise MalformedRequest("the customerId query parameter is required")
-    raw_limit = request.query.get("limit", "20")
+    if not _ID_RE.fullmatch(customer_id):
+        raise MalformedRequest("customerId must be 1-64 letters, digits, '-' or '_'")
+    raw_limit = request.query.get("limit", "20")  # adapters keep blank values: limit= is ""
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
         raise MalformedRequest("limit must be an integer from 1 to 100")
     page = api.service.list_by_customer(

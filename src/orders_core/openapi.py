@@ -127,7 +127,7 @@ def _operation(route: Route) -> dict[str, Any]:
                     "name": "customerId",
                     "in": "query",
                     "required": True,
-                    "schema": {"type": "string"},
+                    "schema": {"type": "string", "pattern": ID_PATTERN},
                 },
                 {
                     "name": "limit",

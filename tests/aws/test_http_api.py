@@ -40,6 +40,13 @@ def test_base64_bodies_and_query_strings(rt: Runtime, context: LambdaContext) ->
     ]
 
 
+def test_a_blank_query_value_reaches_the_binding(rt: Runtime, context: LambdaContext) -> None:
+    listing = http_api.handle(
+        apigw_v2("GET", "/orders", query="customerId=c-1&limit="), context, rt
+    )
+    assert listing["statusCode"] == 400  # limit= is refused, not read as "no limit"
+
+
 def test_undecodable_base64_is_a_400_problem(rt: Runtime, context: LambdaContext) -> None:
     event = apigw_v2(body=SEED, base64_body=True)
     event["body"] = "***not base64***"

@@ -198,3 +198,10 @@ def test_running_out_of_descriptors_pauses_accepting_instead_of_spinning(
         assert 2 <= flaky.calls <= 10
     finally:
         runtime.stop(timeout=5)
+
+
+def test_a_blank_query_value_is_seen_not_dropped(rt: LocalRuntime) -> None:
+    with connect(rt) as sock:
+        sock.sendall(b"GET /orders?customerId=c-1&limit= HTTP/1.1\r\nhost: x\r\n\r\n")
+        (reply,) = read_responses(sock, 1)
+    assert reply.startswith(b"HTTP/1.1 400")  # limit= is not "no limit"

@@ -224,6 +224,10 @@ def test_400_for_a_malformed_if_match(api: HttpApi) -> None:
         "/orders?customerId=c&limit=0",
         "/orders?customerId=c&limit=abc",
         "/orders?customerId=c&cursor=bogus",
+        "/orders?customerId=c&limit=",  # adapters keep blank values
+        "/orders?customerId=has space",
+        "/orders?customerId=caf\u00e9",
+        "/orders?customerId=c\n",
     ],
 )
 def test_400_for_bad_list_queries(api: HttpApi, path: str) -> None:

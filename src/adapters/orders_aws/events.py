@@ -70,7 +70,7 @@ def http_request_from_apigw(event: Mapping[str, Any]) -> HttpRequest:
         path=_text(event.get("rawPath"), "rawPath") or _text(http.get("path"), "path") or "/",
         # 2.0 delivers lower-case names, repeated headers already comma-joined.
         headers={str(k).lower(): str(v) for k, v in headers.items()},
-        query=dict(parse_qsl(raw_query)) if raw_query else {},
+        query=dict(parse_qsl(raw_query, keep_blank_values=True)) if raw_query else {},
         body=body,
         principal=principal_from(event),
     )

@@ -438,7 +438,7 @@ class OrdersHTTPServer:
                     method=head.method,
                     path=unquote(path),
                     headers=head.headers,
-                    query=dict(parse_qsl(query)) if query else {},
+                    query=dict(parse_qsl(query, keep_blank_values=True)) if query else {},
                     body=body,
                 )
                 response = self.api.handle(request, Deadline.after(self.api.timeout))
