@@ -18,10 +18,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+# bench/_child.py: each script runs with bench/ first on sys.path
+from _child import FAKE_AWS, save, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,26 +53,9 @@ VARIANTS = {
 
 def once(setup: str) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(
-        {
-            "ORDERS_TABLE": "orders",
-            "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "x",
-            "AWS_SECRET_ACCESS_KEY": "x",
-            "POWERTOOLS_SERVICE_NAME": "orders",
-        }
-    )
-    start = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD.format(root=str(ROOT), setup=setup)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=True,
-    )
-    wall = (time.perf_counter() - start) * 1000
-    (line,) = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    env.update({**FAKE_AWS, "ORDERS_TABLE": "orders", "POWERTOOLS_SERVICE_NAME": "orders"})
+    wall, stdout = timed([sys.executable, "-c", CHILD.format(root=str(ROOT), setup=setup)], env)
+    (line,) = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
     result = json.loads(line.removeprefix("RESULT "))
     return {"wall_ms": wall, "inner_ms": result["ms"], "rss_mb": result["rss_mb"]}
 
@@ -100,9 +84,7 @@ def main() -> int:
             f"{name:<16}{m['wall_ms']:>9.0f}{m['inner_ms']:>12.0f}{m['rss_mb']:>8.1f}"
             f"{m['wall_ms'] / hand:>8.2f}{m['wall_ms'] / fast:>11.2f}"
         )
-    out = ROOT / "bench" / "results" / "cold_start.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"medians": med, "runs": runs}, indent=2))
+    save("cold_start", {"medians": med, "runs": runs})
     return 0
 
 

@@ -12,16 +12,17 @@ answering one POST /orders with botocore's Stubber, as bench/cold_start.py does.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
+
+# bench/_child.py: each script runs with bench/ first on sys.path
+from _child import FAKE_AWS, save, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -82,10 +83,8 @@ def main() -> int:
         )
         subprocess.run([python, "-m", "compileall", "-q", str(runtime)], check=True)
         env = {
+            **FAKE_AWS,
             "ORDERS_TABLE": "orders",
-            "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "x",
-            "AWS_SECRET_ACCESS_KEY": "x",
             "LOG_LEVEL": "WARNING",
             "PATH": "/usr/bin:/bin",
         }
@@ -94,27 +93,16 @@ def main() -> int:
         for _ in range(args.runs):
             for name, task in dirs.items():
                 code = CHILD.format(task=str(task), runtime=str(runtime))
-                start = time.perf_counter()
                 # -B: nothing written back, so every "without" run compiles from source.
-                out = subprocess.run(
-                    [python, "-I", "-S", "-B", "-c", code],
-                    capture_output=True,
-                    text=True,
-                    env=env,
-                    check=True,
-                    timeout=120,
-                )
-                wall = (time.perf_counter() - start) * 1000
-                assert "RESULT" in out.stdout, out.stdout + out.stderr
+                wall, stdout = timed([python, "-I", "-S", "-B", "-c", code], env)
+                assert "RESULT" in stdout, stdout
                 results[name].append(wall)
     med = {name: statistics.median(v) for name, v in results.items()}
     print(f"\nCold start from the bundle ({arch}, Python 3.12, {args.runs} runs, median wall ms)")
     for name, value in med.items():
         print(f"{name:<14}{value:>8.0f}")
     print(f"without / with: {med['without .pyc'] / med['with .pyc']:.2f}x")
-    out_file = ROOT / "bench" / "results" / "cold_start_bundle.json"
-    out_file.parent.mkdir(exist_ok=True)
-    out_file.write_text(json.dumps({"median_ms": med, "runs": results}, indent=2))
+    save("cold_start_bundle", {"median_ms": med, "runs": results})
     return 0
 
 

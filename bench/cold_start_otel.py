@@ -17,10 +17,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
-from pathlib import Path
+
+# bench/_child.py: each script runs with bench/ first on sys.path
+from _child import FAKE_AWS, save, timed
 
 CHILD = r"""
 import time, json, os, sys
@@ -71,27 +71,9 @@ def stub_collector() -> str:
 
 def run(extra: dict[str, str]) -> tuple[float, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(
-        {
-            "ORDERS_TABLE": "bench",
-            "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "x",
-            "AWS_SECRET_ACCESS_KEY": "x",
-            "LOG_LEVEL": "WARNING",
-            **extra,
-        }
-    )
-    start = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        timeout=120,
-    )
-    wall = (time.perf_counter() - start) * 1000
-    line = [x for x in out.stdout.splitlines() if x.startswith('{"ms"')][-1]
+    env.update({**FAKE_AWS, "ORDERS_TABLE": "bench", "LOG_LEVEL": "WARNING", **extra})
+    wall, stdout = timed([sys.executable, "-c", CHILD], env)
+    line = [x for x in stdout.splitlines() if x.startswith('{"ms"')][-1]
     return wall, float(json.loads(line)["ms"])
 
 
@@ -116,9 +98,7 @@ def main() -> int:
         inner = statistics.median(i for _, i in runs)
         rows[name] = {"process_ms": wall, "import_to_first_response_ms": inner}
         print(f"{name:<14}{wall:>12.0f}{inner:>15.0f}{wall - base:>12.0f}")
-    out = Path(__file__).resolve().parent / "results" / "cold_start_otel.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2))
+    save("cold_start_otel", rows)
     return 0
 
 

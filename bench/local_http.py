@@ -30,6 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# bench/_child.py: each script runs with bench/ first on sys.path
+from _child import save
+
 HERE = Path(__file__).resolve().parent
 BODY = b'{"items":[{"id":"sku-1","qty":2},{"id":"sku-2","qty":1},{"id":"sku-3","qty":5}]}'
 
@@ -247,21 +250,17 @@ def main() -> int:
                 f"{name:<14}{c:>6}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
                 f"{row['errors']:>8}{row['ratio']:>8.2f}"
             )
-    out = HERE / "results" / "local_http.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": {
-                    "cores": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                },
-                "rows": rows,
+    out = save(
+        "local_http",
+        {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {
+                "cores": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
             },
-            indent=2,
-        )
+            "rows": rows,
+        },
     )
     print(f"wrote {out.relative_to(HERE.parent)}")
     return 0

@@ -10,7 +10,6 @@ within each round; medians of per-round means.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -18,19 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+# bench/_child.py: each script runs with bench/ first on sys.path
+from _child import FAKE_AWS, save
+
 ROOT = Path(__file__).resolve().parents[1]
 REAL_STDOUT = sys.stdout
 sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - every style's log line goes here
 sys.path.insert(0, str(ROOT))
-os.environ.update(
-    {
-        "ORDERS_TABLE": "orders",
-        "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "POWERTOOLS_SERVICE_NAME": "orders",
-    }
-)
+os.environ.update({**FAKE_AWS, "ORDERS_TABLE": "orders", "POWERTOOLS_SERVICE_NAME": "orders"})
 
 
 class MemoryTable:
@@ -94,9 +88,7 @@ def main() -> int:
     print(f"{'style':<16}{'us/call':>9}{'x powertools':>14}", file=REAL_STDOUT)
     for name, value in med.items():
         print(f"{name:<16}{value:>9.0f}{value / pt:>14.2f}", file=REAL_STDOUT)
-    out = ROOT / "bench" / "results" / "warm.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"median_us": med, "rounds": per_round}, indent=2))
+    save("warm", {"median_us": med, "rounds": per_round})
     return 0
 
 

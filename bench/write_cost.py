@@ -12,11 +12,13 @@ response, then publish to EventBridge (no DynamoDB write).
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+# bench/_child.py: each script runs with bench/ first on sys.path
+from _child import save
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "adapters"))
@@ -100,9 +102,7 @@ def main() -> int:
     print(f"{'command':<30}{'orders-core':>12}{'common way':>12}{'ratio':>8}")
     for command, units in ours_units.items():
         print(f"{command:<30}{units:>12}{theirs[command]:>12}{units / theirs[command]:>8.2f}")
-    out = Path(__file__).resolve().parent / "results" / "write_cost.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"orders_core": ours_units, "common_way": theirs}, indent=2))
+    save("write_cost", {"orders_core": ours_units, "common_way": theirs})
     return 0
 
 

@@ -1,8 +1,19 @@
-"""Shared by the peer handlers: the request model, the event, a Lambda context."""
+"""Shared by the peer handlers: the request model, the work each does (one conditional
+PutItem, one JSON log line), the event and a Lambda context. The work is written once here
+so every style does exactly the same; each peer keeps its own framework's way around it."""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import sys
+import uuid
+from typing import Any
+
 from pydantic import BaseModel, Field
+
+TABLE = os.environ.get("ORDERS_TABLE", "orders")
 
 BODY = '{"items":[{"id":"sku-1","qty":2},{"id":"sku-2","qty":1},{"id":"sku-3","qty":5}]}'
 
@@ -15,6 +26,31 @@ class Item(BaseModel):
 class CreateOrder(BaseModel):
     items: list[Item] = Field(min_length=1, max_length=100)
     customerId: str | None = None  # noqa: N815 - the wire name
+
+
+def put_order(client: Any, order: CreateOrder) -> tuple[str, str]:
+    """Store a new PENDING order with one conditional PutItem; returns (id, JSON body)."""
+    order_id = uuid.uuid4().hex
+    body = json.dumps(
+        {"orderId": order_id, "status": "PENDING", "items": [i.model_dump() for i in order.items]}
+    )
+    client.put_item(
+        TableName=TABLE,
+        Item={"pk": {"S": f"ORDER#{order_id}"}, "sk": {"S": "ORDER"}, "body": {"S": body}},
+        ConditionExpression="attribute_not_exists(pk)",
+    )
+    return order_id, body
+
+
+def json_line_logger(name: str) -> logging.Logger:
+    """A logger writing one JSON line per record to stdout, as a hand-rolled handler would."""
+    log = logging.getLogger(name)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter('{"level":"%(levelname)s","message":"%(message)s"}'))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return log
 
 
 def event() -> dict[str, object]:

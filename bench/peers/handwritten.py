@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import sys
-import uuid
 
 import boto3
-from bench.peers.common import CreateOrder
+from bench.peers.common import CreateOrder, json_line_logger, put_order
 
-log = logging.getLogger("handwritten")
-_handler = logging.StreamHandler(sys.stdout)
-_handler.setFormatter(logging.Formatter('{"level":"%(levelname)s","message":"%(message)s"}'))
-log.addHandler(_handler)
-log.setLevel(logging.INFO)
-log.propagate = False
-
-TABLE = os.environ.get("ORDERS_TABLE", "orders")
+log = json_line_logger("handwritten")
 client = boto3.client("dynamodb", region_name=os.environ.get("AWS_REGION", "us-east-1"))
 
 
@@ -27,14 +16,6 @@ def handler(event: dict, context: object) -> dict:  # type: ignore[type-arg]
         order = CreateOrder.model_validate_json(event.get("body") or "")
     except ValueError:
         return {"statusCode": 422, "body": '{"message":"invalid"}'}
-    order_id = uuid.uuid4().hex
-    body = json.dumps(
-        {"orderId": order_id, "status": "PENDING", "items": [i.model_dump() for i in order.items]}
-    )
-    client.put_item(
-        TableName=TABLE,
-        Item={"pk": {"S": f"ORDER#{order_id}"}, "sk": {"S": "ORDER"}, "body": {"S": body}},
-        ConditionExpression="attribute_not_exists(pk)",
-    )
+    order_id, body = put_order(client, order)
     log.info("order created %s", order_id)
     return {"statusCode": 201, "headers": {"content-type": "application/json"}, "body": body}

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import os
-import uuid
 
 import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from bench.peers.common import CreateOrder
+from bench.peers.common import CreateOrder, put_order
 
 logger = Logger(service="orders")
 app = APIGatewayHttpResolver()
-TABLE = os.environ.get("ORDERS_TABLE", "orders")
 client = boto3.client("dynamodb", region_name=os.environ.get("AWS_REGION", "us-east-1"))
 
 
 @app.post("/orders")
 def create() -> Response:  # type: ignore[type-arg]
     order = CreateOrder.model_validate_json(app.current_event.body or "")
-    order_id = uuid.uuid4().hex
-    body = json.dumps(
-        {"orderId": order_id, "status": "PENDING", "items": [i.model_dump() for i in order.items]}
-    )
-    client.put_item(
-        TableName=TABLE,
-        Item={"pk": {"S": f"ORDER#{order_id}"}, "sk": {"S": "ORDER"}, "body": {"S": body}},
-        ConditionExpression="attribute_not_exists(pk)",
-    )
+    order_id, body = put_order(client, order)
     logger.info("order created", order_id=order_id)
     return Response(status_code=201, content_type="application/json", body=body)
 

@@ -105,6 +105,16 @@ class Route:
 # -- request parsing helpers -----------------------------------------------------------
 
 
+def parse_query(raw: str) -> dict[str, str]:
+    """A raw query string as the binding reads it: the last value of each name, blank values
+    kept (``limit=`` must be refused, not read as "no limit"). Adapters call this."""
+    if not raw:
+        return {}
+    from urllib.parse import parse_qsl  # only requests with a query pay for the import
+
+    return dict(parse_qsl(raw, keep_blank_values=True))
+
+
 def media_type(request: HttpRequest) -> str:
     value = request.header("content-type") or ""
     return value.split(";", 1)[0].strip().lower()
@@ -382,9 +392,7 @@ class HttpApi:
         if not telemetry.sdk_configured():
             return self._handle(request, deadline)
         route = self.route_template(request.path)
-        from opentelemetry import trace
-
-        current = trace.get_current_span()
+        current = telemetry.trace.get_current_span()
         if current.get_span_context().is_valid and current.is_recording():
             return self._traced(current, route, request, deadline)
         parent, state = _trace_headers(request)

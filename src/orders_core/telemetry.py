@@ -82,27 +82,46 @@ def _installed(provider: object) -> bool:
     )
 
 
-_SDK_STATE: dict[str, Any] = {"installed": False, "checked": float("-inf")}
 _RECHECK_SECONDS: Final = 1.0
 
 
-def sdk_configured() -> bool:
-    """True once a runtime has installed a real TracerProvider (the API's default is a proxy).
+class _ProviderCheck:
+    """Whether someone installed an SDK provider behind one OpenTelemetry API module.
 
     The API's lookup reads the environment on every call; called a few times per command it
     cost ~15% of a warm invocation under the profiler. A yes is final (providers cannot be
-    uninstalled); a no is re-checked at most once a second (``sdk.configure`` says yes
-    at once).
+    uninstalled); a no is re-checked at most once a second, or at once after
+    :meth:`recheck`. Nobody can have installed a provider without importing the API first,
+    so while the module is not loaded the answer is no, and it stays unloaded.
     """
-    if _SDK_STATE["installed"]:
-        return True
-    now = time.monotonic()
-    if now - _SDK_STATE["checked"] >= _RECHECK_SECONDS:
-        _SDK_STATE["checked"] = now
-        # Nobody can have installed a provider without importing the API first.
-        api = sys.modules.get("opentelemetry.trace")
-        _SDK_STATE["installed"] = api is not None and _installed(api.get_tracer_provider())
-    return bool(_SDK_STATE["installed"])
+
+    def __init__(self, module: str, getter: str) -> None:
+        self.module = module
+        self.getter = getter
+        self.installed = False
+        self._checked = float("-inf")
+
+    def __call__(self) -> bool:
+        if self.installed:
+            return True
+        now = time.monotonic()
+        if now - self._checked >= _RECHECK_SECONDS:
+            self._checked = now
+            api = sys.modules.get(self.module)
+            self.installed = api is not None and _installed(getattr(api, self.getter)())
+        return self.installed
+
+    def recheck(self) -> None:
+        self._checked = float("-inf")
+
+
+_TRACES = _ProviderCheck("opentelemetry.trace", "get_tracer_provider")
+_METRICS = _ProviderCheck("opentelemetry.metrics", "get_meter_provider")
+
+
+def sdk_configured() -> bool:
+    """True once a runtime has installed a real TracerProvider (the API's default is a proxy)."""
+    return _TRACES()
 
 
 @functools.cache
@@ -114,8 +133,8 @@ def _propagator() -> TraceContextTextMapPropagator:
 
 def sdk_installed_now() -> None:
     """Tell :func:`sdk_configured` a provider was just installed (no waiting for a re-check)."""
-    _SDK_STATE["installed"] = _installed(trace.get_tracer_provider())
-    METRICS.recheck()
+    _TRACES.recheck()
+    _METRICS.recheck()
 
 
 def tracer() -> trace.Tracer:
@@ -380,23 +399,10 @@ class Metrics:
 
     def __init__(self) -> None:
         self._instruments: dict[str, Any] | None = None
-        self._checked = float("-inf")
-
-    def recheck(self) -> None:
-        """Look for a MeterProvider at the next recording, not up to a second later."""
-        self._checked = float("-inf")
 
     def _get(self) -> dict[str, Any] | None:
         if self._instruments is None:
-            # As for traces: the API's lookup reads the environment each time, so a "no"
-            # is re-checked at most once a second.
-            now = time.monotonic()
-            if now - self._checked < _RECHECK_SECONDS:
-                return None
-            self._checked = now
-            # As for traces: nobody installed a provider without importing the API first.
-            api = sys.modules.get("opentelemetry.metrics")
-            if api is None or not _installed(api.get_meter_provider()):
+            if not _METRICS():
                 return None
             from opentelemetry import metrics
 

@@ -11,11 +11,10 @@ import binascii
 import json
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import parse_qsl
 
 from orders_core.commands import Command
 from orders_core.errors import MalformedRequest
-from orders_core.http import CE_JSON, HttpRequest, HttpResponse
+from orders_core.http import CE_JSON, HttpRequest, HttpResponse, parse_query
 from orders_core.service import ANONYMOUS
 
 TEXT_TYPES: Final = ("application/json", "application/problem+json", "text/")
@@ -70,7 +69,7 @@ def http_request_from_apigw(event: Mapping[str, Any]) -> HttpRequest:
         path=_text(event.get("rawPath"), "rawPath") or _text(http.get("path"), "path") or "/",
         # 2.0 delivers lower-case names, repeated headers already comma-joined.
         headers={str(k).lower(): str(v) for k, v in headers.items()},
-        query=dict(parse_qsl(raw_query, keep_blank_values=True)) if raw_query else {},
+        query=parse_query(raw_query),
         body=body,
         principal=principal_from(event),
     )

@@ -33,12 +33,18 @@ import time
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, Final
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 from orders_core import telemetry
 from orders_core.deadline import Deadline
 from orders_core.errors import MalformedRequest, OrdersError, PayloadTooLarge
-from orders_core.http import HttpApi, HttpRequest, HttpResponse, problem_response
+from orders_core.http import (
+    HttpApi,
+    HttpRequest,
+    HttpResponse,
+    parse_query,
+    problem_response,
+)
 from orders_core.ports import new_order_id
 from orders_local.httphead import HeadError, parse_request_line, read_headers
 
@@ -54,6 +60,15 @@ _OUT_HIGH_WATER: Final = 256 * 1024
 _REASONS: Final = {s.value: s.phrase for s in HTTPStatus}
 _ACCEPT: Final = object()
 _WAKE: Final = object()
+
+
+def _serialize(status: int, headers: dict[str, str], date: str) -> bytes:
+    """A response head: status line, our Server and Date fields, then ``headers`` in order."""
+    fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return (
+        f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"
+        f"server: orders-local\r\ndate: {date}\r\n{fields}\r\n"
+    ).encode("latin-1")
 
 
 class LengthRequired(OrdersError):
@@ -180,12 +195,12 @@ class _Connection:
             "detail": message,
         }
         body = json.dumps(problem).encode()
-        self.out += (
-            f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"
-            f"server: orders-local\r\ndate: {self.server.date()}\r\n"
-            "content-type: application/problem+json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-        ).encode("latin-1") + body
+        headers = {
+            "content-type": "application/problem+json",
+            "content-length": str(len(body)),
+            "connection": "close",
+        }
+        self.out += _serialize(status, headers, self.server.date()) + body
         self.inbuf.clear()
         self.closing = True
 
@@ -438,7 +453,7 @@ class OrdersHTTPServer:
                     method=head.method,
                     path=unquote(path),
                     headers=head.headers,
-                    query=dict(parse_qsl(query, keep_blank_values=True)) if query else {},
+                    query=parse_query(query),
                     body=body,
                 )
                 response = self.api.handle(request, Deadline.after(self.api.timeout))
@@ -456,18 +471,16 @@ class OrdersHTTPServer:
     def _encode(
         self, response: HttpResponse, correlation: str, keep_alive: bool, head: _Head
     ) -> bytes:
-        lines = [
-            f"HTTP/1.1 {response.status} {_REASONS.get(response.status, '')}\r\n"
-            f"server: orders-local\r\ndate: {self.date()}\r\n"
-        ]
-        lines.extend(f"{name}: {value}\r\n" for name, value in response.headers.items())
-        lines.append(f"content-length: {len(response.body)}\r\nx-correlation-id: {correlation}\r\n")
+        headers = {
+            **response.headers,
+            "content-length": str(len(response.body)),
+            "x-correlation-id": correlation,
+        }
         if not keep_alive:
-            lines.append("connection: close\r\n")
+            headers["connection"] = "close"
         elif head.version == "HTTP/1.0":
-            lines.append("connection: keep-alive\r\n")
-        lines.append("\r\n")
-        encoded = "".join(lines).encode("latin-1")
+            headers["connection"] = "keep-alive"
+        encoded = _serialize(response.status, headers, self.date())
         return encoded if head.method == "HEAD" else encoded + response.body
 
     def date(self) -> str:

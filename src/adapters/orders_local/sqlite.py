@@ -52,6 +52,14 @@ CHECKPOINT_INTERVAL_S: Final = 0.25
 BACKSTOP_CHECKPOINT_PAGES: Final = 20_000
 """With background checkpoints, SQLite's own autocheckpoint fires only past ~80 MB of WAL."""
 
+# Statements more than one migration runs (the tables they index are rebuilt in 3).
+_ORDERS_BY_CUSTOMER: Final = """
+        CREATE INDEX orders_by_customer ON orders (customer_id, created_us, order_id)
+            WHERE customer_id IS NOT NULL
+        """
+_OUTBOX_PENDING: Final = (
+    "CREATE INDEX outbox_pending ON outbox (position) WHERE delivered_us IS NULL"
+)
 _APPLY_CHANGE_TRIGGER: Final = """
         CREATE TRIGGER apply_change_insert INSTEAD OF INSERT ON apply_change BEGIN
             -- A live record under this key means a duplicate request already committed.
@@ -89,10 +97,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             body        TEXT NOT NULL
         ) WITHOUT ROWID
         """,
-        """
-        CREATE INDEX orders_by_customer ON orders (customer_id, created_us, order_id)
-            WHERE customer_id IS NOT NULL
-        """,
+        _ORDERS_BY_CUSTOMER,
         """
         CREATE TABLE outbox (
             position     INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -105,9 +110,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             last_error   TEXT
         )
         """,
-        """
-        CREATE INDEX outbox_pending ON outbox (position) WHERE delivered_us IS NULL
-        """,
+        _OUTBOX_PENDING,
         """
         CREATE TABLE idempotency (
             key         TEXT PRIMARY KEY,
@@ -165,10 +168,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "DROP TABLE orders",
         "ALTER TABLE orders_v3 RENAME TO orders",
-        """
-        CREATE INDEX orders_by_customer ON orders (customer_id, created_us, order_id)
-            WHERE customer_id IS NOT NULL
-        """,
+        _ORDERS_BY_CUSTOMER,
         """
         CREATE TABLE outbox_v3 (
             position     INTEGER PRIMARY KEY,
@@ -189,7 +189,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "DROP TABLE outbox",
         "ALTER TABLE outbox_v3 RENAME TO outbox",
-        "CREATE INDEX outbox_pending ON outbox (position) WHERE delivered_us IS NULL",
+        _OUTBOX_PENDING,
         _APPLY_CHANGE_TRIGGER,
     ),
 )
