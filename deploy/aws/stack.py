@@ -191,13 +191,7 @@ class OrdersStack(cdk.Stack):
             )
 
         # -- commands queue ---------------------------------------------------------------
-        self.commands_dlq = sqs.Queue(
-            self,
-            "CommandsDlq",
-            retention_period=cdk.Duration.days(14),
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-        )
+        self.commands_dlq = self._dead_letter_queue("CommandsDlq")
         self.commands = sqs.Queue(
             self,
             "Commands",
@@ -217,13 +211,7 @@ class OrdersStack(cdk.Stack):
         self.commands_dlq.grant_send_messages(self.queue_fn)
 
         # -- relay on the stream ----------------------------------------------------------
-        self.relay_dlq = sqs.Queue(
-            self,
-            "RelayDlq",
-            retention_period=cdk.Duration.days(14),
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-        )
+        self.relay_dlq = self._dead_letter_queue("RelayDlq")
         self.relay_fn.add_event_source(
             sources.DynamoEventSource(
                 self.table,
@@ -364,6 +352,16 @@ class OrdersStack(cdk.Stack):
             log_group=log_group,
             reserved_concurrent_executions=reserved,
             environment=environment,
+        )
+
+    def _dead_letter_queue(self, construct_id: str) -> sqs.Queue:
+        """A DLQ kept 14 days (the SQS maximum), encrypted, TLS only."""
+        return sqs.Queue(
+            self,
+            construct_id,
+            retention_period=cdk.Duration.days(14),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
         )
 
     def _grant_table(self, fn: lambda_.Function) -> None:
