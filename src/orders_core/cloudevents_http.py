@@ -45,7 +45,8 @@ def command_from_http(headers: Mapping[str, str], body: bytes) -> Command:
     Binary mode when any ``ce-`` header is present (the spec's rule), else structured mode
     with ``application/cloudevents+json``. Batches are refused with 415.
     """
-    from orders_core.http import CE_BATCH, CE_JSON, parse_json_object
+    from orders_core.commands import parse_json_object
+    from orders_core.http import CE_BATCH, CE_JSON
 
     media = _media_type(headers)
     try:

@@ -17,12 +17,15 @@ CloudEvent ``type``                payload model        effect
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from orders_core.domain import Items, LineItem, OrderStatus, order_total
+from orders_core.errors import FieldError, MalformedRequest, ValidationFailed
 
 if TYPE_CHECKING:
     from cloudevents.core.base import BaseCloudEvent
@@ -35,6 +38,9 @@ FULFILL: Final = "io.orderscore.order.fulfill.v1"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 """Order and customer ids: 1 to 64 URL-safe characters."""
 
+MAX_JSON_DEPTH: Final = 32
+"""Deeper JSON is refused before it reaches pydantic."""
+
 
 @dataclass(frozen=True, slots=True)
 class Command:
@@ -42,12 +48,14 @@ class Command:
 
     ``(source, id)`` is the event's identity. ``traceparent``/``tracestate`` are the
     distributed-tracing extension; the service copies them into every event it emits.
+    ``data`` is a JSON object, or its undecoded JSON bytes (an HTTP body): the service
+    validates bytes without building a dict first.
     """
 
     type: str
     source: str
     id: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] | bytes = field(default_factory=dict)
     subject: str | None = None
     traceparent: str | None = None
     tracestate: str | None = None
@@ -55,8 +63,6 @@ class Command:
     @classmethod
     def from_cloudevent(cls, event: BaseCloudEvent) -> Command:
         """Take a parsed ``cloudevents`` event; only dict (JSON object) data is a command."""
-        from orders_core.errors import MalformedRequest
-
         data = event.get_data()
         if data is None:
             data = {}
@@ -73,6 +79,41 @@ class Command:
             traceparent=str(traceparent) if traceparent is not None else None,
             tracestate=str(tracestate) if tracestate is not None else None,
         )
+
+
+def _depth_ok(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Nesting of at most ``limit`` levels (deeper is refused before it reaches pydantic)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return True
+
+
+def shallow(body: bytes) -> bool:
+    """Too few brackets to nest past :data:`MAX_JSON_DEPTH`: no need to walk the value."""
+    return body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """Decode a JSON object body. Refuses invalid UTF-8, bad JSON, deep nesting, non-objects."""
+    try:
+        value = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise MalformedRequest("the body is not valid UTF-8") from None
+    except (ValueError, RecursionError):
+        # ValueError covers JSONDecodeError and integers past the 4,300-digit limit.
+        raise MalformedRequest("the body is not valid JSON") from None
+    if not shallow(body) and not _depth_ok(value):
+        raise MalformedRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    if not isinstance(value, dict):
+        raise ValidationFailed("the body must be a JSON object", [FieldError("/", "not an object")])
+    return value
 
 
 class _Payload(BaseModel):

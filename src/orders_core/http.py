@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from orders_core import commands, telemetry
-from orders_core.commands import Command
+from orders_core.commands import Command, parse_json_object
 from orders_core.deadline import Deadline
 from orders_core.errors import (
-    FieldError,
     MalformedRequest,
     MethodNotAllowed,
     NotFound,
@@ -54,7 +53,6 @@ CE_BATCH: Final = "application/cloudevents-batch+json"
 HTTP_SOURCE: Final = "urn:orders-core:http"
 PROBLEM_BASE: Final = "urn:orders-core:problem:"
 REPLAY_HEADER: Final = "idempotent-replayed"
-MAX_JSON_DEPTH: Final = 32
 
 _JSON_TYPE_RE: Final = re.compile(r"^application/([a-z0-9.+-]+\+)?json$")
 _ETAG_RE: Final = re.compile(r'^(W/)?"([^"]*)"$')
@@ -120,42 +118,15 @@ def media_type(request: HttpRequest) -> str:
     return value.split(";", 1)[0].strip().lower()
 
 
-def _depth_ok(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Nesting of at most ``limit`` levels (deeper is refused before it reaches pydantic)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return False
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return True
-
-
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    """Decode a JSON object body. Refuses invalid UTF-8, bad JSON, deep nesting, non-objects."""
-    try:
-        value = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise MalformedRequest("the body is not valid UTF-8") from None
-    except (ValueError, RecursionError):
-        # ValueError covers JSONDecodeError and integers past the 4,300-digit limit.
-        raise MalformedRequest("the body is not valid JSON") from None
-    # Cheap first: a body with few brackets cannot nest deeply, so skip the walk.
-    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and not _depth_ok(value):
-        raise MalformedRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    if not isinstance(value, dict):
-        raise ValidationFailed("the body must be a JSON object", [FieldError("/", "not an object")])
-    return value
+def _require_json_type(request: HttpRequest) -> None:
+    if not _JSON_TYPE_RE.match(media_type(request)):
+        raise UnsupportedMediaType(f"send the body as {JSON}")
 
 
 def _require_json(request: HttpRequest, *, optional: bool = False) -> dict[str, Any]:
     if optional and not request.body.strip():
         return {}
-    if not _JSON_TYPE_RE.match(media_type(request)):
-        raise UnsupportedMediaType(f"send the body as {JSON}")
+    _require_json_type(request)
     return parse_json_object(request.body)
 
 
@@ -236,14 +207,14 @@ def _run(
 def _create(
     api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
 ) -> HttpResponse:
-    data = _require_json(request)
+    _require_json_type(request)
     key = _idempotency_key(request)
     parent, state = _trace_headers(request)
     command = Command(
         type=commands.CREATE,
         source=HTTP_SOURCE,
         id=key or new_order_id(),
-        data=data,
+        data=request.body,  # the service validates the JSON bytes as they are
         traceparent=parent,
         tracestate=state,
     )

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
 from orders_core import commands, telemetry
-from orders_core.commands import Command, CreateOrder, _Targeted
+from orders_core.commands import Command, CreateOrder, _Targeted, parse_json_object, shallow
 from orders_core.deadline import Deadline
 from orders_core.domain import Order
 from orders_core.errors import (
@@ -76,25 +76,29 @@ class CommandResult:
         return cls(record.status, record.body, record.order_id, record.version, replayed=True)
 
 
-Handler = Callable[["OrderService", Any, "str | None"], tuple[Order, int]]
-"""(service, payload, id for a new order or None) -> (new state, version it was based on:
-0 for a new order)."""
+Handler = Callable[["OrderService", Any, "str | None", datetime], tuple[Order, int]]
+"""(service, payload, id for a new order or None, now) -> (new state, version it was based
+on: 0 for a new order). ``now`` is read once per attempt: the decision's time is the
+commit's."""
 
 
-def _create(service: OrderService, payload: CreateOrder, new_id: str | None) -> tuple[Order, int]:
+def _create(
+    service: OrderService, payload: CreateOrder, new_id: str | None, now: datetime
+) -> tuple[Order, int]:
     order_id = new_id or service.ids()
-    order = Order.place(order_id, list(payload.items), payload.customer_id, service.clock())
-    return order, 0
+    return Order.place(order_id, list(payload.items), payload.customer_id, now), 0
 
 
-def _transition(service: OrderService, payload: _Targeted, new_id: str | None) -> tuple[Order, int]:
+def _transition(
+    service: OrderService, payload: _Targeted, new_id: str | None, now: datetime
+) -> tuple[Order, int]:
     order = service.get(payload.order_id)
     if payload.expected_version is not None and order.version != payload.expected_version:
         raise PreconditionFailed(
             f"order {order.order_id} is at version {order.version}, not {payload.expected_version}"
         )
     reason = getattr(payload, "reason", None)
-    return order.transition(payload.target, service.clock(), reason=reason), order.version
+    return order.transition(payload.target, now, reason=reason), order.version
 
 
 _STATUS_OF: Final = {
@@ -118,19 +122,33 @@ REGISTRY: Final[dict[str, tuple[type[BaseModel], Handler]]] = {
 }
 
 
-def validate_payload(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
-    """Validate command data, turning pydantic's errors into field errors with JSON pointers."""
+def validate_payload(model: type[BaseModel], data: Mapping[str, Any] | bytes) -> BaseModel:
+    """Validate command data, turning pydantic's errors into field errors with JSON pointers.
+
+    JSON bytes are validated as they are, with no dict in between (~4 us of a warm create).
+    A refusal, and anything deeply nested, takes the dict route instead: pydantic's JSON
+    mode words some errors its own way ("a valid array"), and a body must get the same
+    answer on every route (tests/unit/test_validate_bytes.py compares both).
+    """
+    if isinstance(data, bytes):
+        if shallow(data):
+            try:
+                return model.model_validate_json(data)
+            except ValidationError:
+                pass  # refused: the dict route below says why, in its words
+        data = parse_json_object(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = [
-            FieldError(
-                pointer="".join(f"/{part}" for part in err["loc"]) or "/",
-                detail=err["msg"],
-            )
-            for err in exc.errors(include_url=False, include_input=False)
-        ]
-        raise ValidationFailed("the request body failed validation", errors) from None
+        raise _validation_failed(exc) from None
+
+
+def _validation_failed(exc: ValidationError) -> ValidationFailed:
+    errors = [
+        FieldError(pointer="".join(f"/{part}" for part in err["loc"]) or "/", detail=err["msg"])
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+    return ValidationFailed("the request body failed validation", errors)
 
 
 class OrderService:
@@ -272,10 +290,10 @@ class OrderService:
         )
         for attempt in range(1, self.max_attempts + 1):
             deadline.check("commit the command")
-            order, based_on = handler(self, payload, new_id)
+            now = self.clock()
+            order, based_on = handler(self, payload, new_id, now)
             status = 201 if based_on == 0 else 200
             body = order.to_json()
-            now = self.clock()
             record = None
             if key is not None and fp is not None:
                 record = IdempotencyRecord(

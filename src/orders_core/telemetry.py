@@ -250,8 +250,10 @@ class JsonLogFormatter(logging.Formatter):
             "logger": logger,
             "message": message,
         }
-        api = sys.modules.get("opentelemetry.trace")  # not imported: no span can be current
-        if api is not None:
+        # Without a provider no span of ours is current, so skip the context lookup (~10 us
+        # in a warm create when some other library, such as FastAPI, imported the API).
+        if _TRACES():
+            api = sys.modules["opentelemetry.trace"]
             span_context = api.get_current_span().get_span_context()
             if span_context.is_valid:
                 entry["traceId"] = api.format_trace_id(span_context.trace_id)

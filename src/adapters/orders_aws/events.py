@@ -22,6 +22,8 @@ TEXT_TYPES: Final = ("application/json", "application/problem+json", "text/")
 
 def _object(value: Any, name: str) -> Mapping[str, Any]:
     """``value`` as a JSON object (absent is empty); anything else is a malformed event."""
+    if type(value) is dict:  # what json.loads gives: skip the ABC check (~0.3 us a field)
+        return value
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -30,6 +32,8 @@ def _object(value: Any, name: str) -> Mapping[str, Any]:
 
 
 def _text(value: Any, name: str) -> str:
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -51,7 +55,7 @@ def principal_from(event: Mapping[str, Any]) -> str:
 def http_request_from_apigw(event: Mapping[str, Any]) -> HttpRequest:
     """Payload format 2.0 -> HttpRequest. A malformed event (API Gateway never sends one, a
     misrouted test might) or an undecodable body raises MalformedRequest: a 400."""
-    if not isinstance(event, Mapping):
+    if type(event) is not dict and not isinstance(event, Mapping):
         raise MalformedRequest("the event must be an object")
     http = _object(_object(event.get("requestContext"), "requestContext").get("http"), "http")
     body_text = _text(event.get("body"), "body")

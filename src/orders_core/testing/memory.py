@@ -1,7 +1,11 @@
 """In-memory store and publisher: the reference adapter, and a fast one for tests.
 
 It passes the same contract suite as the real stores, so its behaviour is the contract in its
-simplest form: one lock around a dict, checks before writes.
+simplest form: one lock around a dict, checks before writes. Like the real stores it keeps
+each order as its JSON (``Change.order_json``) and parses on read: a read never hands out
+the object a writer holds, and a long-lived process (a warm benchmark, a soak test) does not
+keep a dozen garbage-collected objects per order alive. Those cost a warm create ~10 us in
+full collections (bench/warm.py; docs/decisions/0007).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from orders_core.ports import Change, EventPublisher, OrderStore, Outbox, Page, 
 class InMemoryStore(OrderStore, Outbox):
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._orders: dict[str, Order] = {}
+        self._orders: dict[str, bytes] = {}  # order id -> the order's JSON
+        self._versions: dict[str, int] = {}
         self._records: dict[str, IdempotencyRecord] = {}
         self._outbox: list[PendingEvent] = []
         self._delivered: set[int] = set()
@@ -32,7 +37,8 @@ class InMemoryStore(OrderStore, Outbox):
 
     def get(self, order_id: str) -> Order | None:
         with self._lock:
-            return self._orders.get(order_id)
+            data = self._orders.get(order_id)
+        return None if data is None else Order.model_validate_json(data)
 
     def list_by_customer(
         self, customer_id: str, *, limit: int = 20, cursor: str | None = None
@@ -42,10 +48,11 @@ class InMemoryStore(OrderStore, Outbox):
             position = cursors.decode(cursor, self._cursor_key)
             after = (str(position.get("t")), str(position.get("id")))
         with self._lock:
-            mine = sorted(
-                (o for o in self._orders.values() if o.customer_id == customer_id),
-                key=lambda o: (o.created_at.isoformat(), o.order_id),
-            )
+            every = list(self._orders.values())
+        mine = sorted(
+            (o for o in map(Order.model_validate_json, every) if o.customer_id == customer_id),
+            key=lambda o: (o.created_at.isoformat(), o.order_id),
+        )
         if after is not None:
             mine = [o for o in mine if (o.created_at.isoformat(), o.order_id) > after]
         page = mine[:limit]
@@ -69,14 +76,14 @@ class InMemoryStore(OrderStore, Outbox):
                 existing = self._records.get(record.key)
                 if existing is not None and not existing.expired(now):
                     raise DuplicateRequest(f"idempotency key {record.key} already used")
-            current = self._orders.get(order.order_id)
-            current_version = current.version if current is not None else 0
+            current_version = self._versions.get(order.order_id, 0)
             if current_version != change.expected_version:
                 raise ConcurrencyConflict(
                     f"order {order.order_id} is at version {current_version}, "
                     f"expected {change.expected_version}"
                 )
-            self._orders[order.order_id] = order
+            self._orders[order.order_id] = change.order_json
+            self._versions[order.order_id] = order.version
             if record is not None:
                 self._records[record.key] = record
             for event in change.events:
