@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from orders_core._record import record
 from orders_core.domain import Items, LineItem, OrderStatus, order_total
 from orders_core.errors import FieldError, MalformedRequest, ValidationFailed
 
@@ -42,7 +43,7 @@ MAX_JSON_DEPTH: Final = 32
 """Deeper JSON is refused before it reaches pydantic."""
 
 
-@dataclass(frozen=True, slots=True)
+@record()
 class Command:
     """A command CloudEvent, as the service sees it.
 

@@ -19,10 +19,10 @@ CloudEvent ``type``                     emitted when
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from orders_core._record import record
 from orders_core.domain import Order, OrderStatus
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def event_id(order_id: str, version: int) -> str:
 _COMPACT: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(eq=False)
 class DomainEvent:
     """A fact the service committed. Adapters store :meth:`to_record` and publish CloudEvents.
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from orders_core import commands, telemetry
+from orders_core._record import record
 from orders_core.commands import Command, parse_json_object
 from orders_core.deadline import Deadline
 from orders_core.errors import (
@@ -59,7 +60,7 @@ _ETAG_RE: Final = re.compile(r'^(W/)?"([^"]*)"$')
 _ID_RE: Final = re.compile(commands.ID_PATTERN)
 
 
-@dataclass(frozen=True, slots=True)
+@record()
 class HttpRequest:
     """An HTTP request as the binding needs it. Header names must be lower-case."""
 
@@ -74,7 +75,7 @@ class HttpRequest:
         return self.headers.get(name)
 
 
-@dataclass(frozen=True, slots=True)
+@record()
 class HttpResponse:
     status: int
     headers: dict[str, str]

@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from orders_core._record import record
 from orders_core.errors import IdempotencyKeyReused, MalformedRequest
 
 DEFAULT_TTL: Final = timedelta(hours=24)
 MAX_KEY_LENGTH: Final = 255
 
 
-@dataclass(frozen=True, slots=True)
+@record()
 class IdempotencyRecord:
     """What a command answered, kept so a repeat can be answered the same way."""
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
 from orders_core import commands, telemetry
+from orders_core._record import record
 from orders_core.commands import Command, CreateOrder, _Targeted, parse_json_object, shallow
 from orders_core.deadline import Deadline
 from orders_core.domain import Order
@@ -57,7 +57,7 @@ ANONYMOUS: Final = "anonymous"
 """The principal of callers an adapter could not authenticate; they share one key scope."""
 
 
-@dataclass(frozen=True, slots=True)
+@record()
 class CommandResult:
     """The answer to a command. ``body`` is the exact bytes a replay repeats."""
 
