@@ -147,7 +147,8 @@ def client(
 ) -> Any:
     """A botocore client with our timeouts and the standard retry mode."""
     from botocore.config import Config
-    from botocore.session import get_session
+
+    from orders_aws.botocore_session import session
 
     config = Config(
         connect_timeout=1,
@@ -155,7 +156,7 @@ def client(
         retries={"mode": "standard", "max_attempts": 3},
         tcp_keepalive=True,
     )
-    return get_session().create_client(
+    return session().create_client(
         service,
         endpoint_url=endpoint_url,
         region_name=region
