@@ -3,15 +3,16 @@ every service directory on the way to a client."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import UnknownServiceError
-from botocore.loaders import Loader
+from botocore.loaders import JSONFileLoader, Loader
 
-from orders_aws.botocore_session import ServiceLoader, session
+from orders_aws.botocore_session import PlainJSONFileLoader, ServiceLoader, session
 
 TYPE = "service-2"
 
@@ -74,3 +75,29 @@ def test_aws_data_path_is_searched_first(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert isinstance(loader, ServiceLoader)
     assert loader.search_paths[0] == str(tmp_path)
     assert "custom" in loader.list_available_services(TYPE)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["endpoints", "partitions", "dynamodb/2012-08-10/service-2", "sqs/2012-11-05/service-2"],
+)
+def test_data_files_load_as_botocore_loads_them_in_the_same_order(name: str) -> None:
+    path = os.path.join(Loader.BUILTIN_DATA_PATH, name)
+    ours, theirs = PlainJSONFileLoader().load_file(path), JSONFileLoader().load_file(path)
+    assert ours == theirs
+    assert json.dumps(ours) == json.dumps(theirs)  # key order too, at every level
+    assert type(ours) is dict
+
+
+def test_a_missing_file_loads_as_none() -> None:
+    assert PlainJSONFileLoader().load_file(os.path.join(Loader.BUILTIN_DATA_PATH, "nope")) is None
+
+
+def test_a_format_we_do_not_know_is_left_to_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PlainJSONFileLoader, "_FORMATS", ())
+    path = os.path.join(Loader.BUILTIN_DATA_PATH, "dynamodb/2012-08-10/service-2")
+    assert PlainJSONFileLoader().load_file(path) == JSONFileLoader().load_file(path)
+
+
+def test_our_loader_reads_with_plain_dicts() -> None:
+    assert isinstance(ServiceLoader().file_loader, PlainJSONFileLoader)

@@ -1,27 +1,49 @@
-"""A botocore session whose clients skip one scan of botocore's data directory.
+"""A botocore session that builds clients with less work: 75 -> ~40 ms for DynamoDB here.
 
-Imported on first client creation only: it imports botocore.
+Imported on first client creation only: it imports botocore. Two changes, nothing else:
 
-Before loading a service's model, botocore's ``Loader.load_service_model`` lists every
+1. Before loading a service's model, botocore's ``Loader.load_service_model`` lists every
 service under every data path (~420 directories, a ``listdir`` and several ``stat`` calls
 each) only to check that the one asked for is among them; the list itself is used only to
 word an ``UnknownServiceError``. That scan is 23 ms of the ~75 ms a DynamoDB client takes to
 build here, on every cold start (botocore/botocore#3687 proposes dropping it upstream).
 :class:`ServiceLoader` answers the membership question from the one service's directory and
-builds the full list only when something reads it. Nothing else about loading changes.
+builds the full list only when something reads it.
+
+2. botocore's ``JSONFileLoader`` decodes every JSON object of its data files into an
+``OrderedDict`` (``object_pairs_hook``), a habit from before dicts kept their order, and 2.5x
+slower: ``endpoints.json`` (1.25 MB, parsed for every client) 17.7 -> 7.2 ms, the DynamoDB
+model 3.4 -> 1.9 ms. :class:`PlainJSONFileLoader` decodes into plain dicts, in the same
+order; botocore calls no ``OrderedDict``-only method on loaded data.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
-from botocore.loaders import Loader
+from botocore.loaders import JSONFileLoader, Loader
 from botocore.session import Session
 
 
+class PlainJSONFileLoader(JSONFileLoader):
+    _FORMATS: Any = ((".json", open), (".json.gz", gzip.open))  # botocore's, in its order
+
+    def load_file(self, file_path: str) -> Any:
+        for extension, opener in self._FORMATS:
+            path = file_path + extension
+            if os.path.isfile(path):
+                with opener(path, "rb") as stream:
+                    return json.loads(stream.read().decode("utf-8"))
+        return super().load_file(file_path)  # a format botocore may add later
+
+
 class ServiceLoader(Loader):
+    FILE_LOADER_CLASS = PlainJSONFileLoader
+
     # Typed as a list upstream; botocore only tests membership and iterates (to join names).
     def list_available_services(self, type_name: str) -> Sequence[str]:  # type: ignore[override]
         return _Services(self, type_name)
