@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from orders_core._record import record
+from orders_core._immutable import immutable
 from orders_core.domain import Items, LineItem, OrderStatus, order_total
 from orders_core.errors import FieldError, MalformedRequest, ValidationFailed
 
@@ -43,7 +43,7 @@ MAX_JSON_DEPTH: Final = 32
 """Deeper JSON is refused before it reaches pydantic."""
 
 
-@record()
+@immutable()
 class Command:
     """A command CloudEvent, as the service sees it.
 

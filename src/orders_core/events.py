@@ -22,7 +22,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from orders_core._record import record
+from orders_core._immutable import immutable
 from orders_core.domain import Order, OrderStatus
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def event_id(order_id: str, version: int) -> str:
 _COMPACT: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
-@record(eq=False)
+@immutable(eq=False)
 class DomainEvent:
     """A fact the service committed. Adapters store :meth:`to_record` and publish CloudEvents.
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from orders_core import commands, telemetry
-from orders_core._record import record
+from orders_core._immutable import immutable
 from orders_core.commands import Command, parse_json_object
 from orders_core.deadline import Deadline
 from orders_core.errors import (
@@ -60,7 +60,7 @@ _ETAG_RE: Final = re.compile(r'^(W/)?"([^"]*)"$')
 _ID_RE: Final = re.compile(commands.ID_PATTERN)
 
 
-@record()
+@immutable()
 class HttpRequest:
     """An HTTP request as the binding needs it. Header names must be lower-case."""
 
@@ -75,7 +75,7 @@ class HttpRequest:
         return self.headers.get(name)
 
 
-@record()
+@immutable()
 class HttpResponse:
     status: int
     headers: dict[str, str]

@@ -23,14 +23,14 @@ import json
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from orders_core._record import record
+from orders_core._immutable import immutable
 from orders_core.errors import IdempotencyKeyReused, MalformedRequest
 
 DEFAULT_TTL: Final = timedelta(hours=24)
 MAX_KEY_LENGTH: Final = 255
 
 
-@record()
+@immutable()
 class IdempotencyRecord:
     """What a command answered, kept so a repeat can be answered the same way."""
 

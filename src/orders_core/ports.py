@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
-from orders_core._record import record
+from orders_core._immutable import immutable
 from orders_core.domain import Order
 from orders_core.events import DomainEvent
 from orders_core.idempotency import IdempotencyRecord
@@ -23,7 +23,7 @@ from orders_core.idempotency import IdempotencyRecord
 MAX_PAGE_SIZE = 100
 
 
-@record()
+@immutable()
 class Change:
     """Everything one command decided, committed all together or not at all.
 
@@ -50,7 +50,7 @@ class Page:
     next_cursor: str | None = None
 
 
-@record()
+@immutable()
 class PendingEvent:
     """An outbox entry not yet marked delivered. ``position`` orders commits."""
 

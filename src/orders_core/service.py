@@ -17,7 +17,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ValidationError
 
 from orders_core import commands, telemetry
-from orders_core._record import record
+from orders_core._immutable import immutable
 from orders_core.commands import Command, CreateOrder, _Targeted, parse_json_object, shallow
 from orders_core.deadline import Deadline
 from orders_core.domain import Order
@@ -57,7 +57,7 @@ ANONYMOUS: Final = "anonymous"
 """The principal of callers an adapter could not authenticate; they share one key scope."""
 
 
-@record()
+@immutable()
 class CommandResult:
     """The answer to a command. ``body`` is the exact bytes a replay repeats."""
 

@@ -1,16 +1,16 @@
-"""``@record`` types: frozen for the type checker, equal and hashable as frozen dataclasses are."""
+"""``@immutable`` types: frozen for the type checker, equal and hashable like frozen dataclasses."""
 
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
 
-from orders_core._record import record
+from orders_core._immutable import immutable
 from orders_core.http import HttpResponse
 from orders_core.service import CommandResult
 
 
-def test_equal_records_are_equal_and_hash_alike() -> None:
+def test_equal_values_are_equal_and_hash_alike() -> None:
     a = CommandResult(201, b"{}", "o-1", 1)
     b = CommandResult(201, b"{}", "o-1", 1)
     assert a == b
@@ -19,8 +19,8 @@ def test_equal_records_are_equal_and_hash_alike() -> None:
     assert {a, b} == {a}
 
 
-def test_a_record_without_eq_compares_and_hashes_by_identity() -> None:
-    @record(eq=False)
+def test_a_value_without_eq_compares_and_hashes_by_identity() -> None:
+    @immutable(eq=False)
     class Point:
         x: int
 
@@ -30,7 +30,7 @@ def test_a_record_without_eq_compares_and_hashes_by_identity() -> None:
     assert len({p, Point(1)}) == 2
 
 
-def test_records_keep_slots() -> None:
+def test_values_keep_slots() -> None:
     assert not hasattr(HttpResponse(200, {}, b""), "__dict__")
 
 
