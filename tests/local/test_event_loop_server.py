@@ -3,6 +3,7 @@ pipelining, Expect: 100-continue, read timeouts, HTTP/1.0, and draining on shutd
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import threading
@@ -12,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from orders_core.errors import StoreUnavailable
+from orders_core.http import HttpApi
+from orders_core.service import OrderService
+from orders_core.testing.memory import InMemoryStore
 from orders_local.runtime import LocalConfig, LocalRuntime
+from orders_local.server import OrdersHTTPServer
 from orders_local.sinks import CallbackSink
 from tests.local.support import Collected
 
@@ -205,3 +211,106 @@ def test_a_blank_query_value_is_seen_not_dropped(rt: LocalRuntime) -> None:
         sock.sendall(b"GET /orders?customerId=c-1&limit= HTTP/1.1\r\nhost: x\r\n\r\n")
         (reply,) = read_responses(sock, 1)
     assert reply.startswith(b"HTTP/1.1 400")  # limit= is not "no limit"
+
+
+# -- each turn's answers in one unit of work (group commit) -------------------------------
+
+
+def test_a_pipelined_read_sees_the_write_answered_before_it(rt: LocalRuntime) -> None:
+    """A create, its read and its confirm sent at once are answered in one turn, inside one
+    unit of work: the read and the confirm must see the create (read-your-writes)."""
+    from orders_core.idempotency import derived_order_id, scoped_key
+    from orders_core.service import ANONYMOUS
+
+    order_id = derived_order_id(scoped_key(ANONYMOUS, "k-1"), 0)
+    confirm = (
+        f'POST /orders/{order_id}/confirm HTTP/1.1\r\nhost: x\r\nif-match: "1"\r\n\r\n'
+    ).encode()
+    with connect(rt) as sock:
+        sock.sendall(
+            post(extra=b"idempotency-key: k-1\r\n")
+            + f"GET /orders/{order_id} HTTP/1.1\r\nhost: x\r\n\r\n".encode()
+            + confirm
+        )
+        statuses = [r[9:12] for r in read_responses(sock, 3)]
+    assert statuses == [b"201", b"200", b"200"]
+    assert rt.store.get(order_id).version == 2  # type: ignore[union-attr]
+
+
+class GatedUnit:
+    """A unit of work for the server under test: its end waits for ``release``, then
+    commits or fails as told."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.fail = False
+        self.ended = 0
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        yield
+        self.entered.set()
+        assert self.release.wait(10)
+        self.ended += 1
+        if self.fail:
+            raise StoreUnavailable("commit failed")
+
+
+@pytest.fixture
+def gated() -> Iterator[tuple[OrdersHTTPServer, GatedUnit, list[int]]]:
+    unit = GatedUnit()
+    wakes: list[int] = []
+    server = OrdersHTTPServer(
+        ("127.0.0.1", 0),
+        HttpApi(OrderService(InMemoryStore())),
+        on_commit=lambda: wakes.append(1),
+        unit_of_work=unit,
+    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server, unit, wakes
+    finally:
+        unit.release.set()
+        server.shutdown(5)
+        server.server_close()
+        thread.join(10)
+
+
+def gated_connect(server: OrdersHTTPServer) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10)
+
+
+def test_no_answer_leaves_before_its_turn_commits(
+    gated: tuple[OrdersHTTPServer, GatedUnit, list[int]],
+) -> None:
+    server, unit, wakes = gated
+    with gated_connect(server) as sock:
+        sock.sendall(post())
+        assert unit.entered.wait(10)  # the answer exists; the commit is held
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            sock.recv(100)
+        assert wakes == []  # nor is the relay woken for an uncommitted event
+        unit.release.set()
+        (reply,) = read_responses(sock, 1)
+    assert reply.startswith(b"HTTP/1.1 201")
+    assert wakes == [1]
+
+
+def test_a_failed_commit_turns_the_turns_answers_into_503(
+    gated: tuple[OrdersHTTPServer, GatedUnit, list[int]],
+) -> None:
+    server, unit, wakes = gated
+    unit.fail = True
+    unit.release.set()
+    with gated_connect(server) as sock:
+        sock.sendall(post() + post())  # both answered in the turn that fails
+        replies = read_responses(sock, 3)
+        assert sock.recv(100) == b""  # then the connection closes
+    assert len(replies) == 1
+    assert replies[0].startswith(b"HTTP/1.1 503")
+    assert b"connection: close" in replies[0].lower()
+    assert b"store-unavailable" in replies[0]
+    assert wakes == []

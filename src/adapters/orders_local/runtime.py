@@ -84,6 +84,7 @@ class LocalRuntime:
             api,
             read_timeout=config.read_timeout,
             on_commit=self.relay.wake if self.relay else None,
+            unit_of_work=getattr(store, "unit_of_work", None),
         )
         self._thread: threading.Thread | None = None
 

@@ -30,6 +30,8 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, Final
@@ -37,7 +39,7 @@ from urllib.parse import unquote
 
 from orders_core import telemetry
 from orders_core.deadline import Deadline
-from orders_core.errors import MalformedRequest, OrdersError, PayloadTooLarge
+from orders_core.errors import MalformedRequest, OrdersError, PayloadTooLarge, StoreUnavailable
 from orders_core.http import (
     HttpApi,
     HttpRequest,
@@ -145,7 +147,10 @@ class _Connection:
             del self.inbuf[: head.length]
             self.head = None
             self.server.respond(self, head, body)
-        self.flush()
+        if self.server.touched is not None:
+            self.server.touched[self] = None  # sent after the turn's commit
+        else:
+            self.flush()
 
     def _take_head(self) -> bool:
         """Parse the next head from the buffer; False when it has not fully arrived."""
@@ -239,10 +244,21 @@ class OrdersHTTPServer:
         *,
         read_timeout: float = 5.0,
         on_commit: Any = None,
+        unit_of_work: Callable[[], AbstractContextManager[None]] | None = None,
         max_connections: int = 1024,
         backlog: int = 128,
     ) -> None:
+        """``unit_of_work``: the store's group commit for one thread (SQLiteStore has one).
+        Given, each turn of the loop answers its requests inside one unit and sends the
+        answers only once it has committed; if that commit fails, every connection that had
+        an answer in the turn gets a 503 instead and is closed."""
         self.api = api
+        self.unit_of_work = unit_of_work
+        # Within a unit: connections to flush after the commit, and where each one's
+        # uncommitted answers begin in its output buffer.
+        self.touched: dict[_Connection, None] | None = None
+        self._marks: dict[_Connection, int] = {}
+        self._committed_writes = False
         self.read_timeout = read_timeout
         self.on_commit = on_commit
         self.max_connections = max_connections
@@ -302,7 +318,48 @@ class OrdersHTTPServer:
             self._stopped.set()
 
     def _turn(self, timeout: float) -> None:
-        for key, mask in self._selector.select(timeout):
+        ready = self._selector.select(timeout)
+        if self.unit_of_work is None or not ready:
+            self._dispatch(ready)
+            return
+        self.touched, self._marks, self._committed_writes = {}, {}, False
+        try:
+            with self.unit_of_work():
+                self._dispatch(ready)
+        except Exception as exc:  # the commit failed: none of the turn's answers holds
+            self._withdraw(exc)
+        else:
+            if self._committed_writes and self.on_commit is not None:
+                self.on_commit()
+        finally:
+            touched, self.touched = self.touched, None
+            self._marks = {}
+        for conn in touched:
+            conn.flush()
+
+    def _withdraw(self, exc: Exception) -> None:
+        log.error(
+            "commit failed (%s): %d connections get 503 instead of their answers",
+            type(exc).__name__,
+            len(self._marks),
+        )
+        error = StoreUnavailable("the database is unavailable; nothing was committed")
+        response = problem_response(error, "/")
+        headers = {
+            **response.headers,
+            "content-length": str(len(response.body)),
+            "connection": "close",
+        }
+        answer = _serialize(response.status, headers, self.date()) + response.body
+        for conn, mark in self._marks.items():
+            del conn.out[mark:]
+            conn.out += answer
+            conn.inbuf.clear()
+            conn.head = None
+            conn.closing = True
+
+    def _dispatch(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
+        for key, mask in ready:
             data = key.data
             if data is _ACCEPT:
                 self._accept()
@@ -440,6 +497,8 @@ class OrdersHTTPServer:
     ) -> None:
         """Run one request through the API and queue its answer on the connection."""
         started = time.perf_counter()
+        if self.touched is not None:
+            self._marks.setdefault(conn, len(conn.out))
         supplied = head.headers.get("x-request-id", "")
         correlation = supplied if _REQUEST_ID_RE.match(supplied) else new_order_id()
         token = telemetry.correlation_id.set(correlation)
@@ -458,7 +517,10 @@ class OrdersHTTPServer:
                 )
                 response = self.api.handle(request, Deadline.after(self.api.timeout))
                 if self.on_commit is not None and head.method == "POST" and response.status < 300:
-                    self.on_commit()
+                    if self.touched is not None:
+                        self._committed_writes = True  # wake the relay after the commit
+                    else:
+                        self.on_commit()
             keep_alive = head.keep_alive and not self.draining
             conn.out += self._encode(response, correlation, keep_alive, head)
             if not keep_alive:

@@ -205,6 +205,16 @@ _APPLY_CHANGE: Final = (
 )
 
 
+class _Unit:
+    """One thread's unit of work: the connection holding its open transaction, if any."""
+
+    __slots__ = ("conn", "failure")
+
+    def __init__(self) -> None:
+        self.conn: sqlite3.Connection | None = None
+        self.failure: BaseException | None = None
+
+
 @dataclass(slots=True)
 class _Queued:
     change: Change
@@ -243,6 +253,7 @@ class SQLiteStore(OrderStore, Outbox):
         self._write_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Queued] = []
+        self._units = threading.local()
         self._closed = False
         with self._connection() as conn:
             self._migrate(conn)
@@ -273,22 +284,35 @@ class SQLiteStore(OrderStore, Outbox):
             self._all.append(conn)
         return conn
 
+    def _current_unit(self) -> _Unit | None:
+        unit: _Unit | None = getattr(self._units, "current", None)
+        return unit
+
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        if self._closed:
-            raise StoreUnavailable("the store is closed")
-        try:
-            conn = self._pool.get_nowait()
-        except queue.Empty:
-            conn = self._connect()
+        unit = self._current_unit()
+        if unit is not None and unit.conn is not None:
+            yield unit.conn  # reads inside a unit of work see its uncommitted changes
+            return
+        conn = self._take()
         try:
             yield conn
         finally:
             self._pool.put(conn)
 
+    def _take(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            return self._connect()
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding SQLite's write lock from its first statement."""
+        if self._current_unit() is not None:
+            raise RuntimeError("outbox bookkeeping cannot run inside a unit of work")
         with self._write_lock, self._connection() as conn:
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -417,6 +441,10 @@ class SQLiteStore(OrderStore, Outbox):
         between them. Nobody is answered before the COMMIT that carries their change has
         returned.
         """
+        unit = self._current_unit()
+        if unit is not None:
+            self._commit_in_unit(unit, change, now)
+            return
         item = _Queued(change, self._params(change, now))
         with self._queue_lock:
             self._queue.append(item)
@@ -456,6 +484,81 @@ class SQLiteStore(OrderStore, Outbox):
             events,
             *idem,
         )
+
+    @contextlib.contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        """Group commit for a single thread: every change this thread commits inside the block
+        joins one transaction, committed when the block ends.
+
+        ``commit`` still checks each change at once (a refused change backs out only its own
+        statement and raises as usual), and reads inside the block see the block's changes.
+        But nothing is durable until the block exits without an exception: the caller must
+        hold every answer until then. If the final COMMIT fails, or a change failed for a
+        reason other than a refusal, the block raises StoreUnavailable and none of it is
+        committed. The local server runs each turn of its loop in one (docs/decisions/0006).
+        """
+        if self._current_unit() is not None:
+            raise RuntimeError("units of work do not nest")
+        unit = _Unit()
+        self._units.current = unit
+        try:
+            yield
+        except BaseException:
+            self._units.current = None
+            self._end_unit(unit, commit=False)
+            raise
+        self._units.current = None
+        self._end_unit(unit, commit=True)
+
+    def _commit_in_unit(self, unit: _Unit, change: Change, now: datetime) -> None:
+        if unit.failure is not None:
+            raise StoreUnavailable("the database is unavailable") from unit.failure
+        item = _Queued(change, self._params(change, now))
+        if unit.conn is None:  # the unit's first change opens its transaction
+            self._write_lock.acquire()
+            conn = None
+            try:
+                conn = self._take()
+                conn.execute("BEGIN IMMEDIATE")
+            except BaseException as exc:
+                if conn is not None:
+                    self._pool.put(conn)
+                self._write_lock.release()
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise StoreUnavailable("the database is busy") from exc
+                raise
+            unit.conn = conn
+        try:
+            self._apply(unit.conn, item)
+            if not unit.conn.in_transaction:  # SQLite rolled it all back (I/O error, full)
+                raise sqlite3.OperationalError("the transaction was rolled back")
+        except sqlite3.Error as exc:
+            unit.failure = exc
+            raise StoreUnavailable("the database is unavailable") from exc
+        if item.error is not None:
+            raise item.error
+
+    def _end_unit(self, unit: _Unit, *, commit: bool) -> None:
+        conn = unit.conn
+        if conn is None:  # nothing was written
+            return
+        try:
+            if commit and unit.failure is None:
+                try:
+                    conn.execute("COMMIT")
+                    return
+                except sqlite3.Error as exc:
+                    unit.failure = exc
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            if commit:
+                raise StoreUnavailable(
+                    "the database is unavailable; nothing of this unit was committed"
+                ) from unit.failure
+        finally:
+            self._pool.put(conn)
+            self._write_lock.release()
 
     def _commit_group(self, batch: list[_Queued]) -> None:
         try:

@@ -1,0 +1,173 @@
+"""SQLiteStore.unit_of_work: one thread's changes in one transaction, committed at the end.
+
+The local server answers each turn of its loop inside one; these tests pin what it relies
+on: changes are checked at once but durable only at the end, reads inside see them, a
+refusal backs out only its own change, and a failure takes the whole unit back.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from orders_core.domain import LineItem, Order, OrderStatus
+from orders_core.errors import ConcurrencyConflict, StoreUnavailable
+from orders_core.events import DomainEvent
+from orders_core.ports import Change
+from orders_local.sqlite import SQLiteStore
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    s = SQLiteStore(tmp_path / "o.db")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def placed(order_id: str, items: int = 1) -> Change:
+    order = Order.place(
+        order_id, [LineItem(sku=f"sku-{i}", quantity=1) for i in range(items)], None, NOW
+    )
+    return Change(order, 0, (DomainEvent.for_order(order),))
+
+
+def confirmed(order: Order, based_on: int) -> Change:
+    new = order.transition(OrderStatus.CONFIRMED, NOW)
+    return Change(new, based_on, (DomainEvent.for_order(new),))
+
+
+def seen_elsewhere(store: SQLiteStore, order_id: str) -> bool:
+    """Whether another connection (another thread's) sees the order: committed or not."""
+    found: list[bool] = []
+    worker = threading.Thread(target=lambda: found.append(store.get(order_id) is not None))
+    worker.start()
+    worker.join(10)
+    return found[0]
+
+
+def test_changes_are_durable_only_when_the_unit_ends(store: SQLiteStore) -> None:
+    with store.unit_of_work():
+        store.commit(placed("a"), now=NOW)
+        store.commit(placed("b"), now=NOW)
+        assert not seen_elsewhere(store, "a")
+    assert seen_elsewhere(store, "a")
+    assert seen_elsewhere(store, "b")
+    assert len(store.pending()) == 2
+
+
+def test_reads_inside_a_unit_see_its_changes(store: SQLiteStore) -> None:
+    with store.unit_of_work():
+        change = placed("a")
+        store.commit(change, now=NOW)
+        read = store.get("a")
+        assert read is not None
+        assert read.version == 1
+        store.commit(confirmed(read, 1), now=NOW)
+        assert store.get("a").status is OrderStatus.CONFIRMED  # type: ignore[union-attr]
+
+
+def test_a_refused_change_backs_out_alone(store: SQLiteStore) -> None:
+    with store.unit_of_work():
+        store.commit(placed("a"), now=NOW)
+        with pytest.raises(ConcurrencyConflict):
+            store.commit(placed("a"), now=NOW)  # "a" exists: version 0 is stale
+        store.commit(placed("b"), now=NOW)
+    assert store.get("a") is not None
+    assert store.get("b") is not None
+    assert [p.event.order_id for p in store.pending()] == ["a", "b"]
+
+
+def test_an_exception_in_the_block_commits_nothing(store: SQLiteStore) -> None:
+    def unit() -> None:
+        with store.unit_of_work():
+            store.commit(placed("a"), now=NOW)
+            raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        unit()
+    assert store.get("a") is None
+    assert store.pending() == []
+
+
+def test_a_failed_write_takes_the_whole_unit_back(store: SQLiteStore) -> None:
+    refusals: list[StoreUnavailable] = []
+
+    def unit() -> None:
+        with store.unit_of_work():
+            store.commit(placed("a"), now=NOW)
+            conn = store._current_unit().conn  # type: ignore[union-attr]
+            assert conn is not None
+            (pages,) = conn.execute("PRAGMA page_count").fetchone()
+            conn.execute(f"PRAGMA max_page_count = {pages}")  # the file cannot grow
+            try:
+                for i in range(1000):  # free pages left by the migrations run out first
+                    store.commit(placed(f"big-{i}", items=100), now=NOW)
+            except StoreUnavailable as refused:
+                refusals.append(refused)
+            try:
+                store.commit(placed("c"), now=NOW)  # the unit is spent: nothing more joins
+            except StoreUnavailable as refused:
+                refusals.append(refused)
+            conn.execute("PRAGMA max_page_count = 1073741823")
+
+    with pytest.raises(StoreUnavailable):
+        unit()
+    assert len(refusals) == 2
+    assert isinstance(refusals[0].__cause__, sqlite3.OperationalError)
+    assert store.get("a") is None
+    assert store.get("big-0") is None
+    assert store.pending() == []
+    store.commit(placed("d"), now=NOW)  # the store goes on
+    assert store.get("d") is not None
+
+
+def test_other_threads_wait_for_the_unit_then_commit(store: SQLiteStore) -> None:
+    done = threading.Event()
+
+    def other() -> None:
+        store.commit(placed("other"), now=NOW)
+        done.set()
+
+    with store.unit_of_work():
+        store.commit(placed("mine"), now=NOW)
+        worker = threading.Thread(target=other)
+        worker.start()
+        assert not done.wait(0.3)  # held behind the unit's transaction
+    assert done.wait(10)
+    worker.join(10)
+    assert [p.event.order_id for p in store.pending()] == ["mine", "other"]
+
+
+def test_a_unit_without_writes_takes_no_write_lock(store: SQLiteStore) -> None:
+    with store.unit_of_work():
+        assert store.get("nope") is None
+        assert store._write_lock.acquire(timeout=1)
+        store._write_lock.release()
+
+
+def test_units_do_not_nest_and_outbox_bookkeeping_stays_outside(store: SQLiteStore) -> None:
+    store.commit(placed("a"), now=NOW)
+    with store.unit_of_work():
+        with pytest.raises(RuntimeError), store.unit_of_work():
+            pass  # pragma: no cover - never entered
+        with pytest.raises(RuntimeError):
+            store.mark_delivered([1])
+    store.mark_delivered([1])
+    assert store.pending() == []
+
+
+def test_the_unit_connection_goes_back_to_the_pool(store: SQLiteStore) -> None:
+    with store.unit_of_work():
+        store.commit(placed("a"), now=NOW)
+    with store._connection() as conn:
+        assert isinstance(conn, sqlite3.Connection)
+        assert not conn.in_transaction
