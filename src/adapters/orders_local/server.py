@@ -17,6 +17,10 @@ connections.
 
 The price of one thread: a slow handler delays every connection. Handlers here are SQLite
 commits of a few tens of microseconds; the core's deadline bounds the rest.
+
+Given the store's ``unit_of_work`` (SQLite's), each turn of the loop answers its requests in
+one transaction and sends the answers after its COMMIT: group commit without threads, 1.26x
+the throughput at 16 connections (docs/decisions/0006).
 """
 
 from __future__ import annotations
