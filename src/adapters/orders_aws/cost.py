@@ -34,7 +34,7 @@ from typing import Any, Final
 SECONDS_PER_MONTH: Final = 730 * 3600  # AWS bills a month as 730 hours
 HOURS_PER_MONTH: Final = 730
 DEFAULT_P50_MS: Final = 12.0
-"""0.12 ms of our code warm (bench/warm.py) + ~10 ms for one in-region DynamoDB write (an
+"""0.09 ms of our code warm (bench/warm.py) + ~10 ms for one in-region DynamoDB write (an
 assumption: no Lambda here to measure it), billed in whole milliseconds."""
 DEFAULT_P95_MS: Final = 40.0
 ARCHITECTURES: Final = ("arm64", "x86_64")
