@@ -91,14 +91,19 @@ class invocation:  # noqa: N801 - used as a function: ``with observe.invocation(
             return {}
         attributes = faas_attributes(context, self._trigger, cold)
         if self._span_name is not None:
-            links = [link for tp in self._links_from for link in telemetry.link_to(tp)]
-            self._span = telemetry.tracer().start_as_current_span(
-                self._span_name,
-                kind=telemetry.trace.SpanKind.CONSUMER if self._kind is None else self._kind,
-                attributes=attributes,
-                links=links,
-            )
-            self._span.__enter__()
+            try:
+                links = [link for tp in self._links_from for link in telemetry.link_to(tp)]
+                span = telemetry.tracer().start_as_current_span(
+                    self._span_name,
+                    kind=telemetry.trace.SpanKind.CONSUMER if self._kind is None else self._kind,
+                    attributes=attributes,
+                    links=links,
+                )
+                span.__enter__()
+            except BaseException:
+                self._end()  # __exit__ will not run
+                raise
+            self._span = span
         return attributes
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -106,12 +111,15 @@ class invocation:  # noqa: N801 - used as a function: ``with observe.invocation(
             if self._span is not None:
                 self._span.__exit__(*exc_info)
         finally:
-            tokens = self._tokens
-            telemetry.order_id.reset(tokens[3])
-            telemetry.correlation_id.reset(tokens[2])
-            cold_start.reset(tokens[1])
-            request_id.reset(tokens[0])
-            sdk.flush()
+            self._end()
+
+    def _end(self) -> None:
+        tokens = self._tokens
+        telemetry.order_id.reset(tokens[3])
+        telemetry.correlation_id.reset(tokens[2])
+        cold_start.reset(tokens[1])
+        request_id.reset(tokens[0])
+        sdk.flush()
 
 
 @contextlib.contextmanager
