@@ -250,11 +250,11 @@ class JsonLogFormatter(logging.Formatter):
             "logger": logger,
             "message": message,
         }
-        # Without a provider no span of ours is current, so skip the context lookup (~10 us
-        # in a warm create when some other library, such as FastAPI, imported the API).
-        if _TRACES():
-            api = sys.modules["opentelemetry.trace"]
-            span_context = api.get_current_span().get_span_context()
+        api = sys.modules.get("opentelemetry.trace")  # not imported: no span can be current
+        # An empty context holds no span: the usual case when something else (FastAPI does)
+        # imported the API but nothing traces. Checking costs less than the span lookup.
+        if api is not None and (context := sys.modules["opentelemetry.context"].get_current()):
+            span_context = api.get_current_span(context).get_span_context()
             if span_context.is_valid:
                 entry["traceId"] = api.format_trace_id(span_context.trace_id)
                 entry["spanId"] = api.format_span_id(span_context.span_id)

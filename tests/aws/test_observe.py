@@ -12,7 +12,8 @@ from orders_core import telemetry
 CONTEXT = SimpleNamespace(aws_request_id="req-1", function_name="fn")
 
 
-def test_request_scope_is_set_inside_and_cleared_after() -> None:
+def test_request_scope_is_set_inside_and_cleared_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(telemetry, "sdk_configured", lambda: False)  # whatever ran before
     with observe.invocation(CONTEXT, "http") as attributes:
         assert observe.request_id.get() == "req-1"
         assert telemetry.correlation_id.get() == "req-1"
