@@ -4,8 +4,8 @@ It passes the same contract suite as the real stores, so its behaviour is the co
 simplest form: one lock around a dict, checks before writes. Like the real stores it keeps
 each order as its JSON (``Change.order_json``) and parses on read: a read never hands out
 the object a writer holds, and a long-lived process (a warm benchmark, a soak test) does not
-keep a dozen garbage-collected objects per order alive. Those cost a warm create ~10 us in
-full collections (bench/warm.py; docs/decisions/0007).
+keep a dozen garbage-collected objects per order alive: in bench/warm.py their full
+collections cost ~20 us per create, ~3 us with JSON kept instead (docs/decisions/0007).
 """
 
 from __future__ import annotations
