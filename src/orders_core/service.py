@@ -140,15 +140,11 @@ def validate_payload(model: type[BaseModel], data: Mapping[str, Any] | bytes) ->
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _validation_failed(exc) from None
-
-
-def _validation_failed(exc: ValidationError) -> ValidationFailed:
-    errors = [
-        FieldError(pointer="".join(f"/{part}" for part in err["loc"]) or "/", detail=err["msg"])
-        for err in exc.errors(include_url=False, include_input=False)
-    ]
-    return ValidationFailed("the request body failed validation", errors)
+        errors = [
+            FieldError(pointer="".join(f"/{part}" for part in err["loc"]) or "/", detail=err["msg"])
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        raise ValidationFailed("the request body failed validation", errors) from None
 
 
 class OrderService:

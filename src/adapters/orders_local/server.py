@@ -204,13 +204,14 @@ class _Connection:
             "detail": message,
         }
         body = json.dumps(problem).encode()
-        headers = {
-            "content-type": "application/problem+json",
-            "content-length": str(len(body)),
-            "connection": "close",
-        }
+        self.answer_and_close(status, {"content-type": "application/problem+json"}, body)
+
+    def answer_and_close(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        """Queue a last answer; whatever else the client sent goes unanswered."""
+        headers = {**headers, "content-length": str(len(body)), "connection": "close"}
         self.out += _serialize(status, headers, self.server.date()) + body
         self.inbuf.clear()
+        self.head = None
         self.closing = True
 
     def flush(self) -> None:
@@ -349,18 +350,9 @@ class OrdersHTTPServer:
         )
         error = StoreUnavailable("the database is unavailable; nothing was committed")
         response = problem_response(error, "/")
-        headers = {
-            **response.headers,
-            "content-length": str(len(response.body)),
-            "connection": "close",
-        }
-        answer = _serialize(response.status, headers, self.date()) + response.body
         for conn, mark in self._marks.items():
             del conn.out[mark:]
-            conn.out += answer
-            conn.inbuf.clear()
-            conn.head = None
-            conn.closing = True
+            conn.answer_and_close(response.status, response.headers, response.body)
 
     def _dispatch(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
         for key, mask in ready:

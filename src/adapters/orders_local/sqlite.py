@@ -206,11 +206,13 @@ _APPLY_CHANGE: Final = (
 
 
 class _Unit:
-    """One thread's unit of work: the connection holding its open transaction, if any."""
+    """One thread's unit of work: its open transaction (:meth:`SQLiteStore._transaction`,
+    entered on the first change), the connection it runs on, and what spent it, if anything."""
 
-    __slots__ = ("conn", "failure")
+    __slots__ = ("conn", "failure", "transaction")
 
     def __init__(self) -> None:
+        self.transaction = contextlib.ExitStack()
         self.conn: sqlite3.Connection | None = None
         self.failure: BaseException | None = None
 
@@ -294,25 +296,28 @@ class SQLiteStore(OrderStore, Outbox):
         if unit is not None and unit.conn is not None:
             yield unit.conn  # reads inside a unit of work see its uncommitted changes
             return
-        conn = self._take()
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        try:
+            conn = self._pool.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
         try:
             yield conn
         finally:
             self._pool.put(conn)
-
-    def _take(self) -> sqlite3.Connection:
-        if self._closed:
-            raise StoreUnavailable("the store is closed")
-        try:
-            return self._pool.get_nowait()
-        except queue.Empty:
-            return self._connect()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding SQLite's write lock from its first statement."""
         if self._current_unit() is not None:
             raise RuntimeError("outbox bookkeeping cannot run inside a unit of work")
+        with self._transaction() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE under the in-process write lock; COMMIT, or ROLLBACK on error."""
         with self._write_lock, self._connection() as conn:
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -515,19 +520,7 @@ class SQLiteStore(OrderStore, Outbox):
             raise StoreUnavailable("the database is unavailable") from unit.failure
         item = _Queued(change, self._params(change, now))
         if unit.conn is None:  # the unit's first change opens its transaction
-            self._write_lock.acquire()
-            conn = None
-            try:
-                conn = self._take()
-                conn.execute("BEGIN IMMEDIATE")
-            except BaseException as exc:
-                if conn is not None:
-                    self._pool.put(conn)
-                self._write_lock.release()
-                if isinstance(exc, sqlite3.OperationalError):
-                    raise StoreUnavailable("the database is busy") from exc
-                raise
-            unit.conn = conn
+            unit.conn = unit.transaction.enter_context(self._transaction())
         try:
             self._apply(unit.conn, item)
             if not unit.conn.in_transaction:  # SQLite rolled it all back (I/O error, full)
@@ -539,26 +532,21 @@ class SQLiteStore(OrderStore, Outbox):
             raise item.error
 
     def _end_unit(self, unit: _Unit, *, commit: bool) -> None:
-        conn = unit.conn
-        if conn is None:  # nothing was written
-            return
-        try:
-            if commit and unit.failure is None:
-                try:
-                    conn.execute("COMMIT")
-                    return
-                except sqlite3.Error as exc:
-                    unit.failure = exc
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            if commit:
+        if commit and unit.failure is None:
+            try:
+                unit.transaction.close()  # COMMIT (nothing, if nothing was written)
+            except sqlite3.Error as exc:  # rolled back by _transaction
                 raise StoreUnavailable(
                     "the database is unavailable; nothing of this unit was committed"
-                ) from unit.failure
-        finally:
-            self._pool.put(conn)
-            self._write_lock.release()
+                ) from exc
+            return
+        rollback = unit.failure or StoreUnavailable("the unit of work was abandoned")
+        with contextlib.suppress(sqlite3.Error):
+            unit.transaction.__exit__(type(rollback), rollback, rollback.__traceback__)
+        if commit:
+            raise StoreUnavailable(
+                "the database is unavailable; nothing of this unit was committed"
+            ) from unit.failure
 
     def _commit_group(self, batch: list[_Queued]) -> None:
         try:
