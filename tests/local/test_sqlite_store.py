@@ -18,13 +18,7 @@ from orders_core.domain import LineItem, Order
 from orders_core.events import DomainEvent
 from orders_core.ports import Change
 from orders_core.service import OrderService
-from orders_local.sqlite import (
-    _APPLY_CHANGE,
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    SchemaTooNew,
-    SQLiteStore,
-)
+from orders_local.sqlite import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, SQLiteStore
 
 WRITER = """
 import sys
@@ -88,23 +82,54 @@ def test_migrations_run_forward_from_an_empty_file(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_version_2_file_migrates_with_its_orders_and_delivery_state(tmp_path: Path) -> None:
+def _us(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def _write_as_schema_2_and_3_did(conn: sqlite3.Connection, change: Change, now: datetime) -> None:
+    """One row into the apply_change view, whose trigger did the checks and the writes."""
+    order = change.order
+    events = "[" + ",".join(e.to_record_json() for e in change.events) + "]"
+    conn.execute(
+        "INSERT INTO apply_change VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            order.order_id,
+            order.customer_id,
+            _us(order.created_at),
+            order.version,
+            change.order_json.decode(),
+            change.expected_version,
+            _us(now),
+            events,
+            *(None,) * 7,
+        ),
+    )
+
+
+@pytest.mark.parametrize("old_version", [2, 3])
+def test_an_older_file_migrates_with_its_orders_and_delivery_state(
+    tmp_path: Path, old_version: int
+) -> None:
     db = tmp_path / "o.db"
     conn = sqlite3.connect(db, isolation_level=None)
-    for version, statements in enumerate(MIGRATIONS[:2], start=1):
+    for version, statements in enumerate(MIGRATIONS[:old_version], start=1):
         for statement in statements:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version={version}")
     now = datetime(2026, 1, 1, tzinfo=UTC)
     old = [Order.place(f"o-{n}", [LineItem(sku="a", quantity=1)], "c-1", now) for n in (1, 2)]
-    for order in old:  # written by version 2's apply_change trigger
-        change = Change(order, 0, (DomainEvent.for_order(order),))
-        conn.execute(_APPLY_CHANGE, SQLiteStore._params(change, now))
+    for order in old:
+        _write_as_schema_2_and_3_did(conn, Change(order, 0, (DomainEvent.for_order(order),)), now)
     conn.execute("UPDATE outbox SET delivered_us = 1 WHERE order_id = 'o-1'")
     conn.close()
 
     store = SQLiteStore(db)
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION == 4
+    with store._connection() as conn:
+        leftovers = conn.execute(
+            "SELECT name FROM sqlite_schema WHERE name LIKE 'apply_change%'"
+        ).fetchall()
+    assert leftovers == []
     migrated = store.list_by_customer("c-1", limit=10).orders
     assert sorted(migrated, key=lambda o: o.order_id) == old
     assert [p.event.order_id for p in store.pending()] == ["o-2"]

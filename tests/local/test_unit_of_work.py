@@ -130,6 +130,40 @@ def test_a_failed_write_takes_the_whole_unit_back(store: SQLiteStore) -> None:
     assert store.get("d") is not None
 
 
+def _events_fail_for(store: SQLiteStore, order_id: str) -> None:
+    """After a change's order row is written, its event write fails (a stand-in for I/O)."""
+    with store._connection() as conn:
+        conn.execute(
+            "CREATE TRIGGER fail_events BEFORE INSERT ON outbox"
+            f" WHEN NEW.order_id = '{order_id}' BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+        )
+
+
+def test_a_change_that_fails_halfway_leaves_nothing_in_a_unit(store: SQLiteStore) -> None:
+    _events_fail_for(store, "bad")
+
+    def unit() -> None:
+        with store.unit_of_work():
+            store.commit(placed("a"), now=NOW)
+            store.commit(placed("bad"), now=NOW)
+
+    with pytest.raises(StoreUnavailable):
+        unit()
+    assert store.get("bad") is None
+    assert store.get("a") is None
+    assert store.pending() == []
+
+
+def test_a_change_that_fails_halfway_leaves_nothing_outside_a_unit(store: SQLiteStore) -> None:
+    _events_fail_for(store, "bad")
+    with pytest.raises(StoreUnavailable):
+        store.commit(placed("bad"), now=NOW)
+    assert store.get("bad") is None
+    assert store.pending() == []
+    store.commit(placed("a"), now=NOW)
+    assert [p.event.order_id for p in store.pending()] == ["a"]
+
+
 def test_other_threads_wait_for_the_unit_then_commit(store: SQLiteStore) -> None:
     done = threading.Event()
 
