@@ -12,6 +12,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from orders_core.telemetry import (
     JsonLogFormatter,
+    batched_log_lines,
     correlation_id,
     log_line,
     valid_traceparent,
@@ -139,3 +140,66 @@ def test_log_line_goes_through_logging_when_others_listen(
     # One record, seen by caplog (pytest may list it once per capturing handler).
     assert {(id(r), r.__dict__["status"]) for r in caplog.records} == {(id(caplog.records[0]), 201)}
     assert json.loads(stream.getvalue())["status"] == 201
+
+
+class _CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def _sole_handler(logger: logging.Logger, monkeypatch: pytest.MonkeyPatch) -> logging.Handler:
+    """pytest adds its capture handlers to non-propagating loggers during a test's call;
+    batching is for the one-JSON-handler set-up, so take them off for these tests."""
+    handler = logger.handlers[0]
+    monkeypatch.setattr(logger, "handlers", [handler])
+    return handler
+
+
+def test_batched_lines_are_written_once_at_the_end_of_the_block(
+    json_logger: tuple[logging.Logger, io.StringIO], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger, _ = json_logger
+    stream = _CountingStream()
+    handler = _sole_handler(logger, monkeypatch)
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    log_line(logger, "request", {"status": 200})
+    unbatched = stream.getvalue()
+    stream.seek(0)
+    stream.truncate()
+    stream.writes = 0
+    with batched_log_lines():
+        for status in (201, 202, 203):
+            log_line(logger, "request", {"status": status})
+        assert stream.getvalue() == ""  # held
+        logger.warning("through logging itself")  # not held
+        assert stream.writes == 1
+    lines = stream.getvalue().splitlines()
+    assert stream.writes == 2
+    assert [json.loads(line)["status"] for line in lines[1:]] == [201, 202, 203]
+    assert json.loads(lines[0])["message"] == "through logging itself"
+    assert _without_time(lines[1]).keys() == _without_time(unbatched).keys()
+
+
+def test_batched_lines_are_written_when_the_block_raises(
+    json_logger: tuple[logging.Logger, io.StringIO], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger, stream = json_logger
+    _sole_handler(logger, monkeypatch)
+
+    def turn() -> None:
+        with batched_log_lines():
+            log_line(logger, "request", {"status": 201})
+            assert stream.getvalue() == ""
+            raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        turn()
+    assert json.loads(stream.getvalue())["status"] == 201
+    log_line(logger, "request", {"status": 202})  # the batch is over: written at once
+    assert json.loads(stream.getvalue().splitlines()[1])["status"] == 202

@@ -324,7 +324,12 @@ class OrdersHTTPServer:
 
     def _turn(self, timeout: float) -> None:
         ready = self._selector.select(timeout)
-        if self.unit_of_work is None or not ready:
+        if ready:
+            with telemetry.batched_log_lines():  # one write of access-log lines per turn
+                self._answer(ready)
+
+    def _answer(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
+        if self.unit_of_work is None:
             self._dispatch(ready)
             return
         self.touched, self._marks, self._committed_writes = {}, {}, False
