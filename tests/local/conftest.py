@@ -9,7 +9,18 @@ import pytest
 
 from orders_local.runtime import LocalConfig, LocalRuntime
 from orders_local.sinks import CallbackSink
+from orders_local.sqlite import SQLiteStore
 from tests.local.support import Client, Collected
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    """A SQLite store on a fresh file, closed after the test."""
+    s = SQLiteStore(tmp_path / "o.db")
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ def test_help_explains_every_option() -> None:
         "--read-timeout",
         "--handler-timeout",
         "--allow-remote",
+        "--relay",
         "ORDERS_LOCAL_DB",
     ):
         assert option in result.stdout

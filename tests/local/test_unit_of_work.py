@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -22,15 +20,6 @@ from orders_core.ports import Change
 from orders_local.sqlite import SQLiteStore
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "o.db")
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def placed(order_id: str, items: int = 1) -> Change:

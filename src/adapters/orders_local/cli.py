@@ -1,6 +1,7 @@
 """``orders-local``: run the local runtime, or look at its outbox.
 
     orders-local serve [--db PATH] [--host HOST] [--port PORT] [--sink SINK] ...
+    orders-local relay [--db PATH] [--sink SINK] [--poll-interval SECONDS]
     orders-local events [--db PATH] [--pending] [--limit N] [--json]
 
 Every option can also come from an ORDERS_LOCAL_* environment variable (see --help);
@@ -56,6 +57,23 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _db_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=Path(_env("DB", "orders.db")),
+        help=f"{help_text} [ORDERS_LOCAL_DB]",
+    )
+
+
+def _sink_option(parser: argparse.ArgumentParser, choices: str) -> None:
+    parser.add_argument(
+        "--sink",
+        default=_env("SINK", "stdout"),
+        help=f"where events go: {choices} [ORDERS_LOCAL_SINK]",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orders-local",
@@ -75,12 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("STORE", "sqlite"),
         help="where orders live; dynamodb needs the aws extra [ORDERS_LOCAL_STORE]",
     )
-    serve.add_argument(
-        "--db",
-        type=Path,
-        default=Path(_env("DB", "orders.db")),
-        help="SQLite database file; created if missing [ORDERS_LOCAL_DB]",
-    )
+    _db_option(serve, "SQLite database file; created if missing")
     serve.add_argument(
         "--table",
         default=_env("TABLE", ""),
@@ -102,11 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_port(_env("PORT", "8080")),
         help="TCP port; 0 picks a free one [ORDERS_LOCAL_PORT]",
     )
-    serve.add_argument(
-        "--sink",
-        default=_env("SINK", "stdout"),
-        help="where events go: stdout, file:PATH, webhook:URL, or none [ORDERS_LOCAL_SINK]",
-    )
+    _sink_option(serve, "stdout, file:PATH, webhook:URL, or none")
     serve.add_argument(
         "--max-body",
         type=_positive_int,
@@ -131,18 +140,42 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("ALLOW_REMOTE", "") in {"1", "true", "yes"},
         help="allow listening on a non-loopback address [ORDERS_LOCAL_ALLOW_REMOTE=1]",
     )
+    serve.add_argument(
+        "--relay",
+        choices=["process", "thread"],
+        default=_env("RELAY", "process"),
+        help="run the outbox relay in its own process or in a thread of the server's "
+        "[ORDERS_LOCAL_RELAY]",
+    )
+
+    relay = commands.add_parser(
+        "relay",
+        help="publish a database's outbox events (serve runs one of these itself)",
+        description="Publish the outbox events of a SQLite file to a sink, in commit order, "
+        "at least once, until stopped. `serve` runs one beside itself; run this for a "
+        "database whose server relays nothing (--sink none).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _db_option(relay, "SQLite database file")
+    _sink_option(relay, "stdout, file:PATH or webhook:URL")
+    relay.add_argument(
+        "--poll-interval",
+        type=_seconds,
+        default=0.25,
+        help="seconds between looks at the outbox when nothing wakes the relay",
+    )
+    relay.add_argument(
+        "--lifeline",
+        action="store_true",
+        help=argparse.SUPPRESS,  # serve's child: stdin wakes it, end of file stops it
+    )
 
     events = commands.add_parser(
         "events",
         help="list outbox events and their delivery state",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    events.add_argument(
-        "--db",
-        type=Path,
-        default=Path(_env("DB", "orders.db")),
-        help="SQLite database file [ORDERS_LOCAL_DB]",
-    )
+    _db_option(events, "SQLite database file")
     events.add_argument("--pending", action="store_true", help="only events not yet delivered")
     events.add_argument("--limit", type=_positive_int, default=100, help="at most this many")
     events.add_argument("--json", action="store_true", help="JSON lines instead of a table")
@@ -219,6 +252,7 @@ def serve(args: argparse.Namespace) -> int:
         read_timeout=args.read_timeout,
         handler_timeout=args.handler_timeout,
         allow_remote=args.allow_remote,
+        relay=args.relay,
     )
     configure_logging()
     from orders_core import sdk
@@ -254,6 +288,57 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_relay(args: argparse.Namespace) -> int:
+    from orders_core import sdk
+    from orders_local.relay import OutboxRelay
+    from orders_local.relay_process import follow_lifeline
+    from orders_local.runtime import configure_logging
+    from orders_local.sinks import JsonLinesSink, sink_from_spec
+    from orders_local.sqlite import SchemaTooNew, SQLiteStore
+
+    if not args.db.is_file():
+        return fail(f"no database at {args.db}")
+    try:
+        publisher = sink_from_spec(args.sink)
+    except ValueError as exc:
+        return fail(str(exc))
+    if publisher is None:
+        return fail("--sink none: there is nowhere to relay to")
+    configure_logging()
+    sdk.configure("orders-local")
+    try:
+        store = SQLiteStore(args.db)
+    except (sqlite3.Error, SchemaTooNew) as exc:
+        return fail(f"cannot open database {args.db}: {exc}")
+    relay = OutboxRelay(store, publisher, poll_interval=args.poll_interval, destination=args.sink)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    relay.start()
+    if args.lifeline:  # serve's child: stop when the server closes its end, or on a signal
+
+        def follow() -> None:
+            follow_lifeline(relay.wake)
+            stop.set()
+
+        threading.Thread(target=follow, name="lifeline", daemon=True).start()
+    else:
+        print(f"orders-local: relaying {args.db} to {args.sink}", file=sys.stderr, flush=True)
+    stop.wait()
+    undelivered = relay.stop(flush=True, timeout=10.0)
+    if isinstance(publisher, JsonLinesSink):
+        publisher.close()
+    store.close()
+    sdk.flush()
+    if undelivered and not args.lifeline:  # the server reports its relay's count itself
+        print(
+            f"orders-local: {undelivered} event(s) not delivered yet; they will be after the "
+            "next start",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def list_events(args: argparse.Namespace) -> int:
     from orders_local.sqlite import SQLiteStore
 
@@ -280,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.captureWarnings(True)
     if args.command == "serve":
         return serve(args)
+    if args.command == "relay":
+        return run_relay(args)
     return list_events(args)
 
 

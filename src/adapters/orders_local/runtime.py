@@ -9,6 +9,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeGuard
 
 from orders_core import telemetry
 from orders_core.http import DEFAULT_MAX_BODY, HttpApi
@@ -16,8 +17,12 @@ from orders_core.ports import EventPublisher, OrderStore, Outbox
 from orders_core.service import OrderService
 from orders_core.telemetry import JsonLogFormatter
 from orders_local.relay import OutboxRelay
+from orders_local.relay_process import RelayProcess
 from orders_local.server import OrdersHTTPServer
-from orders_local.sinks import JsonLinesSink, sink_from_spec
+from orders_local.sinks import JsonLinesSink, check_sink_spec, sink_from_spec
+
+if TYPE_CHECKING:
+    from orders_local.sqlite import SQLiteStore
 
 log = logging.getLogger("orders_local")
 
@@ -34,6 +39,10 @@ class LocalConfig:
     read_timeout: float = 5.0
     handler_timeout: float = 10.0
     allow_remote: bool = False
+    relay: str = "process"
+    """Where the outbox relay runs for a SQLite file and a ``sink``: ``process`` (its own,
+    beside the server's; docs/decisions/0009) or ``thread`` (in the server's process).
+    A ``publisher`` object passed to the runtime always runs in a thread."""
 
 
 def is_loopback(host: str) -> bool:
@@ -55,6 +64,14 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
+def _file_backed(store: OrderStore) -> TypeGuard[SQLiteStore]:
+    """Whether another process can open the store: a SQLite file, on a POSIX system (the
+    relay process's lifeline is a non-blocking pipe)."""
+    from orders_local.sqlite import SQLiteStore
+
+    return isinstance(store, SQLiteStore) and os.name == "posix"
+
+
 class LocalRuntime:
     """A store, the service, the HTTP server and the relay, started and stopped together."""
 
@@ -71,10 +88,18 @@ class LocalRuntime:
 
             store = SQLiteStore(config.db)
         self.store = store
-        self.publisher = publisher if publisher is not None else sink_from_spec(config.sink)
-        self.relay: OutboxRelay | None = None
-        if self.publisher is not None and isinstance(store, Outbox):
-            self.relay = OutboxRelay(store, self.publisher, destination=config.sink)
+        if config.relay not in ("process", "thread"):
+            raise ValueError(f"unknown relay {config.relay!r}: use process or thread")
+        self.publisher: EventPublisher | None = None
+        self.relay: OutboxRelay | RelayProcess | None = None
+        if publisher is None and config.relay == "process" and _file_backed(store):
+            check_sink_spec(config.sink)
+            if config.sink != "none":
+                self.relay = RelayProcess(store, config.sink)
+        else:
+            self.publisher = publisher if publisher is not None else sink_from_spec(config.sink)
+            if self.publisher is not None and isinstance(store, Outbox):
+                self.relay = OutboxRelay(store, self.publisher, destination=config.sink)
         count = getattr(store, "undelivered_count", None)
         if count is not None and telemetry.sdk_configured():
             telemetry.METRICS.observe_undelivered(count)

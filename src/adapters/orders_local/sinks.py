@@ -98,12 +98,24 @@ class CallbackSink(EventPublisher):
 
 def sink_from_spec(spec: str) -> EventPublisher | None:
     """Parse ``--sink``; None means no relay."""
+    factory = _factory(spec)
+    return None if factory is None else factory()
+
+
+def check_sink_spec(spec: str) -> None:
+    """Raise ValueError for a ``--sink`` that another process will open (nothing opens here)."""
+    _factory(spec)
+
+
+def _factory(spec: str) -> Callable[[], EventPublisher] | None:
     if spec == "none":
         return None
     if spec == "stdout":
-        return JsonLinesSink(sys.stdout)
+        return lambda: JsonLinesSink(sys.stdout)
     if spec.startswith("file:") and len(spec) > 5:
-        return JsonLinesSink.to_file(spec[5:])
+        path = spec[5:]
+        return lambda: JsonLinesSink.to_file(path)
     if spec.startswith("webhook:"):
-        return WebhookSink(spec[8:])
+        webhook = WebhookSink(spec[8:])  # checks the URL; connects to nothing
+        return lambda: webhook
     raise ValueError(f"unknown sink {spec!r}: use stdout, file:PATH, webhook:URL or none")

@@ -1,0 +1,162 @@
+"""The outbox relay in its own process, beside the HTTP server's (``orders-local relay``).
+
+Why a process: in the server's process the relay thread took 21% of the server's
+throughput at 16 connections (4,827 -> 3,999 req/s, bench/local_http.py), more than its own
+CPU, because every blocking call it makes hands the GIL back and forth with the loop
+thread. In its own process it runs on another core. It reads the same SQLite file (WAL:
+readers never block the writer) and its bookkeeping writes wait for the write lock through
+``busy_timeout`` like any other process's (docs/decisions/0009-relay-process.md).
+
+The server holds the write end of a pipe that is the relay's stdin, its lifeline: a byte
+means "a commit happened, look now"; end of file means "stop": the relay delivers what is
+pending (within its timeout) and exits. If the server dies, even by SIGKILL, the pipe
+closes and the relay stops too. It runs in its own session, so a Ctrl-C in the terminal
+reaches the server alone, which then stops the relay in order. Delivery stays at least
+once either way: whatever was not marked delivered goes out after the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from orders_local.sqlite import SQLiteStore
+
+log = logging.getLogger("orders_local.relay")
+
+RESTART_AFTER: Final = 1.0
+"""Seconds between restarts of a relay process that exited on its own."""
+
+
+class RelayProcess:
+    """Starts, wakes and stops ``orders-local relay --lifeline`` for one database and sink.
+
+    The same surface as :class:`~orders_local.relay.OutboxRelay` (``start``, ``wake``,
+    ``stop``), so the runtime uses either. A relay that exits on its own (a crash, a kill)
+    is started again on a later wake, at most once a second; meanwhile events wait in the
+    outbox.
+    """
+
+    def __init__(
+        self,
+        outbox: SQLiteStore,
+        sink: str,
+        *,
+        poll_interval: float = 0.25,
+        python: str = sys.executable,
+    ) -> None:
+        self.outbox = outbox
+        self.sink = sink
+        self.poll_interval = poll_interval
+        self.python = python
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._started_at = float("-inf")
+        self._stopping = False
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(  # noqa: S603 - our own module, arguments we built
+            [
+                self.python,
+                "-m",
+                "orders_local.cli",
+                "relay",
+                "--db",
+                str(self.outbox.path),
+                "--sink",
+                self.sink,
+                "--poll-interval",
+                str(self.poll_interval),
+                "--lifeline",
+            ],
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+            env=_env_finding_us(),
+        )
+        assert self.proc.stdin is not None
+        os.set_blocking(self.proc.stdin.fileno(), False)
+        self._started_at = time.monotonic()
+
+    def wake(self) -> None:
+        """Ask for a pass now (after a commit); never blocks the caller."""
+        proc = self.proc
+        if proc is None or self._stopping:
+            return
+        if proc.poll() is not None:
+            self._restart(proc.returncode)
+            return
+        assert proc.stdin is not None
+        try:
+            os.write(proc.stdin.fileno(), b"\n")
+        except BlockingIOError:
+            pass  # the pipe is full: enough wake-ups are queued
+        except BrokenPipeError:
+            self._restart(proc.wait())
+
+    def _restart(self, code: int) -> None:
+        if time.monotonic() - self._started_at < RESTART_AFTER:
+            return
+        log.error("the relay process exited (code %s); starting it again", code)
+        self._close_lifeline()
+        self.start()
+
+    def stop(self, *, flush: bool = True, timeout: float = 10.0) -> int:
+        """Close the lifeline; the relay then delivers what is pending (within ``timeout``)
+        and exits, or is killed if it outlives that by 5 s. Returns how many events remain
+        undelivered (they go out after the next start).
+
+        ``flush`` is accepted for the thread relay's signature: the relay process always
+        tries to deliver what is pending before it exits.
+        """
+        del flush
+        self._stopping = True
+        proc = self.proc
+        if proc is not None:
+            self._close_lifeline()
+            try:
+                proc.wait(timeout + 5)
+            except subprocess.TimeoutExpired:
+                log.error("the relay process did not stop in %.0f s; killing it", timeout + 5)
+                proc.kill()
+                proc.wait()
+        return self.outbox.undelivered_count()
+
+    def _close_lifeline(self) -> None:
+        if self.proc is not None and self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
+
+def _env_finding_us() -> dict[str, str]:
+    """This environment, with where orders_core and orders_local were imported from first
+    on PYTHONPATH: the child imports what the server runs, however that was found."""
+    import orders_core
+    import orders_local
+
+    paths = [
+        os.path.dirname(os.path.dirname(os.path.abspath(module.__file__ or "")))
+        for module in (orders_local, orders_core)
+    ]
+    inherited = os.environ.get("PYTHONPATH")
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(dict.fromkeys([*paths, *([inherited] if inherited else [])])),
+    }
+
+
+def follow_lifeline(wake: Callable[[], None], fd: int = 0) -> None:
+    """Call ``wake()`` for every chunk read from ``fd``; return at end of file."""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            return
+        if not chunk:
+            return
+        wake()

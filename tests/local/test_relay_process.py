@@ -1,0 +1,200 @@
+"""The outbox relay in its own process: woken through its lifeline, stopped by closing it,
+gone when the server dies, started again when it dies, and runnable on its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from orders_core.domain import LineItem, Order
+from orders_core.events import DomainEvent
+from orders_core.ports import Change
+from orders_local import relay_process
+from orders_local.relay_process import RelayProcess
+from orders_local.runtime import LocalConfig, LocalRuntime
+from orders_local.sqlite import SQLiteStore
+from tests.local.support import Client
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.name != "posix", reason="the relay process needs a POSIX system"),
+]
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+SEED = b'{"items":[{"id":"sku-1","qty":2}]}'
+
+
+def place(store: SQLiteStore, order_id: str) -> None:
+    order = Order.place(order_id, [LineItem(sku="a", quantity=1)], None, NOW)
+    store.commit(Change(order, 0, (DomainEvent.for_order(order),)), now=NOW)
+
+
+def published(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [json.loads(line)["subject"] for line in path.read_text().splitlines()]
+
+
+def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(0.02)
+
+
+def gone(pid: int) -> bool:
+    """Exited (a zombie that init has not reaped yet counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_the_runtime_relays_through_its_own_process_by_default(tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    rt = LocalRuntime(LocalConfig(db=tmp_path / "o.db", port=0, sink=f"file:{out}"))
+    assert isinstance(rt.relay, RelayProcess)
+    rt.start()
+    try:
+        assert rt.relay.proc is not None
+        assert rt.relay.proc.pid != os.getpid()
+        client = Client(rt.server.server_address[1])
+        order_id = client.request("POST", "/orders", SEED).json()["orderId"]
+        client.close()
+        eventually(lambda: published(out) == [order_id])
+    finally:
+        assert rt.stop() == 0
+
+
+def test_a_wake_through_the_lifeline_starts_a_pass_at_once(
+    tmp_path: Path, store: SQLiteStore
+) -> None:
+    out = tmp_path / "events.jsonl"
+    relay = RelayProcess(store, f"file:{out}", poll_interval=600)  # no poll would come
+    relay.start()
+    try:
+        time.sleep(1.5)  # started and past its first pass (an empty outbox)
+        place(store, "o-1")
+        relay.wake()
+        eventually(lambda: published(out) == ["o-1"])
+    finally:
+        relay.stop()
+
+
+@pytest.mark.parametrize("how", ["lifeline", "SIGTERM"])
+def test_a_stopped_relay_delivers_what_is_pending_first(
+    tmp_path: Path, store: SQLiteStore, how: str
+) -> None:
+    """Stopped by the server (it closes the lifeline) or by a service manager that signals
+    every process of the service (systemd's default KillMode)."""
+    out = tmp_path / "events.jsonl"
+    relay = RelayProcess(store, f"file:{out}", poll_interval=600)
+    relay.start()
+    assert relay.proc is not None
+    time.sleep(1.5)  # started, its signal handlers set
+    place(store, "o-1")
+    place(store, "o-2")  # no wake: only the final pass can deliver these
+    if how == "SIGTERM":
+        relay.proc.send_signal(signal.SIGTERM)
+        assert relay.proc.wait(20) == 0
+    assert relay.stop(timeout=10) == 0
+    assert relay.proc.returncode == 0
+    assert published(out) == ["o-1", "o-2"]
+
+
+def test_the_relay_stops_when_the_server_dies(tmp_path: Path, store: SQLiteStore) -> None:
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from orders_local.relay_process import RelayProcess\n"
+            "from orders_local.sqlite import SQLiteStore\n"
+            "relay = RelayProcess(SQLiteStore(sys.argv[1]), 'file:' + sys.argv[2])\n"
+            "relay.start()\n"
+            "print(relay.proc.pid, flush=True)\n"
+            "time.sleep(600)\n",
+            str(store.path),
+            str(tmp_path / "events.jsonl"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    assert not gone(child)
+    parent.send_signal(signal.SIGKILL)  # no chance to stop the relay in order
+    parent.communicate(timeout=10)
+    eventually(lambda: gone(child))
+
+
+def test_a_relay_that_died_is_started_again(
+    tmp_path: Path, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay_process, "RESTART_AFTER", 0.0)
+    out = tmp_path / "events.jsonl"
+    relay = RelayProcess(store, f"file:{out}", poll_interval=600)
+    relay.start()
+    try:
+        assert relay.proc is not None
+        first = relay.proc
+        first.kill()
+        first.wait(10)
+        place(store, "o-1")
+        relay.wake()  # notices the exit and starts a new relay, which looks at once
+        assert relay.proc is not first
+        eventually(lambda: published(out) == ["o-1"])
+    finally:
+        relay.stop()
+
+
+def relay_cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "orders_local.cli", "relay", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_orders_local_relay_runs_alone_until_a_signal(tmp_path: Path, store: SQLiteStore) -> None:
+    out = tmp_path / "events.jsonl"
+    place(store, "o-1")  # waiting in the outbox, as after `serve --sink none`
+    proc = relay_cli("--db", str(store.path), "--sink", f"file:{out}", "--poll-interval", "0.05")
+    try:
+        eventually(lambda: published(out) == ["o-1"])
+        place(store, "o-2")  # nothing wakes it: its poll finds this one
+        eventually(lambda: published(out) == ["o-1", "o-2"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert store.undelivered_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sink", "none"], "nowhere to relay to"),
+        (["--sink", "carrier-pigeon"], "unknown sink"),
+        (["--db", "/nonexistent/o.db"], "no database at"),
+    ],
+)
+def test_orders_local_relay_refuses_what_it_cannot_do(
+    store: SQLiteStore, args: list[str], message: str
+) -> None:
+    proc = relay_cli("--db", str(store.path), *args)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1
+    assert message in err
+    assert "Traceback" not in err
