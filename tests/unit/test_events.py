@@ -3,6 +3,7 @@
 import json
 from datetime import UTC, datetime
 
+import pytest
 from cloudevents.core.bindings.http import from_http, to_binary
 from cloudevents.core.formats.json import JSONFormat
 
@@ -73,6 +74,23 @@ def test_the_record_json_is_the_record() -> None:
     assert json.loads(event.to_record_json()) == event.to_record()
     assert DomainEvent.from_record(json.loads(event.to_record_json())) == event
     assert "data" not in event.to_record(with_data=False)
+
+
+@pytest.mark.parametrize(
+    ("source", "tracestate"),
+    [
+        ("urn:orders-core:orders", None),
+        ('urn:x:"quoted"\\back\nline\u2028', 'k=v,q="a\\b"'),
+        ("urn:café:☕", "k=\x7f\x01"),
+    ],
+)
+def test_the_record_json_is_the_encoders_text_byte_for_byte(
+    source: str, tracestate: str | None
+) -> None:
+    order = placed().transition(OrderStatus.CANCELLED, NOW, reason='café ☕ "quoted"')
+    event = DomainEvent.for_order(order, source=source, traceparent=TP, tracestate=tracestate)
+    head = json.dumps(event.to_record(with_data=False), separators=(",", ":"), ensure_ascii=False)
+    assert event.to_record_json() == f'{head[:-1]},"data":{event.data_json.decode()}}}'
 
 
 def test_events_with_the_same_data_are_equal_whatever_its_spacing() -> None:
