@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -129,14 +130,23 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-_UUID4_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_SET: Final = (0x4000 << 64) | (0x8000 << 48)
+_V7_RANDOM: Final = ~((0xF << 76) | (0x3 << 62)) & ((1 << 80) - 1)
+"""The 80 bits under the timestamp less the version (4) and variant (2) bits: 74 random."""
+_V7_MARKS: Final = (0x7 << 76) | (0x2 << 62)
 
 
 def new_order_id() -> str:
-    """A random UUID (version 4, RFC 9562) as 32 hex digits: ``uuid.uuid4().hex``, with the
-    same bits from ``os.urandom``, for a third of its cost (no UUID object)."""
-    return f"{int.from_bytes(os.urandom(16)) & _UUID4_CLEAR | _UUID4_SET:032x}"
+    """A time-ordered UUID (version 7, RFC 9562) as 32 hex digits: the milliseconds since
+    the epoch, then 74 random bits from ``os.urandom``.
+
+    Time-ordered because an order id is a primary key: SQLite then inserts each one beside
+    the last instead of on a random page of the key's index, so a transaction dirties one
+    index page, not one per create (docs/decisions/0010: 4,703 -> 5,016 req/s at 16
+    connections). 74 random bits keep ids unguessable; an id tells the millisecond its
+    order was created, which the order's ``createdAt`` says anyway.
+    """
+    millis = time.time_ns() // 1_000_000
+    return f"{millis << 80 | int.from_bytes(os.urandom(10)) & _V7_RANDOM | _V7_MARKS:032x}"
 
 
 @dataclass(slots=True)

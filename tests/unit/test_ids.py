@@ -1,23 +1,38 @@
-"""Order ids: random version-4 UUIDs as 32 hex digits, as ``uuid.uuid4().hex`` gives."""
+"""Order ids: time-ordered version-7 UUIDs (RFC 9562) as 32 hex digits."""
 
+import time
 import uuid
 
 from orders_core.ports import new_order_id
 
 
-def test_order_ids_are_version_4_uuids_in_hex() -> None:
+def test_order_ids_are_version_7_uuids_in_hex() -> None:
     ids = [new_order_id() for _ in range(2000)]
     assert len(set(ids)) == len(ids)
     for value in ids:
         parsed = uuid.UUID(hex=value)
-        assert (len(value), parsed.hex, parsed.version) == (32, value, 4)
+        assert (len(value), parsed.hex, parsed.version) == (32, value, 7)
         assert parsed.variant == uuid.RFC_4122
+
+
+def test_an_id_starts_with_the_millisecond_it_was_made() -> None:
+    before = time.time_ns() // 1_000_000
+    value = new_order_id()
+    after = time.time_ns() // 1_000_000
+    assert before <= int(value[:12], 16) <= after
+
+
+def test_ids_of_later_milliseconds_sort_after_earlier_ones() -> None:
+    earlier = [new_order_id() for _ in range(50)]
+    time.sleep(0.002)
+    later = [new_order_id() for _ in range(50)]
+    assert max(earlier) < min(later)
 
 
 def test_every_random_bit_varies() -> None:
     ids = [int(new_order_id(), 16) for _ in range(400)]
     varying = 0
-    for bit in range(128):
+    for bit in range(80):  # under the 48-bit timestamp
         if len({(value >> bit) & 1 for value in ids}) == 2:
             varying += 1
-    assert varying == 122  # 128 less the 4 version bits and 2 variant bits
+    assert varying == 74  # 80 less the 4 version bits and 2 variant bits
