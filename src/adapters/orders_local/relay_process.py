@@ -1,11 +1,11 @@
 """The outbox relay in its own process, beside the HTTP server's (``orders-local relay``).
 
-Why a process: in the server's process the relay thread took 21% of the server's
-throughput at 16 connections (4,827 -> 3,999 req/s, bench/local_http.py), more than its own
-CPU, because every blocking call it makes hands the GIL back and forth with the loop
-thread. In its own process it runs on another core. It reads the same SQLite file (WAL:
-readers never block the writer) and its bookkeeping writes wait for the write lock through
-``busy_timeout`` like any other process's (docs/decisions/0009-relay-process.md).
+Why a process: in the server's process the relay thread took 17% of the server's
+throughput at 16 connections (4,827 req/s without a relay, 3,999 with it, on
+bench/local_http.py's load), more than its own CPU, because every blocking call it makes
+hands the GIL back and forth with the loop thread. In its own process it runs on another
+core. It reads the same SQLite file (WAL: readers never block the writer)
+(docs/decisions/0009-relay-process.md).
 
 The server holds the write end of a pipe that is the relay's stdin, its lifeline: a byte
 means "a commit happened, look now"; end of file means "stop": the relay delivers what is
