@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -72,6 +74,7 @@ def test_the_runtime_relays_through_its_own_process_by_default(tmp_path: Path) -
         order_id = client.request("POST", "/orders", SEED).json()["orderId"]
         client.close()
         eventually(lambda: published(out) == [order_id])
+        eventually(lambda: rt.store.undelivered_count() == 0)  # marked by the server's loop
     finally:
         assert rt.stop() == 0
 
@@ -89,6 +92,34 @@ def test_a_wake_through_the_lifeline_starts_a_pass_at_once(
         eventually(lambda: published(out) == ["o-1"])
     finally:
         relay.stop()
+
+
+def test_the_relay_reports_deliveries_and_the_server_marks_them(
+    tmp_path: Path, store: SQLiteStore
+) -> None:
+    out = tmp_path / "events.jsonl"
+    relay = RelayProcess(store, f"file:{out}", poll_interval=600)
+    relay.start()
+    try:
+        time.sleep(1.5)  # started and past its first pass
+        place(store, "o-1")
+        place(store, "o-2")
+        blocker = sqlite3.connect(store.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # nobody else may write now
+        relay.wake()
+        eventually(lambda: published(out) == ["o-1", "o-2"])  # it needed no write lock
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        time.sleep(0.5)
+        assert store.undelivered_count() == 2  # the relay wrote nothing itself
+        eventually(lambda: select.select([relay.marks_fd], [], [], 0)[0] != [])
+        relay.apply_marks()  # what the server's loop does when the pipe is readable
+        assert store.undelivered_count() == 0
+        place(store, "o-3")
+        relay.wake()
+        eventually(lambda: published(out) == ["o-1", "o-2", "o-3"])  # reported ones skipped
+    finally:
+        assert relay.stop() == 0
 
 
 @pytest.mark.parametrize("how", ["lifeline", "SIGTERM"])

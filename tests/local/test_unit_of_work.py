@@ -177,15 +177,38 @@ def test_a_unit_without_writes_takes_no_write_lock(store: SQLiteStore) -> None:
         store._write_lock.release()
 
 
-def test_units_do_not_nest_and_outbox_bookkeeping_stays_outside(store: SQLiteStore) -> None:
+def test_units_do_not_nest(store: SQLiteStore) -> None:
+    with store.unit_of_work(), pytest.raises(RuntimeError), store.unit_of_work():
+        pass  # pragma: no cover - never entered
+
+
+def test_outbox_bookkeeping_inside_a_unit_joins_its_transaction(store: SQLiteStore) -> None:
+    """How the server marks what its relay process delivered: in its turn's transaction."""
     store.commit(placed("a"), now=NOW)
-    with store.unit_of_work():
-        with pytest.raises(RuntimeError), store.unit_of_work():
-            pass  # pragma: no cover - never entered
-        with pytest.raises(RuntimeError):
-            store.mark_delivered([1])
-    store.mark_delivered([1])
-    assert store.pending() == []
+    store.commit(placed("b"), now=NOW)
+    (a, b) = store.pending()
+
+    def unit(fail: bool) -> None:
+        with store.unit_of_work():
+            store.mark_delivered([a.position])
+            store.mark_failed([b.position], "sink down")
+            assert [p.event.order_id for p in store.pending()] == ["b"]  # seen inside
+            if fail:
+                raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        unit(fail=True)
+    assert [(p.event.order_id, p.attempts) for p in store.pending()] == [("a", 0), ("b", 0)]
+    unit(fail=False)
+    assert [(p.event.order_id, p.attempts) for p in store.pending()] == [("b", 1)]
+
+
+def test_pending_after_a_position_skips_what_was_published(store: SQLiteStore) -> None:
+    for order_id in ("a", "b", "c"):
+        store.commit(placed(order_id), now=NOW)
+    first = store.pending()[0].position
+    assert [p.event.order_id for p in store.pending(after=first)] == ["b", "c"]
+    assert [p.event.order_id for p in store.pending(1, after=first)] == ["b"]
 
 
 def test_the_unit_connection_goes_back_to_the_pool(store: SQLiteStore) -> None:

@@ -165,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between looks at the outbox when nothing wakes the relay",
     )
     relay.add_argument(
+        "--marks-fd",
+        type=int,
+        help=argparse.SUPPRESS,  # serve's child: report deliveries here, the server marks them
+    )
+    relay.add_argument(
         "--lifeline",
         action="store_true",
         help=argparse.SUPPRESS,  # serve's child: stdin wakes it, end of file stops it
@@ -291,7 +296,7 @@ def serve(args: argparse.Namespace) -> int:
 def run_relay(args: argparse.Namespace) -> int:
     from orders_core import sdk
     from orders_local.relay import OutboxRelay
-    from orders_local.relay_process import follow_lifeline
+    from orders_local.relay_process import MarksThroughServer, follow_lifeline
     from orders_local.runtime import configure_logging
     from orders_local.sinks import JsonLinesSink, sink_from_spec
     from orders_local.sqlite import SchemaTooNew, SQLiteStore
@@ -310,7 +315,8 @@ def run_relay(args: argparse.Namespace) -> int:
         store = SQLiteStore(args.db)
     except (sqlite3.Error, SchemaTooNew) as exc:
         return fail(f"cannot open database {args.db}: {exc}")
-    relay = OutboxRelay(store, publisher, poll_interval=args.poll_interval, destination=args.sink)
+    outbox = store if args.marks_fd is None else MarksThroughServer(store, args.marks_fd)
+    relay = OutboxRelay(outbox, publisher, poll_interval=args.poll_interval, destination=args.sink)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -111,6 +111,8 @@ class LocalRuntime:
             on_commit=self.relay.wake if self.relay else None,
             unit_of_work=getattr(store, "unit_of_work", None),
         )
+        if isinstance(self.relay, RelayProcess):
+            self.server.add_reader(self.relay.marks_fd, self.relay.apply_marks)
         self._thread: threading.Thread | None = None
 
     @property

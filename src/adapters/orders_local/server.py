@@ -103,6 +103,13 @@ class _Head:
         self.keep_alive = keep_alive
 
 
+class _Reader:
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+
+
 class _Connection:
     """One client socket: bytes in, at most one request being assembled, bytes out."""
 
@@ -367,6 +374,11 @@ class OrdersHTTPServer:
             elif data is _WAKE:
                 with contextlib.suppress(OSError):
                     self._wake_r.recv(4096)
+            elif isinstance(data, _Reader):
+                try:
+                    data.callback()
+                except Exception:
+                    log.exception("reader %s failed", data.callback)
             else:
                 try:
                     if mask & selectors.EVENT_WRITE:
@@ -438,6 +450,11 @@ class OrdersHTTPServer:
             if len(self._connections) >= self.max_connections:
                 self._set_accepting(False)  # the backlog holds the rest until one closes
                 return
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the loop thread, inside the turn's unit of work, whenever
+        ``fd`` is readable (the relay process's delivery reports). Before serving only."""
+        self._selector.register(fd, selectors.EVENT_READ, _Reader(callback))
 
     def watch(self, conn: _Connection, events: int) -> None:
         self._selector.modify(conn.sock, events, conn)

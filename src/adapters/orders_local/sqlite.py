@@ -352,12 +352,21 @@ class SQLiteStore(OrderStore, Outbox):
             self._pool.put(conn)
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding SQLite's write lock from its first statement."""
-        if self._current_unit() is not None:
-            raise RuntimeError("outbox bookkeeping cannot run inside a unit of work")
-        with self._transaction() as conn:
+    def _bookkeeping(self) -> Iterator[sqlite3.Connection]:
+        """Where outbox bookkeeping writes: the thread's unit of work if one is open (the
+        server marks what its relay process delivered in its turn's transaction), else a
+        write transaction of its own."""
+        unit = self._current_unit()
+        if unit is None:
+            with self._transaction() as conn:
+                yield conn
+            return
+        conn = self._unit_connection(unit)
+        try:
             yield conn
+        except sqlite3.Error as exc:
+            unit.failure = exc
+            raise StoreUnavailable("the database is unavailable") from exc
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -426,12 +435,20 @@ class SQLiteStore(OrderStore, Outbox):
             raise
 
     def _load_cursor_key(self, conn: sqlite3.Connection) -> bytes:
-        """A per-database secret, so cursors survive restarts and are valid in every process."""
-        conn.execute(
-            "INSERT OR IGNORE INTO meta (name, value) VALUES ('cursor_key', ?)", (os.urandom(32),)
-        )
-        (key,) = conn.execute("SELECT value FROM meta WHERE name = 'cursor_key'").fetchone()
-        return bytes(key)
+        """A per-database secret, so cursors survive restarts and are valid in every process.
+
+        Read first: opening a file that has one (a relay process, ``orders-local events``)
+        then takes no write lock.
+        """
+        select = "SELECT value FROM meta WHERE name = 'cursor_key'"
+        row = conn.execute(select).fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('cursor_key', ?)",
+                (os.urandom(32),),
+            )
+            row = conn.execute(select).fetchone()
+        return bytes(row[0])
 
     def schema_version(self) -> int:
         with self._connection() as conn:
@@ -531,15 +548,20 @@ class SQLiteStore(OrderStore, Outbox):
         self._units.current = None
         self._end_unit(unit, commit=True)
 
-    def _commit_in_unit(self, unit: _Unit, change: Change, now: datetime) -> None:
+    def _unit_connection(self, unit: _Unit) -> sqlite3.Connection:
+        """The unit's connection, its transaction opened by the unit's first write."""
         if unit.failure is not None:
             raise StoreUnavailable("the database is unavailable") from unit.failure
-        item = _Queued.of(change, now)
-        if unit.conn is None:  # the unit's first change opens its transaction
+        if unit.conn is None:
             unit.conn = unit.transaction.enter_context(self._transaction())
+        return unit.conn
+
+    def _commit_in_unit(self, unit: _Unit, change: Change, now: datetime) -> None:
+        item = _Queued.of(change, now)
+        conn = self._unit_connection(unit)
         try:
-            self._apply(unit.conn, item)
-            if not unit.conn.in_transaction:  # SQLite rolled it all back (I/O error, full)
+            self._apply(conn, item)
+            if not conn.in_transaction:  # SQLite rolled it all back (I/O error, full)
                 raise sqlite3.OperationalError("the transaction was rolled back")
         except sqlite3.Error as exc:
             unit.failure = exc
@@ -623,12 +645,14 @@ class SQLiteStore(OrderStore, Outbox):
 
     # -- Outbox ------------------------------------------------------------------------
 
-    def pending(self, limit: int = 100) -> list[PendingEvent]:
+    def pending(self, limit: int = 100, *, after: int = 0) -> list[PendingEvent]:
+        """Undelivered events in commit order; ``after`` skips positions up to it (a relay
+        process's own record of what it published and the server has yet to mark)."""
         with self._connection() as conn:
             rows = conn.execute(
                 "SELECT position, record, attempts FROM outbox"
-                " WHERE delivered_us IS NULL ORDER BY position LIMIT ?",
-                (limit,),
+                " WHERE delivered_us IS NULL AND position > ? ORDER BY position LIMIT ?",
+                (after, limit),
             ).fetchall()
         return [
             PendingEvent(pos, DomainEvent.from_record(json.loads(rec)), n) for pos, rec, n in rows
@@ -644,14 +668,14 @@ class SQLiteStore(OrderStore, Outbox):
 
     def mark_delivered(self, positions: Sequence[int]) -> None:
         now = _us(datetime.now(UTC))
-        with self._write() as conn:
+        with self._bookkeeping() as conn:
             conn.executemany(
                 "UPDATE outbox SET delivered_us = ? WHERE position = ? AND delivered_us IS NULL",
                 [(now, p) for p in positions],
             )
 
     def mark_failed(self, positions: Sequence[int], error: str) -> None:
-        with self._write() as conn:
+        with self._bookkeeping() as conn:
             conn.executemany(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE position = ?",
                 [(error[:500], p) for p in positions],
