@@ -21,7 +21,7 @@ from orders_core.domain import LineItem, Order
 from orders_core.events import DomainEvent
 from orders_core.ports import Change
 from orders_local import relay_process
-from orders_local.relay_process import RelayProcess
+from orders_local.relay_process import MarksThroughServer, RelayProcess
 from orders_local.runtime import LocalConfig, LocalRuntime
 from orders_local.sqlite import SQLiteStore
 from tests.local.support import Client
@@ -120,6 +120,23 @@ def test_the_relay_reports_deliveries_and_the_server_marks_them(
         eventually(lambda: published(out) == ["o-1", "o-2", "o-3"])  # reported ones skipped
     finally:
         assert relay.stop() == 0
+
+
+def test_reports_are_marked_whole_lines_at_a_time(tmp_path: Path, store: SQLiteStore) -> None:
+    for n in range(60):
+        place(store, f"o-{n}")
+    positions = [p.position for p in store.pending()]
+    relay = RelayProcess(store, f"file:{tmp_path / 'events.jsonl'}")  # not started
+    reports = MarksThroughServer(store, relay._marks_w)
+    reports.mark_delivered(positions[:50])  # two lines
+    assert [p.position for p in reports.pending()] == positions[50:]  # reported: skipped
+    os.write(relay._marks_w, f"{positions[50]} {positions[51]}".encode())  # a line cut short
+    relay.apply_marks()
+    assert store.undelivered_count() == 10
+    os.write(relay._marks_w, b"\n")
+    relay.apply_marks()
+    assert [p.position for p in store.pending()] == positions[52:]
+    assert relay.stop() == 8
 
 
 @pytest.mark.parametrize("how", ["lifeline", "SIGTERM"])

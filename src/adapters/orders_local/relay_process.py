@@ -123,6 +123,8 @@ class RelayProcess:
             return  # still exiting, or it just started: a later wake tries again
         log.error("the relay process exited (code %s); starting it again", code)
         self._close_lifeline()
+        self.apply_marks()
+        self._partial = b""  # the end of a line the dead relay was writing: never finished
         self.start()
 
     def apply_marks(self) -> None:
@@ -140,7 +142,7 @@ class RelayProcess:
             if len(chunk) < 65536:
                 break
         lines = data.split(b"\n")
-        self._partial = lines.pop()  # a line is written whole, but may not have arrived yet
+        self._partial = lines.pop()  # the rest of a line a read cut off
         positions = [int(position) for line in lines for position in line.split()]
         if positions:
             self.outbox.mark_delivered(positions)
@@ -223,15 +225,16 @@ class MarksThroughServer(Outbox):
             return
         for start in range(0, len(positions), _PER_LINE):
             line = " ".join(map(str, positions[start : start + _PER_LINE])) + "\n"
-            os.write(self.fd, line.encode())  # under PIPE_BUF: arrives whole
+            os.write(self.fd, line.encode())  # within PIPE_BUF: written whole or not at all
         self._reported = max(self._reported, *positions)
 
     def mark_failed(self, positions: Sequence[int], error: str) -> None:
         self.store.mark_failed(positions, error)
 
 
-_PER_LINE: Final = 200
-"""Positions per report line: 200 of up to 19 digits stay under PIPE_BUF (4,096 bytes)."""
+_PER_LINE: Final = 25
+"""Positions per report line: 25 of up to 19 digits stay within 512 bytes, POSIX's least
+PIPE_BUF, so a relay killed mid-report never leaves half a line another one continues."""
 
 
 def follow_lifeline(wake: Callable[[], None], fd: int = 0) -> None:
