@@ -100,10 +100,14 @@ def test_environment_variables_configure_the_server(tmp_path: Path) -> None:
     assert code == 0
 
 
+@pytest.mark.parametrize("relay", ["process", "thread"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_cleanly_after_flushing_events(tmp_path: Path, signum: int) -> None:
+def test_a_signal_stops_cleanly_after_flushing_events(
+    tmp_path: Path, signum: int, relay: str
+) -> None:
     out = tmp_path / "events.jsonl"
-    server = ServerProcess("--db", str(tmp_path / "o.db"), "--sink", f"file:{out}")
+    db = tmp_path / "o.db"
+    server = ServerProcess("--db", str(db), "--sink", f"file:{out}", "--relay", relay)
     client = server.client()
     ids = [client.request("POST", "/orders", SEED).json()["orderId"] for _ in range(5)]
     client.close()
@@ -113,6 +117,7 @@ def test_a_signal_stops_cleanly_after_flushing_events(tmp_path: Path, signum: in
     published = [json.loads(line) for line in out.read_text().splitlines()]
     assert {e["subject"] for e in published} == set(ids)
     assert all(e["type"] == "io.orderscore.order.created.v1" for e in published)
+    assert cli("events", "--db", str(db), "--pending", "--json").stdout == ""  # all marked
 
 
 def test_events_lists_the_outbox_and_its_delivery_state(tmp_path: Path) -> None:
