@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import socket
 import threading
 import time
@@ -300,17 +301,23 @@ def test_no_answer_leaves_before_its_turn_commits(
 
 
 def test_a_failed_commit_turns_the_turns_answers_into_503(
-    gated: tuple[OrdersHTTPServer, GatedUnit, list[int]],
+    gated: tuple[OrdersHTTPServer, GatedUnit, list[int]], caplog: pytest.LogCaptureFixture
 ) -> None:
     server, unit, wakes = gated
     unit.fail = True
     unit.release.set()
-    with gated_connect(server) as sock:
-        sock.sendall(post() + post())  # both answered in the turn that fails
-        replies = read_responses(sock, 3)
-        assert sock.recv(100) == b""  # then the connection closes
+    with caplog.at_level(logging.INFO, logger="orders_local.access"):
+        with gated_connect(server) as sock:
+            sock.sendall(post() + post())  # both answered in the turn that fails
+            replies = read_responses(sock, 3)
+            assert sock.recv(100) == b""  # then the connection closes
+        server.shutdown(5)  # the turn, and its log lines, are over
     assert len(replies) == 1
     assert replies[0].startswith(b"HTTP/1.1 503")
     assert b"connection: close" in replies[0].lower()
     assert b"store-unavailable" in replies[0]
     assert wakes == []
+    # The access log says what the client got, not what the uncommitted turn would have.
+    lines = [r.__dict__ for r in caplog.records if r.name == "orders_local.access"]
+    assert [(line["method"], line["status"]) for line in lines] == [("POST", 503)] * 2
+    assert all("orderId" not in line for line in lines)
