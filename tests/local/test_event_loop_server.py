@@ -297,6 +297,9 @@ def test_no_answer_leaves_before_its_turn_commits(
         unit.release.set()
         (reply,) = read_responses(sock, 1)
     assert reply.startswith(b"HTTP/1.1 201")
+    deadline = time.monotonic() + 5
+    while not wakes and time.monotonic() < deadline:  # woken once the answers are out
+        time.sleep(0.01)
     assert wakes == [1]
 
 
