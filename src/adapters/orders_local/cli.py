@@ -225,6 +225,23 @@ def dynamodb_store(table: str, endpoint_url: str | None) -> Any:
     return DynamoDBStore(table, client)
 
 
+def _stop_on_signals() -> threading.Event:
+    """An event SIGINT and SIGTERM set: the main thread waits on it, then stops in order."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def _report_undelivered(undelivered: int) -> None:
+    if undelivered:
+        print(
+            f"orders-local: {undelivered} event(s) not delivered yet; they will be after the "
+            "next start",
+            file=sys.stderr,
+        )
+
+
 def serve(args: argparse.Namespace) -> int:
     from orders_local.runtime import LocalConfig, LocalRuntime, configure_logging, is_loopback
     from orders_local.sqlite import SchemaTooNew
@@ -275,21 +292,14 @@ def serve(args: argparse.Namespace) -> int:
     except (sqlite3.Error, SchemaTooNew) as exc:
         return fail(f"cannot open database {args.db}: {exc}")
 
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = _stop_on_signals()
     runtime.start()
     print(runtime.describe(), file=sys.stderr, flush=True)
     stop.wait()
     print("orders-local: shutting down", file=sys.stderr, flush=True)
     undelivered = runtime.stop(timeout=args.handler_timeout)
     sdk.flush()
-    if undelivered:
-        print(
-            f"orders-local: {undelivered} event(s) not delivered yet; they will be after the "
-            "next start",
-            file=sys.stderr,
-        )
+    _report_undelivered(undelivered)
     return 0
 
 
@@ -317,9 +327,7 @@ def run_relay(args: argparse.Namespace) -> int:
         return fail(f"cannot open database {args.db}: {exc}")
     outbox = store if args.marks_fd is None else MarksThroughServer(store, args.marks_fd)
     relay = OutboxRelay(outbox, publisher, poll_interval=args.poll_interval, destination=args.sink)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = _stop_on_signals()
     relay.start()
     if args.lifeline:  # serve's child: stop when the server closes its end, or on a signal
 
@@ -336,12 +344,8 @@ def run_relay(args: argparse.Namespace) -> int:
         publisher.close()
     store.close()
     sdk.flush()
-    if undelivered and not args.lifeline:  # the server reports its relay's count itself
-        print(
-            f"orders-local: {undelivered} event(s) not delivered yet; they will be after the "
-            "next start",
-            file=sys.stderr,
-        )
+    if not args.lifeline:  # the server reports its relay's count itself
+        _report_undelivered(undelivered)
     return 0
 
 
