@@ -34,12 +34,14 @@ from orders_core.errors import (
     NotFound,
     OrdersError,
     PayloadTooLarge,
+    Unauthenticated,
     UnsupportedMediaType,
     ValidationFailed,
 )
-from orders_core.idempotency import event_key, validate_key
+from orders_core.idempotency import IdempotencyKey, event_key, http_key
 from orders_core.ports import new_order_id
-from orders_core.service import ANONYMOUS, CommandResult, OrderService
+from orders_core.security import ANONYMOUS, Principal
+from orders_core.service import CommandResult, OrderService
 
 if TYPE_CHECKING:
     from opentelemetry import trace
@@ -69,7 +71,8 @@ class HttpRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     query: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
-    principal: str = ANONYMOUS
+    principal: Principal = ANONYMOUS
+    """Who asks, as the adapter authenticated them (anonymous only with auth off)."""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -153,9 +156,9 @@ def _trace_headers(request: HttpRequest) -> tuple[str | None, str | None]:
     return parent, state
 
 
-def _idempotency_key(request: HttpRequest) -> str | None:
+def _idempotency_key(request: HttpRequest) -> IdempotencyKey | None:
     key = request.header("idempotency-key")
-    return None if key is None else validate_key(key)
+    return None if key is None else http_key(key)
 
 
 # -- responses -------------------------------------------------------------------------
@@ -187,6 +190,8 @@ def problem_response(error: OrdersError, instance: str) -> HttpResponse:
     headers = {"content-type": PROBLEM_JSON}
     if isinstance(error, MethodNotAllowed):
         headers["allow"] = ", ".join(error.allowed)
+    if isinstance(error, Unauthenticated):
+        headers["www-authenticate"] = error.challenge
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
         headers["retry-after"] = str(retry_after)
@@ -197,7 +202,11 @@ def problem_response(error: OrdersError, instance: str) -> HttpResponse:
 
 
 def _run(
-    api: HttpApi, request: HttpRequest, command: Command, key: str | None, deadline: Deadline
+    api: HttpApi,
+    request: HttpRequest,
+    command: Command,
+    key: IdempotencyKey | None,
+    deadline: Deadline,
 ) -> HttpResponse:
     result = api.service.handle(
         command, principal=request.principal, idempotency_key=key, deadline=deadline
@@ -214,7 +223,7 @@ def _create(
     command = Command(
         type=commands.CREATE,
         source=HTTP_SOURCE,
-        id=key or new_order_id(),
+        id=key.parts[0] if key else new_order_id(),
         data=request.body,  # the service validates the JSON bytes as they are
         traceparent=parent,
         tracestate=state,
@@ -236,7 +245,7 @@ def _transition(command_type: str) -> Endpoint:
         command = Command(
             type=command_type,
             source=HTTP_SOURCE,
-            id=key or new_order_id(),
+            id=key.parts[0] if key else new_order_id(),
             data=data,
             subject=params["orderId"],
             traceparent=parent,
@@ -250,7 +259,7 @@ def _transition(command_type: str) -> Endpoint:
 def _get(
     api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
 ) -> HttpResponse:
-    order = api.service.get(params["orderId"])
+    order = api.service.get(params["orderId"], principal=request.principal)
     return json_response(200, order.to_json(), {"etag": order.etag})
 
 
@@ -266,7 +275,10 @@ def _list(
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
         raise MalformedRequest("limit must be an integer from 1 to 100")
     page = api.service.list_by_customer(
-        customer_id, limit=int(raw_limit), cursor=request.query.get("cursor") or None
+        customer_id,
+        principal=request.principal,
+        limit=int(raw_limit),
+        cursor=request.query.get("cursor") or None,
     )
     body = b'{"orders":[' + b",".join(o.to_json() for o in page.orders) + b"]"
     if page.next_cursor is not None:

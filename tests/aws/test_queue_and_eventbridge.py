@@ -18,7 +18,7 @@ DATA = {"items": [{"sku": "a", "quantity": 1}], "customerId": "c-q"}
 
 
 def orders(rt: Runtime) -> list[str]:
-    return [o.order_id for o in rt.service.list_by_customer("c-q").orders]
+    return [o.order_id for o in rt.service.store.list_by_customer("c-q").orders]
 
 
 def test_the_same_sqs_record_three_times_has_one_effect(

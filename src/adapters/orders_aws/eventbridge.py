@@ -16,6 +16,7 @@ from orders_aws.bootstrap import Runtime
 from orders_aws.events import command_from_eventbridge
 from orders_core.errors import RequestError
 from orders_core.idempotency import event_key
+from orders_core.security import Principal
 
 log = logging.getLogger("orders_aws.eventbridge")
 
@@ -23,6 +24,13 @@ log = logging.getLogger("orders_aws.eventbridge")
 def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
     with observe.invocation(context, "pubsub"):
         return _handle(event, context, rt)
+
+
+def bus_principal(event: dict[str, Any], bus: str) -> Principal:
+    """The bus the command came through (EventBridge events name no bus, so the deployment
+    says which one the rule listens on); IAM on that bus authorized the sender."""
+    region, account = str(event.get("region", "")), str(event.get("account", ""))
+    return Principal.service(f"arn:aws:events:{region}:{account}:event-bus/{bus}")
 
 
 def _handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
@@ -36,6 +44,7 @@ def _handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
         ):
             result = rt.service.handle(
                 command,
+                principal=bus_principal(event, rt.config.command_bus),
                 idempotency_key=event_key(command.source, command.id),
                 deadline=rt.deadline(context),
             )

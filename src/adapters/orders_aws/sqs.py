@@ -22,6 +22,7 @@ from orders_aws.events import command_from_sqs_record
 from orders_core import telemetry
 from orders_core.errors import DeadlineExceeded, RequestError
 from orders_core.idempotency import event_key
+from orders_core.security import Principal
 
 log = logging.getLogger("orders_aws.queue")
 
@@ -73,6 +74,8 @@ def _handle(records: list[dict[str, Any]], context: Any, rt: Runtime) -> dict[st
             ):
                 result = rt.service.handle(
                     command,
+                    # The queue is the principal: IAM on the queue authorized the sender.
+                    principal=Principal.service(str(record.get("eventSourceARN") or "aws:sqs")),
                     idempotency_key=event_key(command.source, command.id),
                     deadline=deadline,
                 )
