@@ -21,7 +21,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from orders_core import commands, telemetry
@@ -40,7 +40,7 @@ from orders_core.errors import (
 )
 from orders_core.idempotency import IdempotencyKey, event_key, http_key
 from orders_core.ports import new_order_id
-from orders_core.security import ANONYMOUS, Principal
+from orders_core.security import ANONYMOUS, Authenticator, Principal
 from orders_core.service import CommandResult, OrderService
 
 if TYPE_CHECKING:
@@ -97,6 +97,8 @@ class Route:
     template: str
     name: str
     endpoint: Endpoint
+    public: bool = False
+    """Answered without authentication (health checks, the OpenAPI document)."""
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -325,8 +327,8 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("POST", "/orders/{orderId}/cancel", "cancelOrder", _transition(commands.CANCEL)),
     Route("POST", "/orders/{orderId}/fulfill", "fulfillOrder", _transition(commands.FULFILL)),
     Route("POST", "/events", "postEvent", _events),
-    Route("GET", "/openapi.json", "openapi", _openapi),
-    Route("GET", "/healthz", "health", _health),
+    Route("GET", "/openapi.json", "openapi", _openapi, public=True),
+    Route("GET", "/healthz", "health", _health, public=True),
 )
 
 
@@ -339,10 +341,14 @@ class HttpApi:
         *,
         max_body: int = DEFAULT_MAX_BODY,
         timeout: float = 10.0,
+        authenticate: Authenticator | None = None,
     ) -> None:
         self.service = service
         self.max_body = max_body
         self.timeout = timeout
+        self.authenticate = authenticate
+        """Verifies every request to a non-public route; None keeps the adapter's principal
+        (API Gateway's authorizer, or anonymous with authentication off)."""
         self._openapi: bytes | None = None
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
@@ -403,6 +409,8 @@ class HttpApi:
             if len(request.body) > self.max_body:
                 raise PayloadTooLarge(f"the body is over the {self.max_body}-byte limit")
             route, params = self.match(request.method, request.path)
+            if self.authenticate is not None and not route.public:
+                request = replace(request, principal=self.authenticate(request.headers))
             return route.endpoint(self, request, params, deadline)
         except OrdersError as error:
             if error.status >= 500:

@@ -22,7 +22,7 @@ reader and transition applies (others get 404, as if the order did not exist).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from orders_core._immutable import immutable
 
@@ -77,6 +77,17 @@ class Principal:
 
 ANONYMOUS: Final = Principal("anonymous")
 """Every caller of a runtime running without authentication; they share one scope."""
+
+
+class Authenticator(Protocol):
+    """Turns a request's headers into its principal, for runtimes that verify credentials
+    themselves (the local and container runtimes; API Gateway does it for Lambda).
+
+    Raises :class:`~orders_core.errors.Unauthenticated` (401) for missing or bad
+    credentials. Header names are lower-case.
+    """
+
+    def __call__(self, headers: Mapping[str, str]) -> Principal: ...
 
 
 def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
