@@ -20,10 +20,12 @@ from tests.aws.conftest import LambdaContext
 from tests.aws.samples import (
     apigw_v2,
     command_event,
-    eventbridge as eventbridge_event,
     iam_authorizer,
     lambda_authorizer,
     sqs_record,
+)
+from tests.aws.samples import (
+    eventbridge as eventbridge_event,
 )
 
 SEED = b'{"items":[{"id":"sku-1","qty":2}],"customerId":"c-1"}'
