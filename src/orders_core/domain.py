@@ -159,7 +159,8 @@ class Order(_Model):
     def transition(self, target: OrderStatus, now: datetime, *, reason: str | None = None) -> Order:
         if target not in TRANSITIONS[self.status]:
             raise InvalidTransition(
-                f"order {self.order_id} is {self.status.value}; it cannot become {target.value}"
+                f"order {self.order_id} is {self.status.value}; it cannot become {target.value}",
+                final=not TRANSITIONS[self.status],
             )
         update: dict[str, object] = {
             "status": target,

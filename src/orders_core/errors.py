@@ -94,9 +94,16 @@ class MethodNotAllowed(RequestError):
 
 
 class InvalidTransition(RequestError):
+    """``final``: the order is in a terminal status, so no later command can make this
+    transition possible (a queue consumer dead-letters it instead of retrying)."""
+
     status = 409
     slug = "invalid-transition"
     title = "Invalid status transition"
+
+    def __init__(self, detail: str = "", *, final: bool = False) -> None:
+        super().__init__(detail)
+        self.final = final
 
 
 class PreconditionFailed(RequestError):
