@@ -12,10 +12,12 @@ outcome                                                class
 =====================================================  =======
 not a CloudEvent, malformed, invalid data, unknown     poison
 type, key reused with another payload, too large
-a transition out of a terminal status                  poison
+a transition to a status the order can no longer       poison
+reach (cancel a FULFILLED one, confirm a CONFIRMED
+one), a precondition on a version already passed
 order not found (yet), transition not allowed yet,     retry
-version conflict or stale precondition, store
-unavailable, deadline, anything unexpected
+a precondition on a version not reached yet, a lost
+race, store unavailable, deadline, anything unexpected
 =====================================================  =======
 """
 
@@ -38,14 +40,11 @@ class Outcome(StrEnum):
     POISON = "poison"
 
 
-_LATER: tuple[type[RequestError], ...] = (NotFound, PreconditionFailed)
-
-
 def classify(error: BaseException) -> Outcome:
     """What a consumer does with a command that raised ``error``."""
-    if isinstance(error, InvalidTransition):
+    if isinstance(error, InvalidTransition | PreconditionFailed):
         return Outcome.POISON if error.final else Outcome.RETRY
-    if isinstance(error, _LATER):
+    if isinstance(error, NotFound):
         return Outcome.RETRY
     if isinstance(error, RequestError):
         return Outcome.POISON

@@ -48,6 +48,17 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
 }
 
 
+def reachable(status: OrderStatus) -> set[OrderStatus]:
+    """``status`` and every status an order in it can still come to (statuses only move on)."""
+    seen, todo = {status}, [status]
+    while todo:
+        for after in TRANSITIONS[todo.pop()]:
+            if after not in seen:
+                seen.add(after)
+                todo.append(after)
+    return seen
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, defer_build=True)
 
@@ -160,7 +171,7 @@ class Order(_Model):
         if target not in TRANSITIONS[self.status]:
             raise InvalidTransition(
                 f"order {self.order_id} is {self.status.value}; it cannot become {target.value}",
-                final=not TRANSITIONS[self.status],
+                final=not any(target in TRANSITIONS[s] for s in reachable(self.status)),
             )
         update: dict[str, object] = {
             "status": target,

@@ -107,9 +107,15 @@ class InvalidTransition(RequestError):
 
 
 class PreconditionFailed(RequestError):
+    """``final``: the order is past the version asked for, which versions never return to."""
+
     status = 412
     slug = "precondition-failed"
     title = "Precondition failed"
+
+    def __init__(self, detail: str = "", *, final: bool = False) -> None:
+        super().__init__(detail)
+        self.final = final
 
 
 class PayloadTooLarge(RequestError):

@@ -90,7 +90,7 @@ def scoped_key(principal: Principal, key: IdempotencyKey) -> str:
     characters in one field can make two different (principal, namespace, parts) collide.
     """
     digest = hashlib.sha256(_KEY_DOMAIN)
-    for text in (principal.id, key.namespace, *key.parts):
+    for text in (principal.key_scope, key.namespace, *key.parts):
         raw = text.encode("utf-8", "surrogatepass")
         digest.update(len(raw).to_bytes(4, "big"))
         digest.update(raw)

@@ -17,6 +17,12 @@ kind            from                                                 name
 kinds can never share an id whatever their names hold. An order records the id of the
 principal that created it; :meth:`Principal.may_access` is the one ownership rule every
 reader and transition applies (others get 404, as if the order did not exist).
+
+The anonymous principal exists only where authentication is explicitly off (a loopback
+development runtime, an ``auth=none`` deployment): there nobody is told apart, so it sees
+every order, as it did before principals existed. Service principals share one idempotency
+scope (:attr:`Principal.key_scope`): a CloudEvent that arrives through the queue and again
+through the bus is one command.
 """
 
 from __future__ import annotations
@@ -47,15 +53,22 @@ class Principal:
         """What an order stores as its owner and idempotency keys are scoped by."""
         return f"{self.kind}:{self.name}"
 
+    @property
+    def key_scope(self) -> str:
+        """What idempotency keys are scoped by: the id, except that every service shares one
+        scope (a CloudEvent's identity is its own, whichever queue or bus delivered it)."""
+        return "service:" if self.kind == "service" else self.id
+
     def may_access(self, owner: str) -> bool:
         """The ownership rule: an order is its creator's, an admin's and any service's
         (commands from a queue or bus are authorized by IAM on that queue or bus)."""
-        return self.admin or self.kind == "service" or owner == self.id
+        return owner == self.id or self.lists_everything
 
     @property
     def lists_everything(self) -> bool:
-        """Whether listings skip the owner filter."""
-        return self.admin or self.kind == "service"
+        """Whether listings skip the owner filter: admins, services, and the anonymous
+        principal of a runtime that authenticates nobody."""
+        return self.admin or self.kind in ("service", "anonymous")
 
     @classmethod
     def jwt(cls, issuer: str, subject: str, *, admin: bool = False) -> Principal:
@@ -114,6 +127,6 @@ def principal_from_claims(
 
 
 def admin_arns(value: str | Iterable[str]) -> frozenset[str]:
-    """A configured list of admin IAM ARNs (comma-separated in the environment)."""
+    """A configured list of IAM ARNs (comma-separated in the environment)."""
     items = value.split(",") if isinstance(value, str) else value
     return frozenset(item.strip() for item in items if item.strip())

@@ -103,7 +103,8 @@ def _transition(
     order = service.get(payload.order_id, principal=principal)
     if payload.expected_version is not None and order.version != payload.expected_version:
         raise PreconditionFailed(
-            f"order {order.order_id} is at version {order.version}, not {payload.expected_version}"
+            f"order {order.order_id} is at version {order.version}, not {payload.expected_version}",
+            final=order.version > payload.expected_version,
         )
     reason = getattr(payload, "reason", None)
     return order.transition(payload.target, now, reason=reason), order.version

@@ -84,20 +84,83 @@ def test_two_iam_users_with_one_key_and_body_get_two_orders(
     assert status_of(call(rt, context, "GET", f"/orders/{oid}", authorizer=a)) == 200
 
 
-def test_sessions_of_one_role_are_one_principal_and_admin_roles_are_configured(
+SSO = "arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_Shop_0123456789abcdef/{}"
+FLEET = "arn:aws:sts::111122223333:assumed-role/orders-client/{}"
+
+
+def get_as(rt: Runtime, context: LambdaContext, oid: str, authorizer: dict[str, Any]) -> int:
+    return status_of(call(rt, context, "GET", f"/orders/{oid}", authorizer=authorizer))
+
+
+def test_people_behind_one_role_are_distinct_principals(
     rt: Runtime, context: LambdaContext
 ) -> None:
-    session = "arn:aws:sts::111122223333:assumed-role/orders-client/{}"
-    first = iam_authorizer(session.format("i-0abc"))
-    created = call(rt, context, body=SEED, authorizer=first)
-    oid = json.loads(created["body"])["orderId"]
-    later = iam_authorizer(session.format("i-0def"))  # credentials refreshed
-    assert status_of(call(rt, context, "GET", f"/orders/{oid}", authorizer=later)) == 200
+    alice = iam_authorizer(SSO.format("alice@example.com"))
+    oid = json.loads(call(rt, context, body=SEED, authorizer=alice)["body"])["orderId"]
+    assert get_as(rt, context, oid, iam_authorizer(SSO.format("bob@example.com"))) == 404
+    assert get_as(rt, context, oid, alice) == 200
+
+
+def test_a_shared_roles_sessions_are_one_principal_when_configured(
+    rt: Runtime, context: LambdaContext
+) -> None:
+    first = iam_authorizer(FLEET.format("botocore-session-1772000000"))
+    later = iam_authorizer(FLEET.format("botocore-session-1772003600"))  # refreshed
+    oid = json.loads(call(rt, context, body=SEED, authorizer=first)["body"])["orderId"]
+    assert get_as(rt, context, oid, later) == 404
+    shared = AuthSettings(shared_roles=frozenset({"arn:aws:iam::111122223333:role/orders-client"}))
+    rt = replace(rt, config=replace(rt.config, auth=shared))
+    oid = json.loads(call(rt, context, body=SEED, authorizer=first)["body"])["orderId"]
+    assert get_as(rt, context, oid, later) == 200
+
+
+def test_admin_roles_count_for_every_session_path_or_not(
+    rt: Runtime, context: LambdaContext
+) -> None:
+    oid = json.loads(call(rt, context, body=SEED, claims=jwt("alice"))["body"])["orderId"]
     ops = iam_authorizer("arn:aws:sts::111122223333:assumed-role/orders-ops/alice")
-    assert status_of(call(rt, context, "GET", f"/orders/{oid}", authorizer=ops)) == 404
-    auth = AuthSettings(admin_arns=frozenset({"arn:aws:iam::111122223333:role/orders-ops"}))
+    assert get_as(rt, context, oid, ops) == 404
+    # Configured with its path, as IAM shows the role; session ARNs carry no path.
+    auth = AuthSettings(admin_arns=frozenset({"arn:aws:iam::111122223333:role/ops/orders-ops"}))
     admin_rt = replace(rt, config=replace(rt.config, auth=auth))
-    assert status_of(call(admin_rt, context, "GET", f"/orders/{oid}", authorizer=ops)) == 200
+    assert get_as(admin_rt, context, oid, ops) == 200
+    other_account = iam_authorizer("arn:aws:sts::444455556666:assumed-role/orders-ops/eve")
+    assert get_as(admin_rt, context, oid, other_account) == 404
+
+
+def test_cognito_identity_pool_users_are_told_apart_by_identity_id(
+    rt: Runtime, context: LambdaContext
+) -> None:
+    def user(identity: str) -> dict[str, Any]:
+        authorizer = iam_authorizer(FLEET.format("CognitoIdentityCredentials"))
+        authorizer["iam"]["cognitoIdentity"] = {
+            "amr": ["authenticated"],
+            "identityId": f"us-east-1:{identity}",
+            "identityPoolId": "us-east-1:3f0f2f7a-1111-2222-3333-444455556666",
+        }
+        return authorizer
+
+    oid = json.loads(call(rt, context, body=SEED, authorizer=user("a1"))["body"])["orderId"]
+    assert get_as(rt, context, oid, user("b2")) == 404
+    assert get_as(rt, context, oid, user("a1")) == 200
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"scope": "openid orders:admin"},
+        {"scp": "[openid orders:admin]"},  # how API Gateway hands over an array claim
+    ],
+)
+def test_the_admin_scope_in_any_form_api_gateway_delivers(
+    rt: Runtime, context: LambdaContext, claims: dict[str, str]
+) -> None:
+    oid = json.loads(call(rt, context, body=SEED, claims=jwt("alice"))["body"])["orderId"]
+    admin = {"iss": ISSUER, "sub": "ops", **claims}
+    assert status_of(call(rt, context, "GET", f"/orders/{oid}", claims=admin)) == 200
+    for near_miss in ("[openid orders:admin2]", "orders:administrator", "ORDERS:ADMIN"):
+        other = {"iss": ISSUER, "sub": "eve", "scp": near_miss}
+        assert status_of(call(rt, context, "GET", f"/orders/{oid}", claims=other)) == 404
 
 
 def test_a_lambda_authorizer_principal_is_scoped_by_its_configured_key(
@@ -203,4 +266,10 @@ def test_admin_settings_come_from_the_environment() -> None:
     event = eventbridge_event({})
     assert eventbridge.bus_principal(event, config.command_bus).id == (
         "service:arn:aws:events:us-east-1:123456789012:event-bus/orders-commands"
+    )
+    # From another account: the bus is still the function's, not the sender's.
+    mine = LambdaContext()
+    mine.invoked_function_arn = "arn:aws:lambda:us-east-1:999988887777:function:orders-eb"  # type: ignore[attr-defined]
+    assert eventbridge.bus_principal(event, "orders-commands", mine).id == (
+        "service:arn:aws:events:us-east-1:999988887777:event-bus/orders-commands"
     )

@@ -65,6 +65,9 @@ def _order(status: OrderStatus) -> Order:
         # Nothing leaves a terminal status.
         (OrderStatus.FULFILLED, OrderStatus.CANCELLED, Outcome.POISON),
         (OrderStatus.CANCELLED, OrderStatus.CONFIRMED, Outcome.POISON),
+        # Statuses only move on: a confirmed order is never PENDING again.
+        (OrderStatus.CONFIRMED, OrderStatus.CONFIRMED, Outcome.POISON),
+        (OrderStatus.PENDING, OrderStatus.PENDING, Outcome.POISON),
     ],
 )
 def test_a_transition_is_poison_only_out_of_a_terminal_status(
@@ -73,6 +76,28 @@ def test_a_transition_is_poison_only_out_of_a_terminal_status(
     with pytest.raises(InvalidTransition) as refused:
         _order(status).transition(target, FakeClock()())
     assert classify(refused.value) is outcome
+
+
+def test_a_precondition_is_poison_only_once_the_order_is_past_that_version() -> None:
+    from orders_core import commands
+    from orders_core.commands import Command
+    from orders_core.security import ANONYMOUS
+    from orders_core.service import OrderService
+    from orders_core.testing import InMemoryStore
+
+    service = OrderService(InMemoryStore())
+    data = {"items": [{"sku": "a", "quantity": 1}]}
+    oid = service.handle(Command(commands.CREATE, "t", "c", data)).order_id
+    service.handle(Command(commands.CONFIRM, "t", "k", {"orderId": oid}), principal=ANONYMOUS)
+    outcomes = []
+    for version in (1, 3):  # the order is at 2: 1 is passed for good, 3 may come
+        cancel = Command(
+            commands.CANCEL, "t", f"x{version}", {"orderId": oid, "expectedVersion": version}
+        )
+        with pytest.raises(PreconditionFailed) as refused:
+            service.handle(cancel)
+        outcomes.append(classify(refused.value))
+    assert outcomes == [Outcome.POISON, Outcome.RETRY]
 
 
 def test_reasons_are_labels_never_message_text() -> None:

@@ -18,6 +18,7 @@ network I/O. Environment variables:
 ``ORDERS_ADMIN_SCOPE``             JWT scope granting access to every order
                                    (``orders:admin``)
 ``ORDERS_ADMIN_ROLE_ARNS``         comma-separated IAM user/role ARNs that are admins
+``ORDERS_IAM_SHARED_ROLES``        comma-separated roles whose sessions are one principal
 ``ORDERS_AUTHORIZER_PRINCIPAL_KEY`` Lambda authorizer context key naming the caller
                                    (``principalId``)
 ``ORDERS_AUTHORIZER_ADMIN_KEY``    Lambda authorizer context key that grants admin when
@@ -83,6 +84,7 @@ class AwsConfig:
                 auth=AuthSettings(
                     admin_scope=env.get("ORDERS_ADMIN_SCOPE") or DEFAULT_ADMIN_SCOPE,
                     admin_arns=admin_arns(env.get("ORDERS_ADMIN_ROLE_ARNS", "")),
+                    shared_roles=admin_arns(env.get("ORDERS_IAM_SHARED_ROLES", "")),
                     principal_key=env.get("ORDERS_AUTHORIZER_PRINCIPAL_KEY") or "principalId",
                     admin_key=env.get("ORDERS_AUTHORIZER_ADMIN_KEY") or "admin",
                 ),

@@ -34,10 +34,16 @@ def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
         return _handle(event, context, rt)
 
 
-def bus_principal(event: dict[str, Any], bus: str) -> Principal:
-    """The bus the command came through (EventBridge events name no bus, so the deployment
-    says which one the rule listens on); IAM on that bus authorized the sender."""
-    region, account = str(event.get("region", "")), str(event.get("account", ""))
+def bus_principal(event: dict[str, Any], bus: str, context: Any = None) -> Principal:
+    """The bus the command came through; IAM on that bus authorized the sender.
+
+    EventBridge events name no bus, so the deployment says which one the rule listens on.
+    The bus is in the function's own account (its ARN says which); the event's ``account``
+    is the sender's, which differs for events from another account.
+    """
+    region = str(event.get("region", ""))
+    arn = str(getattr(context, "invoked_function_arn", "") or "").split(":")
+    account = arn[4] if len(arn) > 4 and arn[4] else str(event.get("account", ""))
     return Principal.service(f"arn:aws:events:{region}:{account}:event-bus/{bus}")
 
 
@@ -52,7 +58,7 @@ def _handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
         ):
             result = rt.service.handle(
                 command,
-                principal=bus_principal(event, rt.config.command_bus),
+                principal=bus_principal(event, rt.config.command_bus, context),
                 idempotency_key=event_key(command.source, command.id),
                 deadline=rt.deadline(context),
             )

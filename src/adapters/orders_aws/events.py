@@ -56,7 +56,12 @@ class AuthSettings:
     """A JWT scope (``scope``/``scp`` claim, or the authorizer's ``scopes``) that grants
     access to every order."""
     admin_arns: frozenset[str] = frozenset()
-    """IAM users or roles (``arn:aws:iam::<account>:role/<name>``) that are admins."""
+    """IAM users or roles (``arn:aws:iam::<account>:role/<name>``) that are admins; a role
+    counts for every session of it (a path in a role ARN is ignored: session ARNs have none)."""
+    shared_roles: frozenset[str] = frozenset()
+    """Roles whose sessions are ONE principal (a fleet of machines whose session names
+    change with each credential refresh). Every other role's session is its own principal:
+    people behind one SSO permission set or one role must not share orders."""
     principal_key: str = "principalId"
     """The Lambda authorizer context key that names the caller."""
     admin_key: str = "admin"
@@ -64,16 +69,51 @@ class AuthSettings:
 
 
 _ASSUMED_ROLE: Final = re.compile(r"^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)/.+$")
+_ROLE: Final = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):role/(?:.*/)?([^/]+)$")
 
 
-def _iam_identity(arn: str) -> str:
-    """A role's callers are the role: ``sts::...:assumed-role/R/session`` -> ``iam::...:role/R``
-    (session names change with every credential refresh; the role is who was granted)."""
-    match = _ASSUMED_ROLE.match(arn)
+def role_of(arn: str) -> str | None:
+    """The role an ARN is or is a session of, as ``arn:<p>:iam::<account>:role/<name>``."""
+    match = _ASSUMED_ROLE.match(arn) or _ROLE.match(arn)
     if match is None:
-        return arn
-    partition, account, role = match.groups()
-    return f"arn:{partition}:iam::{account}:role/{role}"
+        return None
+    partition, account, name = match.groups()
+    return f"arn:{partition}:iam::{account}:role/{name}"
+
+
+def _iam_principal(iam: Mapping[str, Any], auth: AuthSettings) -> Principal | None:
+    arn = iam.get("userArn")
+    if not isinstance(arn, str) or not arn.startswith("arn:"):
+        return None
+    role = role_of(arn)
+    admins = {role_of(a) or a for a in auth.admin_arns}
+    admin = arn in admins or (role is not None and role in admins)
+    cognito = iam.get("cognitoIdentity")
+    if isinstance(cognito, Mapping):
+        # Every user of a Cognito identity pool arrives as one role session; the identity
+        # id tells them apart. Not an ARN, so it cannot equal any ARN principal.
+        pool, identity = cognito.get("identityPoolId"), cognito.get("identityId")
+        if isinstance(pool, str) and isinstance(identity, str) and pool and identity:
+            return Principal.iam(f"cognito:{pool}/{identity}", admin=admin)
+    shared = {role_of(r) or r for r in auth.shared_roles}
+    return Principal.iam(role if role is not None and role in shared else arn, admin=admin)
+
+
+def _scopes(claims: Mapping[str, Any], listed: Any) -> set[str]:
+    """Granted scopes: the claims' ``scope``/``scp``, and the authorizer's ``scopes`` list.
+
+    API Gateway hands array claims over as one string, ``"[a b]"``: unwrapped here, so an
+    ``scp`` list (Okta, Azure AD) grants what it lists.
+    """
+    unwrapped = dict(claims)
+    for name in ("scope", "scp"):
+        value = unwrapped.get(name)
+        if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
+            unwrapped[name] = value[1:-1]
+    granted = set(scopes_of(unwrapped))
+    if isinstance(listed, list):
+        granted.update(s for s in listed if isinstance(s, str))
+    return granted
 
 
 def principal_from(event: Mapping[str, Any], auth: AuthSettings | None = None) -> Principal:
@@ -90,19 +130,14 @@ def principal_from(event: Mapping[str, Any], auth: AuthSettings | None = None) -
     if "jwt" in authorizer:
         jwt = _object(authorizer.get("jwt"), "jwt")
         claims = _object(jwt.get("claims"), "claims")
-        scopes = jwt.get("scopes")
-        granted = set(scopes_of(claims))
-        if isinstance(scopes, list):
-            granted.update(s for s in scopes if isinstance(s, str))
+        granted = _scopes(claims, jwt.get("scopes"))
         subject, issuer = claims.get("sub"), claims.get("iss", "")
         if isinstance(subject, str) and subject and isinstance(issuer, str):
             return Principal.jwt(issuer, subject, admin=auth.admin_scope in granted)
     elif "iam" in authorizer:
-        iam = _object(authorizer.get("iam"), "iam")
-        arn = iam.get("userArn")
-        if isinstance(arn, str) and arn.startswith("arn:"):
-            identity = _iam_identity(arn)
-            return Principal.iam(identity, admin=identity in auth.admin_arns)
+        found = _iam_principal(_object(authorizer.get("iam"), "iam"), auth)
+        if found is not None:
+            return found
     elif "lambda" in authorizer:
         values = _object(authorizer.get("lambda"), "lambda")
         name = values.get(auth.principal_key)

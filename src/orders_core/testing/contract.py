@@ -537,6 +537,31 @@ class StoreContract(ABC):
         # The order is still Alice's: acting on it does not take it over.
         assert self._get(api, f"/orders/{oid}", ALICE).json()["status"] == "FULFILLED"
 
+    def test_one_cloudevent_through_two_services_is_one_command(
+        self, service: OrderService, store: OrderStore
+    ) -> None:
+        bus = Principal.service("arn:aws:events:us-east-1:111122223333:event-bus/orders")
+        command = Command(commands.CREATE, "urn:erp", "evt-7", json.loads(CREATE_BODY))
+        key = event_key("urn:erp", "evt-7")
+        first = service.handle(command, principal=QUEUE, idempotency_key=key)
+        again = service.handle(command, principal=bus, idempotency_key=key)
+        assert (first.replayed, again.replayed) == (False, True)
+        assert again.body == first.body
+        assert len(store.list_by_customer("cust-1").orders) == 1
+
+    def test_with_authentication_off_the_anonymous_caller_sees_every_order(
+        self, api: HttpApi, service: OrderService
+    ) -> None:
+        command = Command(commands.CREATE, "urn:erp", "evt-8", json.loads(CREATE_BODY))
+        made = service.handle(
+            command, principal=QUEUE, idempotency_key=event_key("urn:erp", "evt-8")
+        )
+        alices = self._post(api, "/orders", CREATE_BODY, principal=ALICE).json()["orderId"]
+        assert self._get(api, f"/orders/{made.order_id}", ANONYMOUS).status == 200
+        listing = self._get(api, "/orders", ANONYMOUS, {"customerId": "cust-1"}).json()["orders"]
+        assert {o["orderId"] for o in listing} == {made.order_id, alices}
+        assert self._get(api, f"/orders/{made.order_id}", ALICE).status == 404
+
     def test_the_same_key_and_body_from_two_principals_make_two_orders(
         self, api: HttpApi, store: OrderStore
     ) -> None:
