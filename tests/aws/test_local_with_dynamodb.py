@@ -1,4 +1,5 @@
-"""Adapters compose: the local HTTP server on the DynamoDB store, against moto's server."""
+"""Adapters compose: the local HTTP server on the DynamoDB store, against moto's server and
+DynamoDB Local."""
 
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ from tests.local.support import ServerProcess
 SEED = b'{"items":[{"id":"sku-1","qty":2}],"customerId":"c-dyn"}'
 
 
-@pytest.fixture
-def moto_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from tests.aws.motoserver import MotoServer
-
+@pytest.fixture(params=["moto_server", "dynamodb_local"])
+def endpoint(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's server, then AWS's DynamoDB Local (a JVM; skipped without Java)."""
     for name, value in FAKE_ENV.items():
         monkeypatch.setenv(name, value)
+    if request.param == "dynamodb_local":
+        yield request.getfixturevalue("dynamodb_local")
+        return
+    from tests.aws.motoserver import MotoServer
+
     server = MotoServer().start()
     try:
         yield server.endpoint
@@ -27,10 +32,10 @@ def moto_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 @pytest.mark.slow
-def test_orders_local_serves_from_a_dynamodb_table(moto_endpoint: str) -> None:
-    new_table(make_client(endpoint_url=moto_endpoint), "orders-local")
+def test_orders_local_serves_from_a_dynamodb_table(endpoint: str) -> None:
+    new_table(make_client(endpoint_url=endpoint), "orders-local")
     server = ServerProcess(
-        "--store", "dynamodb", "--table", "orders-local", "--endpoint-url", moto_endpoint
+        "--store", "dynamodb", "--table", "orders-local", "--endpoint-url", endpoint
     )
     try:
         assert "DynamoDB table orders-local" in "".join(server.stderr_lines)
@@ -51,7 +56,7 @@ def test_orders_local_serves_from_a_dynamodb_table(moto_endpoint: str) -> None:
     assert code == 0, err
 
 
-def test_a_missing_table_fails_clearly(moto_endpoint: str) -> None:
+def test_a_missing_table_fails_clearly(endpoint: str) -> None:
     import subprocess
     import sys
 
@@ -68,7 +73,7 @@ def test_a_missing_table_fails_clearly(moto_endpoint: str) -> None:
             "--table",
             "nope",
             "--endpoint-url",
-            moto_endpoint,
+            endpoint,
         ],
         capture_output=True,
         text=True,

@@ -1,5 +1,5 @@
 """The contract suite against DynamoDB: moto in-process, moto as a server on 127.0.0.1, and
-DynamoDB Local in Docker where an engine answers."""
+AWS's DynamoDB Local (a JVM, no Docker; skipped without Java)."""
 
 from __future__ import annotations
 
@@ -95,53 +95,10 @@ class TestDynamoDBMotoServer(_DynamoContract):
         self.endpoint = moto_server
 
 
-def docker_unavailable() -> str | None:
-    """Why DynamoDB Local cannot run here, or None. Asked once per session, in 3 s at most."""
-    import gc
-    import warnings
+class TestDynamoDBLocal(_DynamoContract):
+    """AWS's own engine: conditions and transactions applied atomically, no AtomicCalls."""
 
-    # A failed probe leaves the docker client's socket for the collector: collect it here,
-    # where its ResourceWarning says nothing about our code.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        try:
-            import docker
-
-            client = docker.from_env(timeout=3)
-            try:
-                client.ping()
-            finally:
-                client.close()
-        except Exception as exc:
-            return f"no Docker engine answers here ({type(exc).__name__}); DynamoDB Local needs one"
-        finally:
-            gc.collect()
-    return None
-
-
-@pytest.fixture(scope="module")
-def dynamodb_local() -> Iterator[str]:
-    reason = docker_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    from testcontainers.core.container import DockerContainer
-    from testcontainers.core.waiting_utils import wait_for_logs
-
-    container = (
-        DockerContainer("amazon/dynamodb-local:2.5.4")
-        .with_command("-jar DynamoDBLocal.jar -inMemory")
-        .with_exposed_ports(8000)
-    )
-    container.start()
-    try:
-        wait_for_logs(container, "Initializing DynamoDB Local", timeout=60)
-        yield f"http://{container.get_container_host_ip()}:{container.get_exposed_port(8000)}"
-    finally:
-        container.stop()
-
-
-class TestDynamoDBLocalDocker(_DynamoContract):
     @pytest.fixture(autouse=True)
-    def _container(self, dynamodb_local: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def _engine(self, dynamodb_local: str, monkeypatch: pytest.MonkeyPatch) -> None:
         set_fake_env(monkeypatch)
         self.endpoint = dynamodb_local
