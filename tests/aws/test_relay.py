@@ -267,6 +267,25 @@ def test_letters_after_a_retried_record_wait_for_the_retry(
     assert dead_letters(url) == []
 
 
+def test_old_records_the_deadline_left_untried_are_retried_not_dead_lettered(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a long outage every record is past the give-up age: those not even offered to
+    EventBridge in this invocation must wait for the next one."""
+    url = events_dlq(monkeypatch)
+    ids = make_orders(rt, LambdaContext(), 2)
+    bus = FlakyEvents({})
+    rt._clients["events"] = bus
+    event = aged(stream_event(rt), 10 * 3600)
+    short = LambdaContext(remaining_ms=rt.config.deadline_margin_ms + 100)
+    result = relay.handle(event, short, rt)
+    assert {f["itemIdentifier"] for f in result["batchItemFailures"]} == {
+        sequence_of(event, i) for i in ids
+    }
+    assert bus.calls == 0
+    assert dead_letters(url) == []
+
+
 def test_without_a_dlq_nothing_is_dropped(rt: Runtime, context: LambdaContext) -> None:
     ids = make_orders(rt, context, 2)
     rt._clients["events"] = RejectingEvents({f"{ids[1]}.v1": "MalformedDetail"})

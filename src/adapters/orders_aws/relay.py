@@ -120,8 +120,9 @@ def _handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
         if id(item) not in unpublished:
             telemetry.METRICS.relay_lag((now - domain_event.time).total_seconds())
 
-    # Past the give-up age, a retryable failure is dead-lettered too.
-    expired = [p for p in retry if _age(p, now.timestamp()) >= letters.give_up_after]
+    # Past the give-up age, a retryable failure is dead-lettered too; an entry the deadline
+    # left untried (no reason yet) is not, or a backlog after an outage would be.
+    expired = [p for p in retry if p.reason and _age(p, now.timestamp()) >= letters.give_up_after]
     retry = [p for p in retry if p not in expired]
     give_up = [*unreadable, *rejected, *expired]
     if retry:
