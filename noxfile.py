@@ -12,7 +12,9 @@ import os
 
 import nox
 
-nox.options.default_venv_backend = "venv"
+# uv builds and fills each environment in seconds where pip takes minutes (CI installs it
+# beside nox); plain venv + pip where it is absent.
+nox.options.default_venv_backend = "uv|venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = [

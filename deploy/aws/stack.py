@@ -26,7 +26,7 @@ context key              default                meaning
 
 Every route but ``GET /healthz`` and ``GET /openapi.json`` carries the authorizer, and so
 does ``$default``: unmatched requests reach the function, which answers problem+json like
-every other adapter (docs/decisions/0011-default-route.md).
+every other adapter (docs/decisions/0012-default-route.md).
 
 Deploy-time parameters: ``BudgetAmount`` (USD per month) and ``AlertEmail``.
 """
@@ -256,7 +256,7 @@ class OrdersStack(cdk.Stack):
         elif settings.auth == "iam":
             authorizer = authorizers.HttpIamAuthorizer()
         # $default (unmatched method or path) goes to the function, behind the authorizer:
-        # problem+json 404/405 like every adapter (docs/decisions/0011-default-route.md).
+        # problem+json 404/405 like every adapter (docs/decisions/0012-default-route.md).
         self.api = apigw.HttpApi(
             self,
             "Api",

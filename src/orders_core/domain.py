@@ -26,6 +26,9 @@ MAX_QUANTITY = 10_000
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
 """1 to 64 characters: ASCII letters and digits, then also ``. _ : / -``."""
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
+UNOWNED = "anonymous:"
+"""The owner of orders stored before owners were recorded, when every caller was anonymous:
+the anonymous principal's id (``orders_core.security.ANONYMOUS.id``)."""
 MAX_UNIT_PRICE = 10**12
 """Minor units; keeps ``quantity * unitPrice`` summed over 100 items far inside int64."""
 
@@ -126,14 +129,24 @@ class Order(_Model):
     created_at: datetime = Field(alias="createdAt")
     updated_at: datetime = Field(alias="updatedAt")
     cancel_reason: str | None = Field(default=None, alias="cancelReason")
+    owner: str = Field(default=UNOWNED, exclude=True)
+    """The id of the principal that created the order (:mod:`orders_core.security`).
+    Stores keep it beside the order; it is never part of the order's JSON (responses,
+    events), which says nothing about who asked."""
 
     @classmethod
     def place(
-        cls, order_id: str, items: list[LineItem], customer_id: str | None, now: datetime
+        cls,
+        order_id: str,
+        items: list[LineItem],
+        customer_id: str | None,
+        now: datetime,
+        owner: str = UNOWNED,
     ) -> Order:
         """A new PENDING order at version 1."""
         return cls(
             order_id=order_id,
+            owner=owner,
             customer_id=customer_id,
             items=items,
             total=order_total(items),
@@ -146,7 +159,8 @@ class Order(_Model):
     def transition(self, target: OrderStatus, now: datetime, *, reason: str | None = None) -> Order:
         if target not in TRANSITIONS[self.status]:
             raise InvalidTransition(
-                f"order {self.order_id} is {self.status.value}; it cannot become {target.value}"
+                f"order {self.order_id} is {self.status.value}; it cannot become {target.value}",
+                final=not TRANSITIONS[self.status],
             )
         update: dict[str, object] = {
             "status": target,
@@ -156,6 +170,10 @@ class Order(_Model):
         if reason is not None:
             update["cancel_reason"] = reason
         return self.model_copy(update=update)
+
+    def owned_by(self, owner: str) -> Order:
+        """This order with its stored owner (stores call it on read)."""
+        return self if owner == self.owner else self.model_copy(update={"owner": owner})
 
     def to_json(self) -> bytes:
         """The canonical camelCase JSON: what responses, events and replays carry."""

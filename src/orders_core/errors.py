@@ -8,6 +8,7 @@ problem type it maps to; nothing else in the core needs to know about HTTP codes
     OrdersError
     ├── RequestError                    the caller sent something we refuse (4xx)
     │   ├── MalformedRequest            400  unparseable JSON, bad header, bad cursor
+    │   ├── Unauthenticated             401  no credentials, or ones that do not verify
     │   ├── NotFound                    404
     │   ├── MethodNotAllowed            405
     │   ├── InvalidTransition           409  e.g. cancel a FULFILLED order
@@ -62,6 +63,20 @@ class MalformedRequest(RequestError):
     title = "Malformed request"
 
 
+class Unauthenticated(RequestError):
+    """No credentials, or credentials that failed verification. ``challenge`` is the
+    ``WWW-Authenticate`` value (RFC 6750 for bearer tokens); the detail never says which
+    check failed beyond what the challenge's ``error`` code already tells."""
+
+    status = 401
+    slug = "unauthenticated"
+    title = "Unauthenticated"
+
+    def __init__(self, detail: str = "", challenge: str = 'Bearer realm="orders"') -> None:
+        super().__init__(detail)
+        self.challenge = challenge
+
+
 class NotFound(RequestError):
     status = 404
     slug = "not-found"
@@ -79,9 +94,16 @@ class MethodNotAllowed(RequestError):
 
 
 class InvalidTransition(RequestError):
+    """``final``: the order is in a terminal status, so no later command can make this
+    transition possible (a queue consumer dead-letters it instead of retrying)."""
+
     status = 409
     slug = "invalid-transition"
     title = "Invalid status transition"
+
+    def __init__(self, detail: str = "", *, final: bool = False) -> None:
+        super().__init__(detail)
+        self.final = final
 
 
 class PreconditionFailed(RequestError):

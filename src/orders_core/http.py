@@ -21,7 +21,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from orders_core import commands, telemetry
@@ -34,12 +34,14 @@ from orders_core.errors import (
     NotFound,
     OrdersError,
     PayloadTooLarge,
+    Unauthenticated,
     UnsupportedMediaType,
     ValidationFailed,
 )
-from orders_core.idempotency import event_key, validate_key
+from orders_core.idempotency import IdempotencyKey, event_key, http_key
 from orders_core.ports import new_order_id
-from orders_core.service import ANONYMOUS, CommandResult, OrderService
+from orders_core.security import ANONYMOUS, Authenticator, Principal
+from orders_core.service import CommandResult, OrderService
 
 if TYPE_CHECKING:
     from opentelemetry import trace
@@ -69,7 +71,8 @@ class HttpRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     query: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
-    principal: str = ANONYMOUS
+    principal: Principal = ANONYMOUS
+    """Who asks, as the adapter authenticated them (anonymous only with auth off)."""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -94,6 +97,8 @@ class Route:
     template: str
     name: str
     endpoint: Endpoint
+    public: bool = False
+    """Answered without authentication (health checks, the OpenAPI document)."""
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -153,9 +158,9 @@ def _trace_headers(request: HttpRequest) -> tuple[str | None, str | None]:
     return parent, state
 
 
-def _idempotency_key(request: HttpRequest) -> str | None:
+def _idempotency_key(request: HttpRequest) -> IdempotencyKey | None:
     key = request.header("idempotency-key")
-    return None if key is None else validate_key(key)
+    return None if key is None else http_key(key)
 
 
 # -- responses -------------------------------------------------------------------------
@@ -187,6 +192,8 @@ def problem_response(error: OrdersError, instance: str) -> HttpResponse:
     headers = {"content-type": PROBLEM_JSON}
     if isinstance(error, MethodNotAllowed):
         headers["allow"] = ", ".join(error.allowed)
+    if isinstance(error, Unauthenticated):
+        headers["www-authenticate"] = error.challenge
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
         headers["retry-after"] = str(retry_after)
@@ -197,7 +204,11 @@ def problem_response(error: OrdersError, instance: str) -> HttpResponse:
 
 
 def _run(
-    api: HttpApi, request: HttpRequest, command: Command, key: str | None, deadline: Deadline
+    api: HttpApi,
+    request: HttpRequest,
+    command: Command,
+    key: IdempotencyKey | None,
+    deadline: Deadline,
 ) -> HttpResponse:
     result = api.service.handle(
         command, principal=request.principal, idempotency_key=key, deadline=deadline
@@ -214,7 +225,7 @@ def _create(
     command = Command(
         type=commands.CREATE,
         source=HTTP_SOURCE,
-        id=key or new_order_id(),
+        id=key.parts[0] if key else new_order_id(),
         data=request.body,  # the service validates the JSON bytes as they are
         traceparent=parent,
         tracestate=state,
@@ -236,7 +247,7 @@ def _transition(command_type: str) -> Endpoint:
         command = Command(
             type=command_type,
             source=HTTP_SOURCE,
-            id=key or new_order_id(),
+            id=key.parts[0] if key else new_order_id(),
             data=data,
             subject=params["orderId"],
             traceparent=parent,
@@ -250,7 +261,7 @@ def _transition(command_type: str) -> Endpoint:
 def _get(
     api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
 ) -> HttpResponse:
-    order = api.service.get(params["orderId"])
+    order = api.service.get(params["orderId"], principal=request.principal)
     return json_response(200, order.to_json(), {"etag": order.etag})
 
 
@@ -266,7 +277,10 @@ def _list(
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
         raise MalformedRequest("limit must be an integer from 1 to 100")
     page = api.service.list_by_customer(
-        customer_id, limit=int(raw_limit), cursor=request.query.get("cursor") or None
+        customer_id,
+        principal=request.principal,
+        limit=int(raw_limit),
+        cursor=request.query.get("cursor") or None,
     )
     body = b'{"orders":[' + b",".join(o.to_json() for o in page.orders) + b"]"
     if page.next_cursor is not None:
@@ -313,8 +327,8 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("POST", "/orders/{orderId}/cancel", "cancelOrder", _transition(commands.CANCEL)),
     Route("POST", "/orders/{orderId}/fulfill", "fulfillOrder", _transition(commands.FULFILL)),
     Route("POST", "/events", "postEvent", _events),
-    Route("GET", "/openapi.json", "openapi", _openapi),
-    Route("GET", "/healthz", "health", _health),
+    Route("GET", "/openapi.json", "openapi", _openapi, public=True),
+    Route("GET", "/healthz", "health", _health, public=True),
 )
 
 
@@ -327,10 +341,14 @@ class HttpApi:
         *,
         max_body: int = DEFAULT_MAX_BODY,
         timeout: float = 10.0,
+        authenticate: Authenticator | None = None,
     ) -> None:
         self.service = service
         self.max_body = max_body
         self.timeout = timeout
+        self.authenticate = authenticate
+        """Verifies every request to a non-public route; None keeps the adapter's principal
+        (API Gateway's authorizer, or anonymous with authentication off)."""
         self._openapi: bytes | None = None
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
@@ -391,6 +409,8 @@ class HttpApi:
             if len(request.body) > self.max_body:
                 raise PayloadTooLarge(f"the body is over the {self.max_body}-byte limit")
             route, params = self.match(request.method, request.path)
+            if self.authenticate is not None and not route.public:
+                request = replace(request, principal=self.authenticate(request.headers))
             return route.endpoint(self, request, params, deadline)
         except OrdersError as error:
             if error.status >= 500:

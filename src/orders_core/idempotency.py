@@ -2,9 +2,12 @@
 
 Semantics (see ``docs/decisions/0002-idempotency.md``):
 
-* The key is the caller's ``Idempotency-Key`` or, for a CloudEvent, its ``source`` and ``id``.
-  It is scoped by the caller's principal before it is stored (:func:`scoped_key`), so one
-  tenant can never read, or collide with, another's record.
+* The key is the caller's ``Idempotency-Key`` (:func:`http_key`) or, for a CloudEvent, its
+  ``source`` and ``id`` (:func:`event_key`): two namespaces. It is scoped by the caller's
+  principal before it is stored (:func:`scoped_key`, a domain-separated hash of principal,
+  namespace and parts, each length-prefixed), so one tenant can never read, or collide
+  with, another's record, and no HTTP key can pre-claim a CloudEvent's identity
+  (docs/decisions/0011-principals-and-ownership.md).
 * The fingerprint is a SHA-256 over the command type and its *validated, canonical* payload,
   so ``{"id":"a","qty":1}`` and ``{"sku":"a","quantity":1}`` are the same request.
 * The record is committed in the same atomic write as the effect it describes. There is no
@@ -25,6 +28,7 @@ from typing import Any, Final
 
 from orders_core._immutable import immutable
 from orders_core.errors import IdempotencyKeyReused, MalformedRequest
+from orders_core.security import Principal
 
 DEFAULT_TTL: Final = timedelta(hours=24)
 MAX_KEY_LENGTH: Final = 255
@@ -57,15 +61,40 @@ def validate_key(key: str) -> str:
     return key
 
 
-def event_key(source: str, event_id: str) -> str:
+@immutable()
+class IdempotencyKey:
+    """A caller's key in its namespace: ``http`` (one part) or ``cloudevent`` (two)."""
+
+    namespace: str
+    parts: tuple[str, ...]
+
+
+def http_key(key: str) -> IdempotencyKey:
+    """An ``Idempotency-Key`` header's value, validated."""
+    return IdempotencyKey("http", (validate_key(key),))
+
+
+def event_key(source: str, event_id: str) -> IdempotencyKey:
     """The key of a CloudEvent without an explicit one: its identity, ``(source, id)``."""
-    return f"ce:{len(source)}:{source}:{event_id}"
+    return IdempotencyKey("cloudevent", (source, event_id))
 
 
-def scoped_key(principal: str, key: str) -> str:
-    """A fixed-length storage key that binds ``key`` to the caller who sent it."""
-    raw = f"{len(principal)}:{principal}\n{key}".encode()
-    return hashlib.sha256(raw).hexdigest()
+_KEY_DOMAIN: Final = b"orders-core/idempotency/v2\x00"
+
+
+def scoped_key(principal: Principal, key: IdempotencyKey) -> str:
+    """A fixed-length storage key that binds ``key`` to the caller who sent it.
+
+    SHA-256 over a domain tag, then the principal's id, the namespace and each part, every
+    field prefixed by its length in bytes: the encoding is injective, so no choice of
+    characters in one field can make two different (principal, namespace, parts) collide.
+    """
+    digest = hashlib.sha256(_KEY_DOMAIN)
+    for text in (principal.id, key.namespace, *key.parts):
+        raw = text.encode("utf-8", "surrogatepass")
+        digest.update(len(raw).to_bytes(4, "big"))
+        digest.update(raw)
+    return digest.hexdigest()
 
 
 def derived_order_id(key: str, generation: int = 0) -> str:

@@ -69,14 +69,25 @@ class OrderStore(ABC):
 
     @abstractmethod
     def get(self, order_id: str) -> Order | None:
-        """The order, read strongly consistently (a read that decides a write)."""
+        """The order with its ``owner``, read strongly consistently (a read that decides a
+        write)."""
 
     @abstractmethod
     def list_by_customer(
-        self, customer_id: str, *, limit: int = 20, cursor: str | None = None
+        self,
+        customer_id: str,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        owner: str | None = None,
     ) -> Page:
-        """A customer's orders, oldest first. ``cursor`` comes from a previous page;
-        a cursor that is not one raises :class:`~orders_core.errors.MalformedRequest`."""
+        """A customer's orders, oldest first; only those ``owner`` created unless it is None.
+
+        ``cursor`` comes from a previous page; a cursor that is not one raises
+        :class:`~orders_core.errors.MalformedRequest`. A page may hold fewer than ``limit``
+        orders while ``next_cursor`` still leads on (a store that bounds the work of one
+        page); every order is reachable by following cursors.
+        """
 
     @abstractmethod
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
@@ -85,6 +96,8 @@ class OrderStore(ABC):
     @abstractmethod
     def commit(self, change: Change, *, now: datetime) -> None:
         """Write the order, its events and its idempotency record atomically.
+
+        A new order's ``owner`` is stored with it and never changed by later changes.
 
         Raises :class:`~orders_core.errors.DuplicateRequest` when an unexpired record with
         the same key exists, and :class:`~orders_core.errors.ConcurrencyConflict` when the

@@ -34,6 +34,7 @@ from orders_core.errors import (
 from orders_core.events import DEFAULT_SOURCE, DomainEvent
 from orders_core.idempotency import (
     DEFAULT_TTL,
+    IdempotencyKey,
     IdempotencyRecord,
     derived_order_id,
     fingerprint,
@@ -50,11 +51,9 @@ from orders_core.ports import (
     new_order_id,
     utc_now,
 )
+from orders_core.security import ANONYMOUS, Principal
 
 log = logging.getLogger("orders_core.service")
-
-ANONYMOUS: Final = "anonymous"
-"""The principal of callers an adapter could not authenticate; they share one key scope."""
 
 
 @immutable()
@@ -76,23 +75,32 @@ class CommandResult:
         return cls(record.status, record.body, record.order_id, record.version, replayed=True)
 
 
-Handler = Callable[["OrderService", Any, "str | None", datetime], tuple[Order, int]]
-"""(service, payload, id for a new order or None, now) -> (new state, version it was based
-on: 0 for a new order). ``now`` is read once per attempt: the decision's time is the
-commit's."""
+Handler = Callable[["OrderService", Any, Principal, "str | None", datetime], tuple[Order, int]]
+"""(service, payload, principal, id for a new order or None, now) -> (new state, version it
+was based on: 0 for a new order). ``now`` is read once per attempt: the decision's time is
+the commit's."""
 
 
 def _create(
-    service: OrderService, payload: CreateOrder, new_id: str | None, now: datetime
+    service: OrderService,
+    payload: CreateOrder,
+    principal: Principal,
+    new_id: str | None,
+    now: datetime,
 ) -> tuple[Order, int]:
     order_id = new_id or service.ids()
-    return Order.place(order_id, list(payload.items), payload.customer_id, now), 0
+    items = list(payload.items)
+    return Order.place(order_id, items, payload.customer_id, now, owner=principal.id), 0
 
 
 def _transition(
-    service: OrderService, payload: _Targeted, new_id: str | None, now: datetime
+    service: OrderService,
+    payload: _Targeted,
+    principal: Principal,
+    new_id: str | None,
+    now: datetime,
 ) -> tuple[Order, int]:
-    order = service.get(payload.order_id)
+    order = service.get(payload.order_id, principal=principal)
     if payload.expected_version is not None and order.version != payload.expected_version:
         raise PreconditionFailed(
             f"order {order.order_id} is at version {order.version}, not {payload.expected_version}"
@@ -172,17 +180,26 @@ class OrderService:
 
     # -- queries -----------------------------------------------------------------------
 
-    def get(self, order_id: str) -> Order:
+    def get(self, order_id: str, *, principal: Principal) -> Order:
+        """The order, if ``principal`` may see it; otherwise the same 404 as for an order
+        that does not exist, so ids of other callers' orders cannot be probed."""
         order = self.store.get(order_id)
-        if order is None:
+        if order is None or not principal.may_access(order.owner):
             raise NotFound(f"no order {order_id!r}")
         return order
 
     def list_by_customer(
-        self, customer_id: str, *, limit: int = 20, cursor: str | None = None
+        self,
+        customer_id: str,
+        *,
+        principal: Principal,
+        limit: int = 20,
+        cursor: str | None = None,
     ) -> Page:
+        """A customer's orders that ``principal`` may see (all of them for an admin)."""
         limit = max(1, min(limit, MAX_PAGE_SIZE))
-        return self.store.list_by_customer(customer_id, limit=limit, cursor=cursor)
+        owner = None if principal.lists_everything else principal.id
+        return self.store.list_by_customer(customer_id, limit=limit, cursor=cursor, owner=owner)
 
     # -- commands ----------------------------------------------------------------------
 
@@ -190,15 +207,16 @@ class OrderService:
         self,
         command: Command,
         *,
-        principal: str = ANONYMOUS,
-        idempotency_key: str | None = None,
+        principal: Principal = ANONYMOUS,
+        idempotency_key: IdempotencyKey | None = None,
         deadline: Deadline | None = None,
     ) -> CommandResult:
         """Run ``command`` once, whatever number of times it is delivered.
 
-        ``idempotency_key`` is the caller's key (already validated) or
-        :func:`~orders_core.idempotency.event_key` of the CloudEvent; None means the
-        command is not deduplicated (an HTTP request without ``Idempotency-Key``).
+        ``idempotency_key`` is the caller's key (:func:`~orders_core.idempotency.http_key`)
+        or :func:`~orders_core.idempotency.event_key` of the CloudEvent; None means the
+        command is not deduplicated (an HTTP request without ``Idempotency-Key``). It is
+        scoped by ``principal``, who must also own the order a transition targets.
         """
         deadline = deadline or Deadline.never()
         deadline.check("start the command")
@@ -264,8 +282,8 @@ class OrderService:
         command: Command,
         payload: BaseModel,
         handler: Handler,
-        principal: str,
-        idempotency_key: str | None,
+        principal: Principal,
+        idempotency_key: IdempotencyKey | None,
         deadline: Deadline,
     ) -> CommandResult:
         key = fp = new_id = None
@@ -287,7 +305,7 @@ class OrderService:
         for attempt in range(1, self.max_attempts + 1):
             deadline.check("commit the command")
             now = self.clock()
-            order, based_on = handler(self, payload, new_id, now)
+            order, based_on = handler(self, payload, principal, new_id, now)
             status = 201 if based_on == 0 else 200
             body = order.to_json()
             record = None

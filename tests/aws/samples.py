@@ -16,8 +16,10 @@ def apigw_v2(
     query: str = "",
     base64_body: bool = False,
     claims: dict[str, str] | None = None,
+    authorizer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway HTTP API payload format 2.0 event."""
+    """An API Gateway HTTP API payload format 2.0 event. ``claims`` is a JWT authorizer's
+    output; ``authorizer`` any other ``requestContext.authorizer`` (see below)."""
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": f"{method} {path}",
@@ -58,7 +60,30 @@ def apigw_v2(
         event["body"] = base64.b64encode(body).decode() if base64_body else body.decode()
     if claims is not None:
         event["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = authorizer
     return event
+
+
+def iam_authorizer(user_arn: str, account: str = "111122223333") -> dict[str, Any]:
+    """``requestContext.authorizer`` of an IAM-authorized (SigV4) HTTP API route, as in
+    AWS's payload format 2.0 example and Powertools' ``apiGatewayProxyV2IamEvent.json``."""
+    return {
+        "iam": {
+            "accessKey": "ASIAIOSFODNN7EXAMPLE",
+            "accountId": account,
+            "callerId": "AIDACKCEVSQ6C2EXAMPLE",
+            "cognitoIdentity": None,
+            "principalOrgId": "o-abcdefghij",
+            "userArn": user_arn,
+            "userId": "AIDACOSFODNN7EXAMPLE2",
+        }
+    }
+
+
+def lambda_authorizer(context: dict[str, Any]) -> dict[str, Any]:
+    """A Lambda authorizer's (simple response) ``context``, as HTTP API passes it on."""
+    return {"lambda": context}
 
 
 def sqs_record(

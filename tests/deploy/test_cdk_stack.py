@@ -111,7 +111,7 @@ def test_the_functions(template: Template, resources: dict[str, Any]) -> None:
 
 def test_every_route_of_the_core_binding_is_on_the_api(resources: dict[str, Any]) -> None:
     keys = {r["RouteKey"] for r in of_type(resources, "AWS::ApiGatewayV2::Route")}
-    # $default: unmatched requests get the function's problem+json (decision 0011).
+    # $default: unmatched requests get the function's problem+json (decision 0012).
     assert keys == {f"{r.method} {r.template}" for r in ROUTES} | {"$default"}
     (api,) = of_type(resources, "AWS::ApiGatewayV2::Api")
     assert api["ProtocolType"] == "HTTP"

@@ -1,4 +1,4 @@
-"""What ``$default`` sends the HTTP function (both deployments route it there, decision 0011):
+"""What ``$default`` sends the HTTP function (both deployments route it there, decision 0012):
 unmatched paths and methods get the same problem+json 404/405 as every other adapter."""
 
 from __future__ import annotations

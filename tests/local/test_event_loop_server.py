@@ -220,10 +220,10 @@ def test_a_blank_query_value_is_seen_not_dropped(rt: LocalRuntime) -> None:
 def test_a_pipelined_read_sees_the_write_answered_before_it(rt: LocalRuntime) -> None:
     """A create, its read and its confirm sent at once are answered in one turn, inside one
     unit of work: the read and the confirm must see the create (read-your-writes)."""
-    from orders_core.idempotency import derived_order_id, scoped_key
-    from orders_core.service import ANONYMOUS
+    from orders_core.idempotency import derived_order_id, http_key, scoped_key
+    from orders_core.security import ANONYMOUS
 
-    order_id = derived_order_id(scoped_key(ANONYMOUS, "k-1"), 0)
+    order_id = derived_order_id(scoped_key(ANONYMOUS, http_key("k-1")), 0)
     confirm = (
         f'POST /orders/{order_id}/confirm HTTP/1.1\r\nhost: x\r\nif-match: "1"\r\n\r\n'
     ).encode()

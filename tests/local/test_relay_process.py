@@ -24,7 +24,8 @@ from orders_local import relay_process
 from orders_local.relay_process import MarksThroughServer, RelayProcess
 from orders_local.runtime import LocalConfig, LocalRuntime
 from orders_local.sqlite import SQLiteStore
-from tests.local.support import Client
+from tests.local.support import Client, ServerProcess
+from tests.local.webhook import Webhook
 
 pytestmark = [
     pytest.mark.slow,
@@ -246,3 +247,74 @@ def test_orders_local_relay_refuses_what_it_cannot_do(
     assert proc.returncode == 1
     assert message in err
     assert "Traceback" not in err
+
+
+def test_a_dead_relay_process_is_started_again_without_a_commit(tmp_path: Path) -> None:
+    """Nothing may wait for a commit to notice the relay is gone: the outbox may hold events
+    committed before it died, and no more may come."""
+    out = tmp_path / "events.jsonl"
+    rt = LocalRuntime(LocalConfig(db=tmp_path / "o.db", port=0, sink=f"file:{out}"))
+    assert isinstance(rt.relay, RelayProcess)
+    rt.start()
+    try:
+        first = rt.relay.proc
+        assert first is not None
+        first.kill()
+        other = SQLiteStore(rt.store.path)  # a commit the server never sees: no wake
+        place(other, "o-1")
+        other.close()
+        eventually(lambda: published(out) == ["o-1"])
+        assert rt.relay.proc is not first
+    finally:
+        assert rt.stop() == 0
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    ppid = int(stat.read().rpartition(")")[2].split()[1])
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if ppid == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_a_relay_orphaned_by_a_server_sigkill_stops_at_its_first_failed_report(
+    tmp_path: Path,
+) -> None:
+    """It published a batch the server will never mark; it must not publish it again and
+    again, nor die loudly: it stops, and the next start sends what is left (once more)."""
+    db = tmp_path / "o.db"
+    hook = Webhook()
+    hook.hold_first = True
+    hook.open()
+    try:
+        server = ServerProcess("--db", str(db), "--sink", f"webhook:{hook.url}")
+        client = server.client()
+        ids = [client.request("POST", "/orders", SEED).json()["orderId"] for _ in range(3)]
+        client.close()
+        assert hook.holding.wait(20)  # the relay is publishing the first event
+        (relay_pid,) = children(server.proc.pid)
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(10)
+        hook.release.set()  # delivered; its report now goes to a pipe nobody reads
+        _, err = server.proc.communicate(timeout=30)  # the relay held stderr: it has exited
+        eventually(lambda: gone(relay_pid))
+        assert "Traceback" not in err, err
+        assert "BrokenPipe" not in err, err
+        counts = {f"{i}.v1": hook.received().count(f"{i}.v1") for i in ids}
+        assert max(counts.values()) <= 1, counts  # no republishing loop
+
+        restarted = ServerProcess("--db", str(db), "--sink", f"webhook:{hook.url}")
+        try:
+            eventually(lambda: set(counts) <= set(hook.received()))
+        finally:
+            assert restarted.stop()[0] == 0
+        received = hook.received()
+        assert all(1 <= received.count(ce_id) <= 2 for ce_id in counts), received
+    finally:
+        hook.close()

@@ -24,6 +24,7 @@ WRITER = """
 import sys
 from orders_core import commands
 from orders_core.commands import Command
+from orders_core.idempotency import http_key
 from orders_core.service import OrderService
 from orders_local.sqlite import SQLiteStore
 
@@ -32,9 +33,10 @@ service = OrderService(store)
 for i in range(int(sys.argv[3])):
     data = {"items": [{"sku": "a", "quantity": 1}], "customerId": "shared"}
     service.handle(Command(commands.CREATE, "urn:test", f"{sys.argv[2]}-{i}", data),
-                   idempotency_key=f"{sys.argv[2]}-{i}")
+                   idempotency_key=http_key(f"{sys.argv[2]}-{i}"))
     # Every process also replays one shared key: exactly one order may come of it.
-    service.handle(Command(commands.CREATE, "urn:test", "same", data), idempotency_key="same")
+    service.handle(Command(commands.CREATE, "urn:test", "same", data),
+                   idempotency_key=http_key("same"))
 store.close()
 """
 
@@ -124,7 +126,7 @@ def test_an_older_file_migrates_with_its_orders_and_delivery_state(
     conn.close()
 
     store = SQLiteStore(db)
-    assert store.schema_version() == SCHEMA_VERSION == 4
+    assert store.schema_version() == SCHEMA_VERSION == 5
     with store._connection() as conn:
         leftovers = conn.execute(
             "SELECT name FROM sqlite_schema WHERE name LIKE 'apply_change%'"
@@ -132,6 +134,12 @@ def test_an_older_file_migrates_with_its_orders_and_delivery_state(
     assert leftovers == []
     migrated = store.list_by_customer("c-1", limit=10).orders
     assert sorted(migrated, key=lambda o: o.order_id) == old
+    # Rows from before owners were stored belong to the anonymous principal, as every
+    # caller was then: a runtime without authentication still lists them.
+    from orders_core.security import ANONYMOUS
+
+    assert len(store.list_by_customer("c-1", limit=10, owner=ANONYMOUS.id).orders) == 2
+    assert store.list_by_customer("c-1", limit=10, owner="jwt:someone").orders == []
     assert [p.event.order_id for p in store.pending()] == ["o-2"]
     third = OrderService(store).handle(
         Command(commands.CREATE, "test", "e-3", {"items": [{"sku": "b", "quantity": 2}]})

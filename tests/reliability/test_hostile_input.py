@@ -164,3 +164,48 @@ def test_sqs_records_become_commands_or_request_errors(
         command_from_sqs_record({"body": body, "messageAttributes": attributes})
     except OrdersError as error:  # a property, not one expected raise: PT017 does not fit
         assert 400 <= error.status < 500  # noqa: PT017
+
+
+def _memory_runtime() -> Any:
+    from orders_aws.bootstrap import AwsConfig, Runtime
+
+    service = OrderService(InMemoryStore())
+    return Runtime(AwsConfig(table="unused"), service, HttpApi(service), dynamodb=None)  # type: ignore[arg-type]
+
+
+extension_names = st.sampled_from(["traceparent", "tracestate", "partitionkey", "x"])
+
+
+@BOUNDED
+@given(
+    extensions=st.dictionaries(extension_names, json_values, max_size=3),
+    attributes=st.dictionaries(
+        st.sampled_from(["traceparent", "tracestate"]),
+        json_values,
+        max_size=2,
+    ),
+)
+def test_an_sqs_batch_survives_any_extension_attributes(
+    extensions: dict[str, Any], attributes: dict[str, Any]
+) -> None:
+    """Whatever a record's CloudEvent extensions and message attributes hold, the handler
+    answers, and only that record can be reported: the good record beside it is processed."""
+    from orders_aws import sqs
+
+    rt = _memory_runtime()
+    event = {
+        "specversion": "1.0",
+        "id": "odd",
+        "source": "urn:fuzz",
+        "type": "io.orderscore.order.create.v1",
+        "data": {"items": [{"sku": "a", "quantity": 1}], "customerId": "c"},
+        **extensions,
+    }
+    good = {**event, "id": "good"}
+    records = [
+        {"messageId": "odd", "body": json.dumps(event), "messageAttributes": attributes},
+        {"messageId": "good", "body": json.dumps(good), "messageAttributes": {}},
+    ]
+    result = sqs.handle({"Records": records}, None, rt)
+    assert result["batchItemFailures"] in ([], [{"itemIdentifier": "odd"}])
+    assert len(rt.service.store.list_by_customer("c").orders) >= 1

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from orders_core.deadline import Deadline
-from orders_core.http import ROUTES, HttpApi, HttpRequest, HttpResponse
+from orders_core.http import JSON, ROUTES, HttpApi, HttpRequest, HttpResponse
 from orders_core.service import OrderService
 from orders_core.telemetry import valid_traceparent
 from orders_core.testing import FakeClock, InMemoryStore
@@ -383,3 +383,37 @@ def test_422_for_mixed_pricing(api: HttpApi) -> None:
     )
     assert body["errors"][0]["pointer"] == "/items"
     assert "unitPrice" in body["errors"][0]["detail"]
+
+
+def test_an_authenticator_decides_the_principal_of_every_route_but_the_public_ones() -> None:
+    from collections.abc import Mapping
+
+    from orders_core.errors import Unauthenticated
+    from orders_core.security import Principal
+
+    alice = Principal.jwt("https://issuer.test/", "alice")
+    seen: list[str] = []
+
+    def authenticate(headers: Mapping[str, str]) -> Principal:
+        seen.append(headers.get("authorization", ""))
+        if headers.get("authorization") != "Bearer good":
+            raise Unauthenticated("bad token", 'Bearer realm="orders", error="invalid_token"')
+        return alice
+
+    api = HttpApi(OrderService(InMemoryStore()), authenticate=authenticate)
+    body = b'{"items":[{"id":"sku-1","qty":2}]}'
+    refused = api.handle(HttpRequest("POST", "/orders", {"content-type": JSON}, body=body))
+    assert refused.status == 401
+    assert refused.headers["www-authenticate"] == 'Bearer realm="orders", error="invalid_token"'
+    assert refused.headers["content-type"] == "application/problem+json"
+    headers = {"content-type": JSON, "authorization": "Bearer good"}
+    created = api.handle(HttpRequest("POST", "/orders", headers, body=body))
+    assert created.status == 201
+    order_id = created.json()["orderId"]
+    # The principal is the authenticator's, whatever the adapter said.
+    spoofed = HttpRequest("GET", f"/orders/{order_id}", {}, principal=alice)
+    assert api.handle(spoofed).status == 401
+    seen.clear()
+    assert api.handle(HttpRequest("GET", "/healthz")).status == 200
+    assert api.handle(HttpRequest("GET", "/openapi.json")).status == 200
+    assert seen == []

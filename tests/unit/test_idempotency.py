@@ -9,10 +9,12 @@ from orders_core.idempotency import (
     IdempotencyRecord,
     event_key,
     fingerprint,
+    http_key,
     replayable,
     scoped_key,
     validate_key,
 )
+from orders_core.security import ANONYMOUS, Principal
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -29,14 +31,62 @@ def test_fingerprints_ignore_key_order_but_not_values_or_type() -> None:
     assert a != fingerprint("u", {"items": [{"sku": "a", "quantity": 1}], "customerId": None})
 
 
+ALICE = Principal.jwt("https://issuer.example", "alice")
+BOB = Principal.jwt("https://issuer.example", "bob")
+
+
 def test_scoped_keys_differ_per_principal_and_cannot_be_forged_by_concatenation() -> None:
-    assert scoped_key("alice", "k") != scoped_key("bob", "k")
-    assert scoped_key("a", "b\nc") != scoped_key("a\nb", "c")
-    assert len(scoped_key("alice", "k" * 255)) == 64
+    assert scoped_key(ALICE, http_key("k")) != scoped_key(BOB, http_key("k"))
+    a, ab = Principal.iam("a"), Principal.iam("a b")
+    assert scoped_key(a, http_key("b c")) != scoped_key(ab, http_key("c"))
+    assert len(scoped_key(ALICE, http_key("k" * 255))) == 64
 
 
 def test_event_keys_separate_source_and_id_unambiguously() -> None:
-    assert event_key("a:b", "c") != event_key("a", "b:c")
+    assert scoped_key(ALICE, event_key("a:b", "c")) != scoped_key(ALICE, event_key("a", "b:c"))
+
+
+def test_an_http_key_can_never_equal_a_cloudevent_identity() -> None:
+    # The old derivation made this exact header the key of CloudEvent (urn:erp:orders, evt-42).
+    forged = http_key("ce:14:urn:erp:orders:evt-42")
+    assert scoped_key(ANONYMOUS, forged) != scoped_key(
+        ANONYMOUS, event_key("urn:erp:orders", "evt-42")
+    )
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        # Separators of any textual encoding moved between fields.
+        (("http", ("a\x00b",)), ("cloudevent", ("a", "b"))),
+        (("cloudevent", ("a|b", "c")), ("cloudevent", ("a", "b|c"))),
+        (("cloudevent", ("", "ab")), ("cloudevent", ("a", "b"))),
+        (("cloudevent", ("\x00\x00\x00\x01a", "b")), ("cloudevent", ("a", "\x00\x00\x00\x01b"))),
+    ],
+)
+def test_scoped_keys_are_injective_across_namespaces_and_separators(
+    left: tuple[str, tuple[str, ...]], right: tuple[str, tuple[str, ...]]
+) -> None:
+    from orders_core.idempotency import IdempotencyKey
+
+    assert scoped_key(ANONYMOUS, IdempotencyKey(*left)) != scoped_key(
+        ANONYMOUS, IdempotencyKey(*right)
+    )
+
+
+def test_principals_of_different_kinds_never_share_an_id() -> None:
+    ids = {
+        ANONYMOUS.id,
+        Principal.jwt("", "x").id,
+        Principal.iam("x").id,
+        Principal.authorizer("x").id,
+        Principal.service("x").id,
+        Principal.jwt("a|b", "c").id,
+        Principal.jwt("a", "b|c").id,
+    }
+    assert len(ids) == 7
+    with pytest.raises(ValueError, match="kind"):
+        Principal("root")
 
 
 def test_replay_rules() -> None:

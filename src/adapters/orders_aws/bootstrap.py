@@ -13,6 +13,15 @@ network I/O. Environment variables:
 ``ORDERS_MAX_BODY_BYTES``          largest HTTP body (1048576)
 ``ORDERS_DEADLINE_MARGIN_MS``      time kept back from the Lambda's remaining time (500)
 ``ORDERS_POISON_QUEUE_URL``        optional SQS queue for commands that can never succeed
+``ORDERS_COMMAND_BUS``             EventBridge bus commands arrive on: their principal
+                                   (``default``)
+``ORDERS_ADMIN_SCOPE``             JWT scope granting access to every order
+                                   (``orders:admin``)
+``ORDERS_ADMIN_ROLE_ARNS``         comma-separated IAM user/role ARNs that are admins
+``ORDERS_AUTHORIZER_PRINCIPAL_KEY`` Lambda authorizer context key naming the caller
+                                   (``principalId``)
+``ORDERS_AUTHORIZER_ADMIN_KEY``    Lambda authorizer context key that grants admin when
+                                   true (``admin``)
 ``AWS_ENDPOINT_URL_DYNAMODB``      (boto3's own) a DynamoDB endpoint, e.g. DynamoDB Local
 =================================  =========================================================
 """
@@ -24,9 +33,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from orders_aws.events import AuthSettings
 from orders_core.deadline import Deadline
 from orders_core.events import DEFAULT_SOURCE
 from orders_core.http import DEFAULT_MAX_BODY, HttpApi
+from orders_core.security import DEFAULT_ADMIN_SCOPE, admin_arns
 from orders_core.service import OrderService
 
 if TYPE_CHECKING:
@@ -48,6 +59,8 @@ class AwsConfig:
     max_body: int = DEFAULT_MAX_BODY
     deadline_margin_ms: int = 500
     poison_queue_url: str | None = None
+    command_bus: str = "default"
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> AwsConfig:
@@ -66,6 +79,13 @@ class AwsConfig:
                 max_body=int(env.get("ORDERS_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY))),
                 deadline_margin_ms=int(env.get("ORDERS_DEADLINE_MARGIN_MS", "500")),
                 poison_queue_url=env.get("ORDERS_POISON_QUEUE_URL") or None,
+                command_bus=env.get("ORDERS_COMMAND_BUS") or "default",
+                auth=AuthSettings(
+                    admin_scope=env.get("ORDERS_ADMIN_SCOPE") or DEFAULT_ADMIN_SCOPE,
+                    admin_arns=admin_arns(env.get("ORDERS_ADMIN_ROLE_ARNS", "")),
+                    principal_key=env.get("ORDERS_AUTHORIZER_PRINCIPAL_KEY") or "principalId",
+                    admin_key=env.get("ORDERS_AUTHORIZER_ADMIN_KEY") or "admin",
+                ),
             )
         except ValueError as exc:
             raise ConfigError(f"bad numeric setting: {exc}") from None

@@ -4,7 +4,7 @@ Table design (single table; names in ``TableDesign``)::
 
     item            pk                      sk            other attributes
     --------------  ----------------------  ------------  -----------------------------------
-    order           ORDER#<orderId>         ORDER         body (order JSON), version,
+    order           ORDER#<orderId>         ORDER         body (order JSON), version, owner,
                                                           customerId, gsi1pk, gsi1sk, events,
                                                           idem* (the record of a keyed create)
     idempotency     IDEMPOTENCY#<scoped>    IDEMPOTENCY   fingerprint, status, response, orderId,
@@ -50,7 +50,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from orders_core import cursor as cursors
-from orders_core.domain import Order
+from orders_core.domain import UNOWNED, Order
 from orders_core.errors import (
     ConcurrencyConflict,
     DuplicateRequest,
@@ -89,6 +89,16 @@ class TableDesign:
 
 
 DESIGN: Final = TableDesign()
+
+
+MAX_QUERIES_PER_PAGE: Final = 5
+"""Round trips one listing page may take while the owner filter or DynamoDB's 1 MB cap
+leaves it short."""
+
+
+def _order_from(item: Mapping[str, Any]) -> Order:
+    order = Order.model_validate_json(item["body"]["S"])
+    return order.owned_by(item.get("owner", {}).get("S", UNOWNED))
 
 
 def _us(moment: datetime) -> int:
@@ -199,6 +209,7 @@ class DynamoDBStore(OrderStore):
             **self._key(f"ORDER#{order.order_id}", "ORDER"),
             "body": {"S": body.decode()},
             "version": {"N": str(order.version)},
+            "owner": {"S": order.owner},
             "events": {"S": _events_attribute(body, events)},
         }
         if order.customer_id is not None:
@@ -230,7 +241,7 @@ class DynamoDBStore(OrderStore):
             ConsistentRead=True,  # this read may decide a write
         )
         item = response.get("Item")
-        return None if item is None else Order.model_validate_json(item["body"]["S"])
+        return None if item is None else _order_from(item)
 
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
         """A key's record: a record item (keyed transitions), or embedded in the order a
@@ -296,7 +307,12 @@ class DynamoDBStore(OrderStore):
         raise StoreUnavailable("the table did not answer a read in full")
 
     def list_by_customer(
-        self, customer_id: str, *, limit: int = 20, cursor: str | None = None
+        self,
+        customer_id: str,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        owner: str | None = None,
     ) -> Page:
         query: dict[str, Any] = {
             "TableName": self.table,
@@ -305,6 +321,15 @@ class DynamoDBStore(OrderStore):
             "ExpressionAttributeValues": {":c": {"S": f"CUSTOMER#{customer_id}"}},
             "Limit": limit + 1,  # one more tells whether another page exists
         }
+        if owner is not None:
+            # Items from before owners were stored have none: they are the anonymous
+            # principal's (UNOWNED), as the SQLite migration makes them.
+            condition = "#owner = :o"
+            if owner == UNOWNED:
+                condition += " OR attribute_not_exists(#owner)"
+            query["FilterExpression"] = condition
+            query["ExpressionAttributeNames"] = {"#owner": "owner"}
+            query["ExpressionAttributeValues"][":o"] = {"S": owner}
         if cursor is not None:
             position = cursors.decode(cursor, self._secret())
             try:
@@ -318,14 +343,29 @@ class DynamoDBStore(OrderStore):
                 "gsi1pk": {"S": f"CUSTOMER#{customer_id}"},
                 "gsi1sk": {"S": sort_key},
             }
-        items = self._call("query", **query).get("Items", [])
-        orders = [Order.model_validate_json(i["body"]["S"]) for i in items[:limit]]
+        # A query stops at `Limit` items *read* or 1 MB, whichever comes first, before the
+        # owner filter: follow LastEvaluatedKey until the page is full, for a bounded
+        # number of round trips; past that, the page is short and its cursor resumes
+        # where the reading stopped, so every order stays reachable.
+        items: list[dict[str, Any]] = []
+        resume: dict[str, Any] | None = None
+        for _ in range(MAX_QUERIES_PER_PAGE):
+            response = self._call("query", **query)
+            items.extend(response.get("Items", []))
+            resume = response.get("LastEvaluatedKey")
+            if len(items) > limit or resume is None:
+                break
+            query["ExclusiveStartKey"] = resume
+        orders = [_order_from(i) for i in items[:limit]]
         next_cursor = None
         if len(items) > limit:
             last = items[limit - 1]
             next_cursor = cursors.encode(
                 {"s": last["gsi1sk"]["S"], "id": orders[-1].order_id}, self._secret()
             )
+        elif resume is not None:
+            position = {"s": resume["gsi1sk"]["S"], "id": resume["pk"]["S"].removeprefix("ORDER#")}
+            next_cursor = cursors.encode(position, self._secret())
         return Page(orders, next_cursor)
 
     def commit(self, change: Change, *, now: datetime) -> None:

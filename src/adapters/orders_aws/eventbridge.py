@@ -1,28 +1,44 @@
 """A command delivered by an EventBridge rule -> the service.
 
 See :func:`orders_aws.events.command_from_eventbridge` for how ``detail`` maps to the
-command CloudEvent. A command that can never succeed is logged and answered with
-``{"status": "rejected"}``; a transient failure raises, so Lambda's asynchronous retries
-(and the function's on-failure destination) take over.
+command CloudEvent. Outcomes follow the core's rule (:mod:`orders_core.dispatch`), as for
+SQS: a command that may succeed later raises, so Lambda's asynchronous retries (and the
+function's on-failure destination, which receives the event itself) take over; a command
+that can never succeed is sent with its content to ``ORDERS_POISON_QUEUE_URL`` and answered
+``{"status": "rejected"}``, or, without that queue (or when sending fails), raised as
+:class:`PoisonCommand` so the on-failure destination receives it: never silently dropped.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from orders_aws import observe
 from orders_aws.bootstrap import Runtime
 from orders_aws.events import command_from_eventbridge
-from orders_core.errors import RequestError
+from orders_core.dispatch import Outcome, classify, reason
 from orders_core.idempotency import event_key
+from orders_core.security import Principal
 
 log = logging.getLogger("orders_aws.eventbridge")
+
+
+class PoisonCommand(Exception):
+    """A command that can never succeed, raised for the on-failure destination to keep."""
 
 
 def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
     with observe.invocation(context, "pubsub"):
         return _handle(event, context, rt)
+
+
+def bus_principal(event: dict[str, Any], bus: str) -> Principal:
+    """The bus the command came through (EventBridge events name no bus, so the deployment
+    says which one the rule listens on); IAM on that bus authorized the sender."""
+    region, account = str(event.get("region", "")), str(event.get("account", ""))
+    return Principal.service(f"arn:aws:events:{region}:{account}:event-bus/{bus}")
 
 
 def _handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
@@ -36,10 +52,35 @@ def _handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
         ):
             result = rt.service.handle(
                 command,
+                principal=bus_principal(event, rt.config.command_bus),
                 idempotency_key=event_key(command.source, command.id),
                 deadline=rt.deadline(context),
             )
-    except RequestError as error:
-        log.warning("command rejected", extra={"eventId": event.get("id"), "problem": error.slug})
-        return {"status": "rejected", "problem": error.slug}
+    except Exception as error:
+        if classify(error) is Outcome.RETRY:
+            raise
+        label = reason(error)
+        if not _dead_letter(rt, event, label):
+            raise PoisonCommand(label) from None
+        log.warning("command rejected", extra={"eventId": event.get("id"), "problem": label})
+        return {"status": "rejected", "problem": label}
     return {"status": "ok", "orderId": result.order_id, "replayed": result.replayed}
+
+
+def _dead_letter(rt: Runtime, event: dict[str, Any], label: str) -> bool:
+    url = rt.config.poison_queue_url
+    if url is None:
+        return False
+    try:
+        rt.sqs().send_message(
+            QueueUrl=url,
+            MessageBody=json.dumps(event, default=str),
+            MessageAttributes={
+                "reason": {"DataType": "String", "StringValue": label},
+                "sourceEventId": {"DataType": "String", "StringValue": str(event.get("id"))},
+            },
+        )
+    except Exception:  # raised instead, for the on-failure destination
+        log.exception("could not send a poison command to %s", url)
+        return False
+    return True

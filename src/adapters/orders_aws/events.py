@@ -9,13 +9,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from orders_core.commands import Command
-from orders_core.errors import MalformedRequest
+from orders_core.errors import MalformedRequest, Unauthenticated
 from orders_core.http import CE_JSON, HttpRequest, HttpResponse, parse_query
-from orders_core.service import ANONYMOUS
+from orders_core.security import (
+    ANONYMOUS,
+    DEFAULT_ADMIN_SCOPE,
+    Principal,
+    scopes_of,
+)
 
 TEXT_TYPES: Final = ("application/json", "application/problem+json", "text/")
 
@@ -41,18 +48,75 @@ def _text(value: Any, name: str) -> str:
     return value
 
 
-def principal_from(event: Mapping[str, Any]) -> str:
-    """The caller for idempotency scoping: ``issuer|subject`` of a JWT authorizer's claims."""
+@dataclass(frozen=True)
+class AuthSettings:
+    """How API Gateway's authorizer output becomes a principal (docs/decisions/0011)."""
+
+    admin_scope: str = DEFAULT_ADMIN_SCOPE
+    """A JWT scope (``scope``/``scp`` claim, or the authorizer's ``scopes``) that grants
+    access to every order."""
+    admin_arns: frozenset[str] = frozenset()
+    """IAM users or roles (``arn:aws:iam::<account>:role/<name>``) that are admins."""
+    principal_key: str = "principalId"
+    """The Lambda authorizer context key that names the caller."""
+    admin_key: str = "admin"
+    """The Lambda authorizer context key whose true value grants admin."""
+
+
+_ASSUMED_ROLE: Final = re.compile(r"^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)/.+$")
+
+
+def _iam_identity(arn: str) -> str:
+    """A role's callers are the role: ``sts::...:assumed-role/R/session`` -> ``iam::...:role/R``
+    (session names change with every credential refresh; the role is who was granted)."""
+    match = _ASSUMED_ROLE.match(arn)
+    if match is None:
+        return arn
+    partition, account, role = match.groups()
+    return f"arn:{partition}:iam::{account}:role/{role}"
+
+
+def principal_from(event: Mapping[str, Any], auth: AuthSettings | None = None) -> Principal:
+    """The caller, from what API Gateway's authorizer put in ``requestContext.authorizer``.
+
+    No authorizer at all is a route deployed without one (``-c auth=none``): anonymous.
+    An authorizer that names nobody is a misconfiguration: 401, never a shared identity.
+    """
+    auth = auth or AuthSettings()
     context = _object(event.get("requestContext"), "requestContext")
-    jwt = _object(_object(context.get("authorizer"), "authorizer").get("jwt"), "jwt")
-    claims = _object(jwt.get("claims"), "claims")
-    subject = claims.get("sub")
-    if not subject or not isinstance(subject, str):
+    authorizer = _object(context.get("authorizer"), "authorizer")
+    if not authorizer:
         return ANONYMOUS
-    return f"{claims.get('iss', '')}|{subject}"
+    if "jwt" in authorizer:
+        jwt = _object(authorizer.get("jwt"), "jwt")
+        claims = _object(jwt.get("claims"), "claims")
+        scopes = jwt.get("scopes")
+        granted = set(scopes_of(claims))
+        if isinstance(scopes, list):
+            granted.update(s for s in scopes if isinstance(s, str))
+        subject, issuer = claims.get("sub"), claims.get("iss", "")
+        if isinstance(subject, str) and subject and isinstance(issuer, str):
+            return Principal.jwt(issuer, subject, admin=auth.admin_scope in granted)
+    elif "iam" in authorizer:
+        iam = _object(authorizer.get("iam"), "iam")
+        arn = iam.get("userArn")
+        if isinstance(arn, str) and arn.startswith("arn:"):
+            identity = _iam_identity(arn)
+            return Principal.iam(identity, admin=identity in auth.admin_arns)
+    elif "lambda" in authorizer:
+        values = _object(authorizer.get("lambda"), "lambda")
+        name = values.get(auth.principal_key)
+        if isinstance(name, str | int) and not isinstance(name, bool) and str(name):
+            admin = values.get(auth.admin_key)
+            return Principal.authorizer(
+                str(name), admin=admin is True or (isinstance(admin, str) and admin == "true")
+            )
+    raise Unauthenticated("the request's authorizer named no caller")
 
 
-def http_request_from_apigw(event: Mapping[str, Any]) -> HttpRequest:
+def http_request_from_apigw(
+    event: Mapping[str, Any], auth: AuthSettings | None = None
+) -> HttpRequest:
     """Payload format 2.0 -> HttpRequest. A malformed event (API Gateway never sends one, a
     misrouted test might) or an undecodable body raises MalformedRequest: a 400."""
     if type(event) is not dict and not isinstance(event, Mapping):
@@ -75,7 +139,7 @@ def http_request_from_apigw(event: Mapping[str, Any]) -> HttpRequest:
         headers={str(k).lower(): str(v) for k, v in headers.items()},
         query=parse_query(raw_query),
         body=body,
-        principal=principal_from(event),
+        principal=principal_from(event, auth),
     )
 
 

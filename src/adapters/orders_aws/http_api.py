@@ -18,7 +18,7 @@ log = logging.getLogger("orders_aws.http")
 def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
     with observe.invocation(context, "http") as faas:
         try:
-            request = http_request_from_apigw(event)
+            request = http_request_from_apigw(event, rt.config.auth)
         except OrdersError as error:
             return apigw_response(problem_response(error, str(event.get("rawPath", "/"))))
         if telemetry.sdk_configured():

@@ -1,12 +1,17 @@
 """SQS batches of command CloudEvents -> the service, with partial batch responses.
 
-Answers with ``batchItemFailures`` (the function needs ``ReportBatchItemFailures``):
+Answers with ``batchItemFailures`` (the function needs ``ReportBatchItemFailures``), by the
+core's rule (:mod:`orders_core.dispatch`):
 
-* transient failures (a lost race, the table throttled, the deadline) are reported, so SQS
-  redelivers just those records;
-* a record that can never succeed (not a CloudEvent, invalid data, unknown order, bad
-  transition, a reused key) is logged, sent to ``ORDERS_POISON_QUEUE_URL`` when set, and
-  not reported: retrying it would only delay the rest of the queue;
+* a command that may succeed later (its order not there yet, a transition out of order, a
+  lost race, the table throttled, the deadline) is reported, so SQS redelivers just that
+  record; the queue's redrive policy dead-letters it after its last receive;
+* a command that can never succeed (not a CloudEvent, invalid data, unknown type, a reused
+  key, a transition out of a terminal status) is sent with its body to
+  ``ORDERS_POISON_QUEUE_URL`` and not reported. Without that queue, or when sending fails,
+  it is reported instead, so the redrive policy dead-letters it: poison is never deleted;
+* every step of a record runs inside that record's isolation: one odd record never fails
+  its batch;
 * in a FIFO queue, every record after a reported one is reported too, to keep order.
 """
 
@@ -14,20 +19,25 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from orders_aws import observe
 from orders_aws.bootstrap import Runtime
 from orders_aws.events import command_from_sqs_record
 from orders_core import telemetry
-from orders_core.errors import DeadlineExceeded, RequestError
+from orders_core.commands import Command
+from orders_core.deadline import Deadline
+from orders_core.dispatch import Outcome, classify, reason
 from orders_core.idempotency import event_key
+from orders_core.security import Principal
 
 log = logging.getLogger("orders_aws.queue")
 
 
 def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
-    records = event.get("Records", [])
+    records = event.get("Records", []) if isinstance(event, Mapping) else []
+    records = records if isinstance(records, list) else []
     producers = [_traceparent(r) for r in records]
     with observe.invocation(
         context, "pubsub", span_name="orders-commands process", links_from=producers
@@ -35,82 +45,119 @@ def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
         return _handle(records, context, rt)
 
 
-def _traceparent(record: dict[str, Any]) -> str | None:
-    """The producer's trace context: the CloudEvent's extension, else the message attribute."""
+def _traceparent(record: Any) -> str | None:
+    """The producer's trace context: the CloudEvent's extension, else the message attribute.
+
+    Total: a link is a nicety, so any record, however odd, yields a value or None here and
+    meets its real verdict in its own isolation.
+    """
     try:
         body = json.loads(record.get("body", ""))
         value = body.get("traceparent") if isinstance(body, dict) else None
-    except ValueError:
-        value = None
-    if not value:
-        value = ((record.get("messageAttributes") or {}).get("traceparent") or {}).get(
-            "stringValue"
-        )
-    return telemetry.valid_traceparent(value)
+        if not isinstance(value, str):
+            attribute = (record.get("messageAttributes") or {}).get("traceparent") or {}
+            value = attribute.get("stringValue")
+        return telemetry.valid_traceparent(value) if isinstance(value, str) else None
+    except Exception:  # RecursionError, AttributeError, ValueError alike
+        return None
 
 
-def _handle(records: list[dict[str, Any]], context: Any, rt: Runtime) -> dict[str, Any]:
+def _handle(records: list[Any], context: Any, rt: Runtime) -> dict[str, Any]:
     deadline = rt.deadline(context)
     failures: list[dict[str, str]] = []
     for record in records:
         telemetry.order_id.set(None)  # one record's order never labels the next one's lines
+        if not isinstance(record, Mapping):
+            log.warning("record is not an object; nothing to report it by")
+            continue
         message_id = str(record.get("messageId", ""))
         fifo = str(record.get("eventSourceARN", "")).endswith(".fifo")
         if failures and fifo:
             failures.append({"itemIdentifier": message_id})
             continue
-        try:
-            command = command_from_sqs_record(record)
-            with observe.record_span(
-                f"process {command.type}",
-                command.traceparent,
-                command.tracestate,
-                {
-                    "messaging.system": "aws_sqs",
-                    "messaging.message.id": message_id,
-                    "messaging.operation.type": "process",
-                },
-            ):
-                result = rt.service.handle(
-                    command,
-                    idempotency_key=event_key(command.source, command.id),
-                    deadline=deadline,
-                )
-        except RequestError as error:
-            log.warning(
-                "poison record dropped",
-                extra={"messageId": message_id, "problem": error.slug, "status": error.status},
-            )
-            _dead_letter(rt, record, error.slug)
-        except DeadlineExceeded:
+        if not _process(record, message_id, rt, deadline):
             failures.append({"itemIdentifier": message_id})
-        except Exception as error:  # transient or unknown: let SQS redeliver this record
-            log.warning(
-                "record failed; SQS will redeliver it",
-                extra={"messageId": message_id, "error": type(error).__name__},
-            )
-            failures.append({"itemIdentifier": message_id})
-        else:
-            log.info(
-                "record processed",
-                extra={
-                    "messageId": message_id,
-                    "orderId": result.order_id,
-                    "replayed": result.replayed,
-                },
-            )
     return {"batchItemFailures": failures}
 
 
-def _dead_letter(rt: Runtime, record: dict[str, Any], reason: str) -> None:
+def _process(record: Mapping[str, Any], message_id: str, rt: Runtime, deadline: Deadline) -> bool:
+    """Run one record; False when SQS must deliver it again."""
+    try:
+        command = command_from_sqs_record(record)
+        return _run(command, record, message_id, rt, deadline)
+    except Exception as error:  # each record is isolated from the others
+        return _settle(classify(error), error, record, message_id, rt)
+
+
+def _run(
+    command: Command, record: Mapping[str, Any], message_id: str, rt: Runtime, deadline: Deadline
+) -> bool:
+    with observe.record_span(
+        f"process {command.type}",
+        command.traceparent,
+        command.tracestate,
+        {
+            "messaging.system": "aws_sqs",
+            "messaging.message.id": message_id,
+            "messaging.operation.type": "process",
+        },
+    ):
+        try:
+            result = rt.service.handle(
+                command,
+                # The queue is the principal: IAM on the queue authorized the sender.
+                principal=Principal.service(str(record.get("eventSourceARN") or "aws:sqs")),
+                idempotency_key=event_key(command.source, command.id),
+                deadline=deadline,
+            )
+        except Exception as error:  # classified, never raised out of the batch
+            return _settle(classify(error), error, record, message_id, rt)
+    log.info(
+        "record processed",
+        extra={"messageId": message_id, "orderId": result.order_id, "replayed": result.replayed},
+    )
+    return True
+
+
+def _settle(
+    outcome: Outcome, error: BaseException, record: Mapping[str, Any], message_id: str, rt: Runtime
+) -> bool:
+    label = reason(error)
+    if outcome is Outcome.RETRY:
+        log.warning(
+            "record failed; SQS will redeliver it", extra={"messageId": message_id, "error": label}
+        )
+        return False
+    if _dead_letter(rt, record, label):
+        log.warning(
+            "poison record dead-lettered", extra={"messageId": message_id, "problem": label}
+        )
+        return True
+    log.warning(
+        "poison record left to the queue's redrive policy",
+        extra={"messageId": message_id, "problem": label},
+    )
+    return False
+
+
+def _dead_letter(rt: Runtime, record: Mapping[str, Any], reason: str) -> bool:
+    """Send the record's body to the poison queue; False when there is none or it failed."""
     url = rt.config.poison_queue_url
     if url is None:
-        return
-    rt.sqs().send_message(
-        QueueUrl=url,
-        MessageBody=str(record.get("body", "")),
-        MessageAttributes={
-            "reason": {"DataType": "String", "StringValue": reason},
-            "sourceMessageId": {"DataType": "String", "StringValue": str(record.get("messageId"))},
-        },
-    )
+        return False
+    try:
+        rt.sqs().send_message(
+            QueueUrl=url,
+            MessageBody=str(record.get("body", "")) or "(empty body)",
+            MessageAttributes={
+                "reason": {"DataType": "String", "StringValue": reason},
+                "sourceMessageId": {
+                    "DataType": "String",
+                    "StringValue": str(record.get("messageId")) or "(none)",
+                },
+            },
+        )
+    except Exception:  # the record stays on its queue instead
+        log.exception("could not send a poison record to %s", url)
+        return False
+    return True

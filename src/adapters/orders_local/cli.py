@@ -165,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between looks at the outbox when nothing wakes the relay",
     )
     relay.add_argument(
+        "--backoff-cap",
+        type=_seconds,
+        default=10.0,  # relay.BACKOFF_CAP, not imported here: the CLI loads the core lazily
+        help="longest pause between attempts while the sink fails; the first is 0.1 s and "
+        "each next one doubles, with jitter",
+    )
+    relay.add_argument(
         "--marks-fd",
         type=int,
         help=argparse.SUPPRESS,  # serve's child: report deliveries here, the server marks them
@@ -326,9 +333,22 @@ def run_relay(args: argparse.Namespace) -> int:
     except (sqlite3.Error, SchemaTooNew) as exc:
         return fail(f"cannot open database {args.db}: {exc}")
     outbox = store if args.marks_fd is None else MarksThroughServer(store, args.marks_fd)
-    relay = OutboxRelay(outbox, publisher, poll_interval=args.poll_interval, destination=args.sink)
+    relay = OutboxRelay(
+        outbox,
+        publisher,
+        poll_interval=args.poll_interval,
+        backoff_cap=args.backoff_cap,
+        destination=args.sink,
+    )
     stop = _stop_on_signals()
     relay.start()
+    if args.marks_fd is not None:  # the server it reports to may die: then stop at once
+
+        def stop_when_gone() -> None:
+            relay.gone.wait()
+            stop.set()
+
+        threading.Thread(target=stop_when_gone, name="gone", daemon=True).start()
     if args.lifeline:  # serve's child: stop when the server closes its end, or on a signal
 
         def follow() -> None:

@@ -2,9 +2,10 @@
 
 Events are published one by one in outbox order. The first failure stops the pass, so an
 order's later events never overtake an earlier one that failed; that event is retried after
-an exponentially growing, jittered pause, and nothing is dropped however long the sink is
-down. Whatever is still pending at shutdown, or after a crash, is published after the next
-start: the outbox is the only source of truth.
+an exponentially growing, jittered pause (capped, and never cut short by a commit's wake-up),
+and nothing is dropped however long the sink is down. Whatever is still pending at shutdown,
+or after a crash, is published after the next start: the outbox is the only source of truth
+(docs/decisions/0009-relay-process.md).
 """
 
 from __future__ import annotations
@@ -15,11 +16,40 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Final
 
 from orders_core import telemetry
 from orders_core.ports import EventPublisher, Outbox
 
 log = logging.getLogger("orders_local.relay")
+
+BACKOFF_BASE: Final = 0.1
+"""Seconds of pause after a first failed attempt; each further one doubles it."""
+BACKOFF_CAP: Final = 10.0
+"""The longest pause between attempts: also how long a recovered sink may wait for the
+first event after a long outage."""
+RESTART_AFTER: Final = 1.0
+"""Seconds before a relay loop that died of an unexpected error is run again."""
+_MAX_EXPONENT: Final = 64
+"""2.0**64 times any sane base is past any cap, and far from a float's range (2.0**1024
+overflows, which a days-long outage reached)."""
+
+
+def retry_delay(
+    attempt: int, jitter: float, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP
+) -> float:
+    """Seconds to pause after ``attempt`` consecutive failures: ``base * 2**(attempt-1)``,
+    capped, with equal jitter (half fixed, ``jitter`` in [0, 1] of the other half) so many
+    relays do not retry in step. The exponent is capped first: finite for any attempt."""
+    if attempt <= 0:
+        return 0.0
+    ceiling = min(cap, base * 2.0 ** min(attempt - 1, _MAX_EXPONENT))
+    return ceiling / 2 + jitter * ceiling / 2
+
+
+class OutboxGone(Exception):
+    """The outbox can take no more reports (the server a relay process reports to died):
+    the relay stops, since all it publishes now would be published again after a restart."""
 
 
 class OutboxRelay:
@@ -31,10 +61,11 @@ class OutboxRelay:
         batch_size: int = 100,
         poll_interval: float = 0.25,
         min_pass_interval: float = 0.02,
-        backoff_base: float = 0.1,
-        backoff_cap: float = 30.0,
+        backoff_base: float = BACKOFF_BASE,
+        backoff_cap: float = BACKOFF_CAP,
         jitter: Callable[[], float] = random.random,
         destination: str = "orders-local",
+        restart_after: float = RESTART_AFTER,
     ) -> None:
         self.destination = destination
         self.outbox = outbox
@@ -45,9 +76,12 @@ class OutboxRelay:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self._jitter = jitter
+        self.restart_after = restart_after
         self._failures = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self.gone = threading.Event()
+        """Set when the outbox refused a report (:class:`OutboxGone`): the relay stopped."""
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> int:
@@ -55,7 +89,8 @@ class OutboxRelay:
 
         A publish failure is recorded on the first undelivered event and ends the pass.
         A failed batch may be published again in part: delivery is at least once, and
-        consumers deduplicate on the stable event ids.
+        consumers deduplicate on the stable event ids. Raises :class:`OutboxGone` when a
+        delivery cannot be reported.
         """
         batch = self.outbox.pending(self.batch_size)
         if not batch:
@@ -89,50 +124,74 @@ class OutboxRelay:
         return len(batch)
 
     def backoff(self) -> float:
-        """Seconds to wait before the next pass: 0 when healthy, else capped 2^n with
-        equal jitter (half fixed, half random) so many relays do not retry in step."""
-        if self._failures == 0:
-            return 0.0
-        ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** (self._failures - 1))
-        return ceiling / 2 + self._jitter() * ceiling / 2
+        """Seconds to wait before the next pass: 0 when healthy, else :func:`retry_delay`."""
+        return retry_delay(
+            self._failures, self._jitter(), base=self.backoff_base, cap=self.backoff_cap
+        )
 
     def wake(self) -> None:
-        """Ask for a pass now (after a commit), instead of at the next poll."""
+        """Ask for a pass now (after a commit), instead of at the next poll. While the sink
+        is failing it changes nothing: the pause after a failure always runs out."""
         self._wake.set()
+
+    def _run(self) -> None:
+        """The thread: the loop, run again if it ever dies, so a bug delays events but
+        never strands them until the next start."""
+        while not self._stopping.is_set():
+            try:
+                self._loop()
+            except Exception:
+                log.exception("the relay loop failed; running it again")
+                self._stopping.wait(self.restart_after)
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
+            self._wake.clear()  # a commit from here on asks for one more pass
             try:
                 delivered = self.run_once()
+            except OutboxGone:
+                self._gone()
+                return
             except Exception:  # the store itself failed: keep the relay alive
                 log.exception("relay pass failed")
                 self._failures += 1
                 delivered = 0
-            pause = self.backoff() or (0.0 if delivered >= self.batch_size else self.poll_interval)
-            if pause:
-                self._wake.wait(pause)
-                if self._failures == 0:
-                    self._wake.clear()
-                    # A wake comes with every commit: let a few more arrive and go out in
-                    # one batch, instead of one pass (and one write transaction) each.
-                    self._stopping.wait(self.min_pass_interval)
+            if self._failures:
+                # Only a stop ends this pause: a commit says nothing about the sink.
+                self._stopping.wait(self.backoff())
+            elif delivered < self.batch_size and self._wake.wait(self.poll_interval):
+                # A wake comes with every commit: let a few more arrive and go out in
+                # one batch, instead of one pass (and one write transaction) each.
+                self._stopping.wait(self.min_pass_interval)
+
+    def _gone(self) -> None:
+        if not self.gone.is_set():
+            log.warning("the outbox takes no more reports (its server is gone); stopping")
+        self.gone.set()
+        self._stopping.set()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="outbox-relay", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
         self._thread.start()
 
     def stop(self, *, flush: bool = True, timeout: float = 10.0) -> int:
         """Stop the thread; with ``flush``, deliver what is pending (within ``timeout``).
 
-        Returns how many events remain undelivered.
+        No flush while the thread is still in a pass (it would publish the same batch
+        again), nor once the outbox is gone. Returns how many events remain undelivered.
         """
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        if flush:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self.outbox.pending(1):
+            flush = flush and not self._thread.is_alive()
+        deadline = time.monotonic() + timeout
+        while flush and not self.gone.is_set() and time.monotonic() < deadline:
+            if not self.outbox.pending(1):
+                break
+            try:
                 if self.run_once() == 0:
                     break  # the sink is failing: the rest waits for the next start
+            except OutboxGone:
+                self._gone()
         return len(self.outbox.pending(self.batch_size))

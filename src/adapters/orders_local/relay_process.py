@@ -17,9 +17,11 @@ average). Only a failed publish is recorded by the relay itself.
 The server holds the write end of a pipe that is the relay's stdin, its lifeline: a byte
 means "a commit happened, look now"; end of file means "stop": the relay delivers what is
 pending (within its timeout) and exits. If the server dies, even by SIGKILL, the pipe
-closes and the relay stops too. It runs in its own session, so a Ctrl-C in the terminal
-reaches the server alone, which then stops the relay in order. Delivery stays at least
-once either way: whatever was not marked delivered goes out after the next start.
+closes and the relay stops too, at the latest when its first report finds the marks pipe
+closed (it publishes nothing more: the server that would mark it is gone). It runs in its
+own session, so a Ctrl-C in the terminal reaches the server alone, which then stops the
+relay in order. Delivery stays at least once either way: whatever was not marked delivered
+goes out after the next start.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from orders_core.ports import Outbox, PendingEvent
+from orders_local.relay import OutboxGone
 
 if TYPE_CHECKING:
     from orders_local.sqlite import SQLiteStore
@@ -49,8 +53,9 @@ class RelayProcess:
 
     The same surface as :class:`~orders_local.relay.OutboxRelay` (``start``, ``wake``,
     ``stop``), so the runtime uses either. A relay that exits on its own (a crash, a kill)
-    is started again on a later wake, at most once a second; meanwhile events wait in the
-    outbox.
+    is started again, at most once a second, on the server's loop: a wake notices it, and
+    so does the report a watcher thread sends when the process exits (an empty line on the
+    marks pipe), so events committed before it died do not wait for another commit.
     """
 
     def __init__(
@@ -59,15 +64,19 @@ class RelayProcess:
         sink: str,
         *,
         poll_interval: float = 0.25,
+        backoff_cap: float | None = None,
         python: str = sys.executable,
     ) -> None:
         self.outbox = outbox
         self.sink = sink
         self.poll_interval = poll_interval
+        self.backoff_cap = backoff_cap
         self.python = python
         self.proc: subprocess.Popen[bytes] | None = None
         self._started_at = float("-inf")
         self._stopping = False
+        self._stopped = threading.Event()
+        self._fds_lock = threading.Lock()  # the watcher never writes to a closed descriptor
         # Delivery reports, one pipe for the runtime's life (every relay started writes to
         # it), read by the server's loop: see :meth:`apply_marks`.
         self.marks_fd, self._marks_w = os.pipe()
@@ -87,6 +96,7 @@ class RelayProcess:
                 self.sink,
                 "--poll-interval",
                 str(self.poll_interval),
+                *([] if self.backoff_cap is None else ["--backoff-cap", str(self.backoff_cap)]),
                 "--marks-fd",
                 str(self._marks_w),
                 "--lifeline",
@@ -99,6 +109,19 @@ class RelayProcess:
         assert self.proc.stdin is not None
         os.set_blocking(self.proc.stdin.fileno(), False)
         self._started_at = time.monotonic()
+        threading.Thread(
+            target=self._watch, args=(self.proc, self._started_at), name="relay-watch", daemon=True
+        ).start()
+
+    def _watch(self, proc: subprocess.Popen[bytes], started_at: float) -> None:
+        """Wait for ``proc`` to exit; unless stopping, once a restart is allowed, wake the
+        server's loop with an empty report, so that :meth:`apply_marks` starts a new one."""
+        proc.wait()
+        if self._stopped.wait(max(0.0, started_at + RESTART_AFTER - time.monotonic())):
+            return
+        with self._fds_lock:
+            if not self._stopped.is_set():
+                os.write(self._marks_w, b"\n")
 
     def wake(self) -> None:
         """Ask for a pass now (after a commit); never blocks the caller.
@@ -118,20 +141,28 @@ class RelayProcess:
 
     def _restart(self) -> None:
         assert self.proc is not None
-        code = self.proc.poll()
+        # The watcher thread reaps the process: returncode, not poll() (which answers None
+        # while another thread waits).
+        code = self.proc.returncode
         if code is None or time.monotonic() - self._started_at < RESTART_AFTER:
-            return  # still exiting, or it just started: a later wake tries again
+            return  # still exiting, or it just started: a later wake or report tries again
         log.error("the relay process exited (code %s); starting it again", code)
         self._close_lifeline()
-        self.apply_marks()
+        self._read_marks()
         self._partial = b""  # the end of a line the dead relay was writing: never finished
         self.start()
 
     def apply_marks(self) -> None:
-        """Mark delivered what the relay reported. The server calls this on its loop thread
-        when the pipe is readable, inside the turn's unit of work, so the marks commit with
-        the turn; if they are lost (a crash before that commit), those events go out again
-        after the next start: delivery is at least once."""
+        """Mark delivered what the relay reported, and start a relay that has exited. The
+        server calls this on its loop thread when the pipe is readable, inside the turn's
+        unit of work, so the marks commit with the turn; if they are lost (a crash before
+        that commit), those events go out again after the next start: delivery is at least
+        once."""
+        self._read_marks()
+        if self.proc is not None and self.proc.returncode is not None and not self._stopping:
+            self._restart()
+
+    def _read_marks(self) -> None:
         data = self._partial
         while True:
             try:
@@ -157,6 +188,7 @@ class RelayProcess:
         """
         del flush
         self._stopping = True
+        self._stopped.set()
         proc = self.proc
         if proc is not None:
             self._close_lifeline()
@@ -167,11 +199,12 @@ class RelayProcess:
                     proc.kill()
                     proc.wait()
                     break
-                self.apply_marks()
+                self._read_marks()
                 time.sleep(0.01)
-        self.apply_marks()  # the final pass's reports
-        os.close(self.marks_fd)
-        os.close(self._marks_w)
+        self._read_marks()  # the final pass's reports
+        with self._fds_lock:
+            os.close(self.marks_fd)
+            os.close(self._marks_w)
         return self.outbox.undelivered_count()
 
     def _close_lifeline(self) -> None:
@@ -209,7 +242,8 @@ class MarksThroughServer(Outbox):
     reports each delivery to the server over ``fd`` instead of writing it.
 
     It skips what it has reported (the server marks it on its next turn), and records a
-    failed publish itself, the one write it makes (rare, and no hot path waits on it).
+    failed publish itself, the one write it makes (rare, and no hot path waits on it). A
+    report the pipe refuses (the server died) raises :class:`OutboxGone`.
     """
 
     def __init__(self, store: SQLiteStore, fd: int) -> None:
@@ -225,7 +259,10 @@ class MarksThroughServer(Outbox):
             return
         for start in range(0, len(positions), _PER_LINE):
             line = " ".join(map(str, positions[start : start + _PER_LINE])) + "\n"
-            os.write(self.fd, line.encode())  # within PIPE_BUF: written whole or not at all
+            try:
+                os.write(self.fd, line.encode())  # within PIPE_BUF: written whole or not at all
+            except BrokenPipeError:
+                raise OutboxGone("the server reading delivery reports is gone") from None
         self._reported = max(self._reported, *positions)
 
     def mark_failed(self, positions: Sequence[int], error: str) -> None:

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from orders_core.events import DomainEvent
 from orders_core.ports import EventPublisher
@@ -51,11 +51,20 @@ class JsonLinesSink(EventPublisher):
             self._stream.close()
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows no redirect, so a 3xx reaches the caller as an HTTPError. Following one
+    turned a 301-303 into a body-less GET whose 2xx counted as delivery."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 class WebhookSink(EventPublisher):
-    """POSTs each event in CloudEvents HTTP binary mode; any non-2xx answer is a failure.
+    """POSTs each event in CloudEvents HTTP binary mode; only a 2xx answer is delivery (as
+    in Knative's delivery contract): anything else, a 3xx included, is a failed attempt.
 
     Retries are the relay's job (backoff with jitter, nothing dropped); this sink makes one
-    attempt per call, bounded by ``timeout``.
+    attempt per call, bounded by ``timeout``, and follows no redirect.
     """
 
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
@@ -64,7 +73,7 @@ class WebhookSink(EventPublisher):
         self.url = url
         self.timeout = timeout
         # Called directly: environment proxies are not used (the target is usually local).
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
 
     def publish(self, events: Sequence[DomainEvent]) -> None:
         from cloudevents.core.bindings.http import to_binary
@@ -79,7 +88,9 @@ class WebhookSink(EventPublisher):
                 with self._opener.open(request, timeout=self.timeout) as response:
                     response.read()
             except urllib.error.HTTPError as exc:
-                raise PublishFailed(f"webhook answered {exc.code}", done) from None
+                where = exc.headers.get("location") if 300 <= exc.code < 400 else None
+                moved = f" (redirect to {where}, not followed)" if where else ""
+                raise PublishFailed(f"webhook answered {exc.code}{moved}", done) from None
             except (urllib.error.URLError, OSError) as exc:
                 raise PublishFailed(f"webhook unreachable: {exc}", done) from None
 

@@ -36,8 +36,9 @@ from orders_core.errors import (
 )
 from orders_core.events import DomainEvent, event_id
 from orders_core.http import HttpApi, HttpRequest, HttpResponse
-from orders_core.idempotency import IdempotencyRecord, event_key
+from orders_core.idempotency import IdempotencyRecord, event_key, http_key
 from orders_core.ports import Change, OrderStore, Outbox
+from orders_core.security import ANONYMOUS, Principal
 from orders_core.service import OrderService
 from orders_core.testing.clock import FakeClock
 
@@ -46,6 +47,10 @@ T = TypeVar("T")
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 CREATE_BODY = b'{"items":[{"id":"sku-1","qty":2}],"customerId":"cust-1"}'
 RACERS = 16
+ALICE = Principal.jwt("https://issuer.test/", "alice")
+BOB = Principal.jwt("https://issuer.test/", "bob")
+ADMIN = Principal.jwt("https://issuer.test/", "root", admin=True)
+QUEUE = Principal.service("arn:aws:sqs:us-east-1:111122223333:orders-commands")
 
 
 def _run_concurrently(n: int, fn: Callable[[int], T]) -> list[T | BaseException]:
@@ -124,11 +129,23 @@ class StoreContract(ABC):
         )
 
     @staticmethod
-    def _post(api: HttpApi, path: str, body: bytes = b"", **headers: str) -> HttpResponse:
+    def _post(
+        api: HttpApi,
+        path: str,
+        body: bytes = b"",
+        principal: Principal = ANONYMOUS,
+        **headers: str,
+    ) -> HttpResponse:
         hdrs = {k.replace("_", "-"): v for k, v in headers.items()}
         if body:
             hdrs.setdefault("content-type", "application/json")
-        return api.handle(HttpRequest("POST", path, hdrs, body=body))
+        return api.handle(HttpRequest("POST", path, hdrs, body=body, principal=principal))
+
+    @staticmethod
+    def _get(
+        api: HttpApi, path: str, principal: Principal, query: dict[str, str] | None = None
+    ) -> HttpResponse:
+        return api.handle(HttpRequest("GET", path, query=query or {}, principal=principal))
 
     # -- the store port ----------------------------------------------------------------
 
@@ -260,12 +277,12 @@ class StoreContract(ABC):
         assert len(store.list_by_customer("cust-1").orders) == 1
 
     def test_keys_are_scoped_per_principal(self, api: HttpApi, store: OrderStore) -> None:
-        def post(principal: str) -> HttpResponse:
+        def post(principal: Principal) -> HttpResponse:
             headers = {"content-type": "application/json", "idempotency-key": "shared"}
             request = HttpRequest("POST", "/orders", headers, body=CREATE_BODY, principal=principal)
             return api.handle(request)
 
-        alice, bob = post("alice"), post("bob")
+        alice, bob = post(ALICE), post(BOB)
         assert alice.status == bob.status == 201
         assert alice.json()["orderId"] != bob.json()["orderId"]
         assert "idempotent-replayed" not in bob.headers
@@ -419,12 +436,13 @@ class StoreContract(ABC):
         self, service: OrderService
     ) -> None:
         created = service.handle(
-            Command(commands.CREATE, "t", "x", json.loads(CREATE_BODY)), idempotency_key="k"
+            Command(commands.CREATE, "t", "x", json.loads(CREATE_BODY)),
+            idempotency_key=http_key("k"),
         )
         with pytest.raises(IdempotencyKeyReused):
             service.handle(
                 Command(commands.CONFIRM, "t", "y", {"orderId": created.order_id}),
-                idempotency_key="k",
+                idempotency_key=http_key("k"),
             )
 
     def test_a_precondition_on_a_missing_order_is_404(self, api: HttpApi) -> None:
@@ -438,3 +456,133 @@ class StoreContract(ABC):
                     commands.CONFIRM, "t", "2", {"orderId": created.order_id, "expectedVersion": 7}
                 )
             )
+
+    # -- ownership and key namespaces (docs/decisions/0011) ------------------------------
+
+    def test_the_owner_is_stored_kept_by_transitions_and_never_in_the_json(
+        self, store: OrderStore, clock: FakeClock
+    ) -> None:
+        order = Order.place("o-1", [LineItem(sku="sku-1", quantity=2)], "cust-1", clock(), ALICE.id)
+        store.commit(self._create(order), now=clock())
+        read = store.get("o-1")
+        assert read is not None
+        assert read.owner == ALICE.id
+        confirmed = read.transition(OrderStatus.CONFIRMED, clock())
+        store.commit(Change(confirmed, 1, (DomainEvent.for_order(confirmed),)), now=clock())
+        again = store.get("o-1")
+        assert again is not None
+        assert (again.owner, again.status) == (ALICE.id, OrderStatus.CONFIRMED)
+        assert b"alice" not in again.to_json()
+        assert all(
+            b"alice" not in e.to_record_json().encode() for e in self.committed_events(store, "o-1")
+        )
+
+    def test_listing_by_owner_pages_through_only_that_owners_orders(
+        self, store: OrderStore, clock: FakeClock
+    ) -> None:
+        for i in range(9):  # interleaved: a page's worth of the other owner between each
+            owner = ALICE if i % 3 == 0 else BOB
+            order = Order.place(
+                f"o-{i}", [LineItem(sku="sku-1", quantity=1)], "cust-1", clock(), owner.id
+            )
+            store.commit(self._create(order), now=clock())
+            clock.advance(timedelta(seconds=1))
+        seen: list[str] = []
+        cursor = None
+        for _ in range(10):
+            page = store.list_by_customer("cust-1", limit=1, cursor=cursor, owner=ALICE.id)
+            seen += [o.order_id for o in page.orders]
+            assert all(o.owner == ALICE.id for o in page.orders)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == ["o-0", "o-3", "o-6"]
+        assert len(store.list_by_customer("cust-1", limit=100).orders) == 9
+
+    def test_another_principal_cannot_read_list_or_change_an_order(
+        self, api: HttpApi, store: OrderStore
+    ) -> None:
+        created = self._post(api, "/orders", CREATE_BODY, principal=ALICE)
+        oid = created.json()["orderId"]
+        assert self._get(api, f"/orders/{oid}", BOB).status == 404
+        listing = self._get(api, "/orders", BOB, {"customerId": "cust-1"})
+        assert (listing.status, listing.json()["orders"]) == (200, [])
+        for action in ("confirm", "cancel", "fulfill"):
+            refused = self._post(api, f"/orders/{oid}/{action}", principal=BOB)
+            assert refused.status == 404, action
+            # The same answer as for an order that does not exist: nothing to probe.
+            assert refused.json()["type"].endswith("not-found")
+        order = store.get(oid)
+        assert order is not None
+        assert (order.status, order.version) == (OrderStatus.PENDING, 1)
+        assert len(self.committed_events(store, oid)) == 1
+        mine = self._get(api, "/orders", ALICE, {"customerId": "cust-1"}).json()["orders"]
+        assert [o["orderId"] for o in mine] == [oid]
+        assert self._get(api, f"/orders/{oid}", ALICE).status == 200
+
+    def test_an_admin_and_a_service_may_act_on_any_order(
+        self, api: HttpApi, service: OrderService
+    ) -> None:
+        oid = self._post(api, "/orders", CREATE_BODY, principal=ALICE).json()["orderId"]
+        self._post(api, "/orders", CREATE_BODY, principal=BOB)
+        assert self._get(api, f"/orders/{oid}", ADMIN).status == 200
+        listing = self._get(api, "/orders", ADMIN, {"customerId": "cust-1"}).json()["orders"]
+        assert len(listing) == 2
+        assert self._post(api, f"/orders/{oid}/confirm", principal=ADMIN).status == 200
+        command = Command(commands.FULFILL, "urn:erp", "evt-9", {"orderId": oid})
+        result = service.handle(
+            command, principal=QUEUE, idempotency_key=event_key("urn:erp", "evt-9")
+        )
+        assert json.loads(result.body)["status"] == "FULFILLED"
+        # The order is still Alice's: acting on it does not take it over.
+        assert self._get(api, f"/orders/{oid}", ALICE).json()["status"] == "FULFILLED"
+
+    def test_the_same_key_and_body_from_two_principals_make_two_orders(
+        self, api: HttpApi, store: OrderStore
+    ) -> None:
+        user_a = Principal.iam("arn:aws:iam::111122223333:user/a")
+        user_b = Principal.iam("arn:aws:iam::111122223333:user/b")
+        a = self._post(api, "/orders", CREATE_BODY, principal=user_a, idempotency_key="k-1")
+        b = self._post(api, "/orders", CREATE_BODY, principal=user_b, idempotency_key="k-1")
+        assert (a.status, b.status) == (201, 201)
+        assert "idempotent-replayed" not in b.headers
+        assert a.json()["orderId"] != b.json()["orderId"]
+        assert self._get(api, f"/orders/{a.json()['orderId']}", user_b).status == 404
+
+    @pytest.mark.parametrize("principal", [ANONYMOUS, QUEUE], ids=["same-principal", "service"])
+    def test_an_http_key_shaped_like_a_cloudevent_identity_does_not_preclaim_it(
+        self, api: HttpApi, service: OrderService, principal: Principal
+    ) -> None:
+        forged = self._post(
+            api, "/orders", CREATE_BODY, idempotency_key="ce:14:urn:erp:orders:evt-42"
+        )
+        assert forged.status == 201
+        command = Command(commands.CREATE, "urn:erp:orders", "evt-42", json.loads(CREATE_BODY))
+        real = service.handle(
+            command, principal=principal, idempotency_key=event_key("urn:erp:orders", "evt-42")
+        )
+        assert (real.status, real.replayed) == (201, False)
+        assert real.order_id != forged.json()["orderId"]
+
+    def test_every_order_is_reachable_by_paging_whatever_its_size(
+        self, store: OrderStore, clock: FakeClock
+    ) -> None:
+        # 100 orders of ~11 KB: more than one DynamoDB query page (1 MB) at limit=100.
+        items = [
+            LineItem(sku=f"{i:02d}-" + "s" * 60, quantity=9999, unit_price=10**11, currency="EUR")
+            for i in range(100)
+        ]
+        for i in range(100):
+            order = Order.place(f"big-{i:03d}", items, "cust-big", clock(), ALICE.id)
+            store.commit(Change(order, 0, ()), now=clock())
+            clock.advance(timedelta(milliseconds=1))
+        for owner in (None, ALICE.id):
+            seen: list[str] = []
+            cursor = None
+            for _ in range(100):
+                page = store.list_by_customer("cust-big", limit=100, cursor=cursor, owner=owner)
+                seen += [o.order_id for o in page.orders]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert seen == [f"big-{i:03d}" for i in range(100)], owner

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from orders_core import cursor as cursors
-from orders_core.domain import Order
+from orders_core.domain import UNOWNED, Order
 from orders_core.errors import ConcurrencyConflict, DuplicateRequest
 from orders_core.events import DomainEvent
 from orders_core.idempotency import IdempotencyRecord
@@ -28,6 +28,7 @@ class InMemoryStore(OrderStore, Outbox):
         self._lock = threading.Lock()
         self._orders: dict[str, bytes] = {}  # order id -> the order's JSON
         self._versions: dict[str, int] = {}
+        self._owners: dict[str, str] = {}
         self._records: dict[str, IdempotencyRecord] = {}
         self._outbox: list[PendingEvent] = []
         self._delivered: set[int] = set()
@@ -38,19 +39,29 @@ class InMemoryStore(OrderStore, Outbox):
     def get(self, order_id: str) -> Order | None:
         with self._lock:
             data = self._orders.get(order_id)
-        return None if data is None else Order.model_validate_json(data)
+            owner = self._owners.get(order_id, UNOWNED)
+        return None if data is None else Order.model_validate_json(data).owned_by(owner)
 
     def list_by_customer(
-        self, customer_id: str, *, limit: int = 20, cursor: str | None = None
+        self,
+        customer_id: str,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        owner: str | None = None,
     ) -> Page:
         after: tuple[str, str] | None = None
         if cursor is not None:
             position = cursors.decode(cursor, self._cursor_key)
             after = (str(position.get("t")), str(position.get("id")))
         with self._lock:
-            every = list(self._orders.values())
+            every = [
+                Order.model_validate_json(data).owned_by(self._owners[order_id])
+                for order_id, data in self._orders.items()
+                if owner is None or self._owners[order_id] == owner
+            ]
         mine = sorted(
-            (o for o in map(Order.model_validate_json, every) if o.customer_id == customer_id),
+            (o for o in every if o.customer_id == customer_id),
             key=lambda o: (o.created_at.isoformat(), o.order_id),
         )
         if after is not None:
@@ -83,6 +94,7 @@ class InMemoryStore(OrderStore, Outbox):
                     f"expected {change.expected_version}"
                 )
             self._orders[order.order_id] = change.order_json
+            self._owners.setdefault(order.order_id, order.owner)  # set once, at creation
             self._versions[order.order_id] = order.version
             if record is not None:
                 self._records[record.key] = record
