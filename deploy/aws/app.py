@@ -1,7 +1,10 @@
-"""CDK v2 app: ``python app.py`` (or ``cdk synth``/``cdk deploy``) from deploy/aws.
+"""CDK v2 app: ``cdk synth``/``cdk deploy`` from deploy/aws (``cdk.json`` names this file), or
+``python3 app.py`` there.
 
 Synthesizes offline, with no credentials: the stack has no lookups and the environment is
 left account/region-agnostic. Build the Lambda bundle first (``python -m deploy.aws.bundle``).
+Context that cannot make a safe stack (no ``jwtIssuer``/``jwtAudience`` with the default JWT
+authorizer) stops here with a message saying what to pass, not a traceback.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ sys.path.insert(0, str(HERE.parents[1]))  # the repository root, for `deploy.aws
 import aws_cdk as cdk  # noqa: E402
 from aws_cdk import aws_lambda as lambda_  # noqa: E402
 
-from deploy.aws.stack import OrdersStack, StackSettings  # noqa: E402
+from deploy.aws.stack import OrdersStack, SettingsError, StackSettings  # noqa: E402
 
 
 def main() -> None:
     app = cdk.App(outdir=os.environ.get("CDK_OUTDIR", str(HERE / "cdk.out")))
-    settings = StackSettings.from_context(app.node)
+    try:
+        settings = StackSettings.from_context(app.node)
+    except SettingsError as error:
+        sys.exit(f"orders-core: {error}")
     default_bundle = HERE.parents[1] / "dist" / f"orders-lambda-{settings.architecture}.zip"
     bundle = Path(app.node.try_get_context("bundle") or default_bundle)
     if not bundle.is_file():

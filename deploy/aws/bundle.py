@@ -8,10 +8,11 @@
 * boto3 and botocore are left out: the Lambda Python runtime ships them. That saves ~15 MB
   unzipped and keeps cold starts lower; the price is running whatever SDK version the runtime
   has (pin one through a layer if you need to).
-* Bytecode is compiled by an interpreter of the target version when one is on PATH
-  (``python3.12``), with unchecked-hash pycs and ``/var/task`` paths, so it stays
-  reproducible; a bundle without it cold-starts markedly slower (~1.8x measured on this
-  machine type, shared FACTS), so its absence is warned about, not hidden.
+* Bytecode is compiled by an interpreter of the target version: ``python3.12`` on PATH, or
+  one pyenv installed (``$PYENV_ROOT``, ``pyenv root`` or ``~/.pyenv``, ``versions/3.12*``)
+  even when its shim is not enabled; with unchecked-hash pycs and ``/var/task`` paths, so it
+  stays reproducible. A bundle without it cold-starts markedly slower (~1.8x measured on
+  this machine type, shared FACTS), so its absence is warned about, not hidden.
 * Deterministic: entries sorted, timestamps fixed at 1980-01-01, fixed permissions, no
   install-path metadata. The same inputs give the same bytes.
 """
@@ -40,21 +41,83 @@ class BundleError(RuntimeError):
     pass
 
 
-def find_interpreter(version: str) -> str | None:
-    """An interpreter of exactly ``version`` (e.g. 3.12), or None."""
-    for candidate in (f"python{version}", "python3", sys.executable):
-        path = shutil.which(candidate) or (candidate if os.path.isabs(candidate) else None)
-        if path is None:
-            continue
-        probe = subprocess.run(
-            [path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            check=False,
+def _version_key(path: Path) -> tuple[int, ...]:
+    """3.12.10 after 3.12.9: the numeric parts of the pyenv version directory's name."""
+    return tuple(int(part) for part in path.parents[1].name.split(".") if part.isdigit())
+
+
+def pyenv_interpreters(version: str) -> list[Path]:
+    """``python<version>`` of every pyenv-installed <version>.x, newest first.
+
+    pyenv's shims answer "command not found" for versions not enabled (PYENV_VERSION or
+    ``pyenv global``), yet the interpreters are there under the pyenv root.
+    """
+    roots: list[Path] = []
+    if os.environ.get("PYENV_ROOT"):
+        roots.append(Path(os.environ["PYENV_ROOT"]))
+    pyenv = shutil.which("pyenv")
+    if pyenv is not None:
+        answer = subprocess.run(
+            [pyenv, "root"], capture_output=True, text=True, check=False, timeout=30
         )
+        if answer.returncode == 0 and answer.stdout.strip():
+            roots.append(Path(answer.stdout.strip()))
+    roots.append(Path.home() / ".pyenv")
+    found: list[Path] = []
+    for root in dict.fromkeys(roots):
+        versions = root / "versions"
+        if not versions.is_dir():
+            continue
+        for directory in versions.iterdir():
+            if directory.name == version or directory.name.startswith(f"{version}."):
+                interpreter = directory / "bin" / f"python{version}"
+                if interpreter.is_file():
+                    found.append(interpreter)
+    return sorted(found, key=_version_key, reverse=True)
+
+
+def find_interpreter(version: str) -> str | None:
+    """An interpreter of exactly ``version`` (e.g. 3.12), or None.
+
+    Tried in order: ``python<version>`` on PATH, pyenv's installs, ``python3``, this Python;
+    each is asked its version, so a failing shim or another version is passed over.
+    """
+    candidates: list[str] = []
+    if (named := shutil.which(f"python{version}")) is not None:
+        candidates.append(named)
+    candidates += [str(p) for p in pyenv_interpreters(version)]
+    if (python3 := shutil.which("python3")) is not None:
+        candidates.append(python3)
+    candidates.append(sys.executable)
+    for path in dict.fromkeys(candidates):
+        try:
+            probe = subprocess.run(
+                [path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=30,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
         if probe.returncode == 0 and probe.stdout.strip() == version:
             return path
     return None
+
+
+def precompile(target: Path, python: str) -> bool:
+    """Compile the bundle's bytecode with a Python ``python``; warn and return False if none."""
+    interpreter = find_interpreter(python)
+    if interpreter is None:
+        print(
+            f"warning: no Python {python} found (PATH, pyenv): the bundle ships without "
+            f"bytecode and will cold-start slower (about 1.8x). Install python{python} "
+            f"(for example `pyenv install {python}`) to fix.",
+            file=sys.stderr,
+        )
+        return False
+    compile_bytecode(target, interpreter)
+    return True
 
 
 def install(target: Path, arch: str, python: str, work: Path) -> None:
@@ -141,15 +204,7 @@ def build(
         target = work / "bundle"
         install(target, arch, python, work)
         if bytecode:
-            interpreter = find_interpreter(python)
-            if interpreter is None:
-                print(
-                    f"warning: no Python {python} here: the bundle ships without bytecode and "
-                    "will cold-start slower (about 1.8x). Install python{python} to fix.",
-                    file=sys.stderr,
-                )
-            else:
-                compile_bytecode(target, interpreter)
+            precompile(target, python)
         write_zip(target, destination)
     check_size(destination, max_mb)
     return destination

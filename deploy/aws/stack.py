@@ -13,7 +13,20 @@ context key              default                meaning
                                                 (off by default; for sustained load)
 ``bundle``               dist/orders-lambda-    the zip from ``python -m deploy.aws.bundle``
                          <arch>.zip
+``auth``                 ``jwt``                ``jwt``, ``iam`` (SigV4) or ``none`` (loud)
+``jwtIssuer``            (required for jwt)     OIDC issuer URL, e.g. a Cognito user pool's
+``jwtAudience``          (required for jwt)     accepted ``aud``/``client_id`` values,
+                                                comma-separated (an app client id)
+``throttleRate``         ``100``                default stage's steady requests per second
+``throttleBurst``        ``200``                default stage's burst
+``adminScope``           ``orders:admin``       JWT scope that may act on any order
+``adminRoleArns``        (none)                 IAM role/user ARNs treated as admin,
+                                                comma-separated
 =======================  =====================  =========================================
+
+Every route but ``GET /healthz`` and ``GET /openapi.json`` carries the authorizer, and so
+does ``$default``: unmatched requests reach the function, which answers problem+json like
+every other adapter (docs/decisions/0012-default-route.md).
 
 Deploy-time parameters: ``BudgetAmount`` (USD per month) and ``AlertEmail``.
 """
@@ -21,11 +34,13 @@ Deploy-time parameters: ``BudgetAmount`` (USD per month) and ``AlertEmail``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -44,6 +59,28 @@ from constructs import Construct
 from orders_core.http import ROUTES
 
 PROJECT_TAG = ("project", "orders-core")
+AUTH_MODES: Final = ("jwt", "iam", "none")
+PUBLIC_ROUTES: Final = frozenset({("GET", "/healthz"), ("GET", "/openapi.json")})
+"""Routes without an authorizer: load balancers and client generators call them anonymously."""
+DEFAULT_ADMIN_SCOPE: Final = "orders:admin"
+RELAY_MAX_RECORD_AGE: Final = cdk.Duration.hours(6)
+"""Below the stream's 24 h retention, so what Lambda discards can still be read for 18 h."""
+RELAY_GIVE_UP: Final = cdk.Duration.hours(5)
+"""The relay dead-letters an event (with its content) before Lambda would discard it."""
+NONE_WARNING: Final = (
+    "warning: auth=none: the HTTP API has NO authorizer; anyone who finds the URL can create, "
+    "read and change orders. The stack is tagged auth=none."
+)
+
+
+class SettingsError(ValueError):
+    """Context that cannot make a safe stack; the message says what to pass."""
+
+
+def _listed(value: Any) -> tuple[str, ...]:
+    """A list from context: a JSON list (cdk.json) or a comma-separated string (``-c``)."""
+    items = value if isinstance(value, list | tuple) else str(value or "").split(",")
+    return tuple(str(v).strip() for v in items if str(v).strip())
 
 
 @dataclass(frozen=True)
@@ -53,6 +90,33 @@ class StackSettings:
     architecture: str = "arm64"
     reserved_concurrency: int | None = None
     provisioned: int = 0
+    auth: str = "jwt"
+    jwt_issuer: str = ""
+    jwt_audience: tuple[str, ...] = field(default_factory=tuple)
+    throttle_rate: int = 100
+    throttle_burst: int = 200
+    admin_scope: str = DEFAULT_ADMIN_SCOPE
+    admin_role_arns: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.auth not in AUTH_MODES:
+            raise SettingsError(f"auth={self.auth!r}: use one of {', '.join(AUTH_MODES)}")
+        if self.auth == "jwt" and not (self.jwt_issuer and self.jwt_audience):
+            missing = [
+                name
+                for name, value in (
+                    ("jwtIssuer", self.jwt_issuer),
+                    ("jwtAudience", self.jwt_audience),
+                )
+                if not value
+            ]
+            raise SettingsError(
+                f"the JWT authorizer needs {' and '.join(missing)}: pass "
+                "-c jwtIssuer=https://<your OIDC issuer> -c jwtAudience=<app client id> "
+                "(or -c auth=iam for SigV4, or -c auth=none for an API without authentication)"
+            )
+        if self.throttle_rate < 1 or self.throttle_burst < 1:
+            raise SettingsError("throttleRate and throttleBurst must be positive")
 
     @classmethod
     def from_context(cls, node: Any) -> StackSettings:
@@ -61,13 +125,25 @@ class StackSettings:
             return default if value is None else value
 
         reserved = get("reservedConcurrency", None)
-        return cls(
-            stage=str(get("stage", "dev")),
-            memory=int(get("memory", 512)),
-            architecture=str(get("architecture", "arm64")),
-            reserved_concurrency=None if reserved is None else int(reserved),
-            provisioned=int(get("provisioned", 0)),
-        )
+        try:
+            return cls(
+                stage=str(get("stage", "dev")),
+                memory=int(get("memory", 512)),
+                architecture=str(get("architecture", "arm64")),
+                reserved_concurrency=None if reserved is None else int(reserved),
+                provisioned=int(get("provisioned", 0)),
+                auth=str(get("auth", "jwt")),
+                jwt_issuer=str(get("jwtIssuer", "")),
+                jwt_audience=_listed(get("jwtAudience", "")),
+                throttle_rate=int(get("throttleRate", 100)),
+                throttle_burst=int(get("throttleBurst", 200)),
+                admin_scope=str(get("adminScope", DEFAULT_ADMIN_SCOPE)),
+                admin_role_arns=_listed(get("adminRoleArns", "")),
+            )
+        except (TypeError, ValueError) as error:
+            if isinstance(error, SettingsError):
+                raise
+            raise SettingsError(f"bad context value: {error}") from None
 
 
 class OrdersStack(cdk.Stack):
@@ -85,6 +161,10 @@ class OrdersStack(cdk.Stack):
         stage = settings.stage
         cdk.Tags.of(self).add(*PROJECT_TAG)
         cdk.Tags.of(self).add("stage", stage)
+        cdk.Tags.of(self).add("auth", settings.auth)
+        if settings.auth == "none":
+            print(NONE_WARNING, file=sys.stderr)
+            cdk.Annotations.of(self).add_warning_v2("orders-core:auth-none", NONE_WARNING)
 
         budget_amount = cdk.CfnParameter(
             self,
@@ -143,6 +223,13 @@ class OrdersStack(cdk.Stack):
         self.relay_fn = self._function(
             "Relay", "orders_aws.relay_handler.handler", code, environment, timeout=60
         )
+        self.http_fn.add_environment("ORDERS_AUTH_MODE", settings.auth)
+        if settings.admin_scope != DEFAULT_ADMIN_SCOPE:
+            self.http_fn.add_environment("ORDERS_ADMIN_SCOPE", settings.admin_scope)
+        if settings.admin_role_arns:
+            self.http_fn.add_environment(
+                "ORDERS_ADMIN_ROLE_ARNS", ",".join(settings.admin_role_arns)
+            )
         for fn in (self.http_fn, self.queue_fn):
             self._grant_table(fn)
         self.bus.grant_put_events_to(self.relay_fn)
@@ -158,7 +245,25 @@ class OrdersStack(cdk.Stack):
                 provisioned_concurrent_executions=settings.provisioned,
             )
         integration = integrations.HttpLambdaIntegration("HttpIntegration", target)
-        self.api = apigw.HttpApi(self, "Api", api_name=f"orders-{stage}")
+        authorizer: apigw.IHttpRouteAuthorizer | None = None
+        if settings.auth == "jwt":
+            authorizer = authorizers.HttpJwtAuthorizer(
+                "JwtAuthorizer",
+                settings.jwt_issuer,
+                jwt_audience=list(settings.jwt_audience),
+                identity_source=["$request.header.Authorization"],
+            )
+        elif settings.auth == "iam":
+            authorizer = authorizers.HttpIamAuthorizer()
+        # $default (unmatched method or path) goes to the function, behind the authorizer:
+        # problem+json 404/405 like every adapter (docs/decisions/0012-default-route.md).
+        self.api = apigw.HttpApi(
+            self,
+            "Api",
+            api_name=f"orders-{stage}",
+            default_integration=integration,
+            default_authorizer=authorizer,
+        )
         access_logs = logs.LogGroup(
             self,
             "ApiAccessLogs",
@@ -179,15 +284,27 @@ class OrdersStack(cdk.Stack):
                         "latencyMs": "$context.responseLatency",
                         "integrationLatencyMs": "$context.integrationLatency",
                         "sourceIp": "$context.identity.sourceIp",
+                        "authorizerError": "$context.authorizer.error",
                     }
                 ),
             },
         )
+        # One budget for all callers of the stage (API Gateway HTTP APIs have no per-client
+        # limits): enough for a small production load, far below the account's 10,000 rps.
+        stage_resource.add_property_override(
+            "DefaultRouteSettings",
+            {
+                "ThrottlingRateLimit": settings.throttle_rate,
+                "ThrottlingBurstLimit": settings.throttle_burst,
+            },
+        )
         for route in ROUTES:
+            public = (route.method, route.template) in PUBLIC_ROUTES
             self.api.add_routes(
                 path=route.template,
                 methods=[apigw.HttpMethod(route.method)],
                 integration=integration,
+                authorizer=apigw.HttpNoneAuthorizer() if public else authorizer,
             )
 
         # -- commands queue ---------------------------------------------------------------
@@ -211,15 +328,22 @@ class OrdersStack(cdk.Stack):
         self.commands_dlq.grant_send_messages(self.queue_fn)
 
         # -- relay on the stream ----------------------------------------------------------
-        self.relay_dlq = self._dead_letter_queue("RelayDlq")
+        self.relay_dlq = self._dead_letter_queue("RelayDlq")  # Lambda's batch metadata
+        self.events_dlq = self._dead_letter_queue("EventsDlq")  # the events themselves
+        self.relay_fn.add_environment("ORDERS_EVENTS_DLQ_URL", self.events_dlq.queue_url)
+        self.relay_fn.add_environment(
+            "ORDERS_RELAY_GIVE_UP_SECONDS", str(int(RELAY_GIVE_UP.to_seconds()))
+        )
+        self.events_dlq.grant_send_messages(self.relay_fn)
         self.relay_fn.add_event_source(
             sources.DynamoEventSource(
                 self.table,
                 starting_position=lambda_.StartingPosition.TRIM_HORIZON,
                 batch_size=100,
                 bisect_batch_on_error=True,
-                max_record_age=cdk.Duration.hours(24),
-                retry_attempts=10,
+                # No retry cap: an EventBridge outage is waited out in order, and the relay
+                # dead-letters events with their content at 5 h, before this age discards them.
+                max_record_age=RELAY_MAX_RECORD_AGE,
                 report_batch_item_failures=True,
                 on_failure=sources.SqsDlq(self.relay_dlq),
                 # Only order writes carry events: idempotency items and TTL deletions never
@@ -268,6 +392,7 @@ class OrdersStack(cdk.Stack):
         for name, queue in (
             ("CommandsDlqDepth", self.commands_dlq),
             ("RelayDlqDepth", self.relay_dlq),
+            ("EventsDlqDepth", self.events_dlq),
         ):
             alarm = cloudwatch.Alarm(
                 self,
@@ -317,6 +442,7 @@ class OrdersStack(cdk.Stack):
         cdk.CfnOutput(self, "TableName", value=self.table.table_name)
         cdk.CfnOutput(self, "EventBusName", value=self.bus.event_bus_name)
         cdk.CfnOutput(self, "CommandsQueueUrl", value=self.commands.queue_url)
+        cdk.CfnOutput(self, "EventsDlqUrl", value=self.events_dlq.queue_url)
 
     def _function(
         self,

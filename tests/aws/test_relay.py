@@ -148,6 +148,207 @@ def test_persistent_failures_are_reported_by_sequence_number(
     assert f"{ids[1]}.v1" not in flaky.published
 
 
+# -- events that can never be published: to the events DLQ, with their content ---------------
+
+
+class RejectingEvents(FlakyEvents):
+    """A PutEvents that rejects chosen events for good, with a non-retryable error code."""
+
+    def __init__(self, reject: dict[str, str], fail: dict[str, int] | None = None) -> None:
+        super().__init__(fail or {})
+        self.reject = reject
+        self.offered: list[str] = []
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's name
+        self.offered += [json.loads(e["Detail"])["id"] for e in Entries]
+        keep = [e for e in Entries if json.loads(e["Detail"])["id"] not in self.reject]
+        answer = super().put_events(keep) if keep else {"FailedEntryCount": 0, "Entries": []}
+        results, kept = [], iter(answer["Entries"])
+        for e in Entries:
+            code = self.reject.get(json.loads(e["Detail"])["id"])
+            results.append({"ErrorCode": code, "ErrorMessage": "no"} if code else next(kept))
+        failed = sum(1 for r in results if r.get("ErrorCode"))
+        return {"FailedEntryCount": failed, "Entries": results}
+
+
+def events_dlq(monkeypatch: pytest.MonkeyPatch) -> str:
+    url = boto3.client("sqs").create_queue(QueueName="orders-events-dlq")["QueueUrl"]
+    monkeypatch.setenv("ORDERS_EVENTS_DLQ_URL", url)
+    return url
+
+
+def aged(event: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The stream event with every record written ``seconds`` ago."""
+    import time
+
+    for record in event["Records"]:
+        record["dynamodb"]["ApproximateCreationDateTime"] = time.time() - seconds
+    return event
+
+
+def dead_letters(url: str) -> list[dict[str, Any]]:
+    got = boto3.client("sqs").receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    )
+    return got.get("Messages", [])
+
+
+def sequence_of(event: dict[str, Any], order_id: str) -> str:
+    (sequence,) = [
+        r["dynamodb"]["SequenceNumber"]
+        for r in event["Records"]
+        if r["dynamodb"]["NewImage"]["pk"]["S"] == f"ORDER#{order_id}"
+    ]
+    return str(sequence)
+
+
+def test_an_event_eventbridge_rejects_for_good_lands_in_the_dlq_with_its_content(
+    rt: Runtime, context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = events_dlq(monkeypatch)
+    ids = make_orders(rt, context, 3)
+    rejected = f"{ids[1]}.v1"
+    bus = RejectingEvents({rejected: "MalformedDetail"})
+    rt._clients["events"] = bus
+    event = aged(stream_event(rt), 1)
+
+    # Nothing to retry: the stream moves on, the others are published, the rejected one is
+    # not offered again (retrying a non-retryable code cannot help).
+    assert relay.handle(event, context, rt) == {"batchItemFailures": []}
+    assert sorted(bus.published) == sorted(f"{i}.v1" for i in ids if f"{i}.v1" != rejected)
+    assert bus.offered.count(rejected) == 1
+    (letter,) = dead_letters(url)
+    cloudevent = json.loads(letter["Body"])
+    assert cloudevent["id"] == rejected
+    assert cloudevent["type"] == "io.orderscore.order.created.v1"
+    assert cloudevent["data"]["orderId"] == ids[1]
+    attributes = {k: v["StringValue"] for k, v in letter["MessageAttributes"].items()}
+    assert attributes["reason"] == "MalformedDetail"
+    assert attributes["sequenceNumber"] == sequence_of(event, ids[1])
+    assert attributes["eventBusName"] == rt.config.event_bus
+
+
+def test_retryable_failures_are_left_to_lambda_until_the_give_up_age_then_dead_lettered(
+    rt: Runtime, context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = events_dlq(monkeypatch)
+    monkeypatch.setenv("ORDERS_RELAY_GIVE_UP_SECONDS", "3600")
+    ids = make_orders(rt, context, 2)
+    stuck = f"{ids[0]}.v1"
+    rt._clients["events"] = FlakyEvents({stuck: 99})
+
+    young = aged(stream_event(rt), 3599)
+    assert relay.handle(young, context, rt) == {
+        "batchItemFailures": [{"itemIdentifier": sequence_of(young, ids[0])}]
+    }
+    assert dead_letters(url) == []
+
+    old = aged(stream_event(rt), 3601)
+    assert relay.handle(old, context, rt) == {"batchItemFailures": []}
+    (letter,) = dead_letters(url)
+    assert json.loads(letter["Body"])["id"] == stuck
+    assert letter["MessageAttributes"]["reason"]["StringValue"] == "InternalFailure"
+
+
+def test_letters_after_a_retried_record_wait_for_the_retry(
+    rt: Runtime, context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lambda retries from the lowest reported sequence number: a rejected event after it is
+    seen again then, so dead-lettering it now would dead-letter it twice."""
+    url = events_dlq(monkeypatch)
+    ids = make_orders(rt, context, 3)
+    rt._clients["events"] = RejectingEvents(
+        {f"{ids[2]}.v1": "InvalidArgument"}, {f"{ids[0]}.v1": 99}
+    )
+    event = aged(stream_event(rt), 1)
+    result = relay.handle(event, context, rt)
+    reported = [f["itemIdentifier"] for f in result["batchItemFailures"]]
+    assert min(reported, key=int) == sequence_of(event, ids[0])
+    assert dead_letters(url) == []
+
+
+def test_old_records_the_deadline_left_untried_are_retried_not_dead_lettered(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a long outage every record is past the give-up age: those not even offered to
+    EventBridge in this invocation must wait for the next one."""
+    url = events_dlq(monkeypatch)
+    ids = make_orders(rt, LambdaContext(), 2)
+    bus = FlakyEvents({})
+    rt._clients["events"] = bus
+    event = aged(stream_event(rt), 10 * 3600)
+    short = LambdaContext(remaining_ms=rt.config.deadline_margin_ms + 100)
+    result = relay.handle(event, short, rt)
+    assert {f["itemIdentifier"] for f in result["batchItemFailures"]} == {
+        sequence_of(event, i) for i in ids
+    }
+    assert bus.calls == 0
+    assert dead_letters(url) == []
+
+
+def test_without_a_dlq_nothing_is_dropped(rt: Runtime, context: LambdaContext) -> None:
+    ids = make_orders(rt, context, 2)
+    rt._clients["events"] = RejectingEvents({f"{ids[1]}.v1": "MalformedDetail"})
+    event = aged(stream_event(rt), 10 * 3600)
+    assert relay.handle(event, context, rt) == {
+        "batchItemFailures": [{"itemIdentifier": sequence_of(event, ids[1])}]
+    }
+
+
+def test_a_dlq_that_cannot_be_written_leaves_the_record_to_lambda(
+    rt: Runtime, context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORDERS_EVENTS_DLQ_URL", "https://sqs.us-east-1.amazonaws.com/1/missing")
+    ids = make_orders(rt, context, 2)
+    rt._clients["events"] = RejectingEvents({f"{ids[0]}.v1": "MalformedDetail"})
+    event = aged(stream_event(rt), 1)
+    assert relay.handle(event, context, rt) == {
+        "batchItemFailures": [{"itemIdentifier": sequence_of(event, ids[0])}]
+    }
+
+
+def test_an_unreadable_record_is_dead_lettered_raw_and_the_rest_published(
+    rt: Runtime, context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record the relay cannot even decode would fail every retry and block the shard."""
+    url = events_dlq(monkeypatch)
+    ids = make_orders(rt, context, 2)
+    bus = FlakyEvents({})
+    rt._clients["events"] = bus
+    event = aged(stream_event(rt), 1)
+    broken = next(
+        r for r in event["Records"] if r["dynamodb"]["NewImage"]["pk"]["S"] == f"ORDER#{ids[0]}"
+    )
+    broken["dynamodb"]["NewImage"]["events"] = {"S": "{not json"}
+    assert relay.handle(event, context, rt) == {"batchItemFailures": []}
+    assert bus.published == [f"{ids[1]}.v1"]
+    (letter,) = dead_letters(url)
+    assert letter["MessageAttributes"]["reason"]["StringValue"] == "UnreadableRecord"
+    assert json.loads(letter["Body"])["NewImage"]["pk"] == {"S": f"ORDER#{ids[0]}"}
+
+
+def test_dead_lettered_events_replay_onto_the_bus(
+    rt: Runtime, context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deploy.aws import replay
+
+    url = events_dlq(monkeypatch)
+    target = bus_to_queue(rt)
+    ids = make_orders(rt, context, 2)
+    rt._clients["events"] = RejectingEvents({f"{i}.v1": "AccessDeniedException" for i in ids})
+    assert relay.handle(aged(stream_event(rt), 1), context, rt) == {"batchItemFailures": []}
+
+    assert replay.main(["--queue-url", url, "--bus", rt.config.event_bus]) == 0
+
+    delivered = drain(target)
+    assert sorted(m["detail"]["id"] for m in delivered) == sorted(f"{i}.v1" for i in ids)
+    assert {m["detail-type"] for m in delivered} == {"io.orderscore.order.created.v1"}
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "0"
+
+
 # -- write capacity ----------------------------------------------------------------------------
 
 

@@ -29,7 +29,10 @@ def test_checkov_passes_with_only_documented_skips(tmp_path: Path) -> None:
     (code / "placeholder.py").write_text("")
     app = cdk.App(outdir=str(tmp_path / "out"))
     stack = OrdersStack(
-        app, "OrdersCore-checkov", code=lambda_.Code.from_asset(str(code)), settings=StackSettings()
+        app,
+        "OrdersCore-checkov",
+        code=lambda_.Code.from_asset(str(code)),
+        settings=StackSettings(jwt_issuer="https://issuer.example.com", jwt_audience=("client-1",)),
     )
     template = tmp_path / "template.json"
     template.write_text(json.dumps(Template.from_stack(stack).to_json()))
