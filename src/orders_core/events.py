@@ -6,6 +6,8 @@ the same CloudEvent identity and consumers can deduplicate on ``(source, id)``.
 ``subject`` and ``partitionkey`` are the order id (per-order ordering on partitioned
 transports); ``traceparent``/``tracestate`` come from the command that caused the change.
 
+Each event's ``type`` comes from the command table (:data:`orders_core.commands.COMMANDS`):
+
 ======================================  =========================
 CloudEvent ``type``                     emitted when
 ======================================  =========================
@@ -23,22 +25,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from orders_core._immutable import immutable
-from orders_core.domain import Order, OrderStatus
+from orders_core.domain import Order
 
 if TYPE_CHECKING:
     from cloudevents.core.v1.event import CloudEvent
-
-CREATED: Final = "io.orderscore.order.created.v1"
-CONFIRMED: Final = "io.orderscore.order.confirmed.v1"
-CANCELLED: Final = "io.orderscore.order.cancelled.v1"
-FULFILLED: Final = "io.orderscore.order.fulfilled.v1"
-
-TYPE_FOR_STATUS: Final[dict[OrderStatus, str]] = {
-    OrderStatus.PENDING: CREATED,
-    OrderStatus.CONFIRMED: CONFIRMED,
-    OrderStatus.CANCELLED: CANCELLED,
-    OrderStatus.FULFILLED: FULFILLED,
-}
 
 DEFAULT_SOURCE: Final = "urn:orders-core:orders"
 
@@ -104,18 +94,25 @@ class DomainEvent:
         cls,
         order: Order,
         *,
+        type: str | None = None,
         source: str = DEFAULT_SOURCE,
         traceparent: str | None = None,
         tracestate: str | None = None,
         order_json: bytes | None = None,
     ) -> DomainEvent:
-        """The event for ``order``'s latest transition (its status says which).
+        """The event for ``order``'s latest transition.
 
-        ``order_json`` is ``order.to_json()`` when the caller already has it.
+        ``type`` is the command's event type; without it, the default command table's
+        event for the order's status. ``order_json`` is ``order.to_json()`` when the caller
+        already has it.
         """
+        if type is None:
+            from orders_core.commands import COMMANDS, event_types
+
+            type = event_types(COMMANDS.values())[order.status]
         return cls(
             id=event_id(order.order_id, order.version),
-            type=TYPE_FOR_STATUS[order.status],
+            type=type,
             source=source,
             subject=order.order_id,
             time=order.updated_at,

@@ -5,12 +5,13 @@ An adapter (the local server, the API Gateway Lambda) turns what it received int
 Routing, content negotiation, the CloudEvents HTTP binding for ``POST /events``, ETags and
 RFC 9457 problem details all live here, so every adapter answers byte-for-byte alike.
 
-Routes (the OpenAPI document at ``GET /openapi.json`` is generated from the same table):
+Routes: one per command of the service's command table (its ``http`` binding), then the
+fixed ones; the OpenAPI document at ``GET /openapi.json`` is generated from the same routes:
 
     POST /orders                              create        201 Location, ETag
+    POST /orders/{orderId}/confirm|cancel|fulfill           200 | 409 | 412 (If-Match)
     GET  /orders?customerId=&limit=&cursor=   list          200
     GET  /orders/{orderId}                    get           200 ETag | 404
-    POST /orders/{orderId}/confirm|cancel|fulfill           200 | 409 | 412 (If-Match)
     POST /events                              any command CloudEvent, binary or structured
     GET  /openapi.json, GET /healthz
 """
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from orders_core import commands, telemetry
 from orders_core._immutable import immutable
-from orders_core.commands import Command, parse_json_object
+from orders_core.commands import COMMANDS, Command, CommandSpec, parse_json_object
 from orders_core.deadline import Deadline
 from orders_core.errors import (
     MalformedRequest,
@@ -99,6 +100,8 @@ class Route:
     endpoint: Endpoint
     public: bool = False
     """Answered without authentication (health checks, the OpenAPI document)."""
+    command: CommandSpec | None = None
+    """The command a command route runs (its OpenAPI text comes from it)."""
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -216,14 +219,21 @@ def _run(
     return command_response(result)
 
 
-def _create(
-    api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
-) -> HttpResponse:
+def _create(command_type: str) -> Endpoint:
+    def endpoint(
+        api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
+    ) -> HttpResponse:
+        return _new(api, request, command_type, deadline)
+
+    return endpoint
+
+
+def _new(api: HttpApi, request: HttpRequest, command_type: str, deadline: Deadline) -> HttpResponse:
     _require_json_type(request)
     key = _idempotency_key(request)
     parent, state = _trace_headers(request)
     command = Command(
-        type=commands.CREATE,
+        type=command_type,
         source=HTTP_SOURCE,
         id=key.parts[0] if key else new_order_id(),
         data=request.body,  # the service validates the JSON bytes as they are
@@ -309,7 +319,7 @@ def _openapi(
     from orders_core.openapi import openapi_document
 
     if api._openapi is None:
-        api._openapi = json.dumps(openapi_document(ROUTES)).encode()
+        api._openapi = json.dumps(openapi_document(api.routes)).encode()
     return json_response(200, api._openapi)
 
 
@@ -319,17 +329,31 @@ def _health(
     return json_response(200, b'{"status":"ok"}')
 
 
-ROUTES: Final[tuple[Route, ...]] = (
-    Route("POST", "/orders", "createOrder", _create),
+FIXED_ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/orders", "listOrders", _list),
     Route("GET", "/orders/{orderId}", "getOrder", _get),
-    Route("POST", "/orders/{orderId}/confirm", "confirmOrder", _transition(commands.CONFIRM)),
-    Route("POST", "/orders/{orderId}/cancel", "cancelOrder", _transition(commands.CANCEL)),
-    Route("POST", "/orders/{orderId}/fulfill", "fulfillOrder", _transition(commands.FULFILL)),
     Route("POST", "/events", "postEvent", _events),
     Route("GET", "/openapi.json", "openapi", _openapi, public=True),
     Route("GET", "/healthz", "health", _health, public=True),
 )
+
+
+def routes_for(table: Mapping[str, CommandSpec]) -> tuple[Route, ...]:
+    """A route for each command with an HTTP binding, then the fixed routes."""
+    found: list[Route] = []
+    for spec in table.values():
+        if spec.http is None:
+            continue
+        targeted = "{orderId}" in spec.http.template
+        endpoint = _transition(spec.type) if targeted else _create(spec.type)
+        found.append(
+            Route(spec.http.method, spec.http.template, spec.http.operation, endpoint, command=spec)
+        )
+    return (*found, *FIXED_ROUTES)
+
+
+ROUTES: Final[tuple[Route, ...]] = routes_for(COMMANDS)
+"""The routes of the default command table (what deployments put on an API Gateway)."""
 
 
 class HttpApi:
@@ -349,11 +373,12 @@ class HttpApi:
         self.authenticate = authenticate
         """Verifies every request to a non-public route; None keeps the adapter's principal
         (API Gateway's authorizer, or anonymous with authentication off)."""
+        self.routes = ROUTES if service.commands is COMMANDS else routes_for(service.commands)
         self._openapi: bytes | None = None
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         allowed: list[str] = []
-        for route in ROUTES:
+        for route in self.routes:
             found = route.pattern.match(path)
             if found is None:
                 continue
@@ -364,10 +389,9 @@ class HttpApi:
             raise MethodNotAllowed(f"{method} is not allowed on {path}", allowed)
         raise NotFound(f"no resource at {path}")
 
-    @staticmethod
-    def route_template(path: str) -> str | None:
+    def route_template(self, path: str) -> str | None:
         """The route a path belongs to (``/orders/{orderId}``), for span names and metrics."""
-        for route in ROUTES:
+        for route in self.routes:
             if route.pattern.match(path):
                 return route.template
         return None

@@ -1,24 +1,32 @@
 """OrderService: a command CloudEvent in, a decision, one atomic commit, an answer out.
 
-The registry below maps each command type to its payload model and its handler. A handler
-is pure decision: it reads the aggregate, applies the transition and returns the new state;
-the service turns that into one :class:`~orders_core.ports.Change` (state + events +
-idempotency record) and lets the store commit it conditionally.
+The command table (:data:`orders_core.commands.COMMANDS`) gives each command type its
+payload model and its decision. A decision is pure: it reads the aggregate, applies the
+transition and returns the new state; the service turns that into one
+:class:`~orders_core.ports.Change` (state + events + idempotency record) and lets the store
+commit it conditionally.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
-from orders_core import commands, telemetry
+from orders_core import telemetry
 from orders_core._immutable import immutable
-from orders_core.commands import Command, CreateOrder, _Targeted, parse_json_object, shallow
+from orders_core.commands import (
+    COMMANDS,
+    Command,
+    CommandSpec,
+    Decision,
+    parse_json_object,
+    shallow,
+)
 from orders_core.deadline import Deadline
 from orders_core.domain import Order
 from orders_core.errors import (
@@ -75,59 +83,11 @@ class CommandResult:
         return cls(record.status, record.body, record.order_id, record.version, replayed=True)
 
 
-Handler = Callable[["OrderService", Any, Principal, "str | None", datetime], tuple[Order, int]]
-"""(service, payload, principal, id for a new order or None, now) -> (new state, version it
-was based on: 0 for a new order). ``now`` is read once per attempt: the decision's time is
-the commit's."""
-
-
-def _create(
-    service: OrderService,
-    payload: CreateOrder,
-    principal: Principal,
-    new_id: str | None,
-    now: datetime,
-) -> tuple[Order, int]:
-    order_id = new_id or service.ids()
-    items = list(payload.items)
-    return Order.place(order_id, items, payload.customer_id, now, owner=principal.id), 0
-
-
-def _transition(
-    service: OrderService,
-    payload: _Targeted,
-    principal: Principal,
-    new_id: str | None,
-    now: datetime,
-) -> tuple[Order, int]:
-    order = service.get(payload.order_id, principal=principal)
-    if payload.expected_version is not None and order.version != payload.expected_version:
-        raise PreconditionFailed(
-            f"order {order.order_id} is at version {order.version}, not {payload.expected_version}",
-            final=order.version > payload.expected_version,
-        )
-    reason = getattr(payload, "reason", None)
-    return order.transition(payload.target, now, reason=reason), order.version
-
-
-_STATUS_OF: Final = {
-    commands.CREATE: "created",
-    commands.CONFIRM: "confirmed",
-    commands.CANCEL: "cancelled",
-    commands.FULFILL: "fulfilled",
-}
 _CONFLICT_KINDS: Final[dict[type[Exception], str]] = {
     InvalidTransition: "transition",
     PreconditionFailed: "precondition",
     IdempotencyKeyReused: "key-reused",
     ConcurrencyConflict: "version",
-}
-
-REGISTRY: Final[dict[str, tuple[type[BaseModel], Handler]]] = {
-    commands.CREATE: (commands.CreateOrder, _create),
-    commands.CONFIRM: (commands.ConfirmOrder, _transition),
-    commands.CANCEL: (commands.CancelOrder, _transition),
-    commands.FULFILL: (commands.FulfillOrder, _transition),
 }
 
 
@@ -171,6 +131,7 @@ class OrderService:
         idempotency_ttl: timedelta = DEFAULT_TTL,
         source: str = DEFAULT_SOURCE,
         max_attempts: int = 3,
+        commands: Mapping[str, CommandSpec] = COMMANDS,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -178,6 +139,8 @@ class OrderService:
         self.idempotency_ttl = idempotency_ttl
         self.source = source
         self.max_attempts = max_attempts
+        self.commands = commands
+        """What this service runs: the command table every reader of it shares."""
 
     # -- queries -----------------------------------------------------------------------
 
@@ -222,24 +185,24 @@ class OrderService:
         deadline = deadline or Deadline.never()
         deadline.check("start the command")
         try:
-            model, handler = REGISTRY[command.type]
+            spec = self.commands[command.type]
         except KeyError:
             raise ValidationFailed(
                 f"unknown command type {command.type!r}",
-                [FieldError("/type", f"expected one of {sorted(REGISTRY)}")],
+                [FieldError("/type", f"expected one of {sorted(self.commands)}")],
             ) from None
-        payload = validate_payload(model, command.data)
+        payload = validate_payload(spec.payload, command.data)
         started = time.perf_counter()
         conflict: str | None = None
         result: CommandResult | None = None
         if not telemetry.sdk_configured():  # the common, untraced path: no span machinery
             try:
-                result = self._run(command, payload, handler, principal, idempotency_key, deadline)
+                result = self._run(command, payload, spec, principal, idempotency_key, deadline)
             except tuple(_CONFLICT_KINDS) as exc:
                 conflict = next(k for cls, k in _CONFLICT_KINDS.items() if isinstance(exc, cls))
                 raise
             finally:
-                self._measure(command.type, started, result, conflict)
+                self._measure(spec, started, result, conflict)
             telemetry.order_id.set(result.order_id)
             return result
         attributes: dict[str, Any] = {
@@ -254,7 +217,7 @@ class OrderService:
                 tracestate=command.tracestate,
                 attributes=attributes,
             ) as span:
-                result = self._run(command, payload, handler, principal, idempotency_key, deadline)
+                result = self._run(command, payload, spec, principal, idempotency_key, deadline)
                 span.set_attribute("orders.order_id", result.order_id)
                 telemetry.order_id.set(result.order_id)
                 span.set_attribute("orders.idempotent_replay", result.replayed)
@@ -263,17 +226,17 @@ class OrderService:
             conflict = next(kind for cls, kind in _CONFLICT_KINDS.items() if isinstance(exc, cls))
             raise
         finally:
-            self._measure(command.type, started, result, conflict)
+            self._measure(spec, started, result, conflict)
 
     @staticmethod
     def _measure(
-        command_type: str, started: float, result: CommandResult | None, conflict: str | None
+        spec: CommandSpec, started: float, result: CommandResult | None, conflict: str | None
     ) -> None:
         if result is not None or conflict is not None:
             telemetry.METRICS.command(
-                command_type,
+                spec.type,
                 time.perf_counter() - started,
-                status=_STATUS_OF.get(command_type) if result is not None else None,
+                counter=spec.metric if result is not None else None,
                 replayed=result is not None and result.replayed,
                 conflict=conflict,
             )
@@ -282,7 +245,7 @@ class OrderService:
         self,
         command: Command,
         payload: BaseModel,
-        handler: Handler,
+        spec: CommandSpec,
         principal: Principal,
         idempotency_key: IdempotencyKey | None,
         deadline: Deadline,
@@ -303,10 +266,15 @@ class OrderService:
         traceparent, tracestate = telemetry.outgoing_context(
             command.traceparent, command.tracestate
         )
+
+        def load(order_id: str) -> Order:
+            return self.get(order_id, principal=principal)
+
         for attempt in range(1, self.max_attempts + 1):
             deadline.check("commit the command")
             now = self.clock()
-            order, based_on = handler(self, payload, principal, new_id, now)
+            decision = Decision(load, (lambda: new_id) if new_id else self.ids, principal.id, now)
+            order, based_on = spec.decide(payload, decision)
             status = 201 if based_on == 0 else 200
             body = order.to_json()
             record = None
@@ -323,6 +291,7 @@ class OrderService:
                 )
             event = DomainEvent.for_order(
                 order,
+                type=spec.event_type,
                 source=self.source,
                 traceparent=traceparent,
                 tracestate=tracestate,

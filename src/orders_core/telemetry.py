@@ -161,6 +161,7 @@ def command_span(
     parent = None
     links: list[trace.Link] = []
     active = trace.get_current_span().get_span_context()
+    traceparent = valid_traceparent(traceparent)
     if not active.is_valid:
         parent = context_from(traceparent, tracestate)
     elif traceparent and traceparent.split("-")[1] != trace.format_trace_id(active.trace_id):
@@ -424,10 +425,9 @@ class Metrics:
     ==============================  =========  =============================================
     name                            kind       meaning
     ==============================  =========  =============================================
-    ``orders.created``              counter    orders placed
-    ``orders.confirmed``            counter    PENDING -> CONFIRMED
-    ``orders.cancelled``            counter    -> CANCELLED
-    ``orders.fulfilled``            counter    CONFIRMED -> FULFILLED
+    ``orders.<metric>``             counter    successes of a command, by the ``metric`` the
+                                               command table gives it (``orders.created``,
+                                               ``.confirmed``, ``.cancelled``, ``.fulfilled``)
     ``orders.idempotent_replays``   counter    answers replayed from an idempotency record
     ``orders.conflicts``            counter    refused for state (``orders.conflict``: version,
                                                transition, precondition, key-reused)
@@ -442,6 +442,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self._instruments: dict[str, Any] | None = None
+        self._meter: Any = None
 
     def _get(self) -> dict[str, Any] | None:
         if self._instruments is None:
@@ -450,10 +451,8 @@ class Metrics:
             from opentelemetry import metrics
 
             meter = metrics.get_meter(TRACER_NAME)
-            self._instruments = {
-                name: meter.create_counter(f"orders.{name}", unit="{order}")
-                for name in ("created", "confirmed", "cancelled", "fulfilled")
-            }
+            self._meter = meter
+            self._instruments = {}
             self._instruments["idempotent_replays"] = meter.create_counter(
                 "orders.idempotent_replays", unit="{request}"
             )
@@ -471,23 +470,22 @@ class Metrics:
         command_type: str,
         seconds: float,
         *,
-        status: str | None,
+        counter: str | None,
         replayed: bool,
         conflict: str | None,
     ) -> None:
+        """One command's figures; ``counter`` is its table ``metric`` when it succeeded."""
         instruments = self._get()
         if instruments is None:
             return
         instruments["duration"].record(seconds, {"orders.command.type": command_type})
         if replayed:
             instruments["idempotent_replays"].add(1, {"orders.command.type": command_type})
-        elif status is not None and status.lower() in (
-            "created",
-            "confirmed",
-            "cancelled",
-            "fulfilled",
-        ):
-            instruments[status.lower()].add(1)
+        elif counter is not None:
+            name = f"counter:{counter}"
+            if name not in instruments:  # created on first use: any table's metric counts
+                instruments[name] = self._meter.create_counter(f"orders.{counter}", unit="{order}")
+            instruments[name].add(1)
         if conflict is not None:
             instruments["conflicts"].add(1, {"orders.conflict": conflict})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from orders_core import commands
@@ -37,3 +38,29 @@ def test_a_queued_command_continues_its_trace_into_the_emitted_event(
     # The consumer of the event becomes a child of the command span, in the same trace.
     assert (trace_id, parent_id) == (TRACE_ID, format(span.context.span_id, "016x"))
     assert json.loads(result.body)["orderId"] == result.order_id
+
+
+@pytest.mark.parametrize("traceparent", [5, "5", "00-zz-yy-01", ["00"], None])
+def test_a_malformed_trace_context_is_dropped_not_a_failure(
+    spans: InMemorySpanExporter, traceparent: object
+) -> None:
+    """A queue record's CloudEvent may carry anything as its traceparent extension: with an
+    SDK recording, the command still runs, in a new trace (W3C: ignore, do not reject)."""
+    from orders_aws import sqs
+    from orders_aws.bootstrap import AwsConfig, Runtime
+    from orders_core.http import HttpApi
+
+    service = OrderService(InMemoryStore())
+    rt = Runtime(AwsConfig(table="unused"), service, HttpApi(service), dynamodb=None)  # type: ignore[arg-type]
+    event = {
+        "specversion": "1.0",
+        "id": "e-1",
+        "source": "urn:test",
+        "type": "io.orderscore.order.create.v1",
+        "data": {"items": [{"sku": "a", "quantity": 1}], "customerId": "c"},
+        "traceparent": traceparent,
+    }
+    record = {"messageId": "m-1", "body": json.dumps(event), "messageAttributes": {}}
+    assert sqs.handle({"Records": [record]}, None, rt) == {"batchItemFailures": []}
+    assert len(service.store.list_by_customer("c").orders) == 1
+    assert any(s.name.startswith("orders.command") for s in spans.get_finished_spans())

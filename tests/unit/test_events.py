@@ -8,7 +8,7 @@ from cloudevents.core.bindings.http import from_http, to_binary
 from cloudevents.core.formats.json import JSONFormat
 
 from orders_core.domain import LineItem, Order, OrderStatus
-from orders_core.events import CONFIRMED, CREATED, DomainEvent
+from orders_core.events import DomainEvent
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -25,7 +25,10 @@ def test_event_ids_are_derived_from_order_and_version() -> None:
     confirmed = DomainEvent.for_order(order.transition(OrderStatus.CONFIRMED, NOW))
     assert first.id == again.id == "o-1.v1"
     assert confirmed.id == "o-1.v2"
-    assert (first.type, confirmed.type) == (CREATED, CONFIRMED)
+    assert (first.type, confirmed.type) == (
+        "io.orderscore.order.created.v1",
+        "io.orderscore.order.confirmed.v1",
+    )
 
 
 def test_the_cloudevent_carries_subject_partitionkey_and_trace_context() -> None:
