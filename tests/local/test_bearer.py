@@ -149,6 +149,7 @@ def bad_tokens(issuer: str) -> dict[str, str]:
         "another key, same kid": STRANGER.sign(claims(issuer)),
         "a key not in the JWKS": UNLISTED.sign(claims(issuer)),
         "no kid": jwt_without_kid(issuer),
+        "kid not a string": forged({"alg": "RS256", "kid": ["rsa-1"]}, claims(issuer), b"x"),
         "alg none": forged({"alg": "none", "kid": RSA.kid}, claims(issuer), None),
         "alg none, signed": forged({"alg": "none", "kid": RSA.kid}, claims(issuer), b"x"),
         "HS256 keyed with the public key": forged(
@@ -186,6 +187,38 @@ def test_a_token_that_does_not_verify_is_invalid_token(
     assert token not in caplog.text
 
 
+@pytest.mark.parametrize(
+    "token",
+    [
+        "eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYS0xIn0.eyJzdWIiOiJ4In0.",  # unsigned
+        "eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYS0xIn0.e30.e30.e30.e30",  # five parts: a JWE
+        "eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYS0xIn0.e30=.c2ln",  # padded base64
+    ],
+)
+def test_what_is_not_a_signed_compact_jwt_is_refused_without_fetching_keys(
+    idp: JwksServer, token: str
+) -> None:
+    assert refused(make(idp), bearer(token)).challenge == INVALID_TOKEN
+    assert idp.fetches == 0
+
+
+def test_clock_skew_within_the_leeway_is_forgiven(idp: JwksServer) -> None:
+    now = int(time.time())
+    auth = make(idp, leeway=30.0)
+    assert auth(bearer(RSA.sign(claims(idp.issuer, exp=now - 10)))).kind == "jwt"
+    assert auth(bearer(RSA.sign(claims(idp.issuer, nbf=now + 10, iat=now + 10)))).kind == "jwt"
+    assert refused(auth, bearer(RSA.sign(claims(idp.issuer, exp=now - 45)))).challenge
+
+
+def test_encryption_keys_in_the_jwks_are_not_used_for_signatures(idp: JwksServer) -> None:
+    encrypting = Key("rsa-enc")
+    encrypting.jwk["use"] = "enc"
+    idp.keys.append(encrypting)
+    auth = make(idp)
+    assert refused(auth, bearer(encrypting.sign(claims(idp.issuer)))).challenge == INVALID_TOKEN
+    assert auth(bearer(RSA.sign(claims(idp.issuer)))).kind == "jwt"
+
+
 def test_a_key_is_used_only_for_the_algorithm_its_jwk_declares(idp: JwksServer) -> None:
     pinned = Key("rsa-pinned")
     pinned.jwk["alg"] = "RS256"
@@ -205,6 +238,8 @@ def test_client_id_stands_in_for_a_missing_aud_and_aud_may_be_a_list(idp: JwksSe
     # aud wins when present: a matching client_id does not rescue a foreign aud.
     foreign = claims(idp.issuer, aud="another-api", client_id=AUDIENCE)
     assert refused(auth, bearer(RSA.sign(foreign))).challenge == INVALID_TOKEN
+    empty = claims(idp.issuer, aud=[], client_id=AUDIENCE)
+    assert refused(auth, bearer(RSA.sign(empty))).challenge == INVALID_TOKEN
 
 
 @pytest.mark.parametrize(
