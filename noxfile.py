@@ -37,7 +37,7 @@ AWS_TEST_DEPS = ["moto[server]>=5.1", "boto3-stubs[dynamodb,events,sqs]"]
 # tests against one store each.
 ADAPTERS: dict[str, tuple[str, list[str], list[list[str]]]] = {
     "memory": ("dev", [], [["tests/contract/test_memory_contract.py"]]),
-    "sqlite": ("dev", [], [["tests/contract/test_sqlite_contract.py", "tests/local"]]),
+    "sqlite": ("dev,jwt", [], [["tests/contract/test_sqlite_contract.py", "tests/local"]]),
     "dynamodb-moto": (
         "dev,aws,plot",
         AWS_TEST_DEPS,
@@ -67,7 +67,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[dev,aws,otel,plot]", "boto3-stubs[dynamodb,events,sqs]")
+    session.install("-e", ".[dev,aws,otel,plot,jwt]", "boto3-stubs[dynamodb,events,sqs]")
     session.run("mypy", "src")
 
 

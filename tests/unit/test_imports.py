@@ -7,7 +7,16 @@ import json
 import subprocess
 import sys
 
-FORBIDDEN = ("boto3", "botocore", "sqlite3", "opentelemetry.sdk", "orders_local", "orders_aws")
+FORBIDDEN = (
+    "boto3",
+    "botocore",
+    "sqlite3",
+    "opentelemetry.sdk",
+    "orders_local",
+    "orders_aws",
+    "jwt",
+    "cryptography",
+)
 
 
 def loaded_after(statement: str) -> set[str]:
@@ -59,3 +68,10 @@ def test_the_aws_adapter_imports_boto3_only_when_it_builds_a_client() -> None:
     modules = loaded_after("import orders_aws, orders_aws.dynamodb, orders_aws.events")
     assert "orders_aws.dynamodb" in modules
     assert not any(m.split(".")[0] in {"boto3", "botocore"} for m in modules)
+
+
+def test_the_bearer_module_imports_pyjwt_only_to_verify() -> None:
+    # orders-local serve without --jwt-issuer, and a core without the jwt extra, never pay it.
+    modules = loaded_after("import orders_local.bearer, orders_local.runtime, orders_local.cli")
+    assert "orders_local.bearer" in modules
+    assert not any(m.split(".")[0] in {"jwt", "cryptography"} for m in modules)

@@ -4,8 +4,9 @@
     orders-local relay [--db PATH] [--sink SINK] [--poll-interval SECONDS]
     orders-local events [--db PATH] [--pending] [--limit N] [--json]
 
-Every option can also come from an ORDERS_LOCAL_* environment variable (see --help);
-a command-line option wins over the environment.
+Every option can also come from an ORDERS_LOCAL_* environment variable (see --help), the
+JWT ones from ORDERS_JWT_* (shared with other runtimes); a command-line option wins over the
+environment.
 """
 
 from __future__ import annotations
@@ -74,6 +75,41 @@ def _sink_option(parser: argparse.ArgumentParser, choices: str) -> None:
     )
 
 
+def _jwt_options(parser: argparse.ArgumentParser) -> None:
+    auth = parser.add_argument_group(
+        "authentication",
+        "Verify Authorization: Bearer JWTs (needs the jwt extra). Without --jwt-issuer, "
+        "authentication is off: every caller is one anonymous principal.",
+    )
+    auth.add_argument(
+        "--jwt-issuer",
+        default=os.environ.get("ORDERS_JWT_ISSUER", ""),
+        help="accepted token issuer (iss); turns authentication on [ORDERS_JWT_ISSUER]",
+    )
+    auth.add_argument(
+        "--jwt-audience",
+        default=os.environ.get("ORDERS_JWT_AUDIENCE", ""),
+        help="accepted audience(s), comma-separated: aud, or client_id without aud; "
+        "required with --jwt-issuer [ORDERS_JWT_AUDIENCE]",
+    )
+    auth.add_argument(
+        "--jwks-url",
+        default=os.environ.get("ORDERS_JWKS_URL", ""),
+        help="the issuer's signing keys; default <issuer>/.well-known/jwks.json [ORDERS_JWKS_URL]",
+    )
+    auth.add_argument(
+        "--jwt-algorithms",
+        default=os.environ.get("ORDERS_JWT_ALGORITHMS", "RS256,ES256"),
+        help="allowed signature algorithms, comma-separated; asymmetric only "
+        "[ORDERS_JWT_ALGORITHMS]",
+    )
+    auth.add_argument(
+        "--admin-scope",
+        default=os.environ.get("ORDERS_ADMIN_SCOPE", "orders:admin"),
+        help="the scope (in scope or scp) that grants access to every order [ORDERS_ADMIN_SCOPE]",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orders-local",
@@ -107,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host",
         default=_env("HOST", "127.0.0.1"),
-        help="address to listen on; non-loopback needs --allow-remote [ORDERS_LOCAL_HOST]",
+        help="address to listen on; non-loopback needs --jwt-issuer or --allow-remote "
+        "[ORDERS_LOCAL_HOST]",
     )
     serve.add_argument(
         "--port",
@@ -138,8 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-remote",
         action="store_true",
         default=_env("ALLOW_REMOTE", "") in {"1", "true", "yes"},
-        help="allow listening on a non-loopback address [ORDERS_LOCAL_ALLOW_REMOTE=1]",
+        help="allow listening on a non-loopback address without authentication "
+        "[ORDERS_LOCAL_ALLOW_REMOTE=1]",
     )
+    _jwt_options(serve)
     serve.add_argument(
         "--relay",
         choices=["process", "thread"],
@@ -253,17 +292,42 @@ def serve(args: argparse.Namespace) -> int:
     from orders_local.runtime import LocalConfig, LocalRuntime, configure_logging, is_loopback
     from orders_local.sqlite import SchemaTooNew
 
-    if not is_loopback(args.host):
-        if not args.allow_remote:
-            return fail(
-                f"refusing to listen on non-loopback address {args.host}; "
-                "pass --allow-remote if you mean it"
+    jwt = None
+    if args.jwt_issuer:
+        from orders_local.bearer import BearerConfig
+
+        try:
+            jwt = BearerConfig.parse(
+                issuer=args.jwt_issuer,
+                audience=args.jwt_audience,
+                jwks_url=args.jwks_url,
+                algorithms=args.jwt_algorithms,
+                admin_scope=args.admin_scope,
             )
-        print(
-            f"orders-local: warning: listening on {args.host}, reachable from other machines; "
-            "this runtime has no authentication",
-            file=sys.stderr,
-        )
+        except ValueError as exc:
+            return fail(str(exc))
+    elif args.jwt_audience or args.jwks_url:
+        return fail("--jwt-audience and --jwks-url need --jwt-issuer (ORDERS_JWT_ISSUER)")
+    if not is_loopback(args.host):
+        if jwt is None and not args.allow_remote:
+            return fail(
+                f"refusing to listen on non-loopback address {args.host} without "
+                "authentication; set --jwt-issuer and --jwt-audience, or pass --allow-remote "
+                "if you mean it"
+            )
+        if jwt is None:
+            print(
+                f"orders-local: warning: listening on {args.host}, reachable from other "
+                "machines, with authentication off: anyone who can reach it can read and "
+                "change every order",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"orders-local: listening on {args.host} with JWT authentication over plain "
+                "HTTP: terminate TLS in front of it",
+                file=sys.stderr,
+            )
     store = None
     if args.store == "dynamodb":
         try:
@@ -282,6 +346,7 @@ def serve(args: argparse.Namespace) -> int:
         handler_timeout=args.handler_timeout,
         allow_remote=args.allow_remote,
         relay=args.relay,
+        jwt=jwt,
     )
     configure_logging()
     from orders_core import sdk

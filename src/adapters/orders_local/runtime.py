@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeGuard
 from orders_core import telemetry
 from orders_core.http import DEFAULT_MAX_BODY, HttpApi
 from orders_core.ports import EventPublisher, OrderStore, Outbox
+from orders_core.security import Authenticator
 from orders_core.service import OrderService
 from orders_core.telemetry import JsonLogFormatter
 from orders_local.relay import OutboxRelay
@@ -22,6 +23,7 @@ from orders_local.server import OrdersHTTPServer
 from orders_local.sinks import JsonLinesSink, check_sink_spec, sink_from_spec
 
 if TYPE_CHECKING:
+    from orders_local.bearer import BearerConfig
     from orders_local.sqlite import SQLiteStore
 
 log = logging.getLogger("orders_local")
@@ -43,6 +45,9 @@ class LocalConfig:
     """Where the outbox relay runs for a SQLite file and a ``sink``: ``process`` (its own,
     beside the server's; docs/decisions/0009) or ``thread`` (in the server's process).
     A ``publisher`` object passed to the runtime always runs in a thread."""
+    jwt: BearerConfig | None = None
+    """Verify bearer JWTs (orders_local.bearer); None: authentication off, every caller is
+    the one anonymous principal (loopback development)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -81,8 +86,16 @@ class LocalRuntime:
         *,
         store: OrderStore | None = None,
         publisher: EventPublisher | None = None,
+        authenticate: Authenticator | None = None,
     ) -> None:
+        """``authenticate`` replaces the one ``config.jwt`` would build (tests pass one with
+        a fake clock)."""
         self.config = config
+        if authenticate is None and config.jwt is not None:
+            from orders_local.bearer import JwtAuthenticator  # PyJWT only when asked for
+
+            authenticate = JwtAuthenticator(config.jwt)
+        self.authenticate = authenticate
         if store is None:
             from orders_local.sqlite import SQLiteStore
 
@@ -103,7 +116,12 @@ class LocalRuntime:
         count = getattr(store, "undelivered_count", None)
         if count is not None and telemetry.sdk_configured():
             telemetry.METRICS.observe_undelivered(count)
-        api = HttpApi(OrderService(store), max_body=config.max_body, timeout=config.handler_timeout)
+        api = HttpApi(
+            OrderService(store),
+            max_body=config.max_body,
+            timeout=config.handler_timeout,
+            authenticate=authenticate,
+        )
         self.server = OrdersHTTPServer(
             (config.host, config.port),
             api,
@@ -120,6 +138,9 @@ class LocalRuntime:
         return self.server.url
 
     def start(self) -> None:
+        warm = getattr(self.authenticate, "warm", None)
+        if warm is not None:  # fetch the signing keys before the first request waits on it
+            warm()
         if self.relay is not None:
             self.relay.start()
         self._thread = threading.Thread(
@@ -154,4 +175,15 @@ class LocalRuntime:
             data, sink = f"DynamoDB table {self.store.table}", "the table's stream"
         else:
             data, sink = "in memory", self.config.sink
-        return f"orders-local listening on {self.url} (data: {data}; sink: {sink})"
+        if self.config.jwt is not None:
+            auth = self.config.jwt.describe()
+        elif self.authenticate is not None:
+            auth = "on"
+        elif is_loopback(self.config.host):
+            auth = "off (loopback development)"
+        else:
+            auth = "OFF (anyone who can reach this address acts on every order)"
+        return (
+            f"orders-local listening on {self.url} "
+            f"(data: {data}; sink: {sink}; authentication: {auth})"
+        )
