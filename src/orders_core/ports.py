@@ -7,12 +7,11 @@ callable of the right shape will do.
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
@@ -160,14 +159,3 @@ def new_order_id() -> str:
     """
     millis = time.time_ns() // 1_000_000
     return f"{millis << 80 | int.from_bytes(os.urandom(10)) & _V7_RANDOM | _V7_MARKS:032x}"
-
-
-@dataclass(slots=True)
-class SequentialIds:
-    """Deterministic ids for tests: ``ord-000001``, ``ord-000002``... (thread-safe)."""
-
-    prefix: str = "ord-"
-    _counter: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
-
-    def __call__(self) -> str:
-        return f"{self.prefix}{next(self._counter):06d}"

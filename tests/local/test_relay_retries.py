@@ -14,7 +14,7 @@ import pytest
 from orders_core.domain import LineItem, Order
 from orders_core.events import DomainEvent
 from orders_core.ports import Change, EventPublisher
-from orders_local.relay import BACKOFF_CAP, OutboxRelay, retry_delay
+from orders_core.relay import BACKOFF_CAP, OutboxRelay, retry_delay
 from orders_local.relay_process import RelayProcess
 from orders_local.sinks import PublishFailed, WebhookSink
 from orders_local.sqlite import SQLiteStore

@@ -377,7 +377,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def run_relay(args: argparse.Namespace) -> int:
     from orders_core import sdk
-    from orders_local.relay import OutboxRelay
+    from orders_core.relay import OutboxRelay
     from orders_local.relay_process import MarksThroughServer, follow_lifeline
     from orders_local.runtime import configure_logging
     from orders_local.sinks import JsonLinesSink, sink_from_spec

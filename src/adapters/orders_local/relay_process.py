@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from orders_core.ports import Outbox, PendingEvent
-from orders_local.relay import OutboxGone
+from orders_core.relay import OutboxGone
 
 if TYPE_CHECKING:
     from orders_local.sqlite import SQLiteStore
@@ -51,7 +51,7 @@ RESTART_AFTER: Final = 1.0
 class RelayProcess:
     """Starts, wakes and stops ``orders-local relay --lifeline`` for one database and sink.
 
-    The same surface as :class:`~orders_local.relay.OutboxRelay` (``start``, ``wake``,
+    The same surface as :class:`~orders_core.relay.OutboxRelay` (``start``, ``wake``,
     ``stop``), so the runtime uses either. A relay that exits on its own (a crash, a kill)
     is started again, at most once a second, on the server's loop: a wake notices it, and
     so does the report a watcher thread sends when the process exits (an empty line on the

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, TypeGuard
 from orders_core import telemetry
 from orders_core.http import DEFAULT_MAX_BODY, HttpApi
 from orders_core.ports import EventPublisher, OrderStore, Outbox
+from orders_core.relay import OutboxRelay
 from orders_core.security import Authenticator
 from orders_core.service import OrderService
 from orders_core.telemetry import JsonLogFormatter
-from orders_local.relay import OutboxRelay
 from orders_local.relay_process import RelayProcess
 from orders_local.server import OrdersHTTPServer
 from orders_local.sinks import JsonLinesSink, check_sink_spec, sink_from_spec

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from orders_core import cursor as cursors
@@ -124,19 +124,12 @@ class InMemoryStore(OrderStore, Outbox):
 
 
 class InMemoryPublisher(EventPublisher):
-    """Collects published events; optionally calls subscribers (in-process fan-out)."""
+    """Collects what it is asked to publish, in order (for tests and examples)."""
 
-    def __init__(self, *subscribers: Callable[[DomainEvent], None]) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self.published: list[DomainEvent] = []
-        self._subscribers = list(subscribers)
-
-    def subscribe(self, subscriber: Callable[[DomainEvent], None]) -> None:
-        self._subscribers.append(subscriber)
 
     def publish(self, events: Sequence[DomainEvent]) -> None:
-        for event in events:
-            for subscriber in self._subscribers:
-                subscriber(event)
         with self._lock:
             self.published.extend(events)

@@ -21,7 +21,7 @@ from typing import Final
 from orders_core import telemetry
 from orders_core.ports import EventPublisher, Outbox
 
-log = logging.getLogger("orders_local.relay")
+log = logging.getLogger("orders_core.relay")
 
 BACKOFF_BASE: Final = 0.1
 """Seconds of pause after a first failed attempt; each further one doubles it."""
