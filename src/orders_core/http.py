@@ -38,6 +38,7 @@ from orders_core.errors import (
     ValidationFailed,
 )
 from orders_core.idempotency import event_key, validate_key
+from orders_core.numbers import ascii_int
 from orders_core.ports import new_order_id
 from orders_core.service import ANONYMOUS, CommandResult, OrderService
 
@@ -142,9 +143,10 @@ def parse_if_match(value: str | None) -> int | None:
     if match is None:
         raise MalformedRequest('If-Match must be one entity tag, such as "3", or *')
     weak, tag = match.groups()
-    if weak or not tag.isdigit() or len(tag) > 18 or int(tag) < 1:
+    version = ascii_int(tag)  # U+00B9 passes isdigit(), fails int()
+    if weak or version is None or version < 1:
         return 0  # no order has version 0: the precondition fails
-    return int(tag)
+    return version
 
 
 def _trace_headers(request: HttpRequest) -> tuple[str | None, str | None]:
@@ -262,11 +264,11 @@ def _list(
         raise MalformedRequest("the customerId query parameter is required")
     if not _ID_RE.fullmatch(customer_id):
         raise MalformedRequest("customerId must be 1-64 letters, digits, '-' or '_'")
-    raw_limit = request.query.get("limit", "20")  # adapters keep blank values: limit= is ""
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+    limit = ascii_int(request.query.get("limit", "20"))  # blank values are kept: limit= is ""
+    if limit is None or not 1 <= limit <= 100:
         raise MalformedRequest("limit must be an integer from 1 to 100")
     page = api.service.list_by_customer(
-        customer_id, limit=int(raw_limit), cursor=request.query.get("cursor") or None
+        customer_id, limit=limit, cursor=request.query.get("cursor") or None
     )
     body = b'{"orders":[' + b",".join(o.to_json() for o in page.orders) + b"]"
     if page.next_cursor is not None:

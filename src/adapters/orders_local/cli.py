@@ -19,22 +19,36 @@ import signal
 import sqlite3
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from orders_core.numbers import ascii_decimal, ascii_int
 
 ENV = "ORDERS_LOCAL_"
+T = TypeVar("T")
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(ENV + name, default)
 
 
-def _positive_int(text: str) -> int:
+def _env_number(
+    parser: argparse.ArgumentParser, name: str, default: str, parse: Callable[[str], T]
+) -> T:
+    """An option's default from ``ORDERS_LOCAL_<name>``: a bad value is a usage error naming
+    the variable (exit 2), not a traceback from inside the parser's construction."""
+    text = _env(name, default)
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        return parse(text)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"{ENV}{name}: {exc}")
+
+
+def _positive_int(text: str) -> int:
+    value = ascii_int(text)  # int() would also take "1_000", U+0661
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer (ASCII digits)")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
     return value
@@ -48,10 +62,9 @@ def _port(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    value = ascii_decimal(text)  # float() takes "1_0", "inf", "nan"
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
     if not 0 < value <= 3600:
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 3600 seconds")
     return value
@@ -112,26 +125,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port",
         type=_port,
-        default=_port(_env("PORT", "8080")),
+        default=_env_number(serve, "PORT", "8080", _port),
         help="TCP port; 0 picks a free one [ORDERS_LOCAL_PORT]",
     )
     _sink_option(serve, "stdout, file:PATH, webhook:URL, or none")
     serve.add_argument(
         "--max-body",
         type=_positive_int,
-        default=_positive_int(_env("MAX_BODY", "1048576")),
+        default=_env_number(serve, "MAX_BODY", "1048576", _positive_int),
         help="largest request body in bytes; larger is 413 [ORDERS_LOCAL_MAX_BODY]",
     )
     serve.add_argument(
         "--read-timeout",
         type=_seconds,
-        default=_seconds(_env("READ_TIMEOUT", "5")),
+        default=_env_number(serve, "READ_TIMEOUT", "5", _seconds),
         help="seconds a connection may take to send a request [ORDERS_LOCAL_READ_TIMEOUT]",
     )
     serve.add_argument(
         "--handler-timeout",
         type=_seconds,
-        default=_seconds(_env("HANDLER_TIMEOUT", "10")),
+        default=_env_number(serve, "HANDLER_TIMEOUT", "10", _seconds),
         help="deadline for handling one request [ORDERS_LOCAL_HANDLER_TIMEOUT]",
     )
     serve.add_argument(
