@@ -33,7 +33,7 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(ENV + name, default)
 
 
-def _env_number(
+def _env_value(
     parser: argparse.ArgumentParser, name: str, default: str, parse: Callable[[str], T]
 ) -> T:
     """An option's default from ``ORDERS_LOCAL_<name>``: a bad value is a usage error naming
@@ -68,6 +68,15 @@ def _seconds(text: str) -> float:
     if not 0 < value <= 3600:
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 3600 seconds")
     return value
+
+
+def _synchronous(text: str) -> str:
+    from orders_local.sqlite import synchronous_mode
+
+    try:
+        return synchronous_mode(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _db_option(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -108,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _db_option(serve, "SQLite database file; created if missing")
     serve.add_argument(
+        "--synchronous",
+        type=_synchronous,
+        default=_env_value(serve, "SYNCHRONOUS", "NORMAL", _synchronous),
+        metavar="FULL|NORMAL",
+        help="SQLite durability: NORMAL can lose the last acknowledged writes to a power loss "
+        "or OS crash (not to a process crash); FULL fsyncs every commit [ORDERS_LOCAL_SYNCHRONOUS]",
+    )
+    serve.add_argument(
         "--table",
         default=_env("TABLE", ""),
         help="DynamoDB table, with --store dynamodb [ORDERS_LOCAL_TABLE]",
@@ -125,26 +142,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port",
         type=_port,
-        default=_env_number(serve, "PORT", "8080", _port),
+        default=_env_value(serve, "PORT", "8080", _port),
         help="TCP port; 0 picks a free one [ORDERS_LOCAL_PORT]",
     )
     _sink_option(serve, "stdout, file:PATH, webhook:URL, or none")
     serve.add_argument(
         "--max-body",
         type=_positive_int,
-        default=_env_number(serve, "MAX_BODY", "1048576", _positive_int),
+        default=_env_value(serve, "MAX_BODY", "1048576", _positive_int),
         help="largest request body in bytes; larger is 413 [ORDERS_LOCAL_MAX_BODY]",
     )
     serve.add_argument(
         "--read-timeout",
         type=_seconds,
-        default=_env_number(serve, "READ_TIMEOUT", "5", _seconds),
+        default=_env_value(serve, "READ_TIMEOUT", "5", _seconds),
         help="seconds a connection may take to send a request [ORDERS_LOCAL_READ_TIMEOUT]",
     )
     serve.add_argument(
         "--handler-timeout",
         type=_seconds,
-        default=_env_number(serve, "HANDLER_TIMEOUT", "10", _seconds),
+        default=_env_value(serve, "HANDLER_TIMEOUT", "10", _seconds),
         help="deadline for handling one request [ORDERS_LOCAL_HANDLER_TIMEOUT]",
     )
     serve.add_argument(
@@ -284,6 +301,7 @@ def serve(args: argparse.Namespace) -> int:
         port=args.port,
         sink=args.sink,
         max_body=args.max_body,
+        synchronous=args.synchronous,
         read_timeout=args.read_timeout,
         handler_timeout=args.handler_timeout,
         allow_remote=args.allow_remote,
