@@ -7,15 +7,24 @@ validate against the schemas given here. Built lazily on the first ``GET /openap
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from orders_core import __version__
-from orders_core.commands import ID_PATTERN, CreateOrder
-from orders_core.domain import Order
+from orders_core.commands import (
+    ID_PATTERN,
+    PAYLOADS,
+    CancelOrder,
+    ConfirmOrder,
+    CreateOrder,
+    FulfillOrder,
+)
+from orders_core.domain import LineItem, Order
 
 if TYPE_CHECKING:
     from orders_core.http import Route
@@ -52,6 +61,110 @@ class Health(BaseModel):
 
 
 _REF = "#/components/schemas/{model}"
+_CE_JSON = "application/cloudevents+json"
+_SEED = {"items": [{"id": "sku-1", "qty": 2}], "customerId": "c-1"}
+_BINARY = "Binary mode (the body is the event's data, as `application/json`): required"
+
+
+def _ce_header(attribute: str, schema: dict[str, Any], example: str, what: str) -> dict[str, Any]:
+    """A CloudEvents attribute as a binary-mode header. Not ``required`` in the OpenAPI
+    sense: structured mode carries it in the body instead, and one operation has one
+    parameter list for both modes."""
+    return {
+        "name": f"ce-{attribute}",
+        "in": "header",
+        "required": False,
+        "description": f"{_BINARY}. {what} Omit in structured mode ({_CE_JSON}).",
+        "schema": schema,
+        "example": example,
+    }
+
+
+def _ce_headers() -> list[dict[str, Any]]:
+    text = {"type": "string", "minLength": 1}
+    return [
+        _ce_header("specversion", {"type": "string", "enum": ["1.0"]}, "1.0", "Always 1.0."),
+        _ce_header(
+            "type",
+            {"type": "string", "enum": sorted(PAYLOADS)},
+            "io.orderscore.order.create.v1",
+            "The command.",
+        ),
+        _ce_header(
+            "source",
+            text,
+            "urn:example:shop",
+            "Who sends it; (source, id) is the event's identity, deduplicated.",
+        ),
+        _ce_header("id", text, "evt-1", "Unique per source; a redelivery keeps its id."),
+        {
+            "name": "ce-subject",
+            "in": "header",
+            "required": False,
+            "description": "Binary mode, optional: the CloudEvent subject.",
+            "schema": text,
+        },
+        {
+            "name": "ce-traceparent",
+            "in": "header",
+            "required": False,
+            "description": "Binary mode, optional: W3C trace context of the command "
+            "(else the request's traceparent header is used).",
+            "schema": {"type": "string"},
+        },
+    ]
+
+
+def _command_event() -> dict[str, Any]:
+    """A structured-mode command CloudEvent (JSON event format, CloudEvents 1.0)."""
+    return {
+        "type": "object",
+        "description": "A command as a structured-mode CloudEvent. Extension attributes "
+        "(lower-case letters and digits, such as traceparent) are allowed.",
+        "required": ["specversion", "id", "source", "type"],
+        "properties": {
+            "specversion": {"type": "string", "enum": ["1.0"]},
+            "id": {"type": "string", "minLength": 1},
+            "source": {"type": "string", "minLength": 1},
+            "type": {"type": "string", "enum": sorted(PAYLOADS)},
+            "subject": {"type": "string"},
+            "time": {"type": "string", "format": "date-time"},
+            "datacontenttype": {"type": "string", "enum": ["application/json"]},
+            "traceparent": {"type": "string"},
+            "tracestate": {"type": "string"},
+            "data": {"$ref": _REF.format(model="CommandData")},
+        },
+    }
+
+
+def _accept_aliases(schema: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """Pydantic documents only the first name of a field's ``AliasChoices``; the server
+    takes each. List them all (the snake_case field name, for Python callers, aside) and
+    say a field is given under one name: exactly one if required, else at most one."""
+    properties: dict[str, Any] = schema["properties"]
+    required: list[str] = schema.get("required", [])
+    rules: list[dict[str, Any]] = []
+    for name, field in model.model_fields.items():
+        if not isinstance(field.validation_alias, AliasChoices):
+            continue
+        choices = [c for c in field.validation_alias.choices if isinstance(c, str)]
+        names = [choices[0], *(c for c in choices[1:] if c != name)]
+        if len(names) < 2:
+            continue
+        primary = properties[names[0]]
+        for other in names[1:]:
+            alias = {k: v for k, v in primary.items() if k != "title"}
+            properties[other] = {**alias, "description": f"Another name for `{names[0]}`."}
+        if names[0] in required:
+            required.remove(names[0])
+            rules.append({"oneOf": [{"required": [n]} for n in names]})
+        else:
+            rules.extend({"not": {"required": list(pair)}} for pair in combinations(names, 2))
+    if rules:
+        schema["allOf"] = rules
+    return schema
+
+
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": _REF.format(model="Problem")}}}
 
 
@@ -175,14 +288,29 @@ def _operation(route: Route) -> dict[str, Any]:
             operation["requestBody"] = body
         return operation
     if name == "postEvent":
+        structured = {"specversion": "1.0", "id": "evt-1", "source": "urn:example:shop"}
         return {
             "summary": "Submit any command as a CloudEvent (binary or structured mode)",
-            "parameters": [_IDEMPOTENCY_KEY],
+            "description": "Structured mode: the whole event as the body, with Content-Type "
+            f"`{_CE_JSON}`. Binary mode: the event's data as an `application/json` body and "
+            "its attributes as `ce-specversion`, `ce-type`, `ce-source` and `ce-id` headers "
+            "(all four required in that mode). Without either, the answer is 415.",
+            "parameters": [_IDEMPOTENCY_KEY, *_ce_headers()],
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/cloudevents+json": {"schema": {"type": "object"}},
-                    "application/json": {"schema": {"type": "object"}},
+                    _CE_JSON: {
+                        "schema": {"$ref": _REF.format(model="CommandEvent")},
+                        "example": {
+                            **structured,
+                            "type": "io.orderscore.order.create.v1",
+                            "data": _SEED,
+                        },
+                    },
+                    "application/json": {
+                        "schema": {"$ref": _REF.format(model="CommandData")},
+                        "example": _SEED,
+                    },
                 },
             },
             "responses": {
@@ -211,9 +339,12 @@ def _operation(route: Route) -> dict[str, Any]:
 
 
 def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
-    _, schemas = models_json_schema(
+    _, generated = models_json_schema(
         [
             (CreateOrder, "validation"),
+            (ConfirmOrder, "validation"),
+            (CancelOrder, "validation"),
+            (FulfillOrder, "validation"),
             (CancelBody, "validation"),
             (Order, "serialization"),
             (OrderPage, "serialization"),
@@ -222,6 +353,19 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
         ],
         ref_template=_REF,
     )
+    schemas: dict[str, Any] = generated["$defs"]
+    # Requests take the input aliases (the seed's id/qty); orders in answers never carry them.
+    schemas["LineItemInput"] = _accept_aliases(copy.deepcopy(schemas["LineItem"]), LineItem)
+    schemas["LineItemInput"]["title"] = "LineItemInput"
+    create = _accept_aliases(schemas["CreateOrder"], CreateOrder)
+    create["properties"]["items"]["items"] = {"$ref": _REF.format(model="LineItemInput")}
+    for model in (ConfirmOrder, CancelOrder, FulfillOrder):
+        _accept_aliases(schemas[model.__name__], model)
+    schemas["CommandData"] = {
+        "description": "A command's data, by the event's type: create, confirm, cancel or fulfill.",
+        "anyOf": [{"$ref": _REF.format(model=m.__name__)} for m in PAYLOADS.values()],
+    }
+    schemas["CommandEvent"] = _command_event()
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         operation = _operation(route)
@@ -231,5 +375,5 @@ def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "orders-core", "version": __version__},
         "paths": paths,
-        "components": {"schemas": schemas["$defs"]},
+        "components": {"schemas": schemas},
     }
