@@ -112,18 +112,46 @@ class Function:
 
 
 def load_prices(path: Path | None = None) -> dict[str, Any]:
+    """The bundled prices, or a file of them that has every price the bundled one has."""
+    bundled = resources.files("orders_aws").joinpath("prices.json")
     if path is None:
-        text = resources.files("orders_aws").joinpath("prices.json").read_text()
+        text = bundled.read_text()
     else:
         try:
             text = path.read_text()
         except OSError as exc:
             raise CostError(f"cannot read prices file {path}: {exc.strerror}") from None
     try:
-        prices: dict[str, Any] = json.loads(text)
+        prices: Any = json.loads(text)
     except ValueError:
         raise CostError(f"prices file {path} is not valid JSON") from None
-    return prices
+    if path is not None:
+        reason = _missing_price(prices, json.loads(bundled.read_text()))
+        if reason is not None:
+            raise CostError(f"prices file {path}: {reason} (start from a copy of {bundled})")
+    result: dict[str, Any] = prices
+    return result
+
+
+def _missing_price(prices: Any, shape: dict[str, Any], at: str = "") -> str | None:
+    """Why ``prices`` lacks a number the bundled file (``shape``) has, or None: a KeyError
+    deep in the arithmetic told a user nothing."""
+    if not isinstance(prices, dict):
+        return f"{at or 'the file'} must be a JSON object"
+    for key, expected in shape.items():
+        name = f"{at}.{key}" if at else key
+        if isinstance(expected, dict):
+            if key not in prices:
+                return f"{name} is missing"
+            if (reason := _missing_price(prices[key], expected, name)) is not None:
+                return reason
+        elif isinstance(expected, int | float):
+            if key not in prices:
+                return f"{name} is missing"
+            value = prices[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                return f"{name} must be a non-negative number, not {json.dumps(value)}"
+    return None
 
 
 def _per_million(count: float, price: float, free: float = 0.0) -> float:
@@ -264,6 +292,26 @@ def report(profile: Profile, fn: Function, prices: dict[str, Any]) -> dict[str, 
     }
 
 
+def for_json(result: dict[str, Any]) -> dict[str, Any]:
+    """The report as ``--json`` prints it: money in cents, requests whole, rates to 3
+    decimals (0.1 + 0.2 arithmetic printed 999999.9999999998 requests)."""
+
+    def cents(parts: dict[str, float]) -> dict[str, float]:
+        return {name: round(value, 2) for name, value in parts.items()}
+
+    return {
+        **result,
+        "requests_per_month": round(result["requests_per_month"]),
+        "peak_rps": round(result["peak_rps"], 3),
+        "costs": {name: cents(parts) for name, parts in result["costs"].items()},
+        "totals": cents(result["totals"]),
+        "break_even_rps": {
+            name: None if rps is None else round(rps, 3)
+            for name, rps in result["break_even_rps"].items()
+        },
+    }
+
+
 def render(result: dict[str, Any]) -> str:
     lines = [
         f"{result['requests_per_month']:,.0f} requests/month; prices {result['prices']['region']}, "
@@ -393,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         prices = load_prices(args.prices)
         result = report(profile, function, prices)
-        print(json.dumps(result, indent=2) if args.json else render(result))
+        print(json.dumps(for_json(result), indent=2) if args.json else render(result))
         if args.plot is not None:
             plot(args.plot, function, prices, result)
             print(f"plot written to {args.plot}")
