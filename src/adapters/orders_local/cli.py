@@ -236,6 +236,20 @@ def check_db_path(db: Path) -> str | None:
     return None
 
 
+def _write_hint(db: Path) -> str:
+    """Why a read can need writes: WAL mode keeps -wal and -shm files beside the database,
+    and opening runs pending migrations."""
+    try:
+        if check_db_path(db) is None:
+            return ""
+    except OSError:  # cannot even look: say what it needs all the same
+        pass
+    return (
+        f"; orders-local needs write access to {db} and to its directory "
+        f"{db.resolve().parent} (SQLite keeps -wal and -shm files beside the database)"
+    )
+
+
 def dynamodb_store(table: str, endpoint_url: str | None) -> Any:
     """The DynamoDB store for ``--store dynamodb``: the long-running container path.
 
@@ -381,11 +395,14 @@ def run_relay(args: argparse.Namespace) -> int:
 
 
 def list_events(args: argparse.Namespace) -> int:
-    from orders_local.sqlite import SQLiteStore
+    from orders_local.sqlite import SchemaTooNew, SQLiteStore
 
-    if not args.db.is_file():
-        return fail(f"no database at {args.db}")
-    store = SQLiteStore(args.db)
+    try:
+        if not args.db.is_file():
+            return fail(f"no database at {args.db}")
+        store = SQLiteStore(args.db)
+    except (sqlite3.Error, SchemaTooNew, OSError) as exc:
+        return fail(f"cannot open database {args.db}: {exc}{_write_hint(args.db)}")
     try:
         entries = store.outbox_entries(pending_only=args.pending, limit=args.limit)
     finally:
