@@ -141,7 +141,9 @@ def _dynamodb_local_jar(session: nox.Session) -> str:
 @nox.session
 def reliability(session: nox.Session) -> None:
     """Races of 64, injected AWS faults, generated hostile input (bounded in count and time)."""
-    session.install("-e", ".[dev,aws]", *AWS_TEST_DEPS, "schemathesis>=4")
+    session.install(
+        "-e", ".[dev,aws]", *AWS_TEST_DEPS, "schemathesis>=4", "openapi-python-client>=0.21"
+    )
     session.run("pytest", "tests/reliability", *session.posargs)
 
 

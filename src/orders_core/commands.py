@@ -166,6 +166,7 @@ class _Targeted(_Payload):
     expected_version: int | None = Field(
         default=None,
         ge=0,  # 0 matches no order: how a weak or foreign If-Match tag fails with 412
+        strict=True,  # a JSON integer: lax mode would read "1_0" as 10 and " 3 " as 3
         validation_alias=AliasChoices("expectedVersion", "expected_version"),
         alias="expectedVersion",
         description="Apply only if the order is at this version (HTTP If-Match); else 412.",

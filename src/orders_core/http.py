@@ -40,6 +40,7 @@ from orders_core.errors import (
     ValidationFailed,
 )
 from orders_core.idempotency import IdempotencyKey, event_key, http_key
+from orders_core.numbers import ascii_int
 from orders_core.ports import new_order_id
 from orders_core.security import ANONYMOUS, Authenticator, Principal
 from orders_core.service import CommandResult, OrderService
@@ -150,9 +151,10 @@ def parse_if_match(value: str | None) -> int | None:
     if match is None:
         raise MalformedRequest('If-Match must be one entity tag, such as "3", or *')
     weak, tag = match.groups()
-    if weak or not tag.isdigit() or len(tag) > 18 or int(tag) < 1:
+    version = ascii_int(tag)  # U+00B9 passes isdigit(), fails int()
+    if weak or version is None or version < 1:
         return 0  # no order has version 0: the precondition fails
-    return int(tag)
+    return version
 
 
 def _trace_headers(request: HttpRequest) -> tuple[str | None, str | None]:
@@ -283,13 +285,13 @@ def _list(
         raise MalformedRequest("the customerId query parameter is required")
     if not _ID_RE.fullmatch(customer_id):
         raise MalformedRequest("customerId must be 1-64 letters, digits, '-' or '_'")
-    raw_limit = request.query.get("limit", "20")  # adapters keep blank values: limit= is ""
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+    limit = ascii_int(request.query.get("limit", "20"))  # blank values are kept: limit= is ""
+    if limit is None or not 1 <= limit <= 100:
         raise MalformedRequest("limit must be an integer from 1 to 100")
     page = api.service.list_by_customer(
         customer_id,
         principal=request.principal,
-        limit=int(raw_limit),
+        limit=limit,
         cursor=request.query.get("cursor") or None,
     )
     body = b'{"orders":[' + b",".join(o.to_json() for o in page.orders) + b"]"
@@ -319,7 +321,10 @@ def _openapi(
     from orders_core.openapi import openapi_document
 
     if api._openapi is None:
-        api._openapi = json.dumps(openapi_document(api.routes)).encode()
+        document = openapi_document(
+            api.routes, api.service.commands, bearer=api.authenticate is not None
+        )
+        api._openapi = json.dumps(document).encode()
     return json_response(200, api._openapi)
 
 

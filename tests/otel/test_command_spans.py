@@ -64,3 +64,24 @@ def test_a_malformed_trace_context_is_dropped_not_a_failure(
     assert sqs.handle({"Records": [record]}, None, rt) == {"batchItemFailures": []}
     assert len(service.store.list_by_customer("c").orders) == 1
     assert any(s.name.startswith("orders.command") for s in spans.get_finished_spans())
+
+
+def test_an_extra_commands_metric_is_counted_with_no_other_change(
+    metric_reader: object,
+) -> None:
+    from orders_core.http import HttpApi, HttpRequest
+    from tests.unit.test_command_table import EXPEDITE, SEED, TABLE
+
+    api = HttpApi(OrderService(InMemoryStore(), commands=TABLE))
+    created = api.handle(
+        HttpRequest("POST", "/orders", {"content-type": "application/json"}, body=SEED)
+    )
+    api.handle(HttpRequest("POST", f"/orders/{created.json()['orderId']}/expedite"))
+    data = metric_reader.get_metrics_data()  # type: ignore[attr-defined]
+    names = {
+        m.name: sum(getattr(p, "value", 0) for p in m.data.data_points)
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    assert names.get(f"orders.{EXPEDITE.metric}", 0) >= 1

@@ -38,6 +38,7 @@ from orders_aws.events import AuthSettings
 from orders_core.deadline import Deadline
 from orders_core.events import DEFAULT_SOURCE
 from orders_core.http import DEFAULT_MAX_BODY, HttpApi
+from orders_core.numbers import ascii_int
 from orders_core.security import DEFAULT_ADMIN_SCOPE, admin_arns
 from orders_core.service import OrderService
 
@@ -69,28 +70,37 @@ class AwsConfig:
         table = env.get("ORDERS_TABLE", "")
         if not table:
             raise ConfigError("ORDERS_TABLE is not set")
-        try:
-            return cls(
-                table=table,
-                event_bus=env.get("ORDERS_EVENT_BUS", "default"),
-                event_source=env.get("ORDERS_EVENT_SOURCE", DEFAULT_SOURCE),
-                idempotency_ttl=timedelta(
-                    seconds=int(env.get("ORDERS_IDEMPOTENCY_TTL_SECONDS", "86400"))
-                ),
-                max_body=int(env.get("ORDERS_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY))),
-                deadline_margin_ms=int(env.get("ORDERS_DEADLINE_MARGIN_MS", "500")),
-                poison_queue_url=env.get("ORDERS_POISON_QUEUE_URL") or None,
-                command_bus=env.get("ORDERS_COMMAND_BUS") or "default",
-                auth=AuthSettings(
-                    admin_scope=env.get("ORDERS_ADMIN_SCOPE") or DEFAULT_ADMIN_SCOPE,
-                    admin_arns=admin_arns(env.get("ORDERS_ADMIN_ROLE_ARNS", "")),
-                    shared_roles=admin_arns(env.get("ORDERS_IAM_SHARED_ROLES", "")),
-                    principal_key=env.get("ORDERS_AUTHORIZER_PRINCIPAL_KEY") or "principalId",
-                    admin_key=env.get("ORDERS_AUTHORIZER_ADMIN_KEY") or "admin",
-                ),
-            )
-        except ValueError as exc:
-            raise ConfigError(f"bad numeric setting: {exc}") from None
+        return cls(
+            table=table,
+            event_bus=env.get("ORDERS_EVENT_BUS", "default"),
+            event_source=env.get("ORDERS_EVENT_SOURCE", DEFAULT_SOURCE),
+            idempotency_ttl=timedelta(
+                seconds=_setting(env, "ORDERS_IDEMPOTENCY_TTL_SECONDS", 86400, minimum=1)
+            ),
+            max_body=_setting(env, "ORDERS_MAX_BODY_BYTES", DEFAULT_MAX_BODY, minimum=1),
+            deadline_margin_ms=_setting(env, "ORDERS_DEADLINE_MARGIN_MS", 500, minimum=0),
+            poison_queue_url=env.get("ORDERS_POISON_QUEUE_URL") or None,
+            command_bus=env.get("ORDERS_COMMAND_BUS") or "default",
+            auth=AuthSettings(
+                admin_scope=env.get("ORDERS_ADMIN_SCOPE") or DEFAULT_ADMIN_SCOPE,
+                admin_arns=admin_arns(env.get("ORDERS_ADMIN_ROLE_ARNS", "")),
+                shared_roles=admin_arns(env.get("ORDERS_IAM_SHARED_ROLES", "")),
+                principal_key=env.get("ORDERS_AUTHORIZER_PRINCIPAL_KEY") or "principalId",
+                admin_key=env.get("ORDERS_AUTHORIZER_ADMIN_KEY") or "admin",
+            ),
+        )
+
+
+def _setting(env: dict[str, str], name: str, default: int, *, minimum: int) -> int:
+    """An integer setting, ASCII digits only (``int()`` would take "1_000"
+    and Arabic-Indic digits)."""
+    text = env.get(name)
+    if text is None:
+        return default
+    value = ascii_int(text)
+    if value is None or value < minimum:
+        raise ConfigError(f"{name} must be an integer of at least {minimum}, not {text!r}")
+    return value
 
 
 @dataclass

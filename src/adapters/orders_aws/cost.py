@@ -27,9 +27,10 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any, Final
+
+from orders_aws.prices import CostError, load_prices
 
 SECONDS_PER_MONTH: Final = 730 * 3600  # AWS bills a month as 730 hours
 HOURS_PER_MONTH: Final = 730
@@ -38,10 +39,6 @@ DEFAULT_P50_MS: Final = 12.0
 assumption: no Lambda here to measure it), billed in whole milliseconds."""
 DEFAULT_P95_MS: Final = 40.0
 ARCHITECTURES: Final = ("arm64", "x86_64")
-
-
-class CostError(ValueError):
-    """Bad input: the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -109,21 +106,6 @@ class Function:
     def mean_billed_seconds(self) -> float:
         """Billed duration, whole milliseconds: most requests at p50, one in twenty at p95."""
         return (0.95 * math.ceil(self.p50_ms) + 0.05 * math.ceil(self.p95_ms)) / 1000
-
-
-def load_prices(path: Path | None = None) -> dict[str, Any]:
-    if path is None:
-        text = resources.files("orders_aws").joinpath("prices.json").read_text()
-    else:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise CostError(f"cannot read prices file {path}: {exc.strerror}") from None
-    try:
-        prices: dict[str, Any] = json.loads(text)
-    except ValueError:
-        raise CostError(f"prices file {path} is not valid JSON") from None
-    return prices
 
 
 def _per_million(count: float, price: float, free: float = 0.0) -> float:
@@ -264,6 +246,26 @@ def report(profile: Profile, fn: Function, prices: dict[str, Any]) -> dict[str, 
     }
 
 
+def for_json(result: dict[str, Any]) -> dict[str, Any]:
+    """The report as ``--json`` prints it: money in cents, requests whole, rates to 3
+    decimals (0.1 + 0.2 arithmetic printed 999999.9999999998 requests)."""
+
+    def cents(parts: dict[str, float]) -> dict[str, float]:
+        return {name: round(value, 2) for name, value in parts.items()}
+
+    return {
+        **result,
+        "requests_per_month": round(result["requests_per_month"]),
+        "peak_rps": round(result["peak_rps"], 3),
+        "costs": {name: cents(parts) for name, parts in result["costs"].items()},
+        "totals": cents(result["totals"]),
+        "break_even_rps": {
+            name: None if rps is None else round(rps, 3)
+            for name, rps in result["break_even_rps"].items()
+        },
+    }
+
+
 def render(result: dict[str, Any]) -> str:
     lines = [
         f"{result['requests_per_month']:,.0f} requests/month; prices {result['prices']['region']}, "
@@ -393,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         prices = load_prices(args.prices)
         result = report(profile, function, prices)
-        print(json.dumps(result, indent=2) if args.json else render(result))
+        print(json.dumps(for_json(result), indent=2) if args.json else render(result))
         if args.plot is not None:
             plot(args.plot, function, prices, result)
             print(f"plot written to {args.plot}")

@@ -20,22 +20,36 @@ import signal
 import sqlite3
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from orders_core.numbers import ascii_decimal, ascii_int
 
 ENV = "ORDERS_LOCAL_"
+T = TypeVar("T")
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(ENV + name, default)
 
 
-def _positive_int(text: str) -> int:
+def _env_value(
+    parser: argparse.ArgumentParser, name: str, default: str, parse: Callable[[str], T]
+) -> T:
+    """An option's default from ``ORDERS_LOCAL_<name>``: a bad value is a usage error naming
+    the variable (exit 2), not a traceback from inside the parser's construction."""
+    text = _env(name, default)
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        return parse(text)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"{ENV}{name}: {exc}")
+
+
+def _positive_int(text: str) -> int:
+    value = ascii_int(text)  # int() would also take "1_000", U+0661
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer (ASCII digits)")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
     return value
@@ -49,13 +63,21 @@ def _port(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    value = ascii_decimal(text)  # float() takes "1_0", "inf", "nan"
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
     if not 0 < value <= 3600:
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 3600 seconds")
     return value
+
+
+def _synchronous(text: str) -> str:
+    from orders_local.sqlite import synchronous_mode
+
+    try:
+        return synchronous_mode(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _db_option(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -131,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _db_option(serve, "SQLite database file; created if missing")
     serve.add_argument(
+        "--synchronous",
+        type=_synchronous,
+        default=_env_value(serve, "SYNCHRONOUS", "NORMAL", _synchronous),
+        metavar="FULL|NORMAL",
+        help="SQLite durability: NORMAL can lose the last acknowledged writes to a power loss "
+        "or OS crash (not to a process crash); FULL fsyncs every commit [ORDERS_LOCAL_SYNCHRONOUS]",
+    )
+    serve.add_argument(
         "--table",
         default=_env("TABLE", ""),
         help="DynamoDB table, with --store dynamodb [ORDERS_LOCAL_TABLE]",
@@ -149,26 +179,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port",
         type=_port,
-        default=_port(_env("PORT", "8080")),
+        default=_env_value(serve, "PORT", "8080", _port),
         help="TCP port; 0 picks a free one [ORDERS_LOCAL_PORT]",
     )
     _sink_option(serve, "stdout, file:PATH, webhook:URL, or none")
     serve.add_argument(
         "--max-body",
         type=_positive_int,
-        default=_positive_int(_env("MAX_BODY", "1048576")),
+        default=_env_value(serve, "MAX_BODY", "1048576", _positive_int),
         help="largest request body in bytes; larger is 413 [ORDERS_LOCAL_MAX_BODY]",
     )
     serve.add_argument(
         "--read-timeout",
         type=_seconds,
-        default=_seconds(_env("READ_TIMEOUT", "5")),
+        default=_env_value(serve, "READ_TIMEOUT", "5", _seconds),
         help="seconds a connection may take to send a request [ORDERS_LOCAL_READ_TIMEOUT]",
     )
     serve.add_argument(
         "--handler-timeout",
         type=_seconds,
-        default=_seconds(_env("HANDLER_TIMEOUT", "10")),
+        default=_env_value(serve, "HANDLER_TIMEOUT", "10", _seconds),
         help="deadline for handling one request [ORDERS_LOCAL_HANDLER_TIMEOUT]",
     )
     serve.add_argument(
@@ -250,6 +280,20 @@ def check_db_path(db: Path) -> str | None:
     if not os.access(parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
         return f"--db {db} is not writable"
     return None
+
+
+def _write_hint(db: Path) -> str:
+    """Why a read can need writes: WAL mode keeps -wal and -shm files beside the database,
+    and opening runs pending migrations."""
+    try:
+        if check_db_path(db) is None:
+            return ""
+    except OSError:  # cannot even look: say what it needs all the same
+        pass
+    return (
+        f"; orders-local needs write access to {db} and to its directory "
+        f"{db.resolve().parent} (SQLite keeps -wal and -shm files beside the database)"
+    )
 
 
 def dynamodb_store(table: str, endpoint_url: str | None) -> Any:
@@ -342,6 +386,7 @@ def serve(args: argparse.Namespace) -> int:
         port=args.port,
         sink=args.sink,
         max_body=args.max_body,
+        synchronous=args.synchronous,
         read_timeout=args.read_timeout,
         handler_timeout=args.handler_timeout,
         allow_remote=args.allow_remote,
@@ -435,11 +480,14 @@ def run_relay(args: argparse.Namespace) -> int:
 
 
 def list_events(args: argparse.Namespace) -> int:
-    from orders_local.sqlite import SQLiteStore
+    from orders_local.sqlite import SchemaTooNew, SQLiteStore
 
-    if not args.db.is_file():
-        return fail(f"no database at {args.db}")
-    store = SQLiteStore(args.db)
+    try:
+        if not args.db.is_file():
+            return fail(f"no database at {args.db}")
+        store = SQLiteStore(args.db)
+    except (sqlite3.Error, SchemaTooNew, OSError) as exc:
+        return fail(f"cannot open database {args.db}: {exc}{_write_hint(args.db)}")
     try:
         entries = store.outbox_entries(pending_only=args.pending, limit=args.limit)
     finally:

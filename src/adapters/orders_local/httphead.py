@@ -7,7 +7,7 @@ and refuses what request-smuggling and header-injection attacks rely on:
 
 * header names must be tokens, with no whitespace before the colon (400);
 * obsolete line folding (a line starting with whitespace) is refused (400);
-* ``Content-Length`` must be digits, and repeated copies must agree (400);
+* ``Content-Length`` must be ASCII digits, and repeated copies must agree (400);
 * at most 100 fields of at most 64 KiB each (431), like the standard library.
 
 The socket, threads and response writing stay the standard library's.
@@ -21,7 +21,7 @@ from typing import Final, Protocol
 MAX_LINE: Final = 65536
 MAX_HEADERS: Final = 100
 _TOKEN: Final = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_VERSION: Final = re.compile(r"^HTTP/(\d)\.(\d)$")
+_VERSION: Final = re.compile(r"^HTTP/([0-9])\.([0-9])$")
 
 
 class HeadError(Exception):

@@ -41,6 +41,8 @@ class LocalConfig:
     read_timeout: float = 5.0
     handler_timeout: float = 10.0
     allow_remote: bool = False
+    synchronous: str = "NORMAL"
+    """SQLite ``synchronous``: NORMAL may lose the last commits to a power loss, FULL not."""
     relay: str = "process"
     """Where the outbox relay runs for a SQLite file and a ``sink``: ``process`` (its own,
     beside the server's; docs/decisions/0009) or ``thread`` (in the server's process).
@@ -99,7 +101,7 @@ class LocalRuntime:
         if store is None:
             from orders_local.sqlite import SQLiteStore
 
-            store = SQLiteStore(config.db)
+            store = SQLiteStore(config.db, synchronous=config.synchronous)
         self.store = store
         if config.relay not in ("process", "thread"):
             raise ValueError(f"unknown relay {config.relay!r}: use process or thread")
@@ -171,6 +173,8 @@ class LocalRuntime:
     def describe(self) -> str:
         if hasattr(self.store, "path"):
             data, sink = os.path.abspath(self.store.path), self.config.sink
+            if hasattr(self.store, "synchronous"):
+                data += f", synchronous {self.store.synchronous}"
         elif hasattr(self.store, "table"):
             data, sink = f"DynamoDB table {self.store.table}", "the table's stream"
         else:

@@ -51,6 +51,7 @@ from orders_core.http import (
     parse_query,
     problem_response,
 )
+from orders_core.numbers import ascii_int
 from orders_core.ports import new_order_id
 from orders_local.httphead import HeadError, parse_request_line, read_headers
 
@@ -513,9 +514,9 @@ class OrdersHTTPServer:
         raw = headers.get("content-length")
         if raw is None:
             return 0
-        if not raw.isdigit():
+        length = ascii_int(raw, max_digits=1000)  # U+00B2 passes isdigit()
+        if length is None:
             raise MalformedRequest("Content-Length must be a non-negative integer")
-        length = int(raw)
         if length > self.api.max_body:
             raise PayloadTooLarge(f"the body is over the {self.api.max_body}-byte limit")
         return length
