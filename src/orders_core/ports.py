@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Protocol
@@ -128,6 +128,38 @@ class EventPublisher(ABC):
     @abstractmethod
     def publish(self, events: Sequence[DomainEvent]) -> None:
         """Publish all of ``events`` or raise; a raise means none may be marked delivered."""
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What a backend module's factory builds from configuration, and what it supports.
+
+    Runtimes and the CLI read these fields; they never probe a store for methods. A backend
+    module exposes one factory, ``backend(settings: Mapping[str, str]) -> Backend``, and a
+    runtime's registry names it (``orders_local.backends``).
+    """
+
+    name: str
+    store: OrderStore
+    describe: str
+    """For a startup line: where the data is (``SQLite file /srv/orders.db, synchronous
+    NORMAL``), never a secret."""
+    outbox: Outbox | None = None
+    """Committed events awaiting a relay; None when the backend publishes by other means."""
+    events: str | None = None
+    """Where events go without an outbox (DynamoDB: ``the table's stream``)."""
+    file: str | None = None
+    """A database file another process may open (a relay process beside the server)."""
+    undelivered: Callable[[], int] | None = None
+    """How many committed events wait (the ``orders.outbox.undelivered`` gauge)."""
+    close: Callable[[], None] = _nothing
+
+
+BackendFactory = Callable[[Mapping[str, str]], Backend]
 
 
 class Clock(Protocol):
