@@ -7,13 +7,14 @@ callable of the right shape will do.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import ClassVar, Final, Protocol
 
 from orders_core._immutable import immutable
 from orders_core.domain import Order
@@ -65,6 +66,16 @@ class OrderStore(ABC):
     Implementations must make :meth:`commit` atomic and conditional; everything the
     contract suite in ``orders_core.testing`` checks is part of this interface.
     """
+
+    groups_commits: ClassVar[bool] = False
+    """Whether :meth:`unit_of_work` joins the changes committed inside it into one
+    transaction (SQLite's group commit). False: each commit is durable on its own."""
+
+    @contextlib.contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        """Changes committed by this thread inside the block, committed together when it
+        ends (stores that group commits); by default each is durable when committed."""
+        yield
 
     @abstractmethod
     def get(self, order_id: str) -> Order | None:
@@ -121,6 +132,10 @@ class Outbox(ABC):
     def mark_failed(self, positions: Sequence[int], error: str) -> None:
         """Count a failed attempt; the events stay pending."""
 
+    @abstractmethod
+    def undelivered_count(self) -> int:
+        """Committed events not yet delivered (the ``orders.outbox.undelivered`` gauge)."""
+
 
 class EventPublisher(ABC):
     """Sends events to the outside world, at least once."""
@@ -154,8 +169,6 @@ class Backend:
     """Where events go without an outbox (DynamoDB: ``the table's stream``)."""
     file: str | None = None
     """A database file another process may open (a relay process beside the server)."""
-    undelivered: Callable[[], int] | None = None
-    """How many committed events wait (the ``orders.outbox.undelivered`` gauge)."""
     close: Callable[[], None] = _nothing
 
 

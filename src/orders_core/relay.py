@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Protocol
 
 from orders_core import telemetry
 from orders_core.ports import EventPublisher, Outbox
@@ -45,6 +45,20 @@ def retry_delay(
         return 0.0
     ceiling = min(cap, base * 2.0 ** min(attempt - 1, _MAX_EXPONENT))
     return ceiling / 2 + jitter * ceiling / 2
+
+
+class Relay(Protocol):
+    """What a runtime drives, wherever the relay runs (a thread here, a process of the
+    local runtime's): started with the server, woken after each commit, stopped last."""
+
+    def start(self) -> None: ...
+
+    def wake(self) -> None:
+        """Something was committed: look now rather than at the next poll."""
+
+    def stop(self, *, timeout: float = 10.0) -> int:
+        """Deliver what is pending (within ``timeout``), stop, and say how many events stay
+        undelivered (they go out after the next start)."""
 
 
 class OutboxGone(Exception):
@@ -174,17 +188,18 @@ class OutboxRelay:
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
         self._thread.start()
 
-    def stop(self, *, flush: bool = True, timeout: float = 10.0) -> int:
-        """Stop the thread; with ``flush``, deliver what is pending (within ``timeout``).
+    def stop(self, *, timeout: float = 10.0) -> int:
+        """Stop the thread, then deliver what is pending (within ``timeout``).
 
-        No flush while the thread is still in a pass (it would publish the same batch
+        No final pass while the thread is still in one (it would publish the same batch
         again), nor once the outbox is gone. Returns how many events remain undelivered.
         """
         self._stopping.set()
         self._wake.set()
+        flush = True
         if self._thread is not None:
             self._thread.join(timeout)
-            flush = flush and not self._thread.is_alive()
+            flush = not self._thread.is_alive()
         deadline = time.monotonic() + timeout
         while flush and not self.gone.is_set() and time.monotonic() < deadline:
             if not self.outbox.pending(1):

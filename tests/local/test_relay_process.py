@@ -84,7 +84,7 @@ def test_a_wake_through_the_lifeline_starts_a_pass_at_once(
     tmp_path: Path, store: SQLiteStore
 ) -> None:
     out = tmp_path / "events.jsonl"
-    relay = RelayProcess(store, f"file:{out}", poll_interval=600)  # no poll would come
+    relay = RelayProcess.for_store(store, f"file:{out}", poll_interval=600)  # no poll would come
     relay.start()
     try:
         time.sleep(1.5)  # started and past its first pass (an empty outbox)
@@ -99,7 +99,7 @@ def test_the_relay_reports_deliveries_and_the_server_marks_them(
     tmp_path: Path, store: SQLiteStore
 ) -> None:
     out = tmp_path / "events.jsonl"
-    relay = RelayProcess(store, f"file:{out}", poll_interval=600)
+    relay = RelayProcess.for_store(store, f"file:{out}", poll_interval=600)
     relay.start()
     try:
         time.sleep(1.5)  # started and past its first pass
@@ -127,7 +127,7 @@ def test_reports_are_marked_whole_lines_at_a_time(tmp_path: Path, store: SQLiteS
     for n in range(60):
         place(store, f"o-{n}")
     positions = [p.position for p in store.pending()]
-    relay = RelayProcess(store, f"file:{tmp_path / 'events.jsonl'}")  # not started
+    relay = RelayProcess.for_store(store, f"file:{tmp_path / 'events.jsonl'}")  # not started
     reports = MarksThroughServer(store, relay._marks_w)
     reports.mark_delivered(positions[:50])  # two lines
     assert [p.position for p in reports.pending()] == positions[50:]  # reported: skipped
@@ -147,7 +147,7 @@ def test_a_stopped_relay_delivers_what_is_pending_first(
     """Stopped by the server (it closes the lifeline) or by a service manager that signals
     every process of the service (systemd's default KillMode)."""
     out = tmp_path / "events.jsonl"
-    relay = RelayProcess(store, f"file:{out}", poll_interval=600)
+    relay = RelayProcess.for_store(store, f"file:{out}", poll_interval=600)
     relay.start()
     assert relay.proc is not None
     time.sleep(1.5)  # started, its signal handlers set
@@ -169,7 +169,7 @@ def test_the_relay_stops_when_the_server_dies(tmp_path: Path, store: SQLiteStore
             "import sys, time\n"
             "from orders_local.relay_process import RelayProcess\n"
             "from orders_local.sqlite import SQLiteStore\n"
-            "relay = RelayProcess(SQLiteStore(sys.argv[1]), 'file:' + sys.argv[2])\n"
+            "relay = RelayProcess.for_store(SQLiteStore(sys.argv[1]), 'file:' + sys.argv[2])\n"
             "relay.start()\n"
             "print(relay.proc.pid, flush=True)\n"
             "time.sleep(600)\n",
@@ -192,7 +192,7 @@ def test_a_relay_that_died_is_started_again(
 ) -> None:
     monkeypatch.setattr(relay_process, "RESTART_AFTER", 0.0)
     out = tmp_path / "events.jsonl"
-    relay = RelayProcess(store, f"file:{out}", poll_interval=600)
+    relay = RelayProcess.for_store(store, f"file:{out}", poll_interval=600)
     relay.start()
     try:
         assert relay.proc is not None

@@ -59,7 +59,7 @@ def hook() -> Iterator[Webhook]:
 def relay_for(mode: str, store: SQLiteStore, url: str, **kw: float) -> OutboxRelay | RelayProcess:
     if mode == "thread":
         return OutboxRelay(store, WebhookSink(url, timeout=2), **kw)
-    return RelayProcess(store, f"webhook:{url}", **kw)
+    return RelayProcess.for_store(store, f"webhook:{url}", **kw)
 
 
 def test_the_backoff_is_capped_jittered_and_finite_at_any_attempt() -> None:

@@ -59,7 +59,7 @@ from orders_core.errors import (
 )
 from orders_core.events import DomainEvent
 from orders_core.idempotency import IdempotencyRecord, derived_order_id
-from orders_core.ports import Change, OrderStore, Page
+from orders_core.ports import Backend, Change, OrderStore, Page
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -616,3 +616,26 @@ def events_from_stream_image(image: Mapping[str, Any]) -> list[DomainEvent]:
         DomainEvent.from_record({"data": body, **record})
         for record in json.loads(image["events"]["S"])
     ]
+
+
+def backend(settings: Mapping[str, str]) -> Backend:
+    """The DynamoDB backend of a long-running runtime (``orders-local serve --store dynamodb``).
+
+    Settings: ``table`` (required), ``endpoint_url``. The table must exist: checked now, so
+    a typo fails the start, not the first request. Events leave through the table's stream
+    (the AWS relay), not through a local sink.
+    """
+    table = settings.get("table", "")
+    if not table:
+        raise ValueError("--store dynamodb needs --table")
+    try:
+        client = make_client(endpoint_url=settings.get("endpoint_url") or None)
+        client.describe_table(TableName=table)
+    except Exception as exc:
+        raise ValueError(f"cannot use DynamoDB table {table!r}: {type(exc).__name__}") from None
+    return Backend(
+        name="dynamodb",
+        store=DynamoDBStore(table, client),
+        describe=f"DynamoDB table {table}",
+        events="the table's stream",
+    )

@@ -22,9 +22,10 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from orders_core.numbers import ascii_decimal, ascii_int
+from orders_local.backends import BACKENDS
 
 ENV = "ORDERS_LOCAL_"
 T = TypeVar("T")
@@ -147,9 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--store",
-        choices=["sqlite", "dynamodb"],
+        choices=list(BACKENDS),
         default=_env("STORE", "sqlite"),
-        help="where orders live; dynamodb needs the aws extra [ORDERS_LOCAL_STORE]",
+        help="where orders live (memory keeps nothing); dynamodb needs the aws extra "
+        "[ORDERS_LOCAL_STORE]",
     )
     _db_option(serve, "SQLite database file; created if missing")
     serve.add_argument(
@@ -296,25 +298,6 @@ def _write_hint(db: Path) -> str:
     )
 
 
-def dynamodb_store(table: str, endpoint_url: str | None) -> Any:
-    """The DynamoDB store for ``--store dynamodb``: the long-running container path.
-
-    Events then leave through the table's stream (the AWS relay), not through ``--sink``.
-    """
-    if not table:
-        raise ValueError("--store dynamodb needs --table")
-    try:
-        from orders_aws.dynamodb import DynamoDBStore, make_client
-    except ImportError:  # pragma: no cover - depends on the install
-        raise ValueError("--store dynamodb needs boto3: pip install 'orders-core[aws]'") from None
-    try:
-        client = make_client(endpoint_url=endpoint_url)
-        client.describe_table(TableName=table)
-    except Exception as exc:
-        raise ValueError(f"cannot use DynamoDB table {table!r}: {type(exc).__name__}") from None
-    return DynamoDBStore(table, client)
-
-
 def _stop_on_signals() -> threading.Event:
     """An event SIGINT and SIGTERM set: the main thread waits on it, then stops in order."""
     stop = threading.Event()
@@ -372,14 +355,14 @@ def serve(args: argparse.Namespace) -> int:
                 "HTTP: terminate TLS in front of it",
                 file=sys.stderr,
             )
-    store = None
-    if args.store == "dynamodb":
-        try:
-            store = dynamodb_store(args.table, args.endpoint_url)
-        except ValueError as exc:
-            return fail(str(exc))
-    elif (reason := check_db_path(args.db)) is not None:
+    if args.store == "sqlite" and (reason := check_db_path(args.db)) is not None:
         return fail(reason)
+    settings = {
+        "db": str(args.db),
+        "synchronous": args.synchronous,
+        "table": args.table or "",
+        "endpoint_url": args.endpoint_url or "",
+    }
     config = LocalConfig(
         db=args.db,
         host=args.host,
@@ -399,7 +382,9 @@ def serve(args: argparse.Namespace) -> int:
     if sdk.configure("orders-local"):
         print("orders-local: OpenTelemetry SDK configured from OTEL_* variables", file=sys.stderr)
     try:
-        runtime = LocalRuntime(config, store=store)
+        from orders_local.backends import open_backend
+
+        runtime = LocalRuntime(config, backend=open_backend(args.store, settings))
     except ValueError as exc:
         return fail(str(exc))
     except OSError as exc:
@@ -469,7 +454,7 @@ def run_relay(args: argparse.Namespace) -> int:
     else:
         print(f"orders-local: relaying {args.db} to {args.sink}", file=sys.stderr, flush=True)
     stop.wait()
-    undelivered = relay.stop(flush=True, timeout=10.0)
+    undelivered = relay.stop(timeout=10.0)
     if isinstance(publisher, JsonLinesSink):
         publisher.close()
     store.close()

@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from orders_core.ports import Outbox, PendingEvent
 from orders_core.relay import OutboxGone
@@ -60,14 +60,17 @@ class RelayProcess:
 
     def __init__(
         self,
-        outbox: SQLiteStore,
+        outbox: Outbox,
         sink: str,
         *,
+        file: str,
         poll_interval: float = 0.25,
         backoff_cap: float | None = None,
         python: str = sys.executable,
     ) -> None:
         self.outbox = outbox
+        self.file = file
+        """The database the child opens (``orders-local relay --db``)."""
         self.sink = sink
         self.poll_interval = poll_interval
         self.backoff_cap = backoff_cap
@@ -91,7 +94,7 @@ class RelayProcess:
                 _CHILD,
                 "relay",
                 "--db",
-                str(self.outbox.path),
+                self.file,
                 "--sink",
                 self.sink,
                 "--poll-interval",
@@ -178,15 +181,15 @@ class RelayProcess:
         if positions:
             self.outbox.mark_delivered(positions)
 
-    def stop(self, *, flush: bool = True, timeout: float = 10.0) -> int:
+    @classmethod
+    def for_store(cls, store: SQLiteStore, sink: str, **options: Any) -> RelayProcess:
+        """A relay process for a SQLite store's own file."""
+        return cls(store, sink, file=str(store.path), **options)
+
+    def stop(self, *, timeout: float = 10.0) -> int:
         """Close the lifeline; the relay then delivers what is pending (within ``timeout``)
         and exits, or is killed if it outlives that by 5 s. Returns how many events remain
-        undelivered (they go out after the next start).
-
-        ``flush`` is accepted for the thread relay's signature: the relay process always
-        tries to deliver what is pending before it exits.
-        """
-        del flush
+        undelivered (they go out after the next start)."""
         self._stopping = True
         self._stopped.set()
         proc = self.proc
@@ -267,6 +270,9 @@ class MarksThroughServer(Outbox):
 
     def mark_failed(self, positions: Sequence[int], error: str) -> None:
         self.store.mark_failed(positions, error)
+
+    def undelivered_count(self) -> int:
+        return self.store.undelivered_count()
 
 
 _PER_LINE: Final = 25

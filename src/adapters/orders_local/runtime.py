@@ -9,12 +9,12 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING
 
 from orders_core import telemetry
 from orders_core.http import DEFAULT_MAX_BODY, HttpApi
-from orders_core.ports import EventPublisher, OrderStore, Outbox
-from orders_core.relay import OutboxRelay
+from orders_core.ports import Backend, EventPublisher, OrderStore, Outbox
+from orders_core.relay import OutboxRelay, Relay
 from orders_core.security import Authenticator
 from orders_core.service import OrderService
 from orders_core.telemetry import JsonLogFormatter
@@ -24,7 +24,6 @@ from orders_local.sinks import JsonLinesSink, check_sink_spec, sink_from_spec
 
 if TYPE_CHECKING:
     from orders_local.bearer import BearerConfig
-    from orders_local.sqlite import SQLiteStore
 
 log = logging.getLogger("orders_local")
 
@@ -71,14 +70,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
-def _file_backed(store: OrderStore) -> TypeGuard[SQLiteStore]:
-    """Whether another process can open the store: a SQLite file, on a POSIX system (the
-    relay process's lifeline is a non-blocking pipe)."""
-    from orders_local.sqlite import SQLiteStore
-
-    return isinstance(store, SQLiteStore) and os.name == "posix"
-
-
 class LocalRuntime:
     """A store, the service, the HTTP server and the relay, started and stopped together."""
 
@@ -86,40 +77,56 @@ class LocalRuntime:
         self,
         config: LocalConfig,
         *,
+        backend: Backend | None = None,
         store: OrderStore | None = None,
         publisher: EventPublisher | None = None,
         authenticate: Authenticator | None = None,
     ) -> None:
-        """``authenticate`` replaces the one ``config.jwt`` would build (tests pass one with
-        a fake clock)."""
+        """``backend`` is what the CLI opened by name (``orders_local.backends``); without
+        one, ``store`` (any store, for tests) or else the SQLite file ``config.db``.
+        ``authenticate`` replaces the one ``config.jwt`` would build (tests pass one with a
+        fake clock)."""
         self.config = config
         if authenticate is None and config.jwt is not None:
             from orders_local.bearer import JwtAuthenticator  # PyJWT only when asked for
 
             authenticate = JwtAuthenticator(config.jwt)
         self.authenticate = authenticate
-        if store is None:
-            from orders_local.sqlite import SQLiteStore
+        if backend is None:
+            if store is not None:
+                declared = store if isinstance(store, Outbox) else None  # the port it declares
+                backend = Backend("custom", store, type(store).__name__, outbox=declared)
+            else:
+                from orders_local.backends import open_backend
 
-            store = SQLiteStore(config.db, synchronous=config.synchronous)
-        self.store = store
+                settings = {"db": str(config.db), "synchronous": config.synchronous}
+                backend = open_backend("sqlite", settings)
+        self.backend = backend
+        self.store = backend.store
         if config.relay not in ("process", "thread"):
             raise ValueError(f"unknown relay {config.relay!r}: use process or thread")
         self.publisher: EventPublisher | None = None
-        self.relay: OutboxRelay | RelayProcess | None = None
-        if publisher is None and config.relay == "process" and _file_backed(store):
+        self.relay: Relay | None = None
+        outbox = backend.outbox
+        if (
+            outbox is not None
+            and publisher is None
+            and config.relay == "process"
+            and (
+                backend.file is not None and os.name == "posix"  # the lifeline is a POSIX pipe
+            )
+        ):
             check_sink_spec(config.sink)
             if config.sink != "none":
-                self.relay = RelayProcess(store, config.sink)
-        else:
+                self.relay = RelayProcess(outbox, config.sink, file=backend.file)
+        elif outbox is not None:
             self.publisher = publisher if publisher is not None else sink_from_spec(config.sink)
-            if self.publisher is not None and isinstance(store, Outbox):
-                self.relay = OutboxRelay(store, self.publisher, destination=config.sink)
-        count = getattr(store, "undelivered_count", None)
-        if count is not None and telemetry.sdk_configured():
-            telemetry.METRICS.observe_undelivered(count)
+            if self.publisher is not None:
+                self.relay = OutboxRelay(outbox, self.publisher, destination=config.sink)
+        if outbox is not None and telemetry.sdk_configured():
+            telemetry.METRICS.observe_undelivered(outbox.undelivered_count)
         api = HttpApi(
-            OrderService(store),
+            OrderService(self.store),
             max_body=config.max_body,
             timeout=config.handler_timeout,
             authenticate=authenticate,
@@ -129,7 +136,7 @@ class LocalRuntime:
             api,
             read_timeout=config.read_timeout,
             on_commit=self.relay.wake if self.relay else None,
-            unit_of_work=getattr(store, "unit_of_work", None),
+            unit_of_work=self.store.unit_of_work if self.store.groups_commits else None,
         )
         if isinstance(self.relay, RelayProcess):
             self.server.add_reader(self.relay.marks_fd, self.relay.apply_marks)
@@ -162,23 +169,15 @@ class LocalRuntime:
         self.server.server_close()
         undelivered = 0
         if self.relay is not None:
-            undelivered = self.relay.stop(flush=True, timeout=timeout)
+            undelivered = self.relay.stop(timeout=timeout)
         if isinstance(self.publisher, JsonLinesSink):
             self.publisher.close()
-        close = getattr(self.store, "close", None)
-        if close is not None:
-            close()
+        self.backend.close()
         return undelivered
 
     def describe(self) -> str:
-        if hasattr(self.store, "path"):
-            data, sink = os.path.abspath(self.store.path), self.config.sink
-            if hasattr(self.store, "synchronous"):
-                data += f", synchronous {self.store.synchronous}"
-        elif hasattr(self.store, "table"):
-            data, sink = f"DynamoDB table {self.store.table}", "the table's stream"
-        else:
-            data, sink = "in memory", self.config.sink
+        data = self.backend.describe
+        sink = self.backend.events or self.config.sink
         if self.config.jwt is not None:
             auth = self.config.jwt.describe()
         elif self.authenticate is not None:

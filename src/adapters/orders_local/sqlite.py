@@ -29,7 +29,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +45,7 @@ from orders_core.errors import (
 )
 from orders_core.events import DomainEvent
 from orders_core.idempotency import IdempotencyRecord
-from orders_core.ports import Change, OrderStore, Outbox, Page, PendingEvent
+from orders_core.ports import Backend, Change, OrderStore, Outbox, Page, PendingEvent
 
 log = logging.getLogger("orders_local.sqlite")
 
@@ -566,6 +566,8 @@ class SQLiteStore(OrderStore, Outbox):
         if item.error is not None:
             raise item.error
 
+    groups_commits = True
+
     @contextlib.contextmanager
     def unit_of_work(self) -> Iterator[None]:
         """Group commit for a single thread: every change this thread commits inside the block
@@ -761,3 +763,21 @@ class SQLiteStore(OrderStore, Outbox):
                 "SELECT record FROM outbox WHERE order_id = ? ORDER BY position", (order_id,)
             ).fetchall()
         return [DomainEvent.from_record(json.loads(rec)) for (rec,) in rows]
+
+
+def backend(settings: Mapping[str, str]) -> Backend:
+    """The SQLite backend: settings ``db`` (the file, ``orders.db`` by default) and
+    ``synchronous`` (``NORMAL`` or ``FULL``). Its outbox is the file's outbox table, and the
+    file is one a relay process may open beside the server."""
+    store = SQLiteStore(
+        settings.get("db") or "orders.db", synchronous=settings.get("synchronous") or "NORMAL"
+    )
+    path = os.path.abspath(store.path)
+    return Backend(
+        name="sqlite",
+        store=store,
+        describe=f"{path}, synchronous {store.synchronous}",
+        outbox=store,
+        file=path,
+        close=store.close,
+    )

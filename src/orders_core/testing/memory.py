@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from orders_core import cursor as cursors
@@ -20,7 +20,15 @@ from orders_core.domain import UNOWNED, Order
 from orders_core.errors import ConcurrencyConflict, DuplicateRequest
 from orders_core.events import DomainEvent
 from orders_core.idempotency import IdempotencyRecord
-from orders_core.ports import Change, EventPublisher, OrderStore, Outbox, Page, PendingEvent
+from orders_core.ports import (
+    Backend,
+    Change,
+    EventPublisher,
+    OrderStore,
+    Outbox,
+    Page,
+    PendingEvent,
+)
 
 
 class InMemoryStore(OrderStore, Outbox):
@@ -117,10 +125,21 @@ class InMemoryStore(OrderStore, Outbox):
                 if entry.position in positions:
                     self._outbox[i] = PendingEvent(entry.position, entry.event, entry.attempts + 1)
 
+    def undelivered_count(self) -> int:
+        with self._lock:
+            return sum(p.position not in self._delivered for p in self._outbox)
+
     def events_for(self, order_id: str) -> list[DomainEvent]:
         """Every event committed for ``order_id``, delivered or not (for tests)."""
         with self._lock:
             return [p.event for p in self._outbox if p.event.order_id == order_id]
+
+
+def backend(settings: Mapping[str, str]) -> Backend:
+    """An in-memory backend (nothing survives the process): for demos and tests."""
+    del settings  # it takes none
+    store = InMemoryStore()
+    return Backend(name="memory", store=store, describe="in memory", outbox=store)
 
 
 class InMemoryPublisher(EventPublisher):
