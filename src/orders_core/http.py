@@ -43,7 +43,7 @@ from orders_core.idempotency import IdempotencyKey, event_key, http_key
 from orders_core.numbers import ascii_int
 from orders_core.ports import new_order_id
 from orders_core.security import ANONYMOUS, Authenticator, Principal
-from orders_core.service import CommandResult, OrderService
+from orders_core.service import CommandResult, OrderService, Unit
 
 if TYPE_CHECKING:
     from opentelemetry import trace
@@ -90,7 +90,15 @@ class HttpResponse:
         return json.loads(self.body)
 
 
-Endpoint = Callable[["HttpApi", HttpRequest, dict[str, str], Deadline], HttpResponse]
+@immutable(eq=False)
+class Call:
+    """One call's deadline, and the service's unit of work it joins (None: its own)."""
+
+    deadline: Deadline
+    unit: Unit | None = None
+
+
+Endpoint = Callable[["HttpApi", HttpRequest, dict[str, str], Call], HttpResponse]
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,24 +221,28 @@ def _run(
     request: HttpRequest,
     command: Command,
     key: IdempotencyKey | None,
-    deadline: Deadline,
+    call: Call,
 ) -> HttpResponse:
     result = api.service.handle(
-        command, principal=request.principal, idempotency_key=key, deadline=deadline
+        command,
+        principal=request.principal,
+        idempotency_key=key,
+        deadline=call.deadline,
+        unit=call.unit,
     )
     return command_response(result)
 
 
 def _create(command_type: str) -> Endpoint:
     def endpoint(
-        api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
+        api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call
     ) -> HttpResponse:
-        return _new(api, request, command_type, deadline)
+        return _new(api, request, command_type, call)
 
     return endpoint
 
 
-def _new(api: HttpApi, request: HttpRequest, command_type: str, deadline: Deadline) -> HttpResponse:
+def _new(api: HttpApi, request: HttpRequest, command_type: str, call: Call) -> HttpResponse:
     _require_json_type(request)
     key = _idempotency_key(request)
     parent, state = _trace_headers(request)
@@ -242,12 +254,12 @@ def _new(api: HttpApi, request: HttpRequest, command_type: str, deadline: Deadli
         traceparent=parent,
         tracestate=state,
     )
-    return _run(api, request, command, key, deadline)
+    return _run(api, request, command, key, call)
 
 
 def _transition(command_type: str) -> Endpoint:
     def endpoint(
-        api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
+        api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call
     ) -> HttpResponse:
         data = _require_json(request, optional=True)
         data["orderId"] = params["orderId"]
@@ -265,21 +277,17 @@ def _transition(command_type: str) -> Endpoint:
             traceparent=parent,
             tracestate=state,
         )
-        return _run(api, request, command, key, deadline)
+        return _run(api, request, command, key, call)
 
     return endpoint
 
 
-def _get(
-    api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
-) -> HttpResponse:
+def _get(api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
     order = api.service.get(params["orderId"], principal=request.principal)
     return json_response(200, order.to_json(), {"etag": order.etag})
 
 
-def _list(
-    api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
-) -> HttpResponse:
+def _list(api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
     customer_id = request.query.get("customerId")
     if not customer_id:
         raise MalformedRequest("the customerId query parameter is required")
@@ -300,9 +308,7 @@ def _list(
     return json_response(200, body + b"}")
 
 
-def _events(
-    api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
-) -> HttpResponse:
+def _events(api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
     from orders_core.cloudevents_http import command_from_http
 
     command = command_from_http(request.headers, request.body)
@@ -312,11 +318,11 @@ def _events(
             command.type, command.source, command.id, command.data, command.subject, parent, state
         )
     key = _idempotency_key(request) or event_key(command.source, command.id)
-    return _run(api, request, command, key, deadline)
+    return _run(api, request, command, key, call)
 
 
 def _openapi(
-    api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
+    api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call
 ) -> HttpResponse:
     from orders_core.openapi import openapi_document
 
@@ -328,9 +334,7 @@ def _openapi(
     return json_response(200, api._openapi)
 
 
-def _health(
-    api: HttpApi, request: HttpRequest, params: dict[str, str], deadline: Deadline
-) -> HttpResponse:
+def _health(api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
     return json_response(200, b'{"status":"ok"}')
 
 
@@ -401,7 +405,9 @@ class HttpApi:
                 return route.template
         return None
 
-    def handle(self, request: HttpRequest, deadline: Deadline | None = None) -> HttpResponse:
+    def handle(
+        self, request: HttpRequest, deadline: Deadline | None = None, *, unit: Unit | None = None
+    ) -> HttpResponse:
         """Answer ``request``; never raises. Unexpected errors become a bare 500.
 
         With an SDK configured, the answer is traced in an HTTP SERVER span: the adapter's,
@@ -409,38 +415,38 @@ class HttpApi:
         """
         deadline = deadline or Deadline.after(self.timeout)
         if not telemetry.sdk_configured():
-            return self._handle(request, deadline)
+            return self._handle(request, Call(deadline, unit))
         route = self.route_template(request.path)
         current = telemetry.trace.get_current_span()
         if current.get_span_context().is_valid and current.is_recording():
-            return self._traced(current, route, request, deadline)
+            return self._traced(current, route, request, Call(deadline, unit))
         parent, state = _trace_headers(request)
         if parent is None:  # a binary-mode CloudEvent's own trace context
             parent = telemetry.valid_traceparent(request.header("ce-traceparent"))
             state = telemetry.valid_tracestate(request.header("ce-tracestate")) if parent else None
         with telemetry.server_span(request.method, route, request.path, parent, state) as span:
-            return self._traced(span, route, request, deadline)
+            return self._traced(span, route, request, Call(deadline, unit))
 
     def _traced(
-        self, span: trace.Span, route: str | None, request: HttpRequest, deadline: Deadline
+        self, span: trace.Span, route: str | None, request: HttpRequest, call: Call
     ) -> HttpResponse:
         if route is not None:
             span.set_attribute("http.route", route)
             span.update_name(f"{request.method} {route}")
-        response = self._handle(request, deadline)
+        response = self._handle(request, call)
         span.set_attribute("http.response.status_code", response.status)
         if response.status >= 500:
             span.set_attribute("error.type", str(response.status))
         return response
 
-    def _handle(self, request: HttpRequest, deadline: Deadline) -> HttpResponse:
+    def _handle(self, request: HttpRequest, call: Call) -> HttpResponse:
         try:
             if len(request.body) > self.max_body:
                 raise PayloadTooLarge(f"the body is over the {self.max_body}-byte limit")
             route, params = self.match(request.method, request.path)
             if self.authenticate is not None and not route.public:
                 request = replace(request, principal=self.authenticate(request.headers))
-            return route.endpoint(self, request, params, deadline)
+            return route.endpoint(self, request, params, call)
         except OrdersError as error:
             if error.status >= 500:
                 log.warning("request failed: %s", error.slug)

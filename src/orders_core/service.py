@@ -9,9 +9,10 @@ commit it conditionally.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any, Final
 
@@ -62,6 +63,14 @@ from orders_core.ports import (
 from orders_core.security import ANONYMOUS, Principal
 
 log = logging.getLogger("orders_core.service")
+
+
+@immutable(eq=False)
+class Unit:
+    """A unit of work the service runs commands in (:meth:`OrderService.unit_of_work`):
+    what it committed, which holds once the unit has ended without an exception."""
+
+    committed: list[CommandResult]
 
 
 @immutable()
@@ -142,6 +151,17 @@ class OrderService:
         self.commands = commands
         """What this service runs: the command table every reader of it shares."""
 
+    @contextlib.contextmanager
+    def unit_of_work(self) -> Iterator[Unit]:
+        """Run the commands handled with ``unit=`` inside one unit of the store's: a store
+        that groups commits (SQLite) makes them one transaction, committed when the block
+        ends; others commit each at once. A runtime answers what the unit carried only
+        after the block has ended, and learns from :attr:`Unit.committed` what was
+        written (a replay writes nothing), so it need not guess from status codes."""
+        unit = Unit([])
+        with self.store.unit_of_work():
+            yield unit
+
     # -- queries -----------------------------------------------------------------------
 
     def get(self, order_id: str, *, principal: Principal) -> Order:
@@ -174,13 +194,15 @@ class OrderService:
         principal: Principal = ANONYMOUS,
         idempotency_key: IdempotencyKey | None = None,
         deadline: Deadline | None = None,
+        unit: Unit | None = None,
     ) -> CommandResult:
         """Run ``command`` once, whatever number of times it is delivered.
 
         ``idempotency_key`` is the caller's key (:func:`~orders_core.idempotency.http_key`)
         or :func:`~orders_core.idempotency.event_key` of the CloudEvent; None means the
         command is not deduplicated (an HTTP request without ``Idempotency-Key``). It is
-        scoped by ``principal``, who must also own the order a transition targets.
+        scoped by ``principal``, who must also own the order a transition targets. ``unit``
+        is the :meth:`unit_of_work` this command joins, which records it when it commits.
         """
         deadline = deadline or Deadline.never()
         deadline.check("start the command")
@@ -197,7 +219,9 @@ class OrderService:
         result: CommandResult | None = None
         if not telemetry.sdk_configured():  # the common, untraced path: no span machinery
             try:
-                result = self._run(command, payload, spec, principal, idempotency_key, deadline)
+                result = self._run(
+                    command, payload, spec, principal, idempotency_key, deadline, unit
+                )
             except tuple(_CONFLICT_KINDS) as exc:
                 conflict = next(k for cls, k in _CONFLICT_KINDS.items() if isinstance(exc, cls))
                 raise
@@ -217,7 +241,9 @@ class OrderService:
                 tracestate=command.tracestate,
                 attributes=attributes,
             ) as span:
-                result = self._run(command, payload, spec, principal, idempotency_key, deadline)
+                result = self._run(
+                    command, payload, spec, principal, idempotency_key, deadline, unit
+                )
                 span.set_attribute("orders.order_id", result.order_id)
                 telemetry.order_id.set(result.order_id)
                 span.set_attribute("orders.idempotent_replay", result.replayed)
@@ -249,6 +275,7 @@ class OrderService:
         principal: Principal,
         idempotency_key: IdempotencyKey | None,
         deadline: Deadline,
+        unit: Unit | None,
     ) -> CommandResult:
         key = fp = new_id = None
         generation = 0
@@ -317,7 +344,10 @@ class OrderService:
                     ) from None
                 log.debug("lost a race on %s, attempt %d", order.order_id, attempt)
             else:
-                return CommandResult(status, body, order.order_id, order.version)
+                result = CommandResult(status, body, order.order_id, order.version)
+                if unit is not None:
+                    unit.committed.append(result)
+                return result
         raise ConcurrencyConflict(
             f"order changed concurrently {self.max_attempts} times; retry the request"
         )

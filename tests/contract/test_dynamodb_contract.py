@@ -16,6 +16,7 @@ from orders_aws.dynamodb import DynamoDBStore, make_client
 from orders_core.events import DomainEvent
 from orders_core.ports import OrderStore
 from orders_core.testing.contract import StoreContract
+from orders_core.testing.unit_of_work import UnitOfWorkContract
 from tests.aws.support import new_table, set_fake_env, stream_events
 
 _names = itertools.count()
@@ -75,6 +76,22 @@ class TestDynamoDBMoto(_DynamoContract):
         client = make_client()
         table = new_table(client, f"orders-{next(_names)}")
         return DynamoDBStore(table, AtomicCalls(client))  # type: ignore[arg-type]
+
+
+class TestDynamoDBMotoUnitOfWork(UnitOfWorkContract):
+    """DynamoDB commits each change at once (groups_commits is False)."""
+
+    @pytest.fixture(autouse=True)
+    def _moto(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+        from moto import mock_aws
+
+        set_fake_env(monkeypatch)
+        with mock_aws():
+            yield
+
+    def make_store(self, tmp_path: Path) -> OrderStore:
+        client = make_client()
+        return DynamoDBStore(new_table(client, f"orders-{next(_names)}"), client)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from pathlib import Path
 from orders_core.events import DomainEvent
 from orders_core.ports import OrderStore
 from orders_core.testing.contract import StoreContract
+from orders_core.testing.unit_of_work import UnitOfWorkContract
 from orders_local.sqlite import SQLiteStore
 
 
@@ -19,3 +20,12 @@ class TestSQLiteStore(StoreContract):
     def committed_events(self, store: OrderStore, order_id: str) -> list[DomainEvent]:
         assert isinstance(store, SQLiteStore)
         return store.events_for(order_id)
+
+
+class TestSQLiteUnitOfWork(UnitOfWorkContract):
+    def make_store(self, tmp_path: Path) -> OrderStore:
+        return SQLiteStore(tmp_path / "orders.db")
+
+    def close_store(self, store: OrderStore) -> None:
+        assert isinstance(store, SQLiteStore)
+        store.close()

@@ -258,15 +258,28 @@ class GatedUnit:
             raise StoreUnavailable("commit failed")
 
 
+class GatedStore(InMemoryStore):
+    """A store that groups commits, through a gated unit."""
+
+    groups_commits = True
+
+    def __init__(self, unit: GatedUnit) -> None:
+        super().__init__()
+        self.gate = unit
+
+    def unit_of_work(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return self.gate()
+
+
 @pytest.fixture
 def gated() -> Iterator[tuple[OrdersHTTPServer, GatedUnit, list[int]]]:
     unit = GatedUnit()
     wakes: list[int] = []
     server = OrdersHTTPServer(
         ("127.0.0.1", 0),
-        HttpApi(OrderService(InMemoryStore())),
+        HttpApi(OrderService(GatedStore(unit))),
         on_commit=lambda: wakes.append(1),
-        unit_of_work=unit,
+        group_commit=True,
     )
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()

@@ -136,7 +136,7 @@ class LocalRuntime:
             api,
             read_timeout=config.read_timeout,
             on_commit=self.relay.wake if self.relay else None,
-            unit_of_work=self.store.unit_of_work if self.store.groups_commits else None,
+            group_commit=self.store.groups_commits,
         )
         if isinstance(self.relay, RelayProcess):
             self.server.add_reader(self.relay.marks_fd, self.relay.apply_marks)

@@ -18,7 +18,7 @@ connections.
 The price of one thread: a slow handler delays every connection. Handlers here are SQLite
 commits of a few tens of microseconds; the core's deadline bounds the rest.
 
-Given the store's ``unit_of_work`` (SQLite's), each turn of the loop answers its requests in
+With a store that groups commits (SQLite), each turn of the loop answers its requests in
 one transaction and sends the answers after its COMMIT: group commit without threads, 1.26x
 the throughput at 16 connections (docs/decisions/0006).
 """
@@ -35,7 +35,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, Final
@@ -53,6 +52,7 @@ from orders_core.http import (
 )
 from orders_core.numbers import ascii_int
 from orders_core.ports import new_order_id
+from orders_core.service import Unit
 from orders_local.httphead import HeadError, parse_request_line, read_headers
 
 access_log = logging.getLogger("orders_local.access")
@@ -257,16 +257,18 @@ class OrdersHTTPServer:
         *,
         read_timeout: float = 5.0,
         on_commit: Any = None,
-        unit_of_work: Callable[[], AbstractContextManager[None]] | None = None,
+        group_commit: bool = False,
         max_connections: int = 1024,
         backlog: int = 128,
     ) -> None:
-        """``unit_of_work``: the store's group commit for one thread (SQLiteStore has one).
-        Given, each turn of the loop answers its requests inside one unit and sends the
+        """``group_commit``: the store groups commits (SQLite). Then each turn of the loop
+        answers its requests inside one of the service's units of work and sends the
         answers only once it has committed; if that commit fails, every connection that had
-        an answer in the turn gets a 503 instead and is closed."""
+        an answer in the turn gets a 503 instead and is closed. Either way ``on_commit``
+        runs after a unit that committed something (the unit says so, not the status)."""
         self.api = api
-        self.unit_of_work = unit_of_work
+        self.group_commit = group_commit
+        self._unit: Unit | None = None
         # Within a unit: connections to flush after the commit, and where each one's
         # uncommitted answers begin in its output buffer.
         self.touched: dict[_Connection, None] | None = None
@@ -340,7 +342,7 @@ class OrdersHTTPServer:
                 self._answer(ready)
 
     def _answer(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
-        if self.unit_of_work is None:
+        if not self.group_commit:
             self._dispatch(ready)
             return
         self.touched, self._marks, self._committed_writes = {}, {}, False
@@ -348,15 +350,17 @@ class OrdersHTTPServer:
         withdrawn: set[_Connection] = set()
         committed = False
         try:
-            with self.unit_of_work():
+            with self.api.service.unit_of_work() as unit:
+                self._unit = unit
                 self._dispatch(ready)
             committed = True
+            self._committed_writes = bool(unit.committed)
         except Exception as exc:  # the commit failed: none of the turn's answers holds
             withdrawn = set(self._marks)
             self._withdraw(exc)
         finally:
             touched, self.touched = self.touched, None
-            self._marks = {}
+            self._marks, self._unit = {}, None
         for conn in touched:
             conn.flush()
         # What no answer waits for comes after the answers are sent: with 4 clients that
@@ -544,11 +548,13 @@ class OrdersHTTPServer:
                     query=parse_query(query),
                     body=body,
                 )
-                response = self.api.handle(request, Deadline.after(self.api.timeout))
-                if self.on_commit is not None and head.method == "POST" and response.status < 300:
-                    if self.touched is not None:
-                        self._committed_writes = True  # wake the relay after the commit
-                    else:
+                deadline = Deadline.after(self.api.timeout)
+                if self._unit is not None:  # the turn's unit: woken after it commits
+                    response = self.api.handle(request, deadline, unit=self._unit)
+                else:
+                    with self.api.service.unit_of_work() as unit:
+                        response = self.api.handle(request, deadline, unit=unit)
+                    if unit.committed and self.on_commit is not None:
                         self.on_commit()
             keep_alive = head.keep_alive and not self.draining
             conn.out += self._encode(response, correlation, keep_alive, head)
