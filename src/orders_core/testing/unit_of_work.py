@@ -80,9 +80,13 @@ class UnitOfWorkContract(ABC):
     def test_a_unit_that_raises_keeps_only_what_its_store_made_durable(
         self, service: OrderService, store: OrderStore
     ) -> None:
-        with pytest.raises(RuntimeError, match="turn failed"), service.unit_of_work() as unit:
-            service.handle(self._create(1), unit=unit)
-            raise RuntimeError("turn failed")
+        def turn() -> None:
+            with service.unit_of_work() as unit:
+                service.handle(self._create(1), unit=unit)
+                raise RuntimeError("turn failed")
+
+        with pytest.raises(RuntimeError, match="turn failed"):
+            turn()
         kept = store.list_by_customer("cust-u").orders
         # A store that groups commits rolls the whole unit back; any other had committed
         # each change when it was made, as its declaration says.
