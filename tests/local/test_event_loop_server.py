@@ -337,3 +337,40 @@ def test_a_failed_commit_turns_the_turns_answers_into_503(
     lines = [r.__dict__ for r in caplog.records if r.name == "orders_local.access"]
     assert [(line["method"], line["status"]) for line in lines] == [("POST", 503)] * 2
     assert all("orderId" not in line for line in lines)
+
+
+@pytest.mark.parametrize("group_commit", [False, True], ids=["per-request", "per-turn"])
+def test_the_relay_is_woken_for_what_was_committed_not_for_replays(group_commit: bool) -> None:
+    """The unit of work says what a turn committed: a replayed keyed POST (201 again) and a
+    refused one commit nothing, so they wake nobody."""
+    wakes: list[int] = []
+    server = OrdersHTTPServer(
+        ("127.0.0.1", 0),
+        HttpApi(OrderService(InMemoryStore())),
+        on_commit=lambda: wakes.append(1),
+        group_commit=group_commit,
+    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        with gated_connect(server) as sock:
+            key = b"idempotency-key: k-1\r\n"
+            sock.sendall(post(extra=key))
+            (first,) = read_responses(sock, 1)
+            deadline = time.monotonic() + 5
+            while not wakes and time.monotonic() < deadline:
+                time.sleep(0.01)
+            sock.sendall(post(extra=key))
+            (again,) = read_responses(sock, 1)
+            sock.sendall(post(body=b'{"items":[]}'))
+            (refused,) = read_responses(sock, 1)
+        time.sleep(0.2)  # a wake-up would have come by now
+    finally:
+        server.shutdown(5)
+        server.server_close()
+        thread.join(10)
+    assert first.startswith(b"HTTP/1.1 201")
+    assert again.startswith(b"HTTP/1.1 201")
+    assert b"idempotent-replayed: true" in again.lower()
+    assert refused.startswith(b"HTTP/1.1 422")
+    assert wakes == [1]
