@@ -16,8 +16,9 @@ Why it is safe with many threads and several processes on one file:
   stall set p99 at 4 connections (7.0 ms with, 4.3 ms without, bench/local_http.py). A high
   ``wal_autocheckpoint`` stays as the backstop should that thread fall behind.
 
-Schema changes are forward migrations keyed by ``PRAGMA user_version``; a file written by a
-newer orders-core is refused rather than misread.
+Schema changes are forward migrations keyed by ``PRAGMA user_version``
+(:mod:`orders_local.sqlite_schema`); a file written by a newer orders-core is refused rather
+than misread.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -38,14 +38,24 @@ from typing import Final
 from orders_core import cursor as cursors
 from orders_core.domain import Order
 from orders_core.errors import (
-    ConcurrencyConflict,
-    DuplicateRequest,
     MalformedRequest,
     StoreUnavailable,
 )
 from orders_core.events import DomainEvent
 from orders_core.idempotency import IdempotencyRecord
 from orders_core.ports import Backend, Change, OrderStore, Outbox, Page, PendingEvent
+from orders_local.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, migrate
+from orders_local.sqlite_writes import Queued, Unit, apply_change, from_us, us_of
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "SYNCHRONOUS_MODES",
+    "SQLiteStore",
+    "SchemaTooNew",
+    "backend",
+    "synchronous_mode",
+]
 
 log = logging.getLogger("orders_local.sqlite")
 
@@ -54,246 +64,9 @@ CHECKPOINT_INTERVAL_S: Final = 0.25
 BACKSTOP_CHECKPOINT_PAGES: Final = 20_000
 """With background checkpoints, SQLite's own autocheckpoint fires only past ~80 MB of WAL."""
 
-# Statements more than one migration runs (the tables they index are rebuilt in 3).
-_ORDERS_BY_CUSTOMER: Final = """
-        CREATE INDEX orders_by_customer ON orders (customer_id, created_us, order_id)
-            WHERE customer_id IS NOT NULL
-        """
-_OUTBOX_PENDING: Final = (
-    "CREATE INDEX outbox_pending ON outbox (position) WHERE delivered_us IS NULL"
-)
-_APPLY_CHANGE_TRIGGER: Final = """
-        CREATE TRIGGER apply_change_insert INSTEAD OF INSERT ON apply_change BEGIN
-            -- A live record under this key means a duplicate request already committed.
-            SELECT RAISE(ABORT, 'orders-core:duplicate-request')
-             WHERE NEW.idem_key IS NOT NULL AND EXISTS (
-                   SELECT 1 FROM idempotency
-                    WHERE key = NEW.idem_key AND expires_us > NEW.now_us);
-            -- Optimistic concurrency: the stored version (0 if none) must be the one read.
-            SELECT RAISE(ABORT, 'orders-core:version-conflict')
-             WHERE COALESCE((SELECT version FROM orders WHERE order_id = NEW.order_id), 0)
-                   != NEW.expected_version;
-            INSERT INTO orders (order_id, customer_id, created_us, version, body)
-            VALUES (NEW.order_id, NEW.customer_id, NEW.created_us, NEW.version, NEW.body)
-            ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, body = excluded.body;
-            INSERT OR REPLACE INTO idempotency
-                   (key, fingerprint, status, body, order_id, version, expires_us, generation)
-            SELECT NEW.idem_key, NEW.idem_fingerprint, NEW.idem_status, NEW.idem_body,
-                   NEW.order_id, NEW.idem_version, NEW.idem_expires_us, NEW.idem_generation
-             WHERE NEW.idem_key IS NOT NULL;
-            INSERT INTO outbox (event_id, order_id, record, committed_us)
-            SELECT json_extract(value, '$.id'), NEW.order_id, value, NEW.now_us
-              FROM json_each(NEW.events);
-        END
-        """
-
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
-    # 1: the initial schema.
-    (
-        """
-        CREATE TABLE orders (
-            order_id    TEXT PRIMARY KEY,
-            customer_id TEXT,
-            created_us  INTEGER NOT NULL,
-            version     INTEGER NOT NULL,
-            body        TEXT NOT NULL
-        ) WITHOUT ROWID
-        """,
-        _ORDERS_BY_CUSTOMER,
-        """
-        CREATE TABLE outbox (
-            position     INTEGER PRIMARY KEY AUTOINCREMENT,
-            event_id     TEXT NOT NULL,
-            order_id     TEXT NOT NULL,
-            record       TEXT NOT NULL,
-            committed_us INTEGER NOT NULL,
-            delivered_us INTEGER,
-            attempts     INTEGER NOT NULL DEFAULT 0,
-            last_error   TEXT
-        )
-        """,
-        _OUTBOX_PENDING,
-        """
-        CREATE TABLE idempotency (
-            key         TEXT PRIMARY KEY,
-            fingerprint TEXT NOT NULL,
-            status      INTEGER NOT NULL,
-            body        BLOB NOT NULL,
-            order_id    TEXT NOT NULL,
-            version     INTEGER NOT NULL,
-            expires_us  INTEGER NOT NULL,
-            generation  INTEGER NOT NULL DEFAULT 0
-        )
-        """,
-        """
-        CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)
-        """,
-    ),
-    # 2: apply_change, the whole conditional commit of one change as ONE statement.
-    #
-    # An INSERT into the view runs the trigger inside SQLite. RAISE(ABORT) backs out that
-    # statement alone, so the checks and the writes are atomic without BEGIN/COMMIT or
-    # savepoints, and one change costs one round trip from Python (it was four: measured,
-    # see docs/decisions/0003-local-http-server.md).
-    (
-        """
-        CREATE VIEW apply_change AS SELECT
-            NULL AS order_id, NULL AS customer_id, NULL AS created_us, NULL AS version,
-            NULL AS body, NULL AS expected_version, NULL AS now_us, NULL AS events,
-            NULL AS idem_key, NULL AS idem_fingerprint, NULL AS idem_status, NULL AS idem_body,
-            NULL AS idem_version, NULL AS idem_expires_us, NULL AS idem_generation
-        """,
-        _APPLY_CHANGE_TRIGGER,
-    ),
-    # 3: orders as a rowid table, outbox positions without AUTOINCREMENT.
-    #
-    # WITHOUT ROWID stored each ~500-byte order row in the primary key's B-tree, where
-    # random ids spread inserts over many pages; AUTOINCREMENT wrote sqlite_sequence on
-    # every commit. One create's statement went from 116 us to 76 us (measured, see
-    # docs/decisions/0006-local-server-event-loop.md). Positions still only grow: outbox
-    # rows are never deleted, so max(position) + 1 never reuses one.
-    (
-        "DROP TRIGGER apply_change_insert",
-        """
-        CREATE TABLE orders_v3 (
-            order_id    TEXT PRIMARY KEY,
-            customer_id TEXT,
-            created_us  INTEGER NOT NULL,
-            version     INTEGER NOT NULL,
-            body        TEXT NOT NULL
-        )
-        """,
-        """
-        INSERT INTO orders_v3 (order_id, customer_id, created_us, version, body)
-        SELECT order_id, customer_id, created_us, version, body FROM orders
-         ORDER BY created_us
-        """,
-        "DROP TABLE orders",
-        "ALTER TABLE orders_v3 RENAME TO orders",
-        _ORDERS_BY_CUSTOMER,
-        """
-        CREATE TABLE outbox_v3 (
-            position     INTEGER PRIMARY KEY,
-            event_id     TEXT NOT NULL,
-            order_id     TEXT NOT NULL,
-            record       TEXT NOT NULL,
-            committed_us INTEGER NOT NULL,
-            delivered_us INTEGER,
-            attempts     INTEGER NOT NULL DEFAULT 0,
-            last_error   TEXT
-        )
-        """,
-        """
-        INSERT INTO outbox_v3 (position, event_id, order_id, record, committed_us,
-                               delivered_us, attempts, last_error)
-        SELECT position, event_id, order_id, record, committed_us, delivered_us, attempts,
-               last_error FROM outbox
-        """,
-        "DROP TABLE outbox",
-        "ALTER TABLE outbox_v3 RENAME TO outbox",
-        _OUTBOX_PENDING,
-        _APPLY_CHANGE_TRIGGER,
-    ),
-    # 4: no apply_change view. Every change now runs inside a transaction (a unit of work or
-    # a group commit) and checks before it writes, so plain statements keep it atomic; the
-    # trigger, and json_each over the events it was handed, cost more than the round trips
-    # it saved: 31 -> 17 us per create alone (docs/decisions/0004-sqlite-store.md).
-    ("DROP TRIGGER apply_change_insert", "DROP VIEW apply_change"),
-    # 5: each order's owner (the principal that created it). Rows from before were created
-    # when every caller was anonymous: they belong to the anonymous principal. Listings
-    # filter by owner, so the customer index leads with it after the customer.
-    (
-        "ALTER TABLE orders ADD COLUMN owner TEXT NOT NULL DEFAULT 'anonymous:'",
-        "DROP INDEX orders_by_customer",
-        """
-        CREATE INDEX orders_by_customer_owner ON orders (customer_id, owner, created_us, order_id)
-            WHERE customer_id IS NOT NULL
-        """,
-    ),
-)
-SCHEMA_VERSION: Final = len(MIGRATIONS)
-
 
 MAX_GROUP: Final = 64
 """Most changes one group commit carries."""
-
-
-_LIVE_KEY: Final = "SELECT 1 FROM idempotency WHERE key = ? AND expires_us > ?"
-_INSERT_ORDER: Final = (
-    "INSERT INTO orders (order_id, customer_id, created_us, version, owner, body)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
-_UPDATE_ORDER: Final = "UPDATE orders SET version = ?, body = ? WHERE order_id = ? AND version = ?"
-_PUT_KEY: Final = (
-    "INSERT OR REPLACE INTO idempotency"
-    " (key, fingerprint, status, body, order_id, version, expires_us, generation)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_EVENT: Final = (
-    "INSERT INTO outbox (event_id, order_id, record, committed_us) VALUES (?, ?, ?, ?)"
-)
-
-
-class _Unit:
-    """One thread's unit of work: its open transaction (:meth:`SQLiteStore._transaction`,
-    entered on the first change), the connection it runs on, and what spent it, if anything."""
-
-    __slots__ = ("conn", "failure", "transaction")
-
-    def __init__(self) -> None:
-        self.transaction = contextlib.ExitStack()
-        self.conn: sqlite3.Connection | None = None
-        self.failure: BaseException | None = None
-
-
-@dataclass(slots=True)
-class _Queued:
-    """A change and its rows, serialized before any lock is taken."""
-
-    change: Change
-    now_us: int
-    body: str
-    events: list[tuple[str, str, str, int]]
-    key: tuple[object, ...] | None
-    done: bool = False
-    error: BaseException | None = None
-
-    @classmethod
-    def of(cls, change: Change, now: datetime) -> _Queued:
-        order, record, now_us = change.order, change.idempotency, _us(now)
-        events = [(e.id, order.order_id, e.to_record_json(), now_us) for e in change.events]
-        key = None
-        if record is not None:
-            key = (
-                record.key,
-                record.fingerprint,
-                record.status,
-                record.body,
-                order.order_id,
-                record.version,
-                _us(record.expires_at),
-                record.generation,
-            )
-        return cls(change, now_us, change.order_json.decode(), events, key)
-
-
-def _us(moment: datetime) -> int:
-    """Microseconds since the epoch: sortable, unlike ISO strings with optional fractions."""
-    return int(moment.timestamp() * 1_000_000)
-
-
-def _from_us(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1_000_000, UTC)
-
-
-def _conflict(change: Change) -> ConcurrencyConflict:
-    return ConcurrencyConflict(
-        f"order {change.order.order_id} is not at version {change.expected_version} any more"
-    )
-
-
-class SchemaTooNew(RuntimeError):
-    """The database was written by a newer orders-core."""
 
 
 SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
@@ -331,7 +104,7 @@ class SQLiteStore(OrderStore, Outbox):
         # from ~5 ms into ~230 ms. Other processes still wait through busy_timeout.
         self._write_lock = threading.Lock()
         self._queue_lock = threading.Lock()
-        self._queue: list[_Queued] = []
+        self._queue: list[Queued] = []
         self._units = threading.local()
         self._closed = False
         with self._connection() as conn:
@@ -363,8 +136,8 @@ class SQLiteStore(OrderStore, Outbox):
             self._all.append(conn)
         return conn
 
-    def _current_unit(self) -> _Unit | None:
-        unit: _Unit | None = getattr(self._units, "current", None)
+    def _current_unit(self) -> Unit | None:
+        unit: Unit | None = getattr(self._units, "current", None)
         return unit
 
     @contextlib.contextmanager
@@ -446,26 +219,7 @@ class SQLiteStore(OrderStore, Outbox):
     # -- schema ------------------------------------------------------------------------
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        (current,) = conn.execute("PRAGMA user_version").fetchone()
-        if current > SCHEMA_VERSION:
-            raise SchemaTooNew(
-                f"{self.path} has schema version {current}; this orders-core knows up to "
-                f"{SCHEMA_VERSION}. Upgrade orders-core."
-            )
-        if current == SCHEMA_VERSION:
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Re-read under the lock: another process may have migrated meanwhile.
-            (current,) = conn.execute("PRAGMA user_version").fetchone()
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[version - 1]:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={version}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        migrate(conn, self.path)
 
     def _load_cursor_key(self, conn: sqlite3.Connection) -> bytes:
         """A per-database secret, so cursors survive restarts and are valid in every process.
@@ -539,7 +293,7 @@ class SQLiteStore(OrderStore, Outbox):
             return None
         key, fp, status, body, order_id, version, expires_us, generation = row
         return IdempotencyRecord(
-            key, fp, status, bytes(body), order_id, version, _from_us(expires_us), generation
+            key, fp, status, bytes(body), order_id, version, from_us(expires_us), generation
         )
 
     def commit(self, change: Change, *, now: datetime) -> None:
@@ -554,7 +308,7 @@ class SQLiteStore(OrderStore, Outbox):
         if unit is not None:
             self._commit_in_unit(unit, change, now)
             return
-        item = _Queued.of(change, now)
+        item = Queued.of(change, now)
         with self._queue_lock:
             self._queue.append(item)
         with self._write_lock:
@@ -582,7 +336,7 @@ class SQLiteStore(OrderStore, Outbox):
         """
         if self._current_unit() is not None:
             raise RuntimeError("units of work do not nest")
-        unit = _Unit()
+        unit = Unit()
         self._units.current = unit
         try:
             yield
@@ -593,7 +347,7 @@ class SQLiteStore(OrderStore, Outbox):
         self._units.current = None
         self._end_unit(unit, commit=True)
 
-    def _unit_connection(self, unit: _Unit) -> sqlite3.Connection:
+    def _unit_connection(self, unit: Unit) -> sqlite3.Connection:
         """The unit's connection, its transaction opened by the unit's first write."""
         if unit.failure is not None:
             raise StoreUnavailable("the database is unavailable") from unit.failure
@@ -601,11 +355,11 @@ class SQLiteStore(OrderStore, Outbox):
             unit.conn = unit.transaction.enter_context(self._transaction())
         return unit.conn
 
-    def _commit_in_unit(self, unit: _Unit, change: Change, now: datetime) -> None:
-        item = _Queued.of(change, now)
+    def _commit_in_unit(self, unit: Unit, change: Change, now: datetime) -> None:
+        item = Queued.of(change, now)
         conn = self._unit_connection(unit)
         try:
-            self._apply(conn, item)
+            apply_change(conn, item)
             if not conn.in_transaction:  # SQLite rolled it all back (I/O error, full)
                 raise sqlite3.OperationalError("the transaction was rolled back")
         except sqlite3.Error as exc:
@@ -614,7 +368,7 @@ class SQLiteStore(OrderStore, Outbox):
         if item.error is not None:
             raise item.error
 
-    def _end_unit(self, unit: _Unit, *, commit: bool) -> None:
+    def _end_unit(self, unit: Unit, *, commit: bool) -> None:
         if commit and unit.failure is None:
             try:
                 unit.transaction.close()  # COMMIT (nothing, if nothing was written)
@@ -631,13 +385,13 @@ class SQLiteStore(OrderStore, Outbox):
                 "the database is unavailable; nothing of this unit was committed"
             ) from unit.failure
 
-    def _commit_group(self, batch: list[_Queued]) -> None:
+    def _commit_group(self, batch: list[Queued]) -> None:
         try:
             with self._connection() as conn:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     for item in batch:
-                        self._apply(conn, item)  # a refused change writes nothing
+                        apply_change(conn, item)  # a refused change writes nothing
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -653,46 +407,6 @@ class SQLiteStore(OrderStore, Outbox):
         finally:
             for item in batch:
                 item.done = True
-
-    @staticmethod
-    def _apply(conn: sqlite3.Connection, item: _Queued) -> None:
-        """One change inside the caller's transaction: its checks, then its writes.
-
-        A refusal lands on the item before anything is written. Any other error is raised
-        after a write may have happened: the caller must roll the transaction back.
-        """
-        change = item.change
-        order = change.order
-        if item.key is not None and conn.execute(_LIVE_KEY, (item.key[0], item.now_us)).fetchone():
-            item.error = DuplicateRequest("idempotency key already used")
-            return
-        if change.expected_version == 0:
-            row = (
-                order.order_id,
-                order.customer_id,
-                _us(order.created_at),
-                order.version,
-                order.owner,
-            )
-            try:
-                conn.execute(_INSERT_ORDER, (*row, item.body))
-            except sqlite3.IntegrityError as exc:  # the order exists already
-                item.error = _conflict(change)
-                item.error.__cause__ = exc
-                return
-        elif (
-            conn.execute(
-                _UPDATE_ORDER,
-                (order.version, item.body, order.order_id, change.expected_version),
-            ).rowcount
-            != 1
-        ):
-            item.error = _conflict(change)
-            return
-        if item.key is not None:
-            conn.execute(_PUT_KEY, item.key)
-        for event in item.events:
-            conn.execute(_INSERT_EVENT, event)
 
     # -- Outbox ------------------------------------------------------------------------
 
@@ -718,7 +432,7 @@ class SQLiteStore(OrderStore, Outbox):
         return int(count)
 
     def mark_delivered(self, positions: Sequence[int]) -> None:
-        now = _us(datetime.now(UTC))
+        now = us_of(datetime.now(UTC))
         with self._bookkeeping() as conn:
             conn.executemany(
                 "UPDATE outbox SET delivered_us = ? WHERE position = ? AND delivered_us IS NULL",
@@ -749,8 +463,8 @@ class SQLiteStore(OrderStore, Outbox):
                 "id": event_id,
                 "type": json.loads(rec)["type"],
                 "orderId": order_id,
-                "committedAt": _from_us(committed).isoformat(),
-                "deliveredAt": _from_us(delivered).isoformat() if delivered else None,
+                "committedAt": from_us(committed).isoformat(),
+                "deliveredAt": from_us(delivered).isoformat() if delivered else None,
                 "attempts": attempts,
                 "lastError": last_error,
             }
