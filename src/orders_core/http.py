@@ -41,7 +41,7 @@ from orders_core.errors import (
 )
 from orders_core.idempotency import IdempotencyKey, event_key, http_key
 from orders_core.numbers import ascii_int
-from orders_core.ports import new_order_id
+from orders_core.ports import new_id
 from orders_core.security import ANONYMOUS, Authenticator, Principal
 from orders_core.service import CommandResult, OrderService, Unit
 
@@ -249,7 +249,7 @@ def _new(api: HttpApi, request: HttpRequest, command_type: str, call: Call) -> H
     command = Command(
         type=command_type,
         source=HTTP_SOURCE,
-        id=key.parts[0] if key else new_order_id(),
+        id=key.parts[0] if key else new_id(),
         data=request.body,  # the service validates the JSON bytes as they are
         traceparent=parent,
         tracestate=state,
@@ -271,7 +271,7 @@ def _transition(command_type: str) -> Endpoint:
         command = Command(
             type=command_type,
             source=HTTP_SOURCE,
-            id=key.parts[0] if key else new_order_id(),
+            id=key.parts[0] if key else new_id(),
             data=data,
             subject=params["orderId"],
             traceparent=parent,

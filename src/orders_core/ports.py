@@ -192,9 +192,10 @@ _V7_RANDOM: Final = ~((0xF << 76) | (0x3 << 62)) & ((1 << 80) - 1)
 _V7_MARKS: Final = (0x7 << 76) | (0x2 << 62)
 
 
-def new_order_id() -> str:
+def new_id() -> str:
     """A time-ordered UUID (version 7, RFC 9562) as 32 hex digits: the milliseconds since
-    the epoch, then 74 random bits from ``os.urandom``.
+    the epoch, then 74 random bits from ``os.urandom``. Order ids, command ids of HTTP
+    requests, correlation ids.
 
     Time-ordered because an order id is a primary key: SQLite then inserts each one beside
     the last instead of on a random page of the key's index, so a transaction dirties one

@@ -57,7 +57,7 @@ from orders_core.ports import (
     IdFactory,
     OrderStore,
     Page,
-    new_order_id,
+    new_id,
     utc_now,
 )
 from orders_core.security import ANONYMOUS, Principal
@@ -136,7 +136,7 @@ class OrderService:
         store: OrderStore,
         *,
         clock: Clock = utc_now,
-        ids: IdFactory = new_order_id,
+        ids: IdFactory = new_id,
         idempotency_ttl: timedelta = DEFAULT_TTL,
         source: str = DEFAULT_SOURCE,
         max_attempts: int = 3,

@@ -3,11 +3,11 @@
 import time
 import uuid
 
-from orders_core.ports import new_order_id
+from orders_core.ports import new_id
 
 
 def test_order_ids_are_version_7_uuids_in_hex() -> None:
-    ids = [new_order_id() for _ in range(2000)]
+    ids = [new_id() for _ in range(2000)]
     assert len(set(ids)) == len(ids)
     for value in ids:
         parsed = uuid.UUID(hex=value)
@@ -17,20 +17,20 @@ def test_order_ids_are_version_7_uuids_in_hex() -> None:
 
 def test_an_id_starts_with_the_millisecond_it_was_made() -> None:
     before = time.time_ns() // 1_000_000
-    value = new_order_id()
+    value = new_id()
     after = time.time_ns() // 1_000_000
     assert before <= int(value[:12], 16) <= after
 
 
 def test_ids_of_later_milliseconds_sort_after_earlier_ones() -> None:
-    earlier = [new_order_id() for _ in range(50)]
+    earlier = [new_id() for _ in range(50)]
     time.sleep(0.002)
-    later = [new_order_id() for _ in range(50)]
+    later = [new_id() for _ in range(50)]
     assert max(earlier) < min(later)
 
 
 def test_every_random_bit_varies() -> None:
-    ids = [int(new_order_id(), 16) for _ in range(400)]
+    ids = [int(new_id(), 16) for _ in range(400)]
     varying = 0
     for bit in range(80):  # under the 48-bit timestamp
         if len({(value >> bit) & 1 for value in ids}) == 2:

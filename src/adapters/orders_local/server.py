@@ -51,7 +51,7 @@ from orders_core.http import (
     problem_response,
 )
 from orders_core.numbers import ascii_int
-from orders_core.ports import new_order_id
+from orders_core.ports import new_id
 from orders_core.service import Unit
 from orders_local.httphead import HeadError, parse_request_line, read_headers
 
@@ -533,7 +533,7 @@ class OrdersHTTPServer:
         if self.touched is not None:
             self._marks.setdefault(conn, len(conn.out))
         supplied = head.headers.get("x-request-id", "")
-        correlation = supplied if _REQUEST_ID_RE.match(supplied) else new_order_id()
+        correlation = supplied if _REQUEST_ID_RE.match(supplied) else new_id()
         token = telemetry.correlation_id.set(correlation)
         order_token = telemetry.order_id.set(None)
         path, _, query = head.target.partition("?")
