@@ -88,3 +88,10 @@ def test_the_lazy_trace_module_becomes_the_real_one_everywhere_on_first_use() ->
     )
     assert "opentelemetry.trace" in modules
     assert "orders_core.telemetry.setup" not in modules  # runtimes import the SDK set-up
+
+
+def test_the_openapi_and_cloudevents_modules_do_not_import_the_http_binding() -> None:
+    # http.py imports both (lazily); neither imports it back, so there is no cycle.
+    modules = loaded_after("import orders_core.openapi, orders_core.cloudevents_http")
+    assert "orders_core.openapi" in modules
+    assert "orders_core.http" not in modules
