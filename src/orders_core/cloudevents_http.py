@@ -20,6 +20,7 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from orders_core._media import CE_BATCH, CE_JSON
 from orders_core.commands import Command
 from orders_core.errors import MalformedRequest, UnsupportedMediaType
 
@@ -46,7 +47,6 @@ def command_from_http(headers: Mapping[str, str], body: bytes) -> Command:
     with ``application/cloudevents+json``. Batches are refused with 415.
     """
     from orders_core.commands import parse_json_object
-    from orders_core.http import CE_BATCH, CE_JSON
 
     media = _media_type(headers)
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from itertools import combinations
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import AliasChoices, BaseModel, Field
 from pydantic.json_schema import models_json_schema
@@ -21,8 +21,21 @@ from orders_core import __version__
 from orders_core.commands import COMMANDS, ID_PATTERN, CommandSpec
 from orders_core.domain import LineItem, Order
 
-if TYPE_CHECKING:
-    from orders_core.http import Route
+
+class DescribedRoute(Protocol):
+    """What the document needs of a route: :class:`orders_core.http.Route` is one. A
+    Protocol, not that class, so this module never imports the binding that imports it."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def template(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def public(self) -> bool: ...
+    @property
+    def command(self) -> CommandSpec | None: ...
 
 
 class OrderPage(BaseModel):
@@ -247,7 +260,7 @@ def _command_operation(spec: CommandSpec) -> dict[str, Any]:
     return operation
 
 
-def _operation(route: Route, types: list[str]) -> dict[str, Any]:
+def _operation(route: DescribedRoute, types: list[str]) -> dict[str, Any]:
     if route.command is not None:
         return _command_operation(route.command)
     common = _problems(400, 401, 405, 413, 500, 503)
@@ -341,7 +354,7 @@ def _operation(route: Route, types: list[str]) -> dict[str, Any]:
 
 
 def openapi_document(
-    routes: Sequence[Route],
+    routes: Sequence[DescribedRoute],
     commands: Mapping[str, CommandSpec] = COMMANDS,
     *,
     bearer: bool = False,

@@ -1,10 +1,10 @@
-"""The contract suite against a real SQLite file."""
+"""The store, outbox and unit-of-work contract suites against a real SQLite file."""
 
 from pathlib import Path
 
 from orders_core.events import DomainEvent
-from orders_core.ports import OrderStore
-from orders_core.testing.contract import StoreContract
+from orders_core.ports import OrderStore, Outbox
+from orders_core.testing.contract import OutboxContract, StoreContract
 from orders_core.testing.unit_of_work import UnitOfWorkContract
 from orders_local.sqlite import SQLiteStore
 
@@ -20,6 +20,16 @@ class TestSQLiteStore(StoreContract):
     def committed_events(self, store: OrderStore, order_id: str) -> list[DomainEvent]:
         assert isinstance(store, SQLiteStore)
         return store.events_for(order_id)
+
+
+class TestSQLiteOutbox(OutboxContract):
+    def make_outbox(self, tmp_path: Path) -> tuple[OrderStore, Outbox]:
+        store = SQLiteStore(tmp_path / "orders.db")
+        return store, store
+
+    def close_outbox(self, store: OrderStore, outbox: Outbox) -> None:
+        assert isinstance(store, SQLiteStore)
+        store.close()
 
 
 class TestSQLiteUnitOfWork(UnitOfWorkContract):

@@ -75,3 +75,23 @@ def test_the_bearer_module_imports_pyjwt_only_to_verify() -> None:
     modules = loaded_after("import orders_local.bearer, orders_local.runtime, orders_local.cli")
     assert "orders_local.bearer" in modules
     assert not any(m.split(".")[0] in {"jwt", "cryptography"} for m in modules)
+
+
+def test_the_lazy_trace_module_becomes_the_real_one_everywhere_on_first_use() -> None:
+    # The package re-exports the spans module's lazy ``trace``: after one attribute access
+    # both names hold opentelemetry.trace itself (no proxy left on a traced hot path).
+    modules = loaded_after(
+        "from orders_core import telemetry; from orders_core.telemetry import traces; "
+        "assert 'opentelemetry.trace' not in sys.modules; "
+        "assert telemetry.trace is traces.trace; telemetry.trace.SpanKind; "
+        "assert telemetry.trace is traces.trace is sys.modules['opentelemetry.trace']"
+    )
+    assert "opentelemetry.trace" in modules
+    assert "orders_core.telemetry.setup" not in modules  # runtimes import the SDK set-up
+
+
+def test_the_openapi_and_cloudevents_modules_do_not_import_the_http_binding() -> None:
+    # http.py imports both (lazily); neither imports it back, so there is no cycle.
+    modules = loaded_after("import orders_core.openapi, orders_core.cloudevents_http")
+    assert "orders_core.openapi" in modules
+    assert "orders_core.http" not in modules

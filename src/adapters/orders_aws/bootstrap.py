@@ -156,10 +156,10 @@ def runtime() -> Runtime:
     global _RUNTIME
     if _RUNTIME is None:
         from orders_aws import logs
-        from orders_core import sdk
+        from orders_core.telemetry import setup
 
         logs.configure()
-        sdk.configure(os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "orders-aws"))
+        setup.configure(os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "orders-aws"))
         _RUNTIME = build(AwsConfig.from_env())
     return _RUNTIME
 

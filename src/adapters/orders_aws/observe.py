@@ -9,7 +9,8 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from orders_core import sdk, telemetry
+from orders_core import telemetry
+from orders_core.telemetry import setup
 
 if TYPE_CHECKING:
     from opentelemetry.trace import SpanKind
@@ -119,7 +120,7 @@ class invocation:  # noqa: N801 - used as a function: ``with observe.invocation(
         telemetry.correlation_id.reset(tokens[2])
         cold_start.reset(tokens[1])
         request_id.reset(tokens[0])
-        sdk.flush()
+        setup.flush()
 
 
 @contextlib.contextmanager

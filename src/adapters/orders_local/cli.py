@@ -377,9 +377,9 @@ def serve(args: argparse.Namespace) -> int:
         jwt=jwt,
     )
     configure_logging()
-    from orders_core import sdk
+    from orders_core.telemetry import setup
 
-    if sdk.configure("orders-local"):
+    if setup.configure("orders-local"):
         print("orders-local: OpenTelemetry SDK configured from OTEL_* variables", file=sys.stderr)
     try:
         from orders_local.backends import open_backend
@@ -400,14 +400,14 @@ def serve(args: argparse.Namespace) -> int:
     stop.wait()
     print("orders-local: shutting down", file=sys.stderr, flush=True)
     undelivered = runtime.stop(timeout=args.handler_timeout)
-    sdk.flush()
+    setup.flush()
     _report_undelivered(undelivered)
     return 0
 
 
 def run_relay(args: argparse.Namespace) -> int:
-    from orders_core import sdk
     from orders_core.relay import OutboxRelay
+    from orders_core.telemetry import setup
     from orders_local.relay_process import MarksThroughServer, follow_lifeline
     from orders_local.runtime import configure_logging
     from orders_local.sinks import JsonLinesSink, sink_from_spec
@@ -422,7 +422,7 @@ def run_relay(args: argparse.Namespace) -> int:
     if publisher is None:
         return fail("--sink none: there is nowhere to relay to")
     configure_logging()
-    sdk.configure("orders-local")
+    setup.configure("orders-local")
     try:
         store = SQLiteStore(args.db)
     except (sqlite3.Error, SchemaTooNew) as exc:
@@ -458,7 +458,7 @@ def run_relay(args: argparse.Namespace) -> int:
     if isinstance(publisher, JsonLinesSink):
         publisher.close()
     store.close()
-    sdk.flush()
+    setup.flush()
     if not args.lifeline:  # the server reports its relay's count itself
         _report_undelivered(undelivered)
     return 0

@@ -1,4 +1,6 @@
-"""OpenTelemetry SDK set-up for runtimes (the ``otel`` extra). The core never imports this.
+"""OpenTelemetry SDK set-up from ``OTEL_*`` variables, for runtimes (the ``otel`` extra).
+
+The core never imports this module, nor does ``orders_core.telemetry`` itself.
 
 Runtimes' composition roots (``orders-local serve``, the Lambda bootstrap) call
 :func:`configure` once. It follows the standard variables and stays a no-op, importing
@@ -23,7 +25,9 @@ import logging
 import os
 from typing import Any
 
-log = logging.getLogger("orders_core.sdk")
+from orders_core.telemetry._providers import sdk_installed_now
+
+log = logging.getLogger("orders_core.sdk")  # the name its warnings have always had
 
 _PROVIDERS: list[Any] = []
 
@@ -75,9 +79,7 @@ def configure(service_name: str, *, batch: bool = True) -> bool:
     tracer_provider.add_span_processor(processor)
     trace.set_tracer_provider(tracer_provider)
     _PROVIDERS.append(tracer_provider)
-    from orders_core import telemetry
-
-    telemetry.sdk_installed_now()
+    sdk_installed_now()
 
     metrics_name = os.environ.get("OTEL_METRICS_EXPORTER", exporter_name).strip().lower()
     metric_exporter: Any = None

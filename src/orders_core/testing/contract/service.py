@@ -1,0 +1,249 @@
+"""Idempotency, optimistic concurrency and the order lifecycle, through the service and
+:class:`~orders_core.http.HttpApi`: what every store must make true under real callers."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from orders_core import commands
+from orders_core.commands import Command
+from orders_core.deadline import Deadline
+from orders_core.domain import OrderStatus
+from orders_core.errors import (
+    ConcurrencyConflict,
+    DeadlineExceeded,
+    IdempotencyKeyReused,
+    InvalidTransition,
+    PreconditionFailed,
+    ValidationFailed,
+)
+from orders_core.events import event_id
+from orders_core.http import HttpApi, HttpRequest, HttpResponse
+from orders_core.idempotency import event_key, http_key
+from orders_core.ports import OrderStore
+from orders_core.security import Principal
+from orders_core.service import OrderService
+from orders_core.testing.clock import FakeClock
+from orders_core.testing.contract._base import (
+    ALICE,
+    BOB,
+    CREATE_BODY,
+    RACERS,
+    TRACEPARENT,
+    ContractBase,
+    run_concurrently,
+)
+
+
+class ServiceCases(ContractBase):
+    """Cases that drive the store through :class:`~orders_core.service.OrderService` and HTTP."""
+
+    # -- idempotency through the service -----------------------------------------------
+
+    def test_a_repeat_replays_the_first_answer_byte_for_byte(
+        self, api: HttpApi, store: OrderStore, clock: FakeClock
+    ) -> None:
+        first = self._post(api, "/orders", CREATE_BODY, idempotency_key="key-1")
+        clock.advance(timedelta(minutes=5))
+        again = self._post(api, "/orders", CREATE_BODY, idempotency_key="key-1")
+        assert first.status == again.status == 201
+        assert again.body == first.body
+        assert again.headers["idempotent-replayed"] == "true"
+        assert "idempotent-replayed" not in first.headers
+        assert len(store.list_by_customer("cust-1").orders) == 1
+        assert len(self.committed_events(store, first.json()["orderId"])) == 1
+
+    def test_the_same_key_with_another_payload_is_422_and_changes_nothing(
+        self, api: HttpApi, store: OrderStore
+    ) -> None:
+        self._post(api, "/orders", CREATE_BODY, idempotency_key="key-1")
+        other = CREATE_BODY.replace(b'"qty":2', b'"qty":3')
+        response = self._post(api, "/orders", other, idempotency_key="key-1")
+        assert response.status == 422
+        assert response.json()["type"].endswith("idempotency-key-reused")
+        assert len(store.list_by_customer("cust-1").orders) == 1
+
+    def test_keys_are_scoped_per_principal(self, api: HttpApi, store: OrderStore) -> None:
+        def post(principal: Principal) -> HttpResponse:
+            headers = {"content-type": "application/json", "idempotency-key": "shared"}
+            request = HttpRequest("POST", "/orders", headers, body=CREATE_BODY, principal=principal)
+            return api.handle(request)
+
+        alice, bob = post(ALICE), post(BOB)
+        assert alice.status == bob.status == 201
+        assert alice.json()["orderId"] != bob.json()["orderId"]
+        assert "idempotent-replayed" not in bob.headers
+        assert len(store.list_by_customer("cust-1").orders) == 2
+
+    def test_a_record_expires_after_its_ttl(
+        self, api: HttpApi, store: OrderStore, clock: FakeClock
+    ) -> None:
+        first = self._post(api, "/orders", CREATE_BODY, idempotency_key="key-1")
+        clock.advance(timedelta(hours=24, seconds=1))
+        later = self._post(api, "/orders", CREATE_BODY, idempotency_key="key-1")
+        assert later.status == 201
+        assert later.json()["orderId"] != first.json()["orderId"]
+
+    def test_concurrent_duplicates_make_one_order_and_equal_answers(
+        self, api: HttpApi, store: OrderStore
+    ) -> None:
+        results = run_concurrently(
+            RACERS, lambda _: self._post(api, "/orders", CREATE_BODY, idempotency_key="race")
+        )
+        responses = [r for r in results if isinstance(r, HttpResponse)]
+        assert len(responses) == RACERS, results
+        assert {r.status for r in responses} == {201}
+        assert len({r.body for r in responses}) == 1
+        assert sum("idempotent-replayed" not in r.headers for r in responses) == 1
+        orders = store.list_by_customer("cust-1").orders
+        assert len(orders) == 1
+        assert len(self.committed_events(store, orders[0].order_id)) == 1
+
+    def test_a_redelivered_cloudevent_has_no_second_effect(
+        self, service: OrderService, store: OrderStore
+    ) -> None:
+        command = Command(
+            type=commands.CREATE,
+            source="urn:test:queue",
+            id="evt-1",
+            data=json.loads(CREATE_BODY),
+        )
+        key = event_key(command.source, command.id)
+        results = [service.handle(command, idempotency_key=key) for _ in range(3)]
+        assert [r.replayed for r in results] == [False, True, True]
+        assert len({r.body for r in results}) == 1
+        assert len(store.list_by_customer("cust-1").orders) == 1
+
+    # -- optimistic concurrency --------------------------------------------------------
+
+    def test_concurrent_confirms_with_one_etag_let_exactly_one_win(
+        self, api: HttpApi, store: OrderStore
+    ) -> None:
+        created = self._post(api, "/orders", CREATE_BODY)
+        order_id = created.json()["orderId"]
+        results = run_concurrently(
+            RACERS,
+            lambda _: self._post(
+                api, f"/orders/{order_id}/confirm", if_match=created.headers["etag"]
+            ),
+        )
+        statuses = sorted(r.status for r in results if isinstance(r, HttpResponse))
+        assert statuses == [200] + [412] * (RACERS - 1), results
+        order = store.get(order_id)
+        assert order is not None
+        assert (order.status, order.version) == (OrderStatus.CONFIRMED, 2)
+        assert len(self.committed_events(store, order_id)) == 2
+
+    def test_concurrent_transitions_without_etag_never_double_apply(
+        self, service: OrderService, store: OrderStore
+    ) -> None:
+        created = service.handle(Command(commands.CREATE, "t", "c", json.loads(CREATE_BODY)))
+        results = run_concurrently(
+            RACERS,
+            lambda i: service.handle(
+                Command(commands.CONFIRM, "t", f"confirm-{i}", {"orderId": created.order_id})
+            ),
+        )
+        wins = [r for r in results if not isinstance(r, BaseException)]
+        losses = [r for r in results if isinstance(r, BaseException)]
+        assert len(wins) == 1
+        assert all(isinstance(e, InvalidTransition | ConcurrencyConflict) for e in losses), losses
+        order = store.get(created.order_id)
+        assert order is not None
+        assert order.version == 2
+
+    # -- lifecycle and bad input -------------------------------------------------------
+
+    def test_the_full_lifecycle_emits_one_event_per_transition(
+        self, service: OrderService, store: OrderStore
+    ) -> None:
+        created = service.handle(Command(commands.CREATE, "t", "1", json.loads(CREATE_BODY)))
+        oid = created.order_id
+        service.handle(Command(commands.CONFIRM, "t", "2", {"orderId": oid}))
+        done = service.handle(Command(commands.FULFILL, "t", "3", {"orderId": oid}))
+        assert json.loads(done.body)["status"] == "FULFILLED"
+        with pytest.raises(InvalidTransition):
+            service.handle(Command(commands.CANCEL, "t", "4", {"orderId": oid}))
+        types = [e.type for e in self.committed_events(store, oid)]
+        assert types == [
+            "io.orderscore.order.created.v1",
+            "io.orderscore.order.confirmed.v1",
+            "io.orderscore.order.fulfilled.v1",
+        ]
+
+    def test_a_stale_if_match_is_412_and_changes_nothing(
+        self, api: HttpApi, store: OrderStore
+    ) -> None:
+        oid = self._post(api, "/orders", CREATE_BODY).json()["orderId"]
+        assert self._post(api, f"/orders/{oid}/confirm", if_match='"1"').status == 200
+        response = self._post(api, f"/orders/{oid}/cancel", if_match='"1"')
+        assert response.status == 412
+        order = store.get(oid)
+        assert order is not None
+        assert order.status is OrderStatus.CONFIRMED
+
+    @pytest.mark.parametrize(
+        "data",
+        [
+            {"items": []},
+            {"items": [{"id": "sku-1", "qty": 0}]},
+            {"items": [{"id": "bad sku!", "qty": 1}]},
+            {"items": [{"id": "sku-1", "qty": 1}], "surprise": True},
+        ],
+    )
+    def test_invalid_commands_change_nothing(
+        self, service: OrderService, store: OrderStore, data: dict[str, Any]
+    ) -> None:
+        with pytest.raises(ValidationFailed):
+            service.handle(Command(commands.CREATE, "t", "bad", {**data, "customerId": "cust-1"}))
+        assert store.list_by_customer("cust-1").orders == []
+
+    def test_an_expired_deadline_starts_nothing(
+        self, service: OrderService, store: OrderStore
+    ) -> None:
+        command = Command(commands.CREATE, "t", "late", json.loads(CREATE_BODY))
+        with pytest.raises(DeadlineExceeded):
+            service.handle(command, deadline=Deadline.after(-1))
+        assert store.list_by_customer("cust-1").orders == []
+
+    def test_events_carry_the_commands_trace_context(
+        self, service: OrderService, store: OrderStore
+    ) -> None:
+        command = Command(
+            commands.CREATE, "t", "traced", json.loads(CREATE_BODY), traceparent=TRACEPARENT
+        )
+        result = service.handle(command)
+        (event,) = self.committed_events(store, result.order_id)
+        assert event.traceparent is not None
+        assert event.traceparent.split("-")[1] == TRACEPARENT.split("-")[1]
+        assert event.subject == result.order_id
+        assert event.id == event_id(result.order_id, 1)
+
+    def test_an_idempotency_key_cannot_be_reused_across_command_types(
+        self, service: OrderService
+    ) -> None:
+        created = service.handle(
+            Command(commands.CREATE, "t", "x", json.loads(CREATE_BODY)),
+            idempotency_key=http_key("k"),
+        )
+        with pytest.raises(IdempotencyKeyReused):
+            service.handle(
+                Command(commands.CONFIRM, "t", "y", {"orderId": created.order_id}),
+                idempotency_key=http_key("k"),
+            )
+
+    def test_a_precondition_on_a_missing_order_is_404(self, api: HttpApi) -> None:
+        assert self._post(api, "/orders/missing/confirm", if_match='"1"').status == 404
+
+    def test_preconditions_hold_under_the_service_too(self, service: OrderService) -> None:
+        created = service.handle(Command(commands.CREATE, "t", "1", json.loads(CREATE_BODY)))
+        with pytest.raises(PreconditionFailed):
+            service.handle(
+                Command(
+                    commands.CONFIRM, "t", "2", {"orderId": created.order_id, "expectedVersion": 7}
+                )
+            )
