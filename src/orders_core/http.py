@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from orders_core import commands, telemetry
 from orders_core._immutable import immutable
+from orders_core._media import CE_BATCH as CE_BATCH  # re-exported, as before
+from orders_core._media import CE_JSON as CE_JSON  # re-exported: orders_aws.events
+from orders_core._media import JSON, PROBLEM_JSON
 from orders_core.commands import COMMANDS, Command, CommandSpec, parse_json_object
 from orders_core.deadline import Deadline
 from orders_core.errors import (
@@ -51,10 +54,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("orders_core.http")
 
 DEFAULT_MAX_BODY: Final = 1024 * 1024
-JSON: Final = "application/json"
-PROBLEM_JSON: Final = "application/problem+json"
-CE_JSON: Final = "application/cloudevents+json"
-CE_BATCH: Final = "application/cloudevents-batch+json"
 HTTP_SOURCE: Final = "urn:orders-core:http"
 PROBLEM_BASE: Final = "urn:orders-core:problem:"
 REPLAY_HEADER: Final = "idempotent-replayed"
