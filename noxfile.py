@@ -179,7 +179,13 @@ def _pyenv_versions() -> str | None:
 def deploy(session: nox.Session) -> None:
     """deploy/aws offline: the bundle, CDK synth + assertions + cfn-lint, serverless package."""
     session.install(
-        "-e", ".[aws]", "pytest>=8", "aws-cdk-lib>=2.150,<3", "constructs>=10,<11", "cfn-lint>=1.20"
+        "pip",  # the bundle builder runs `python -m pip wheel`; uv's environments have none
+        "-e",
+        ".[aws]",
+        "pytest>=8",
+        "aws-cdk-lib>=2.150,<3",
+        "constructs>=10,<11",
+        "cfn-lint>=1.20",
     )
     prefix = os.path.abspath(f"{session.create_tmp()}/serverless")
     session.run(
@@ -226,6 +232,7 @@ def checkov(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks print figures; they pass or fail on nothing but crashes."""
     session.install(
+        "pip",  # cold_start_bundle.py builds the Lambda bundle with `python -m pip`
         "-e",
         ".[dev,aws,otel]",
         "aws-lambda-powertools",
