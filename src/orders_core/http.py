@@ -18,350 +18,67 @@ fixed ones; the OpenAPI document at ``GET /openapi.json`` is generated from the 
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from orders_core import commands, telemetry
-from orders_core._immutable import immutable
-from orders_core._media import CE_BATCH as CE_BATCH  # re-exported, as before
-from orders_core._media import CE_JSON as CE_JSON  # re-exported: orders_aws.events
-from orders_core._media import JSON, PROBLEM_JSON
-from orders_core.commands import COMMANDS, Command, CommandSpec, parse_json_object
-from orders_core.deadline import Deadline
-from orders_core.errors import (
-    MalformedRequest,
-    MethodNotAllowed,
-    NotFound,
-    OrdersError,
-    PayloadTooLarge,
-    Unauthenticated,
-    UnsupportedMediaType,
-    ValidationFailed,
+from orders_core import telemetry
+from orders_core._endpoints import FIXED_ROUTES, ROUTES, routes_for
+from orders_core._http_values import (
+    DEFAULT_MAX_BODY,
+    HTTP_SOURCE,
+    PROBLEM_BASE,
+    REPLAY_HEADER,
+    Call,
+    Endpoint,
+    HttpRequest,
+    HttpResponse,
+    Route,
+    _trace_headers,
+    command_response,
+    json_response,
+    media_type,
+    parse_if_match,
+    parse_query,
+    problem_response,
 )
-from orders_core.idempotency import IdempotencyKey, event_key, http_key
-from orders_core.numbers import ascii_int
-from orders_core.ports import new_id
-from orders_core.security import ANONYMOUS, Authenticator, Principal
-from orders_core.service import CommandResult, OrderService, Unit
+from orders_core._media import CE_BATCH, CE_JSON, JSON, PROBLEM_JSON
+from orders_core.commands import COMMANDS
+from orders_core.deadline import Deadline
+from orders_core.errors import MethodNotAllowed, NotFound, OrdersError, PayloadTooLarge
+from orders_core.security import Authenticator
+from orders_core.service import OrderService, Unit
 
 if TYPE_CHECKING:
     from opentelemetry import trace
 
+__all__ = [
+    "CE_BATCH",
+    "CE_JSON",
+    "DEFAULT_MAX_BODY",
+    "FIXED_ROUTES",
+    "HTTP_SOURCE",
+    "JSON",
+    "PROBLEM_BASE",
+    "PROBLEM_JSON",
+    "REPLAY_HEADER",
+    "ROUTES",
+    "Call",
+    "Endpoint",
+    "HttpApi",
+    "HttpRequest",
+    "HttpResponse",
+    "Route",
+    "command_response",
+    "json_response",
+    "media_type",
+    "parse_if_match",
+    "parse_query",
+    "problem_response",
+    "routes_for",
+]
+
 log = logging.getLogger("orders_core.http")
-
-DEFAULT_MAX_BODY: Final = 1024 * 1024
-HTTP_SOURCE: Final = "urn:orders-core:http"
-PROBLEM_BASE: Final = "urn:orders-core:problem:"
-REPLAY_HEADER: Final = "idempotent-replayed"
-
-_JSON_TYPE_RE: Final = re.compile(r"^application/([a-z0-9.+-]+\+)?json$")
-_ETAG_RE: Final = re.compile(r'^(W/)?"([^"]*)"$')
-_ID_RE: Final = re.compile(commands.ID_PATTERN)
-
-
-@immutable()
-class HttpRequest:
-    """An HTTP request as the binding needs it. Header names must be lower-case."""
-
-    method: str
-    path: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    query: Mapping[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    principal: Principal = ANONYMOUS
-    """Who asks, as the adapter authenticated them (anonymous only with auth off)."""
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name)
-
-
-@immutable()
-class HttpResponse:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@immutable(eq=False)
-class Call:
-    """One call's deadline, and the service's unit of work it joins (None: its own)."""
-
-    deadline: Deadline
-    unit: Unit | None = None
-
-
-Endpoint = Callable[["HttpApi", HttpRequest, dict[str, str], Call], HttpResponse]
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    method: str
-    template: str
-    name: str
-    endpoint: Endpoint
-    public: bool = False
-    """Answered without authentication (health checks, the OpenAPI document)."""
-    command: CommandSpec | None = None
-    """The command a command route runs (its OpenAPI text comes from it)."""
-    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.template)
-        object.__setattr__(self, "pattern", re.compile(f"^{regex}$"))
-
-
-# -- request parsing helpers -----------------------------------------------------------
-
-
-def parse_query(raw: str) -> dict[str, str]:
-    """A raw query string as the binding reads it: the last value of each name, blank values
-    kept (``limit=`` must be refused, not read as "no limit"). Adapters call this."""
-    if not raw:
-        return {}
-    from urllib.parse import parse_qsl  # only requests with a query pay for the import
-
-    return dict(parse_qsl(raw, keep_blank_values=True))
-
-
-def media_type(request: HttpRequest) -> str:
-    value = request.header("content-type") or ""
-    return value.split(";", 1)[0].strip().lower()
-
-
-def _require_json_type(request: HttpRequest) -> None:
-    if not _JSON_TYPE_RE.match(media_type(request)):
-        raise UnsupportedMediaType(f"send the body as {JSON}")
-
-
-def _require_json(request: HttpRequest, *, optional: bool = False) -> dict[str, Any]:
-    if optional and not request.body.strip():
-        return {}
-    _require_json_type(request)
-    return parse_json_object(request.body)
-
-
-def parse_if_match(value: str | None) -> int | None:
-    """The version an ``If-Match`` demands; None for absent or ``*``.
-
-    Our ETags are strong (``"<version>"``); a weak or foreign tag can never match (412).
-    """
-    if value is None or value.strip() == "*":
-        return None
-    match = _ETAG_RE.match(value.strip())
-    if match is None:
-        raise MalformedRequest('If-Match must be one entity tag, such as "3", or *')
-    weak, tag = match.groups()
-    version = ascii_int(tag)  # U+00B9 passes isdigit(), fails int()
-    if weak or version is None or version < 1:
-        return 0  # no order has version 0: the precondition fails
-    return version
-
-
-def _trace_headers(request: HttpRequest) -> tuple[str | None, str | None]:
-    parent = telemetry.valid_traceparent(request.header("traceparent"))
-    state = telemetry.valid_tracestate(request.header("tracestate")) if parent else None
-    return parent, state
-
-
-def _idempotency_key(request: HttpRequest) -> IdempotencyKey | None:
-    key = request.header("idempotency-key")
-    return None if key is None else http_key(key)
-
-
-# -- responses -------------------------------------------------------------------------
-
-
-def json_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> HttpResponse:
-    return HttpResponse(status, {"content-type": JSON, **(headers or {})}, body)
-
-
-def command_response(result: CommandResult) -> HttpResponse:
-    headers = {"etag": result.etag}
-    if result.status == 201:
-        headers["location"] = f"/orders/{result.order_id}"
-    if result.replayed:
-        headers[REPLAY_HEADER] = "true"
-    return json_response(result.status, result.body, headers)
-
-
-def problem_response(error: OrdersError, instance: str) -> HttpResponse:
-    problem: dict[str, Any] = {
-        "type": PROBLEM_BASE + error.slug,
-        "title": error.title,
-        "status": error.status,
-        "detail": error.detail,
-        "instance": instance,
-    }
-    if isinstance(error, ValidationFailed) and error.errors:
-        problem["errors"] = [{"pointer": e.pointer, "detail": e.detail} for e in error.errors]
-    headers = {"content-type": PROBLEM_JSON}
-    if isinstance(error, MethodNotAllowed):
-        headers["allow"] = ", ".join(error.allowed)
-    if isinstance(error, Unauthenticated):
-        headers["www-authenticate"] = error.challenge
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after is not None:
-        headers["retry-after"] = str(retry_after)
-    return HttpResponse(error.status, headers, json.dumps(problem).encode())
-
-
-# -- endpoints -------------------------------------------------------------------------
-
-
-def _run(
-    api: HttpApi,
-    request: HttpRequest,
-    command: Command,
-    key: IdempotencyKey | None,
-    call: Call,
-) -> HttpResponse:
-    result = api.service.handle(
-        command,
-        principal=request.principal,
-        idempotency_key=key,
-        deadline=call.deadline,
-        unit=call.unit,
-    )
-    return command_response(result)
-
-
-def _create(command_type: str) -> Endpoint:
-    def endpoint(
-        api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call
-    ) -> HttpResponse:
-        return _new(api, request, command_type, call)
-
-    return endpoint
-
-
-def _new(api: HttpApi, request: HttpRequest, command_type: str, call: Call) -> HttpResponse:
-    _require_json_type(request)
-    key = _idempotency_key(request)
-    parent, state = _trace_headers(request)
-    command = Command(
-        type=command_type,
-        source=HTTP_SOURCE,
-        id=key.parts[0] if key else new_id(),
-        data=request.body,  # the service validates the JSON bytes as they are
-        traceparent=parent,
-        tracestate=state,
-    )
-    return _run(api, request, command, key, call)
-
-
-def _transition(command_type: str) -> Endpoint:
-    def endpoint(
-        api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call
-    ) -> HttpResponse:
-        data = _require_json(request, optional=True)
-        data["orderId"] = params["orderId"]
-        expected = parse_if_match(request.header("if-match"))
-        if expected is not None:
-            data["expectedVersion"] = expected
-        key = _idempotency_key(request)
-        parent, state = _trace_headers(request)
-        command = Command(
-            type=command_type,
-            source=HTTP_SOURCE,
-            id=key.parts[0] if key else new_id(),
-            data=data,
-            subject=params["orderId"],
-            traceparent=parent,
-            tracestate=state,
-        )
-        return _run(api, request, command, key, call)
-
-    return endpoint
-
-
-def _get(api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
-    order = api.service.get(params["orderId"], principal=request.principal)
-    return json_response(200, order.to_json(), {"etag": order.etag})
-
-
-def _list(api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
-    customer_id = request.query.get("customerId")
-    if not customer_id:
-        raise MalformedRequest("the customerId query parameter is required")
-    if not _ID_RE.fullmatch(customer_id):
-        raise MalformedRequest("customerId must be 1-64 letters, digits, '-' or '_'")
-    limit = ascii_int(request.query.get("limit", "20"))  # blank values are kept: limit= is ""
-    if limit is None or not 1 <= limit <= 100:
-        raise MalformedRequest("limit must be an integer from 1 to 100")
-    page = api.service.list_by_customer(
-        customer_id,
-        principal=request.principal,
-        limit=limit,
-        cursor=request.query.get("cursor") or None,
-    )
-    body = b'{"orders":[' + b",".join(o.to_json() for o in page.orders) + b"]"
-    if page.next_cursor is not None:
-        body += b',"nextCursor":' + json.dumps(page.next_cursor).encode()
-    return json_response(200, body + b"}")
-
-
-def _events(api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
-    from orders_core.cloudevents_http import command_from_http
-
-    command = command_from_http(request.headers, request.body)
-    if command.traceparent is None:
-        parent, state = _trace_headers(request)
-        command = Command(
-            command.type, command.source, command.id, command.data, command.subject, parent, state
-        )
-    key = _idempotency_key(request) or event_key(command.source, command.id)
-    return _run(api, request, command, key, call)
-
-
-def _openapi(
-    api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call
-) -> HttpResponse:
-    from orders_core.openapi import openapi_document
-
-    if api._openapi is None:
-        document = openapi_document(
-            api.routes, api.service.commands, bearer=api.authenticate is not None
-        )
-        api._openapi = json.dumps(document).encode()
-    return json_response(200, api._openapi)
-
-
-def _health(api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
-    return json_response(200, b'{"status":"ok"}')
-
-
-FIXED_ROUTES: Final[tuple[Route, ...]] = (
-    Route("GET", "/orders", "listOrders", _list),
-    Route("GET", "/orders/{orderId}", "getOrder", _get),
-    Route("POST", "/events", "postEvent", _events),
-    Route("GET", "/openapi.json", "openapi", _openapi, public=True),
-    Route("GET", "/healthz", "health", _health, public=True),
-)
-
-
-def routes_for(table: Mapping[str, CommandSpec]) -> tuple[Route, ...]:
-    """A route for each command with an HTTP binding, then the fixed routes."""
-    found: list[Route] = []
-    for spec in table.values():
-        if spec.http is None:
-            continue
-        targeted = "{orderId}" in spec.http.template
-        endpoint = _transition(spec.type) if targeted else _create(spec.type)
-        found.append(
-            Route(spec.http.method, spec.http.template, spec.http.operation, endpoint, command=spec)
-        )
-    return (*found, *FIXED_ROUTES)
-
-
-ROUTES: Final[tuple[Route, ...]] = routes_for(COMMANDS)
-"""The routes of the default command table (what deployments put on an API Gateway)."""
 
 
 class HttpApi:
