@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from orders_core._http_values import (
     _ID_RE,
     HTTP_SOURCE,
+    Api,
     Call,
     Endpoint,
     HttpRequest,
@@ -28,14 +29,11 @@ from orders_core.idempotency import IdempotencyKey, event_key
 from orders_core.numbers import ascii_int
 from orders_core.ports import new_id
 
-if TYPE_CHECKING:
-    from orders_core.http import HttpApi
-
 # -- endpoints -------------------------------------------------------------------------
 
 
 def _run(
-    api: HttpApi,
+    api: Api,
     request: HttpRequest,
     command: Command,
     key: IdempotencyKey | None,
@@ -53,14 +51,14 @@ def _run(
 
 def _create(command_type: str) -> Endpoint:
     def endpoint(
-        api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call
+        api: Api, request: HttpRequest, params: dict[str, str], call: Call
     ) -> HttpResponse:
         return _new(api, request, command_type, call)
 
     return endpoint
 
 
-def _new(api: HttpApi, request: HttpRequest, command_type: str, call: Call) -> HttpResponse:
+def _new(api: Api, request: HttpRequest, command_type: str, call: Call) -> HttpResponse:
     _require_json_type(request)
     key = _idempotency_key(request)
     parent, state = _trace_headers(request)
@@ -77,7 +75,7 @@ def _new(api: HttpApi, request: HttpRequest, command_type: str, call: Call) -> H
 
 def _transition(command_type: str) -> Endpoint:
     def endpoint(
-        api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call
+        api: Api, request: HttpRequest, params: dict[str, str], call: Call
     ) -> HttpResponse:
         data = _require_json(request, optional=True)
         data["orderId"] = params["orderId"]
@@ -100,12 +98,12 @@ def _transition(command_type: str) -> Endpoint:
     return endpoint
 
 
-def _get(api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
+def _get(api: Api, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
     order = api.service.get(params["orderId"], principal=request.principal)
     return json_response(200, order.to_json(), {"etag": order.etag})
 
 
-def _list(api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
+def _list(api: Api, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
     customer_id = request.query.get("customerId")
     if not customer_id:
         raise MalformedRequest("the customerId query parameter is required")
@@ -126,7 +124,7 @@ def _list(api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call
     return json_response(200, body + b"}")
 
 
-def _events(api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
+def _events(api: Api, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
     from orders_core.cloudevents_http import command_from_http
 
     command = command_from_http(request.headers, request.body)
@@ -139,20 +137,18 @@ def _events(api: HttpApi, request: HttpRequest, params: dict[str, str], call: Ca
     return _run(api, request, command, key, call)
 
 
-def _openapi(
-    api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call
-) -> HttpResponse:
+def _openapi(api: Api, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
     from orders_core.openapi import openapi_document
 
-    if api._openapi is None:
+    if api.openapi_json is None:
         document = openapi_document(
             api.routes, api.service.commands, bearer=api.authenticate is not None
         )
-        api._openapi = json.dumps(document).encode()
-    return json_response(200, api._openapi)
+        api.openapi_json = json.dumps(document).encode()
+    return json_response(200, api.openapi_json)
 
 
-def _health(api: HttpApi, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
+def _health(api: Api, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
     return json_response(200, b'{"status":"ok"}')
 
 

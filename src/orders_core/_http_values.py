@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from orders_core import commands, telemetry
 from orders_core._immutable import immutable
@@ -28,7 +28,8 @@ from orders_core.security import ANONYMOUS, Principal
 from orders_core.service import CommandResult, Unit
 
 if TYPE_CHECKING:
-    from orders_core.http import HttpApi
+    from orders_core.security import Authenticator
+    from orders_core.service import OrderService
 
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 HTTP_SOURCE: Final = "urn:orders-core:http"
@@ -74,7 +75,17 @@ class Call:
     unit: Unit | None = None
 
 
-Endpoint = Callable[["HttpApi", HttpRequest, dict[str, str], Call], HttpResponse]
+class Api(Protocol):
+    """What an endpoint may use of the :class:`~orders_core.http.HttpApi` that routed to it."""
+
+    service: OrderService
+    routes: tuple[Route, ...]
+    authenticate: Authenticator | None
+    openapi_json: bytes | None
+    """The OpenAPI document, rendered once."""
+
+
+Endpoint = Callable[[Api, HttpRequest, dict[str, str], Call], HttpResponse]
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,7 +99,7 @@ class HttpApi:
         """Verifies every request to a non-public route; None keeps the adapter's principal
         (API Gateway's authorizer, or anonymous with authentication off)."""
         self.routes = ROUTES if service.commands is COMMANDS else routes_for(service.commands)
-        self._openapi: bytes | None = None
+        self.openapi_json: bytes | None = None
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         allowed: list[str] = []
