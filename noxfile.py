@@ -36,7 +36,16 @@ AWS_TEST_DEPS = ["moto[server]>=5.1", "boto3-stubs[dynamodb,events,sqs]"]
 # store -> (extras, extra packages, pytest runs): the contract suite and the adapter's own
 # tests against one store each.
 ADAPTERS: dict[str, tuple[str, list[str], list[list[str]]]] = {
-    "memory": ("dev", [], [["tests/contract/test_memory_contract.py"]]),
+    "memory": (
+        "dev",
+        [],
+        [
+            [
+                "tests/contract/test_memory_contract.py",
+                "tests/contract/test_memory_publisher_contract.py",
+            ]
+        ],
+    ),
     "sqlite": ("dev,jwt", [], [["tests/contract/test_sqlite_contract.py", "tests/local"]]),
     "dynamodb-moto": (
         "dev,aws,plot",
@@ -178,8 +187,15 @@ def _pyenv_versions() -> str | None:
 @nox.session
 def deploy(session: nox.Session) -> None:
     """deploy/aws offline: the bundle, CDK synth + assertions + cfn-lint, serverless package."""
+    # pip: deploy/aws/bundle.py runs ``python -m pip`` (uv's environments come without it).
     session.install(
-        "-e", ".[aws]", "pytest>=8", "aws-cdk-lib>=2.150,<3", "constructs>=10,<11", "cfn-lint>=1.20"
+        "-e",
+        ".[aws]",
+        "pytest>=8",
+        "aws-cdk-lib>=2.150,<3",
+        "constructs>=10,<11",
+        "cfn-lint>=1.20",
+        "pip",
     )
     prefix = os.path.abspath(f"{session.create_tmp()}/serverless")
     session.run(

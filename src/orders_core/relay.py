@@ -14,11 +14,12 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Final
 
 from orders_core import telemetry
+from orders_core.events import DomainEvent
 from orders_core.ports import EventPublisher, Outbox
 
 log = logging.getLogger("orders_core.relay")
@@ -45,6 +46,14 @@ def retry_delay(
         return 0.0
     ceiling = min(cap, base * 2.0 ** min(attempt - 1, _MAX_EXPONENT))
     return ceiling / 2 + jitter * ceiling / 2
+
+
+def record_lag(delivered: Iterable[DomainEvent], now: datetime | None = None) -> None:
+    """Record each delivered event's lag (commit to accepted publication) on the
+    ``orders.relay.lag`` histogram: every relay, whatever its outbox, measures it so."""
+    now = datetime.now(UTC) if now is None else now
+    for event in delivered:
+        telemetry.METRICS.relay_lag((now - event.time).total_seconds())
 
 
 class OutboxGone(Exception):
@@ -118,9 +127,7 @@ class OutboxRelay:
             return int(done)
         self._failures = 0
         self.outbox.mark_delivered([entry.position for entry in batch])
-        now = datetime.now(UTC)
-        for entry in batch:
-            telemetry.METRICS.relay_lag((now - entry.event.time).total_seconds())
+        record_lag(entry.event for entry in batch)
         return len(batch)
 
     def backoff(self) -> float:

@@ -304,7 +304,8 @@ def dynamodb_store(table: str, endpoint_url: str | None) -> Any:
     if not table:
         raise ValueError("--store dynamodb needs --table")
     try:
-        from orders_aws.dynamodb import DynamoDBStore, make_client
+        from orders_aws.clients import make_client
+        from orders_aws.dynamodb import DynamoDBStore
     except ImportError:  # pragma: no cover - depends on the install
         raise ValueError("--store dynamodb needs boto3: pip install 'orders-core[aws]'") from None
     try:
