@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from orders_aws.calls import Cancelled, ConditionFailed, call
 from orders_aws.capacity import write_units
 from orders_aws.clients import make_client
 from orders_aws.item_events import ORDER_PREFIX
@@ -51,16 +52,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 log = logging.getLogger("orders_aws.dynamodb")
-
-UNAVAILABLE_CODES: Final = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
 
 
 FILTERED_READ: Final = 400
@@ -263,7 +254,7 @@ class DynamoDBStore(OrderStore):
                     ReturnConsumedCapacity="TOTAL",
                     **params,
                 )
-            except _ConditionFailed as exc:
+            except ConditionFailed as exc:
                 if self._landed(order.order_id, token):
                     return
                 if embedded:
@@ -296,7 +287,7 @@ class DynamoDBStore(OrderStore):
                 ClientRequestToken=uuid.uuid4().hex,
                 ReturnConsumedCapacity="TOTAL",
             )
-        except _Cancelled as exc:
+        except Cancelled as exc:
             codes = exc.codes
             if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
                 raise DuplicateRequest(
@@ -347,7 +338,7 @@ class DynamoDBStore(OrderStore):
         if self._cursor_secret is None:
             key = self.items.key("META", "CURSOR")
             # If another instance created it first, its secret wins: read it back either way.
-            with contextlib.suppress(_ConditionFailed):
+            with contextlib.suppress(ConditionFailed):
                 self._call(
                     "put_item",
                     TableName=self.table,
@@ -359,37 +350,7 @@ class DynamoDBStore(OrderStore):
         return self._cursor_secret
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
-        """Call the client, translating native errors into the core's."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return getattr(self.client, operation)(**kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ConditionalCheckFailedException":
-                raise _ConditionFailed() from exc
-            if code == "TransactionCanceledException":
-                reasons = exc.response.get("CancellationReasons", [])
-                raise _Cancelled([r.get("Code", "None") for r in reasons]) from exc
-            if code in UNAVAILABLE_CODES or code.endswith("ThrottlingException"):
-                raise StoreUnavailable("the table is throttled or unavailable") from exc
-            if code == "ResourceNotFoundException":
-                raise StoreUnavailable("the table does not exist") from exc
-            raise
-        except BotoCoreError as exc:  # timeouts, connection errors after retries
-            raise StoreUnavailable("the table could not be reached") from exc
-
-
-class _ConditionFailed(Exception):
-    """Internal: a single write's condition failed."""
-
-
-class _Cancelled(Exception):
-    """Internal: a transaction was cancelled; ``codes`` has one reason per item."""
-
-    def __init__(self, codes: list[str]) -> None:
-        super().__init__(", ".join(codes))
-        self.codes = codes
+        return call(self.client, operation, **kwargs)
 
 
 def backend(settings: Mapping[str, str]) -> Backend:
