@@ -54,15 +54,19 @@ UNREADABLE: Final = "UnreadableRecord"
 
 @dataclass(eq=False)
 class Pending:
-    """One event to publish (None: an undecodable record), the stream record it came from,
-    what the DLQ would receive, and its last failure."""
+    """One event to publish, or the ``raw`` record that could not be decoded; the stream
+    record it came from, and its last failure."""
 
     sequence: str
     event: DomainEvent | None
-    body: str
     created: float | None
     reason: str = ""
     message: str = ""
+    raw: str = ""
+
+    def body(self) -> str:
+        """What the DLQ receives: the CloudEvent, else the raw record (built only then)."""
+        return self.raw if self.event is None else self.event.to_structured_json().decode()
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -89,13 +93,13 @@ def _handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
             events = events_from_stream_image(stream.get("NewImage", {}), rt.design)
         except Exception as error:  # decoding can never succeed on a retry
             body = json.dumps(stream, default=str)
-            unreadable.append(Pending(sequence, None, body, created, UNREADABLE, repr(error)))
+            unreadable.append(Pending(sequence, None, created, UNREADABLE, repr(error), body))
             continue
         found += [(sequence, created, e) for e in events]
 
     with telemetry.publishing([e for _, _, e in found], rt.config.event_bus) as outgoing:
         pending = [
-            Pending(sequence, stamped, stamped.to_structured_json().decode(), created)
+            Pending(sequence, stamped, created)
             for (sequence, created, _), stamped in zip(found, outgoing, strict=True)
         ]
         retry, rejected = _publish(rt.publisher(), pending, deadline)
@@ -162,7 +166,7 @@ def _dead_letter(rt: Runtime, items: list[Pending]) -> list[Pending]:
         try:
             rt.sqs().send_message(
                 QueueUrl=url,
-                MessageBody=item.body,
+                MessageBody=item.body(),
                 MessageAttributes={
                     k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
                 },
