@@ -36,7 +36,16 @@ AWS_TEST_DEPS = ["moto[server]>=5.1", "boto3-stubs[dynamodb,events,sqs]"]
 # store -> (extras, extra packages, pytest runs): the contract suite and the adapter's own
 # tests against one store each.
 ADAPTERS: dict[str, tuple[str, list[str], list[list[str]]]] = {
-    "memory": ("dev", [], [["tests/contract/test_memory_contract.py"]]),
+    "memory": (
+        "dev",
+        [],
+        [
+            [
+                "tests/contract/test_memory_contract.py",
+                "tests/contract/test_memory_publisher_contract.py",
+            ]
+        ],
+    ),
     "sqlite": ("dev,jwt", [], [["tests/contract/test_sqlite_contract.py", "tests/local"]]),
     "dynamodb-moto": (
         "dev,aws,plot",

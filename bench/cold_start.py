@@ -4,7 +4,7 @@
 
 Every variant creates its boto3 DynamoDB client at init, as in production, and the one
 PutItem is answered by botocore's Stubber (same work minus the network). Variants, alternated
-within each round: our ``orders_aws.http_handler``; a hand-written handler (json + pydantic +
+within each round: our ``orders_aws.apigw``; a hand-written handler (json + pydantic +
 boto3); Powertools (APIGatewayHttpResolver + Logger); FastAPI + Mangum. Each runs once first to
 write its bytecode caches, as a Lambda bundle ships them; PYTHONDONTWRITEBYTECODE is removed
 from the children's environment for that reason. Prints medians of wall time (process start
@@ -44,7 +44,10 @@ print("RESULT " + json.dumps({{"ms": (time.perf_counter() - t0) * 1000,
 """
 
 VARIANTS = {
-    "orders-core": "import orders_aws.http_handler as mod\nclient = mod._RT.dynamodb",
+    "orders-core": (
+        "import orders_aws.apigw as mod\nfrom orders_aws.bootstrap import runtime\n"
+        "client = runtime().dynamodb"
+    ),
     "hand-written": "import bench.peers.handwritten as mod\nclient = mod.client",
     "powertools": "import bench.peers.powertools as mod\nclient = mod.client",
     "fastapi+mangum": "import bench.peers.fastapi_mangum as mod\nclient = mod.client",

@@ -5,7 +5,7 @@
 Builds the bundle for this machine's architecture with ``deploy.aws.bundle`` (Python 3.12,
 which must be on PATH), unzips it twice (one copy stripped of ``__pycache__``), installs
 boto3 for Python 3.12 beside it (the Lambda runtime provides boto3, precompiled), then
-times fresh ``python3.12 -I -S`` processes importing ``orders_aws.http_handler`` and
+times fresh ``python3.12 -I -S`` processes importing ``orders_aws.apigw`` and
 answering one POST /orders with botocore's Stubber, as bench/cold_start.py does.
 """
 
@@ -34,9 +34,10 @@ import time
 t0 = time.perf_counter()
 import sys
 sys.path[:0] = [{task!r}, {runtime!r}]
-import orders_aws.http_handler as mod
+import orders_aws.apigw as mod
 from botocore.stub import Stubber
-stub = Stubber(mod._RT.dynamodb)
+from orders_aws.bootstrap import runtime
+stub = Stubber(runtime().dynamodb)
 stub.add_response("put_item", {{}})
 stub.activate()
 class Ctx:

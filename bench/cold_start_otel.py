@@ -25,7 +25,7 @@ from _child import FAKE_AWS, save, timed
 CHILD = r"""
 import time, json, os, sys
 t0 = time.perf_counter()
-from orders_aws import bootstrap, http_api
+from orders_aws import apigw, bootstrap
 from orders_core.testing.memory import InMemoryStore
 rt = bootstrap.runtime()
 rt.service.store = InMemoryStore()      # same work minus the network
@@ -37,7 +37,7 @@ event = {"version": "2.0", "rawPath": "/orders", "rawQueryString": "",
 class Ctx:
     aws_request_id = "r-1"; function_name = "bench"
     def get_remaining_time_in_millis(self): return 10_000
-out = http_api.handle(event, Ctx(), rt)
+out = apigw.handle(event, Ctx(), rt)
 assert out["statusCode"] == 201, out
 print(json.dumps({"ms": (time.perf_counter() - t0) * 1000}))
 """

@@ -39,7 +39,7 @@ class MemoryTable:
 def styles() -> dict[str, Any]:
     from bench.peers import fastapi_mangum, handwritten, powertools
 
-    from orders_aws import http_api, logs
+    from orders_aws import apigw, logs
     from orders_aws.bootstrap import AwsConfig, build
     from orders_core.testing.memory import InMemoryStore
 
@@ -49,7 +49,7 @@ def styles() -> dict[str, Any]:
     for module in (handwritten, powertools, fastapi_mangum):
         module.client = MemoryTable()  # type: ignore[assignment]
     return {
-        "orders-core": lambda e, c: http_api.handle(e, c, rt),
+        "orders-core": lambda e, c: apigw.handle(e, c, rt),
         "hand-written": handwritten.handler,
         "powertools": powertools.handler,
         "fastapi+mangum": fastapi_mangum.handler,

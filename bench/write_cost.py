@@ -23,7 +23,8 @@ from _child import save
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "adapters"))
 
-from orders_aws.dynamodb import DynamoDBStore, write_units
+from orders_aws.capacity import write_units
+from orders_aws.dynamodb import DynamoDBStore
 from orders_core.domain import LineItem, Order, OrderStatus
 from orders_core.events import DomainEvent
 from orders_core.idempotency import IdempotencyRecord, derived_order_id
@@ -42,19 +43,23 @@ def order(order_id: str) -> Order:
 
 def ours(store: DynamoDBStore) -> dict[str, int]:
     plain = order("0123456789abcdef0123456789abcdef")
-    created = store.order_item(plain, (DomainEvent.for_order(plain, traceparent=TP),))
+    created = store.items.order_item(plain, (DomainEvent.for_order(plain, traceparent=TP),))
     created["commit"] = {"S": "0" * 32}  # the commit token every write carries
     keyed = order(derived_order_id(KEY))
     record = IdempotencyRecord(
         KEY, "f" * 64, 201, keyed.to_json(), keyed.order_id, 1, NOW + timedelta(hours=24)
     )
-    keyed_item = store.order_item(keyed, (DomainEvent.for_order(keyed, traceparent=TP),))
-    keyed_item.update(store._embedded_record(record))
+    keyed_item = store.items.order_item(keyed, (DomainEvent.for_order(keyed, traceparent=TP),))
+    keyed_item.update(store.items.embedded_record(record))
     keyed_item["commit"] = {"S": "0" * 32}
     confirmed = plain.transition(OrderStatus.CONFIRMED, NOW)
-    after_confirm = store.order_item(confirmed, (DomainEvent.for_order(confirmed, traceparent=TP),))
+    after_confirm = store.items.order_item(
+        confirmed, (DomainEvent.for_order(confirmed, traceparent=TP),)
+    )
     cancelled = confirmed.transition(OrderStatus.CANCELLED, NOW)
-    after_cancel = store.order_item(cancelled, (DomainEvent.for_order(cancelled, traceparent=TP),))
+    after_cancel = store.items.order_item(
+        cancelled, (DomainEvent.for_order(cancelled, traceparent=TP),)
+    )
     # UpdateItem is charged on the larger of the item before and after the update.
     return {
         "create": write_units(created),

@@ -56,6 +56,8 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from orders_aws.item_events import ORDER_PREFIX
+from orders_aws.table import DESIGN
 from orders_core.http import ROUTES
 
 PROJECT_TAG = ("project", "orders-core")
@@ -186,21 +188,21 @@ class OrdersStack(cdk.Stack):
         self.table = dynamodb.Table(
             self,
             "Orders",
-            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            partition_key=_string(DESIGN.partition_key),
+            sort_key=_string(DESIGN.sort_key),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
             stream=dynamodb.StreamViewType.NEW_IMAGE,
-            time_to_live_attribute="ttl",
+            time_to_live_attribute=DESIGN.ttl_attribute,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         self.table.add_global_secondary_index(
-            index_name="gsi1",
-            partition_key=dynamodb.Attribute(name="gsi1pk", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="gsi1sk", type=dynamodb.AttributeType.STRING),
+            index_name=DESIGN.customer_index,
+            partition_key=_string(DESIGN.customer_partition_key),
+            sort_key=_string(DESIGN.customer_sort_key),
             projection_type=dynamodb.ProjectionType.ALL,
         )
         self.bus = events.EventBus(self, "Bus", event_bus_name=f"orders-{stage}")
@@ -212,16 +214,14 @@ class OrdersStack(cdk.Stack):
         }
         self.http_fn = self._function(
             "Http",
-            "orders_aws.http_handler.handler",
+            "orders_aws.apigw.handler",
             code,
             environment,
             reserved=settings.reserved_concurrency,
         )
-        self.queue_fn = self._function(
-            "Queue", "orders_aws.queue_handler.handler", code, environment
-        )
+        self.queue_fn = self._function("Queue", "orders_aws.sqs.handler", code, environment)
         self.relay_fn = self._function(
-            "Relay", "orders_aws.relay_handler.handler", code, environment, timeout=60
+            "Relay", "orders_aws.stream.handler", code, environment, timeout=60
         )
         self.http_fn.add_environment("ORDERS_AUTH_MODE", settings.auth)
         if settings.admin_scope != DEFAULT_ADMIN_SCOPE:
@@ -353,7 +353,11 @@ class OrdersStack(cdk.Stack):
                         {
                             "eventName": lambda_.FilterRule.or_("INSERT", "MODIFY"),
                             "dynamodb": {
-                                "Keys": {"pk": {"S": lambda_.FilterRule.begins_with("ORDER#")}}
+                                "Keys": {
+                                    DESIGN.partition_key: {
+                                        "S": lambda_.FilterRule.begins_with(ORDER_PREFIX)
+                                    }
+                                }
                             },
                         }
                     )
@@ -502,6 +506,14 @@ class OrdersStack(cdk.Stack):
                     "dynamodb:Query",
                     "dynamodb:ConditionCheckItem",
                 ],
-                resources=[self.table.table_arn, f"{self.table.table_arn}/index/gsi1"],
+                resources=[
+                    self.table.table_arn,
+                    f"{self.table.table_arn}/index/{DESIGN.customer_index}",
+                ],
             )
         )
+
+
+def _string(name: str) -> dynamodb.Attribute:
+    """A string key attribute of the table (names from :data:`orders_aws.table.DESIGN`)."""
+    return dynamodb.Attribute(name=name, type=dynamodb.AttributeType.STRING)

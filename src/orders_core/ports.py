@@ -142,7 +142,41 @@ class EventPublisher(ABC):
 
     @abstractmethod
     def publish(self, events: Sequence[DomainEvent]) -> None:
-        """Publish all of ``events`` or raise; a raise means none may be marked delivered."""
+        """Publish all of ``events`` or raise.
+
+        :class:`PublishFailed` names the events the sink did not accept (the others were);
+        any other exception means none may be marked delivered. Publishing an event again
+        is safe: it keeps its CloudEvent id, on which consumers deduplicate.
+        """
+
+
+@dataclass(frozen=True, slots=True)
+class Unaccepted:
+    """One event a sink did not accept, with the sink's code, and whether to try again."""
+
+    event: DomainEvent
+    code: str
+    message: str = ""
+    retryable: bool = True
+
+
+class PublishFailed(Exception):
+    """Some events of a batch were not accepted; every event not in ``failed`` was.
+
+    A publisher that sends a batch in several calls (EventBridge: 10 entries a call) says
+    exactly which ones failed, so a caller retries those (``retryable``) and sets the others
+    aside (a dead-letter queue) instead of publishing the whole batch again.
+    """
+
+    def __init__(self, failed: Sequence[Unaccepted]) -> None:
+        codes = sorted({f.code for f in failed})
+        super().__init__(f"{len(failed)} event(s) not accepted: {', '.join(codes)}")
+        self.failed = tuple(failed)
+
+    @property
+    def retryable(self) -> bool:
+        """Whether every failed event may succeed on a retry."""
+        return all(f.retryable for f in self.failed)
 
 
 def _nothing() -> None:

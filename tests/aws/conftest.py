@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from orders_aws.bootstrap import AwsConfig, Runtime, build
-from orders_aws.dynamodb import make_client
+from orders_aws.clients import make_client
 from tests.aws.support import new_table, set_fake_env
 
 

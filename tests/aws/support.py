@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from orders_aws.dynamodb import create_table, events_from_stream_image
+from orders_aws.item_events import events_from_stream_image
+from orders_aws.table import create_table
 from orders_core.events import DomainEvent
 
 FAKE_ENV = {

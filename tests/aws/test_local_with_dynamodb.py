@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orders_aws.dynamodb import make_client
+from orders_aws.clients import make_client
 from tests.aws.support import FAKE_ENV, new_table
 from tests.local.support import ServerProcess
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from orders_aws import eventbridge, http_api, sqs
+from orders_aws import apigw, eventbridge, sqs
 from orders_aws.bootstrap import AwsConfig, Runtime
-from orders_aws.events import AuthSettings, principal_from
+from orders_aws.shapes import AuthSettings, principal_from
 from orders_core.security import ANONYMOUS, Principal
 from tests.aws.conftest import LambdaContext
 from tests.aws.samples import (
@@ -37,7 +37,7 @@ def jwt(sub: str, scope: str = "openid") -> dict[str, str]:
 
 
 def call(rt: Runtime, context: LambdaContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    return http_api.handle(apigw_v2(*args, **kwargs), context, rt)
+    return apigw.handle(apigw_v2(*args, **kwargs), context, rt)
 
 
 def status_of(response: dict[str, Any]) -> int:

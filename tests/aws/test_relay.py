@@ -3,15 +3,18 @@ and the whole AWS path end to end in moto."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from typing import Any
 
 import boto3
 import pytest
 
-from orders_aws import http_api, relay, sqs
-from orders_aws.bootstrap import Runtime
-from orders_aws.dynamodb import DynamoDBStore, item_size, write_units
+from orders_aws import apigw, sqs, stream
+from orders_aws.bootstrap import AwsConfig, Runtime
+from orders_aws.capacity import item_size, write_units
+from orders_aws.dynamodb import DynamoDBStore
 from orders_core.domain import LineItem, Order
 from orders_core.events import DomainEvent
 from orders_core.idempotency import IdempotencyRecord
@@ -55,10 +58,10 @@ def drain(url: str) -> list[dict[str, Any]]:
 
 def test_end_to_end_http_to_stream_to_bus_to_queue(rt: Runtime, context: LambdaContext) -> None:
     url = bus_to_queue(rt)
-    created = http_api.handle(apigw_v2(body=SEED, headers={"traceparent": TP}), context, rt)
+    created = apigw.handle(apigw_v2(body=SEED, headers={"traceparent": TP}), context, rt)
     order_id = json.loads(created["body"])["orderId"]
 
-    assert relay.handle(stream_event(rt), context, rt) == {"batchItemFailures": []}
+    assert stream.handle(stream_event(rt), context, rt) == {"batchItemFailures": []}
 
     (message,) = drain(url)
     assert message["detail-type"] == "io.orderscore.order.created.v1"
@@ -79,7 +82,7 @@ def test_remove_records_are_ignored(rt: Runtime, context: LambdaContext) -> None
             }
         ]
     }
-    assert relay.handle(event, context, rt) == {"batchItemFailures": []}
+    assert stream.handle(event, context, rt) == {"batchItemFailures": []}
 
 
 class FlakyEvents:
@@ -127,7 +130,7 @@ def test_partial_putevents_failures_are_retried(rt: Runtime, context: LambdaCont
     ids = make_orders(rt, context, 12)  # two chunks of PutEvents
     flaky = FlakyEvents({f"{ids[3]}.v1": 1, f"{ids[11]}.v1": 2})
     rt._clients["events"] = flaky
-    assert relay.handle(stream_event(rt), context, rt) == {"batchItemFailures": []}
+    assert stream.handle(stream_event(rt), context, rt) == {"batchItemFailures": []}
     assert sorted(flaky.published) == sorted(f"{i}.v1" for i in ids)
 
 
@@ -138,7 +141,7 @@ def test_persistent_failures_are_reported_by_sequence_number(
     flaky = FlakyEvents({f"{ids[1]}.v1": 99})
     rt._clients["events"] = flaky
     event = stream_event(rt)
-    result = relay.handle(event, context, rt)
+    result = stream.handle(event, context, rt)
     (failed_seq,) = [
         r["dynamodb"]["SequenceNumber"]
         for r in event["Records"]
@@ -171,9 +174,21 @@ class RejectingEvents(FlakyEvents):
         return {"FailedEntryCount": failed, "Entries": results}
 
 
-def events_dlq(monkeypatch: pytest.MonkeyPatch) -> str:
+def configure(rt: Runtime, monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    """Set relay settings as the deployment would: in the environment, read at init."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    from_env = AwsConfig.from_env({**os.environ, "ORDERS_TABLE": rt.config.table})
+    rt.config = dataclasses.replace(
+        rt.config,
+        events_dlq_url=from_env.events_dlq_url,
+        relay_give_up_seconds=from_env.relay_give_up_seconds,
+    )
+
+
+def events_dlq(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> str:
     url = boto3.client("sqs").create_queue(QueueName="orders-events-dlq")["QueueUrl"]
-    monkeypatch.setenv("ORDERS_EVENTS_DLQ_URL", url)
+    configure(rt, monkeypatch, ORDERS_EVENTS_DLQ_URL=url)
     return url
 
 
@@ -205,7 +220,7 @@ def sequence_of(event: dict[str, Any], order_id: str) -> str:
 def test_an_event_eventbridge_rejects_for_good_lands_in_the_dlq_with_its_content(
     rt: Runtime, context: LambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = events_dlq(monkeypatch)
+    url = events_dlq(rt, monkeypatch)
     ids = make_orders(rt, context, 3)
     rejected = f"{ids[1]}.v1"
     bus = RejectingEvents({rejected: "MalformedDetail"})
@@ -214,7 +229,7 @@ def test_an_event_eventbridge_rejects_for_good_lands_in_the_dlq_with_its_content
 
     # Nothing to retry: the stream moves on, the others are published, the rejected one is
     # not offered again (retrying a non-retryable code cannot help).
-    assert relay.handle(event, context, rt) == {"batchItemFailures": []}
+    assert stream.handle(event, context, rt) == {"batchItemFailures": []}
     assert sorted(bus.published) == sorted(f"{i}.v1" for i in ids if f"{i}.v1" != rejected)
     assert bus.offered.count(rejected) == 1
     (letter,) = dead_letters(url)
@@ -231,20 +246,20 @@ def test_an_event_eventbridge_rejects_for_good_lands_in_the_dlq_with_its_content
 def test_retryable_failures_are_left_to_lambda_until_the_give_up_age_then_dead_lettered(
     rt: Runtime, context: LambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = events_dlq(monkeypatch)
-    monkeypatch.setenv("ORDERS_RELAY_GIVE_UP_SECONDS", "3600")
+    url = events_dlq(rt, monkeypatch)
+    configure(rt, monkeypatch, ORDERS_RELAY_GIVE_UP_SECONDS="3600")
     ids = make_orders(rt, context, 2)
     stuck = f"{ids[0]}.v1"
     rt._clients["events"] = FlakyEvents({stuck: 99})
 
     young = aged(stream_event(rt), 3599)
-    assert relay.handle(young, context, rt) == {
+    assert stream.handle(young, context, rt) == {
         "batchItemFailures": [{"itemIdentifier": sequence_of(young, ids[0])}]
     }
     assert dead_letters(url) == []
 
     old = aged(stream_event(rt), 3601)
-    assert relay.handle(old, context, rt) == {"batchItemFailures": []}
+    assert stream.handle(old, context, rt) == {"batchItemFailures": []}
     (letter,) = dead_letters(url)
     assert json.loads(letter["Body"])["id"] == stuck
     assert letter["MessageAttributes"]["reason"]["StringValue"] == "InternalFailure"
@@ -255,13 +270,13 @@ def test_letters_after_a_retried_record_wait_for_the_retry(
 ) -> None:
     """Lambda retries from the lowest reported sequence number: a rejected event after it is
     seen again then, so dead-lettering it now would dead-letter it twice."""
-    url = events_dlq(monkeypatch)
+    url = events_dlq(rt, monkeypatch)
     ids = make_orders(rt, context, 3)
     rt._clients["events"] = RejectingEvents(
         {f"{ids[2]}.v1": "InvalidArgument"}, {f"{ids[0]}.v1": 99}
     )
     event = aged(stream_event(rt), 1)
-    result = relay.handle(event, context, rt)
+    result = stream.handle(event, context, rt)
     reported = [f["itemIdentifier"] for f in result["batchItemFailures"]]
     assert min(reported, key=int) == sequence_of(event, ids[0])
     assert dead_letters(url) == []
@@ -272,13 +287,13 @@ def test_old_records_the_deadline_left_untried_are_retried_not_dead_lettered(
 ) -> None:
     """After a long outage every record is past the give-up age: those not even offered to
     EventBridge in this invocation must wait for the next one."""
-    url = events_dlq(monkeypatch)
+    url = events_dlq(rt, monkeypatch)
     ids = make_orders(rt, LambdaContext(), 2)
     bus = FlakyEvents({})
     rt._clients["events"] = bus
     event = aged(stream_event(rt), 10 * 3600)
     short = LambdaContext(remaining_ms=rt.config.deadline_margin_ms + 100)
-    result = relay.handle(event, short, rt)
+    result = stream.handle(event, short, rt)
     assert {f["itemIdentifier"] for f in result["batchItemFailures"]} == {
         sequence_of(event, i) for i in ids
     }
@@ -290,7 +305,7 @@ def test_without_a_dlq_nothing_is_dropped(rt: Runtime, context: LambdaContext) -
     ids = make_orders(rt, context, 2)
     rt._clients["events"] = RejectingEvents({f"{ids[1]}.v1": "MalformedDetail"})
     event = aged(stream_event(rt), 10 * 3600)
-    assert relay.handle(event, context, rt) == {
+    assert stream.handle(event, context, rt) == {
         "batchItemFailures": [{"itemIdentifier": sequence_of(event, ids[1])}]
     }
 
@@ -298,11 +313,13 @@ def test_without_a_dlq_nothing_is_dropped(rt: Runtime, context: LambdaContext) -
 def test_a_dlq_that_cannot_be_written_leaves_the_record_to_lambda(
     rt: Runtime, context: LambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ORDERS_EVENTS_DLQ_URL", "https://sqs.us-east-1.amazonaws.com/1/missing")
+    configure(
+        rt, monkeypatch, ORDERS_EVENTS_DLQ_URL="https://sqs.us-east-1.amazonaws.com/1/missing"
+    )
     ids = make_orders(rt, context, 2)
     rt._clients["events"] = RejectingEvents({f"{ids[0]}.v1": "MalformedDetail"})
     event = aged(stream_event(rt), 1)
-    assert relay.handle(event, context, rt) == {
+    assert stream.handle(event, context, rt) == {
         "batchItemFailures": [{"itemIdentifier": sequence_of(event, ids[0])}]
     }
 
@@ -311,7 +328,7 @@ def test_an_unreadable_record_is_dead_lettered_raw_and_the_rest_published(
     rt: Runtime, context: LambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A record the relay cannot even decode would fail every retry and block the shard."""
-    url = events_dlq(monkeypatch)
+    url = events_dlq(rt, monkeypatch)
     ids = make_orders(rt, context, 2)
     bus = FlakyEvents({})
     rt._clients["events"] = bus
@@ -320,7 +337,7 @@ def test_an_unreadable_record_is_dead_lettered_raw_and_the_rest_published(
         r for r in event["Records"] if r["dynamodb"]["NewImage"]["pk"]["S"] == f"ORDER#{ids[0]}"
     )
     broken["dynamodb"]["NewImage"]["events"] = {"S": "{not json"}
-    assert relay.handle(event, context, rt) == {"batchItemFailures": []}
+    assert stream.handle(event, context, rt) == {"batchItemFailures": []}
     assert bus.published == [f"{ids[1]}.v1"]
     (letter,) = dead_letters(url)
     assert letter["MessageAttributes"]["reason"]["StringValue"] == "UnreadableRecord"
@@ -332,11 +349,11 @@ def test_dead_lettered_events_replay_onto_the_bus(
 ) -> None:
     from deploy.aws import replay
 
-    url = events_dlq(monkeypatch)
+    url = events_dlq(rt, monkeypatch)
     target = bus_to_queue(rt)
     ids = make_orders(rt, context, 2)
     rt._clients["events"] = RejectingEvents({f"{i}.v1": "AccessDeniedException" for i in ids})
-    assert relay.handle(aged(stream_event(rt), 1), context, rt) == {"batchItemFailures": []}
+    assert stream.handle(aged(stream_event(rt), 1), context, rt) == {"batchItemFailures": []}
 
     assert replay.main(["--queue-url", url, "--bus", rt.config.event_bus]) == 0
 
@@ -383,9 +400,10 @@ def test_a_three_item_create_costs_one_write_unit_two_with_a_key(rt: Runtime) ->
     assert store.last_write_units == 4  # a transaction doubles each item's units
 
 
-@pytest.mark.parametrize(
-    "module", ["http_handler", "queue_handler", "eventbridge_handler", "relay_handler"]
-)
+TRIGGERS = ["apigw", "sqs", "eventbridge", "stream"]
+
+
+@pytest.mark.parametrize("module", TRIGGERS)
 def test_entrypoint_modules_build_their_runtime_once_from_the_environment(
     aws: None, monkeypatch: pytest.MonkeyPatch, module: str
 ) -> None:
@@ -395,11 +413,35 @@ def test_entrypoint_modules_build_their_runtime_once_from_the_environment(
     from orders_aws import bootstrap
 
     monkeypatch.setenv("ORDERS_TABLE", "orders-from-env")
+    monkeypatch.setenv("_HANDLER", f"orders_aws.{module}.handler")  # as Lambda sets it
+    bootstrap.reset()
+    sys.modules.pop(f"orders_aws.{module}", None)
+    importlib.import_module(f"orders_aws.{module}")
+    built = bootstrap.current()
+    assert built is not None
+    assert built.config.table == "orders-from-env"
+    assert bootstrap.runtime() is built
+    bootstrap.reset()
+
+
+@pytest.mark.parametrize("module", TRIGGERS)
+def test_importing_a_trigger_that_is_not_the_handler_builds_nothing(
+    aws: None, monkeypatch: pytest.MonkeyPatch, module: str
+) -> None:
+    """Tests, and a function whose handler is another trigger, pay no runtime for it; the
+    handler then builds it on its first call."""
+    import importlib
+    import sys
+
+    from orders_aws import bootstrap
+
+    monkeypatch.setenv("ORDERS_TABLE", "orders-from-env")
+    monkeypatch.setenv("_HANDLER", "orders_aws.other.handler")
     bootstrap.reset()
     sys.modules.pop(f"orders_aws.{module}", None)
     loaded = importlib.import_module(f"orders_aws.{module}")
-    assert loaded._RT.config.table == "orders-from-env"
-    assert bootstrap.runtime() is loaded._RT
+    assert bootstrap.current() is None
+    assert callable(loaded.handler)
     bootstrap.reset()
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from orders_aws import bootstrap
 from orders_aws.bootstrap import AwsConfig, ConfigError
-from orders_aws.dynamodb import make_client
+from orders_aws.clients import make_client
 from tests.aws.conftest import LambdaContext
 from tests.aws.samples import apigw_v2
 from tests.aws.support import new_table
@@ -25,11 +25,11 @@ SEED = b'{"items":[{"id":"sku-1","qty":2}],"customerId":"c-1"}'
 
 @pytest.fixture
 def handler(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Handler]:
-    """``orders_aws.http_handler.handler`` as Lambda loads it, on a table in moto."""
+    """``orders_aws.apigw.handler`` as Lambda loads it, on a table in moto."""
     monkeypatch.setenv("ORDERS_TABLE", new_table(make_client()))
     bootstrap.reset()
-    sys.modules.pop("orders_aws.http_handler", None)
-    module = importlib.import_module("orders_aws.http_handler")
+    sys.modules.pop("orders_aws.apigw", None)
+    module = importlib.import_module("orders_aws.apigw")
     yield module.handler
     bootstrap.reset()
 

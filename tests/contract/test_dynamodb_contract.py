@@ -12,7 +12,8 @@ from typing import Any
 import boto3
 import pytest
 
-from orders_aws.dynamodb import DynamoDBStore, make_client
+from orders_aws.clients import make_client
+from orders_aws.dynamodb import DynamoDBStore
 from orders_core.events import DomainEvent
 from orders_core.ports import OrderStore
 from orders_core.testing.contract import StoreContract

@@ -42,7 +42,7 @@ def test_the_bundle_holds_our_code_and_arm64_wheels_but_no_sdk(arm64: tuple[Path
     assert any(
         "aarch64" in n and n.endswith(".so") for n in listing if n.startswith("pydantic_core/")
     )
-    assert "orders_aws/http_handler.py" in listing
+    assert "orders_aws/apigw.py" in listing
     assert listing == sorted(listing)
 
 
@@ -75,7 +75,7 @@ def test_the_handlers_import_from_the_unzipped_bundle(tmp_path: Path) -> None:
     # runtime provides and these modules import only when a client is built).
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
-        "import orders_aws.http_api, orders_aws.sqs, orders_aws.relay, orders_aws.eventbridge; "
+        "import orders_aws.apigw, orders_aws.sqs, orders_aws.stream, orders_aws.eventbridge; "
         "import pydantic_core, orders_core.service; print(orders_core.service.__file__)"
     )
     result = subprocess.run(

@@ -91,9 +91,9 @@ def test_the_table(template: Template) -> None:
 def test_the_functions(template: Template, resources: dict[str, Any]) -> None:
     functions = of_type(resources, "AWS::Lambda::Function")
     assert sorted(f["Handler"] for f in functions) == [
-        "orders_aws.http_handler.handler",
-        "orders_aws.queue_handler.handler",
-        "orders_aws.relay_handler.handler",
+        "orders_aws.apigw.handler",
+        "orders_aws.sqs.handler",
+        "orders_aws.stream.handler",
     ]
     for fn in functions:
         assert fn["Architectures"] == ["arm64"]
@@ -103,7 +103,7 @@ def test_the_functions(template: Template, resources: dict[str, Any]) -> None:
         assert fn["TracingConfig"] == {"Mode": "Active"}
         assert fn["LoggingConfig"]["LogFormat"] == "JSON"
         assert "ORDERS_TABLE" in fn["Environment"]["Variables"]
-    http = next(f for f in functions if f["Handler"].endswith("http_handler.handler"))
+    http = next(f for f in functions if f["Handler"].endswith("apigw.handler"))
     assert http["ReservedConcurrentExecutions"] == 50
     for group in of_type(resources, "AWS::Logs::LogGroup"):
         assert group["RetentionInDays"] == 30
@@ -318,7 +318,7 @@ def test_auth_iam_puts_the_iam_authorizer_on_the_same_routes(tmp_path: Path) -> 
     for key, route in routes(resources).items():
         expected = "NONE" if key in PUBLIC else "AWS_IAM"
         assert route.get("AuthorizationType", "NONE") == expected, key
-    (http,) = [f for f in of_type(resources, "AWS::Lambda::Function") if "http" in f["Handler"]]
+    (http,) = [f for f in of_type(resources, "AWS::Lambda::Function") if "apigw" in f["Handler"]]
     assert http["Environment"]["Variables"]["ORDERS_AUTH_MODE"] == "iam"
 
 
@@ -331,7 +331,7 @@ def test_auth_none_is_loud_and_tagged(tmp_path: Path, capsys: pytest.CaptureFixt
     template.has_resource_properties(
         "AWS::DynamoDB::Table", {"Tags": Match.array_with([{"Key": "auth", "Value": "none"}])}
     )
-    (http,) = [f for f in of_type(resources, "AWS::Lambda::Function") if "http" in f["Handler"]]
+    (http,) = [f for f in of_type(resources, "AWS::Lambda::Function") if "apigw" in f["Handler"]]
     assert http["Environment"]["Variables"]["ORDERS_AUTH_MODE"] == "none"
 
 
@@ -388,7 +388,7 @@ def test_the_default_stage_is_throttled(tmp_path: Path, resources: dict[str, Any
 def test_the_http_function_learns_the_auth_mode_and_admin_settings(
     tmp_path: Path, resources: dict[str, Any]
 ) -> None:
-    (http,) = [f for f in of_type(resources, "AWS::Lambda::Function") if "http" in f["Handler"]]
+    (http,) = [f for f in of_type(resources, "AWS::Lambda::Function") if "apigw" in f["Handler"]]
     env = http["Environment"]["Variables"]
     assert env["ORDERS_AUTH_MODE"] == "jwt"
     assert "ORDERS_ADMIN_SCOPE" not in env  # the Lambda's own default applies
@@ -399,7 +399,7 @@ def test_the_http_function_learns_the_auth_mode_and_admin_settings(
         admin_role_arns=("arn:aws:iam::1:role/a", "arn:aws:iam::1:role/b"),
     )
     (http,) = [
-        f for f in of_type(other["Resources"], "AWS::Lambda::Function") if "http" in f["Handler"]
+        f for f in of_type(other["Resources"], "AWS::Lambda::Function") if "apigw" in f["Handler"]
     ]
     env = http["Environment"]["Variables"]
     assert env["ORDERS_ADMIN_SCOPE"] == "orders/admin"
@@ -437,10 +437,10 @@ def allowed(resources: dict[str, Any], handler: str) -> list[tuple[str, str]]:
 
 
 def test_each_function_may_do_only_its_own_writes(resources: dict[str, Any]) -> None:
-    http = {a for a, _ in allowed(resources, "orders_aws.http_handler.handler")}
+    http = {a for a, _ in allowed(resources, "orders_aws.apigw.handler")}
     assert "dynamodb:PutItem" in http
     assert not http & {"events:PutEvents", "sqs:SendMessage"}
-    relay = allowed(resources, "orders_aws.relay_handler.handler")
+    relay = allowed(resources, "orders_aws.stream.handler")
     assert not {a for a, _ in relay} & {
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
@@ -450,7 +450,7 @@ def test_each_function_may_do_only_its_own_writes(resources: dict[str, Any]) -> 
     sends = {t for a, t in relay if a == "sqs:SendMessage"}
     # The events DLQ (its own letters) and the mapping's on-failure destination, nothing else.
     assert sends == {queue_arn(resources, "EventsDlq"), queue_arn(resources, "RelayDlq")}
-    queue = allowed(resources, "orders_aws.queue_handler.handler")
+    queue = allowed(resources, "orders_aws.sqs.handler")
     assert {t for a, t in queue if a == "sqs:SendMessage"} == {queue_arn(resources, "CommandsDlq")}
 
 
@@ -464,7 +464,7 @@ def queue_arn(resources: dict[str, Any], prefix: str) -> str:
 def test_the_relay_dead_letters_with_content_before_lambda_discards(
     resources: dict[str, Any],
 ) -> None:
-    (relay,) = [f for f in of_type(resources, "AWS::Lambda::Function") if "relay" in f["Handler"]]
+    (relay,) = [f for f in of_type(resources, "AWS::Lambda::Function") if "stream" in f["Handler"]]
     env = relay["Environment"]["Variables"]
     assert "EventsDlq" in env["ORDERS_EVENTS_DLQ_URL"]["Ref"]
     stream = next(
@@ -472,7 +472,7 @@ def test_the_relay_dead_letters_with_content_before_lambda_discards(
     )
     assert int(env["ORDERS_RELAY_GIVE_UP_SECONDS"]) < stream["MaximumRecordAgeInSeconds"] < 86400
     (queue_fn,) = [
-        f for f in of_type(resources, "AWS::Lambda::Function") if "queue_h" in f["Handler"]
+        f for f in of_type(resources, "AWS::Lambda::Function") if "sqs.h" in f["Handler"]
     ]
     assert "CommandsDlq" in queue_fn["Environment"]["Variables"]["ORDERS_POISON_QUEUE_URL"]["Ref"]
 

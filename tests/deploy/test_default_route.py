@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orders_aws import http_api
+from orders_aws import apigw
 from orders_aws.bootstrap import AwsConfig, Runtime
 from orders_core.http import HttpApi
 from orders_core.service import OrderService
@@ -35,7 +35,7 @@ def default_route(method: str, path: str) -> dict[str, Any]:
 
 
 def test_an_unknown_path_gets_problem_json_404() -> None:
-    answer = http_api.handle(default_route("GET", "/nope"), Context(), runtime())
+    answer = apigw.handle(default_route("GET", "/nope"), Context(), runtime())
     assert answer["statusCode"] == 404
     assert answer["headers"]["content-type"].startswith("application/problem+json")
     problem = json.loads(answer["body"])
@@ -44,7 +44,7 @@ def test_an_unknown_path_gets_problem_json_404() -> None:
 
 
 def test_a_known_path_with_another_method_gets_405_with_allow() -> None:
-    answer = http_api.handle(default_route("DELETE", "/orders"), Context(), runtime())
+    answer = apigw.handle(default_route("DELETE", "/orders"), Context(), runtime())
     assert answer["statusCode"] == 405
     assert answer["headers"]["content-type"].startswith("application/problem+json")
     allow = {m.strip() for m in answer["headers"]["allow"].split(",")}

@@ -96,13 +96,13 @@ def test_serverless_packages_the_same_routes_and_functions(packaged: dict[str, A
         r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Function"
     ]
     assert sorted(f["Handler"] for f in functions) == [
-        "orders_aws.http_handler.handler",
-        "orders_aws.queue_handler.handler",
-        "orders_aws.relay_handler.handler",
+        "orders_aws.apigw.handler",
+        "orders_aws.sqs.handler",
+        "orders_aws.stream.handler",
     ]
     assert all(f["Architectures"] == ["arm64"] and f["Runtime"] == "python3.12" for f in functions)
     assert all(f["TracingConfig"] == {"Mode": "Active"} for f in functions)
-    (http,) = [f for f in functions if f["Handler"].endswith("http_handler.handler")]
+    (http,) = [f for f in functions if f["Handler"].endswith("apigw.handler")]
     # Plain strings, so local emulation of the HTTP function can read them.
     assert all(isinstance(v, str) for v in http["Environment"]["Variables"].values())
     assert http["Environment"]["Variables"]["ORDERS_AUTH_MODE"] == "jwt"
@@ -201,7 +201,7 @@ def test_each_function_has_its_own_role(resources: dict[str, Any]) -> None:
         resources[function_name(resources, f"orders_aws.{h}.handler")]["Properties"]["Role"][
             "Fn::GetAtt"
         ][0]
-        for h in ("http_handler", "queue_handler", "relay_handler")
+        for h in ("apigw", "sqs", "stream")
     }
     assert len(roles) == 3
     assert "IamRoleLambdaExecution" not in resources  # no shared role left behind
@@ -210,13 +210,13 @@ def test_each_function_has_its_own_role(resources: dict[str, Any]) -> None:
 def test_the_http_function_cannot_publish_events_or_send_messages(
     resources: dict[str, Any],
 ) -> None:
-    actions = {a for a, _ in allowed(resources, "orders_aws.http_handler.handler")}
+    actions = {a for a, _ in allowed(resources, "orders_aws.apigw.handler")}
     assert "dynamodb:PutItem" in actions
     assert not {a for a in actions if a.startswith(("events:", "sqs:"))}
 
 
 def test_the_relay_cannot_write_the_table(resources: dict[str, Any]) -> None:
-    granted = allowed(resources, "orders_aws.relay_handler.handler")
+    granted = allowed(resources, "orders_aws.stream.handler")
     actions = {a for a, _ in granted}
     assert "events:PutEvents" in actions
     assert not actions & DYNAMODB_WRITES
@@ -226,10 +226,10 @@ def test_the_relay_cannot_write_the_table(resources: dict[str, Any]) -> None:
 
 
 def test_poison_commands_reach_the_commands_dlq(resources: dict[str, Any]) -> None:
-    queue_fn = resources[function_name(resources, "orders_aws.queue_handler.handler")]
+    queue_fn = resources[function_name(resources, "orders_aws.sqs.handler")]
     env = queue_fn["Properties"]["Environment"]["Variables"]
     assert env["ORDERS_POISON_QUEUE_URL"] == {"Ref": "CommandsDlq"}
-    granted = allowed(resources, "orders_aws.queue_handler.handler")
+    granted = allowed(resources, "orders_aws.sqs.handler")
     assert {t for a, t in granted if a == "sqs:SendMessage"} == {
         json.dumps({"Fn::GetAtt": ["CommandsDlq", "Arn"]})
     }
@@ -239,7 +239,7 @@ def test_poison_commands_reach_the_commands_dlq(resources: dict[str, Any]) -> No
 def test_the_relay_dead_letters_with_content_before_lambda_discards(
     resources: dict[str, Any],
 ) -> None:
-    relay = resources[function_name(resources, "orders_aws.relay_handler.handler")]
+    relay = resources[function_name(resources, "orders_aws.stream.handler")]
     env = relay["Properties"]["Environment"]["Variables"]
     assert env["ORDERS_EVENTS_DLQ_URL"] == {"Ref": "EventsDlq"}
     (stream,) = [

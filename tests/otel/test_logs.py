@@ -47,9 +47,9 @@ def test_lambda_lines_carry_request_id_cold_start_trace_and_order(
 ) -> None:
     from moto import mock_aws
 
-    from orders_aws import http_api, observe
+    from orders_aws import apigw, observe
     from orders_aws.bootstrap import AwsConfig, build
-    from orders_aws.dynamodb import make_client
+    from orders_aws.clients import make_client
     from tests.aws.conftest import LambdaContext
     from tests.aws.samples import apigw_v2
     from tests.aws.support import new_table, set_fake_env
@@ -59,10 +59,8 @@ def test_lambda_lines_carry_request_id_cold_start_trace_and_order(
     with mock_aws():
         client = make_client()
         rt = build(AwsConfig(table=new_table(client)), client)
-        first = http_api.handle(
-            apigw_v2(body=BODY, headers={"traceparent": TP}), LambdaContext(), rt
-        )
-        http_api.handle(apigw_v2("GET", "/orders/nope"), LambdaContext(aws_request_id="r-2"), rt)
+        first = apigw.handle(apigw_v2(body=BODY, headers={"traceparent": TP}), LambdaContext(), rt)
+        apigw.handle(apigw_v2("GET", "/orders/nope"), LambdaContext(aws_request_id="r-2"), rt)
     order_id = json.loads(first["body"])["orderId"]
     entries = [e for e in parsed(lines) if e["message"] == "request"]
     assert len(entries) == 2

@@ -92,9 +92,9 @@ def test_aws_one_trace_from_http_api_to_the_queue_consumer(
     import boto3
     from moto import mock_aws
 
-    from orders_aws import http_api, relay, sqs
+    from orders_aws import apigw, sqs, stream
     from orders_aws.bootstrap import AwsConfig, build
-    from orders_aws.dynamodb import make_client
+    from orders_aws.clients import make_client
     from tests.aws.conftest import LambdaContext, stream_event
     from tests.aws.samples import apigw_v2
     from tests.aws.support import new_table, set_fake_env
@@ -121,11 +121,11 @@ def test_aws_one_trace_from_http_api_to_the_queue_consumer(
             Targets=[{"Id": "q", "Arn": arn, "InputPath": "$.detail"}],
         )
 
-        created = http_api.handle(
+        created = apigw.handle(
             apigw_v2(body=SEED, headers={"traceparent": TP}), LambdaContext(), rt
         )
         assert created["statusCode"] == 201
-        relay.handle(stream_event(rt), LambdaContext(function_name="orders-relay"), rt)
+        stream.handle(stream_event(rt), LambdaContext(function_name="orders-relay"), rt)
         (message,) = queues.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
         # moto delivers the whole envelope (it ignores InputPath); AWS would deliver detail.
         body = json.dumps(json.loads(message["Body"])["detail"])

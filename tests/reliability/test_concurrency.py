@@ -26,7 +26,8 @@ def runtime(
     store = None
     server = None
     if request.param == "dynamodb-moto-server":
-        from orders_aws.dynamodb import DynamoDBStore, make_client
+        from orders_aws.clients import make_client
+        from orders_aws.dynamodb import DynamoDBStore
         from tests.aws.motoserver import MotoServer
         from tests.aws.support import new_table, set_fake_env
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from orders_aws import http_api
+from orders_aws import apigw
 from orders_aws.bootstrap import AwsConfig, build
-from orders_aws.dynamodb import make_client
+from orders_aws.clients import make_client
 from tests.aws.conftest import LambdaContext
 from tests.aws.samples import apigw_v2
 from tests.aws.support import set_fake_env
@@ -43,7 +43,7 @@ def test_throttling_and_5xx_become_503_with_retry_after(
 ) -> None:
     rt, stubber = stubbed
     stubber.add_client_error("put_item", service_error_code=code, http_status_code=status)
-    response = http_api.handle(apigw_v2(body=SEED), LambdaContext(), rt)
+    response = apigw.handle(apigw_v2(body=SEED), LambdaContext(), rt)
     assert response["statusCode"] == 503
     assert response["headers"]["retry-after"] == "1"
     body = json.loads(response["body"])
@@ -60,12 +60,12 @@ def test_a_keyed_create_that_fails_writes_nothing_and_a_retry_succeeds(
     # First attempt: the record lookup answers "none", the write is throttled.
     stubber.add_response("batch_get_item", {"Responses": {"orders": []}})
     stubber.add_client_error("put_item", "ThrottlingException", http_status_code=400)
-    failed = http_api.handle(apigw_v2(body=SEED, headers=headers), LambdaContext(), rt)
+    failed = apigw.handle(apigw_v2(body=SEED, headers=headers), LambdaContext(), rt)
     assert failed["statusCode"] == 503
     # The retry finds no record (nothing was written) and commits once.
     stubber.add_response("batch_get_item", {"Responses": {"orders": []}})
     stubber.add_response("put_item", {})
-    retried = http_api.handle(apigw_v2(body=SEED, headers=headers), LambdaContext(), rt)
+    retried = apigw.handle(apigw_v2(body=SEED, headers=headers), LambdaContext(), rt)
     assert retried["statusCode"] == 201
     stubber.assert_no_pending_responses()
 
@@ -77,7 +77,7 @@ def test_an_unknown_client_error_is_a_bare_500(stubbed: tuple[Any, Stubber]) -> 
         "ValidationException",
         service_message="One or more parameter values were invalid: table orders",
     )
-    response = http_api.handle(apigw_v2(body=SEED), LambdaContext(), rt)
+    response = apigw.handle(apigw_v2(body=SEED), LambdaContext(), rt)
     assert response["statusCode"] == 500
     assert json.loads(response["body"])["detail"] == "Internal error"
     assert "parameter values" not in response["body"]
@@ -86,6 +86,6 @@ def test_an_unknown_client_error_is_a_bare_500(stubbed: tuple[Any, Stubber]) -> 
 
 def test_a_deadline_about_to_expire_starts_nothing(stubbed: tuple[Any, Stubber]) -> None:
     rt, stubber = stubbed  # no stubbed responses: any AWS call would fail the test
-    response = http_api.handle(apigw_v2(body=SEED), LambdaContext(remaining_ms=400), rt)
+    response = apigw.handle(apigw_v2(body=SEED), LambdaContext(remaining_ms=400), rt)
     assert response["statusCode"] == 503
     stubber.assert_no_pending_responses()

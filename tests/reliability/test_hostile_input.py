@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orders_aws.events import (
+from orders_aws.shapes import (
     command_from_eventbridge,
     command_from_sqs_record,
     http_request_from_apigw,

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from orders_aws import http_api
+from orders_aws import apigw
 from orders_aws.bootstrap import AwsConfig, Runtime, build
-from orders_aws.dynamodb import make_client
+from orders_aws.clients import make_client
 from tests.aws.conftest import LambdaContext
 from tests.aws.samples import apigw_v2
 from tests.aws.support import new_table, set_fake_env
@@ -71,17 +71,17 @@ def orders(rt: Runtime) -> list[str]:
 def test_a_create_whose_answer_was_lost_is_not_doubled(rt: Runtime) -> None:
     lost = LoseAnswers(times=1)
     rt.dynamodb.meta.events.register("before-send.dynamodb.PutItem", lost)
-    response = http_api.handle(apigw_v2(body=SEED), LambdaContext(), rt)
+    response = apigw.handle(apigw_v2(body=SEED), LambdaContext(), rt)
     assert response["statusCode"] == 201
     assert orders(rt) == [f"ORDER#{json.loads(response['body'])['orderId']}"]
 
 
 def test_a_confirm_whose_answer_was_lost_is_a_success_not_a_409(rt: Runtime) -> None:
-    created = http_api.handle(apigw_v2(body=SEED), LambdaContext(), rt)
+    created = apigw.handle(apigw_v2(body=SEED), LambdaContext(), rt)
     location = created["headers"]["location"]
     lost = LoseAnswers(times=1)
     rt.dynamodb.meta.events.register("before-send.dynamodb.UpdateItem", lost)
-    confirmed = http_api.handle(apigw_v2("POST", f"{location}/confirm"), LambdaContext(), rt)
+    confirmed = apigw.handle(apigw_v2("POST", f"{location}/confirm"), LambdaContext(), rt)
     assert confirmed["statusCode"] == 200, confirmed["body"]
     assert json.loads(confirmed["body"])["version"] == 2
 
@@ -89,7 +89,7 @@ def test_a_confirm_whose_answer_was_lost_is_a_success_not_a_409(rt: Runtime) -> 
 def test_answers_lost_past_every_retry_are_a_503(rt: Runtime) -> None:
     lost = LoseAnswers(times=99)
     rt.dynamodb.meta.events.register("before-send.dynamodb.PutItem", lost)
-    response = http_api.handle(apigw_v2(body=SEED), LambdaContext(), rt)
+    response = apigw.handle(apigw_v2(body=SEED), LambdaContext(), rt)
     # The first attempt landed; every answer said "throttled", so the client cannot know.
     # A keyless create cannot be recognised later either: send Idempotency-Key.
     assert response["statusCode"] in (201, 503)

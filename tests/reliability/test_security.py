@@ -52,7 +52,8 @@ def test_a_corrupt_database_answers_without_internals(tmp_path: Path) -> None:
 def test_dynamodb_errors_do_not_name_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
     from moto import mock_aws
 
-    from orders_aws.dynamodb import DynamoDBStore, make_client
+    from orders_aws.clients import make_client
+    from orders_aws.dynamodb import DynamoDBStore
     from tests.aws.support import set_fake_env
 
     set_fake_env(monkeypatch)

@@ -65,8 +65,20 @@ def test_an_untraced_request_never_imports_opentelemetry() -> None:
 
 
 def test_the_aws_adapter_imports_boto3_only_when_it_builds_a_client() -> None:
-    modules = loaded_after("import orders_aws, orders_aws.dynamodb, orders_aws.events")
+    modules = loaded_after("import orders_aws, orders_aws.dynamodb, orders_aws.shapes")
     assert "orders_aws.dynamodb" in modules
+    assert not any(m.split(".")[0] in {"boto3", "botocore"} for m in modules)
+
+
+def test_importing_a_lambda_trigger_builds_no_runtime_and_loads_no_botocore() -> None:
+    """Only the module Lambda loads as the handler (``_HANDLER``) builds its runtime at
+    import; tests and other modules importing a trigger pay for its code alone."""
+    triggers = "orders_aws.apigw, orders_aws.sqs, orders_aws.eventbridge, orders_aws.stream"
+    modules = loaded_after(
+        f"import os; os.environ['ORDERS_TABLE'] = 't'; os.environ.pop('_HANDLER', None); "
+        f"import {triggers}, orders_aws.publisher"
+    )
+    assert {"orders_aws.stream", "orders_aws.apigw"} <= modules
     assert not any(m.split(".")[0] in {"boto3", "botocore"} for m in modules)
 
 

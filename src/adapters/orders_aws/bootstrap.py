@@ -1,7 +1,9 @@
 """Composition root of the Lambda functions: configuration from the environment, built once.
 
-Every entrypoint module calls :func:`runtime` at module scope (the Lambda init phase), so
-warm invocations reuse the store, the boto3 clients and the validators. Building does no
+Each trigger module's ``handler`` asks :func:`runtime` for it; the trigger module Lambda
+loads as the function's handler (``_HANDLER``) builds it at import, in the init phase, so
+warm invocations reuse the store, the botocore clients and the validators, and importing a
+trigger module anywhere else (tests, another function) builds nothing. Building does no
 network I/O. Environment variables:
 
 =================================  =========================================================
@@ -23,6 +25,10 @@ network I/O. Environment variables:
                                    (``principalId``)
 ``ORDERS_AUTHORIZER_ADMIN_KEY``    Lambda authorizer context key that grants admin when
                                    true (``admin``)
+``ORDERS_EVENTS_DLQ_URL``          relay: SQS queue for events that can never be
+                                   published, as CloudEvents (none: left on the stream)
+``ORDERS_RELAY_GIVE_UP_SECONDS``   relay: age after which a retryable publish failure is
+                                   dead-lettered (18000)
 ``AWS_ENDPOINT_URL_DYNAMODB``      (boto3's own) a DynamoDB endpoint, e.g. DynamoDB Local
 =================================  =========================================================
 """
@@ -32,9 +38,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from orders_aws.events import AuthSettings
+from orders_aws.shapes import AuthSettings
+from orders_aws.table import DESIGN, TableDesign
 from orders_core.deadline import Deadline
 from orders_core.events import DEFAULT_SOURCE
 from orders_core.http import DEFAULT_MAX_BODY, HttpApi
@@ -46,6 +53,13 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_events.client import EventBridgeClient
     from mypy_boto3_sqs.client import SQSClient
+
+    from orders_aws.publisher import EventBridgePublisher
+
+
+DEFAULT_GIVE_UP_SECONDS: Final = 5 * 3600
+"""Below the relay's event source mapping's maximum record age, itself below the stream's
+24 h retention: the relay dead-letters an event with its content before Lambda drops it."""
 
 
 class ConfigError(RuntimeError):
@@ -63,6 +77,8 @@ class AwsConfig:
     poison_queue_url: str | None = None
     command_bus: str = "default"
     auth: AuthSettings = field(default_factory=AuthSettings)
+    events_dlq_url: str | None = None
+    relay_give_up_seconds: float = DEFAULT_GIVE_UP_SECONDS
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> AwsConfig:
@@ -88,6 +104,10 @@ class AwsConfig:
                 principal_key=env.get("ORDERS_AUTHORIZER_PRINCIPAL_KEY") or "principalId",
                 admin_key=env.get("ORDERS_AUTHORIZER_ADMIN_KEY") or "admin",
             ),
+            events_dlq_url=env.get("ORDERS_EVENTS_DLQ_URL") or None,
+            relay_give_up_seconds=_setting(
+                env, "ORDERS_RELAY_GIVE_UP_SECONDS", DEFAULT_GIVE_UP_SECONDS, minimum=0
+            ),
         )
 
 
@@ -111,6 +131,7 @@ class Runtime:
     service: OrderService
     api: HttpApi
     dynamodb: DynamoDBClient
+    design: TableDesign = DESIGN
     _clients: dict[str, Any] = field(default_factory=dict)
 
     def deadline(self, context: Any) -> Deadline:
@@ -130,22 +151,30 @@ class Runtime:
             self._clients["sqs"] = _client("sqs")
         return self._clients["sqs"]  # type: ignore[no-any-return]
 
+    def publisher(self) -> EventBridgePublisher:
+        """The relay's publisher to the configured bus (over :meth:`events`' client)."""
+        from orders_aws.publisher import EventBridgePublisher
+
+        return EventBridgePublisher(self.events(), self.config.event_bus)
+
 
 def _client(service: str) -> Any:
-    from orders_aws.dynamodb import client
+    from orders_aws.clients import client
 
     return client(service)
 
 
 def build(config: AwsConfig, dynamodb: DynamoDBClient | None = None) -> Runtime:
-    from orders_aws.dynamodb import DynamoDBStore, make_client
+    from orders_aws.clients import make_client
+    from orders_aws.dynamodb import DynamoDBStore
 
     client = dynamodb if dynamodb is not None else make_client()
     store = DynamoDBStore(config.table, client)
     service = OrderService(
         store, idempotency_ttl=config.idempotency_ttl, source=config.event_source
     )
-    return Runtime(config, service, HttpApi(service, max_body=config.max_body), client)
+    api = HttpApi(service, max_body=config.max_body)
+    return Runtime(config, service, api, client, store.design)
 
 
 _RUNTIME: Runtime | None = None
@@ -162,6 +191,22 @@ def runtime() -> Runtime:
         setup.configure(os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "orders-aws"))
         _RUNTIME = build(AwsConfig.from_env())
     return _RUNTIME
+
+
+def current() -> Runtime | None:
+    """The process's runtime if built, without building it."""
+    return _RUNTIME
+
+
+def build_if_entrypoint(module: str) -> None:
+    """Build the runtime now if Lambda is loading ``module`` as the function's handler.
+
+    Lambda names the handler in ``_HANDLER`` (``orders_aws.apigw.handler``) and runs the
+    import in its init phase, which is where building belongs (before the first request,
+    at full CPU). Anywhere else the import builds nothing: ``handler`` builds on first call.
+    """
+    if os.environ.get("_HANDLER", "").rpartition(".")[0] == module:
+        runtime()
 
 
 def reset() -> None:

@@ -1,6 +1,8 @@
-"""A command delivered by an EventBridge rule -> the service.
+"""Lambda trigger: a command delivered by an EventBridge rule -> the service.
 
-See :func:`orders_aws.events.command_from_eventbridge` for how ``detail`` maps to the
+Configure the function's handler as ``orders_aws.eventbridge.handler``.
+
+See :func:`orders_aws.shapes.command_from_eventbridge` for how ``detail`` maps to the
 command CloudEvent. Outcomes follow the core's rule (:mod:`orders_core.dispatch`), as for
 SQS: a command that may succeed later raises, so Lambda's asynchronous retries (and the
 function's on-failure destination, which receives the event itself) take over; a command
@@ -16,8 +18,8 @@ import logging
 from typing import Any
 
 from orders_aws import observe
-from orders_aws.bootstrap import Runtime
-from orders_aws.events import command_from_eventbridge
+from orders_aws.bootstrap import Runtime, build_if_entrypoint, runtime
+from orders_aws.shapes import command_from_eventbridge
 from orders_core.dispatch import Outcome, classify, reason
 from orders_core.idempotency import event_key
 from orders_core.security import Principal
@@ -27,6 +29,11 @@ log = logging.getLogger("orders_aws.eventbridge")
 
 class PoisonCommand(Exception):
     """A command that can never succeed, raised for the on-failure destination to keep."""
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The Lambda entrypoint, on the process's runtime."""
+    return handle(event, context, runtime())
 
 
 def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
@@ -90,3 +97,6 @@ def _dead_letter(rt: Runtime, event: dict[str, Any], label: str) -> bool:
         log.exception("could not send a poison command to %s", url)
         return False
     return True
+
+
+build_if_entrypoint(__name__)

@@ -1,4 +1,5 @@
-"""SQS batches of command CloudEvents -> the service, with partial batch responses.
+"""Lambda trigger: SQS batches of command CloudEvents -> the service, with partial batch
+responses. Configure the function's handler as ``orders_aws.sqs.handler``.
 
 Answers with ``batchItemFailures`` (the function needs ``ReportBatchItemFailures``), by the
 core's rule (:mod:`orders_core.dispatch`):
@@ -23,8 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from orders_aws import observe
-from orders_aws.bootstrap import Runtime
-from orders_aws.events import command_from_sqs_record
+from orders_aws.bootstrap import Runtime, build_if_entrypoint, runtime
+from orders_aws.shapes import command_from_sqs_record
 from orders_core import telemetry
 from orders_core.commands import Command
 from orders_core.deadline import Deadline
@@ -33,6 +34,11 @@ from orders_core.idempotency import event_key
 from orders_core.security import Principal
 
 log = logging.getLogger("orders_aws.queue")
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The Lambda entrypoint, on the process's runtime."""
+    return handle(event, context, runtime())
 
 
 def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
@@ -161,3 +167,6 @@ def _dead_letter(rt: Runtime, record: Mapping[str, Any], reason: str) -> bool:
         log.exception("could not send a poison record to %s", url)
         return False
     return True
+
+
+build_if_entrypoint(__name__)

@@ -1,14 +1,17 @@
-"""The stream relay: order items' stream records -> domain events -> EventBridge.
+"""Lambda trigger: the table's stream -> domain events -> EventBridge (the stream relay).
 
-Each INSERT/MODIFY of an order item carries the events of that change (see
-:mod:`orders_aws.dynamodb`). They go to the bus in chunks of 10 (the API's limit), each
-entry's ``Detail`` the structured CloudEvent, ``Source`` and ``DetailType`` its source and
-type. REMOVE records (TTL expiry of idempotency items) carry no events and are skipped.
+Configure the function's handler as ``orders_aws.stream.handler``.
+
+Each INSERT/MODIFY of an order item carries the events of that change
+(:mod:`orders_aws.item_events`); they are published through
+:class:`~orders_aws.publisher.EventBridgePublisher`. REMOVE records (TTL expiry of
+idempotency items) carry no events and are skipped.
 
 What cannot be published now:
 
 * a retryable failure (``InternalFailure``, ``ThrottlingException``, or the whole call
-  failing) is retried a few times here, then its record is returned in
+  failing) is retried a few times here, after the core relay's backoff
+  (:func:`orders_core.relay.retry_delay`), then its record is returned in
   ``batchItemFailures`` (by sequence number), so Lambda retries from it, in order;
 * once a record is older than ``ORDERS_RELAY_GIVE_UP_SECONDS`` (5 h by default, below the
   mapping's maximum record age, itself below the stream's 24 h retention), or when
@@ -25,63 +28,50 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from orders_aws import observe
-from orders_aws.bootstrap import Runtime
-from orders_aws.dynamodb import events_from_stream_image
+from orders_aws.bootstrap import Runtime, build_if_entrypoint, runtime
+from orders_aws.item_events import events_from_stream_image
 from orders_core import telemetry
+from orders_core.deadline import Deadline
 from orders_core.events import DomainEvent
+from orders_core.ports import EventPublisher, PublishFailed
+from orders_core.relay import record_lag, retry_delay
 
 log = logging.getLogger("orders_aws.relay")
 
-CHUNK: Final = 10
 ATTEMPTS: Final = 3
-RETRYABLE: Final = frozenset({"InternalFailure", "ThrottlingException"})
-"""PutEvents entry error codes worth retrying (EventBridge's PutEventsResultEntry docs); every
-other code is permanent for that entry."""
-DEFAULT_GIVE_UP_SECONDS: Final = 5 * 3600
+BACKOFF_BASE: Final = 0.2
+"""Seconds before the first retry within an invocation (doubling, jittered); the deadline
+caps every pause."""
 UNREADABLE: Final = "UnreadableRecord"
-
-
-@dataclass(frozen=True)
-class DeadLetters:
-    """Where and when the relay gives up on an event (read from the environment)."""
-
-    url: str | None
-    give_up_after: float = DEFAULT_GIVE_UP_SECONDS
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> DeadLetters:
-        env = dict(os.environ if env is None else env)
-        raw = env.get("ORDERS_RELAY_GIVE_UP_SECONDS", "")
-        give_up = float(raw) if raw.isascii() and raw.isdigit() else DEFAULT_GIVE_UP_SECONDS
-        return cls(env.get("ORDERS_EVENTS_DLQ_URL") or None, give_up)
 
 
 @dataclass(eq=False)
 class Pending:
-    """One entry to publish, the stream record it came from, and its last failure."""
+    """One event to publish, or the ``raw`` record that could not be decoded; the stream
+    record it came from, and its last failure."""
 
     sequence: str
-    entry: dict[str, Any]
+    event: DomainEvent | None
     created: float | None
     reason: str = ""
     message: str = ""
+    raw: str = ""
+
+    def body(self) -> str:
+        """What the DLQ receives: the CloudEvent, else the raw record (built only then)."""
+        return self.raw if self.event is None else self.event.to_structured_json().decode()
 
 
-def entry(event: DomainEvent, bus: str) -> dict[str, Any]:
-    return {
-        "Source": event.source,
-        "DetailType": event.type,
-        "Detail": event.to_structured_json().decode(),
-        "EventBusName": bus,
-        "Time": event.time,
-    }
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The Lambda entrypoint, on the process's runtime."""
+    return handle(event, context, runtime())
 
 
 def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
@@ -91,7 +81,6 @@ def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
 
 def _handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
     deadline = rt.deadline(context)
-    letters = DeadLetters.from_env()
     found: list[tuple[str, float | None, DomainEvent]] = []
     unreadable: list[Pending] = []
     for record in event.get("Records", []):
@@ -101,28 +90,30 @@ def _handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
         sequence = str(stream.get("SequenceNumber", ""))
         created = _created(stream)
         try:
-            events = events_from_stream_image(stream.get("NewImage", {}))
+            events = events_from_stream_image(stream.get("NewImage", {}), rt.design)
         except Exception as error:  # decoding can never succeed on a retry
             body = json.dumps(stream, default=str)
-            unreadable.append(Pending(sequence, {"Detail": body}, created, UNREADABLE, repr(error)))
+            unreadable.append(Pending(sequence, None, created, UNREADABLE, repr(error), body))
             continue
         found += [(sequence, created, e) for e in events]
 
     with telemetry.publishing([e for _, _, e in found], rt.config.event_bus) as outgoing:
         pending = [
-            Pending(sequence, entry(stamped, rt.config.event_bus), created)
+            Pending(sequence, stamped, created)
             for (sequence, created, _), stamped in zip(found, outgoing, strict=True)
         ]
-        retry, rejected = _publish(rt, pending, deadline)
+        retry, rejected = _publish(rt.publisher(), pending, deadline)
     now = datetime.now(UTC)
     unpublished = {id(item) for item in (*retry, *rejected)}
-    for (_, _, domain_event), item in zip(found, pending, strict=True):
-        if id(item) not in unpublished:
-            telemetry.METRICS.relay_lag((now - domain_event.time).total_seconds())
+    record_lag(
+        (e for (_, _, e), item in zip(found, pending, strict=True) if id(item) not in unpublished),
+        now,
+    )
 
     # Past the give-up age, a retryable failure is dead-lettered too; an entry the deadline
     # left untried (no reason yet) is not, or a backlog after an outage would be.
-    expired = [p for p in retry if p.reason and _age(p, now.timestamp()) >= letters.give_up_after]
+    give_up_after = rt.config.relay_give_up_seconds
+    expired = [p for p in retry if p.reason and _age(p, now.timestamp()) >= give_up_after]
     retry = [p for p in retry if p not in expired]
     give_up = [*unreadable, *rejected, *expired]
     if retry:
@@ -132,7 +123,7 @@ def _handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
         later = [p for p in give_up if _order(p.sequence) >= floor]
         retry += later
         give_up = [p for p in give_up if p not in later]
-    retry += _dead_letter(rt, letters, give_up)
+    retry += _dead_letter(rt, give_up)
     if retry:
         log.warning("events not published; Lambda will retry", extra={"failedEntries": len(retry)})
     sequences = sorted({p.sequence for p in retry}, key=_order)
@@ -153,11 +144,12 @@ def _order(sequence: str) -> int:
     return int(sequence) if sequence.isascii() and sequence.isdigit() else 0
 
 
-def _dead_letter(rt: Runtime, letters: DeadLetters, items: list[Pending]) -> list[Pending]:
+def _dead_letter(rt: Runtime, items: list[Pending]) -> list[Pending]:
     """Send each item's CloudEvent (or raw record) to the DLQ; return those not sent."""
     if not items:
         return []
-    if letters.url is None:
+    url = rt.config.events_dlq_url
+    if url is None:
         log.error(
             "events cannot be published and no ORDERS_EVENTS_DLQ_URL is set; Lambda will retry",
             extra={"failedEntries": len(items), "reasons": sorted({p.reason for p in items})},
@@ -173,8 +165,8 @@ def _dead_letter(rt: Runtime, letters: DeadLetters, items: list[Pending]) -> lis
         }
         try:
             rt.sqs().send_message(
-                QueueUrl=letters.url,
-                MessageBody=item.entry["Detail"],
+                QueueUrl=url,
+                MessageBody=item.body(),
                 MessageAttributes={
                     k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
                 },
@@ -191,7 +183,7 @@ def _dead_letter(rt: Runtime, letters: DeadLetters, items: list[Pending]) -> lis
 
 
 def _publish(
-    rt: Runtime, pending: list[Pending], deadline: Any
+    publisher: EventPublisher, pending: list[Pending], deadline: Deadline
 ) -> tuple[list[Pending], list[Pending]]:
     """Publish everything it can; return (still failing retryably, rejected for good)."""
     rejected: list[Pending] = []
@@ -199,24 +191,23 @@ def _publish(
         if not pending or deadline.remaining() <= 0.2:
             break
         if attempt:
-            time.sleep(min(0.1 * 2**attempt, max(0.0, deadline.remaining() / 4)))
+            pause = retry_delay(attempt, random.random(), base=BACKOFF_BASE)
+            time.sleep(min(pause, max(0.0, deadline.remaining() / 4)))
+        by_event = {id(p.event): p for p in pending}
         still: list[Pending] = []
-        for start in range(0, len(pending), CHUNK):
-            chunk = pending[start : start + CHUNK]
-            try:
-                response = rt.events().put_events(Entries=[p.entry for p in chunk])  # type: ignore[misc]
-            except Exception as error:  # the whole call failed: retry the whole chunk
-                log.warning("PutEvents failed", extra={"error": type(error).__name__})
-                for item in chunk:
-                    item.reason, item.message = type(error).__name__, str(error)
-                still.extend(chunk)
-                continue
-            if response.get("FailedEntryCount", 0):
-                for item, result in zip(chunk, response["Entries"], strict=True):
-                    code = result.get("ErrorCode")
-                    if not code:
-                        continue
-                    item.reason, item.message = code, str(result.get("ErrorMessage", ""))
-                    (still if code in RETRYABLE else rejected).append(item)
+        try:
+            publisher.publish([p.event for p in pending if p.event is not None])
+        except PublishFailed as failure:
+            for unaccepted in failure.failed:
+                item = by_event[id(unaccepted.event)]
+                item.reason, item.message = unaccepted.code, unaccepted.message
+                (still if unaccepted.retryable else rejected).append(item)
+        except Exception as error:  # a publisher that could not say which: retry them all
+            for item in pending:
+                item.reason, item.message = type(error).__name__, str(error)
+            still = pending
         pending = still
     return pending, rejected
+
+
+build_if_entrypoint(__name__)

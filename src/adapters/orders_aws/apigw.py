@@ -1,4 +1,7 @@
-"""Requests from API Gateway HTTP API (payload format 2.0) through the core's HTTP binding."""
+"""Lambda trigger: API Gateway HTTP API requests (payload format 2.0) -> the core's HTTP binding.
+
+Configure the function's handler as ``orders_aws.apigw.handler``.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,18 @@ import logging
 from typing import Any
 
 from orders_aws import observe
-from orders_aws.bootstrap import Runtime
-from orders_aws.events import apigw_response, http_request_from_apigw
+from orders_aws.bootstrap import Runtime, build_if_entrypoint, runtime
+from orders_aws.shapes import apigw_response, http_request_from_apigw
 from orders_core import telemetry
 from orders_core.errors import OrdersError
 from orders_core.http import HttpRequest, HttpResponse, problem_response
 
 log = logging.getLogger("orders_aws.http")
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The Lambda entrypoint, on the process's runtime."""
+    return handle(event, context, runtime())
 
 
 def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
@@ -45,3 +53,6 @@ def _log(request: HttpRequest, response: HttpResponse) -> None:
     telemetry.log_line(
         log, "request", {"method": request.method, "path": request.path, "status": response.status}
     )
+
+
+build_if_entrypoint(__name__)

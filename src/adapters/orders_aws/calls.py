@@ -1,0 +1,52 @@
+"""One DynamoDB call, its native errors translated into the core's: the one place the
+store maps botocore's exceptions (``raise ... from``)."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from orders_core.errors import StoreUnavailable
+
+UNAVAILABLE_CODES: Final = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def call(client: Any, operation: str, **kwargs: Any) -> Any:
+    """Call the client, translating native errors into the core's."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return getattr(client, operation)(**kwargs)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ConditionalCheckFailedException":
+            raise ConditionFailed() from exc
+        if code == "TransactionCanceledException":
+            reasons = exc.response.get("CancellationReasons", [])
+            raise Cancelled([r.get("Code", "None") for r in reasons]) from exc
+        if code in UNAVAILABLE_CODES or code.endswith("ThrottlingException"):
+            raise StoreUnavailable("the table is throttled or unavailable") from exc
+        if code == "ResourceNotFoundException":
+            raise StoreUnavailable("the table does not exist") from exc
+        raise
+    except BotoCoreError as exc:  # timeouts, connection errors after retries
+        raise StoreUnavailable("the table could not be reached") from exc
+
+
+class ConditionFailed(Exception):
+    """A single write's condition failed (the store decides what that means)."""
+
+
+class Cancelled(Exception):
+    """A transaction was cancelled; ``codes`` has one reason per item."""
+
+    def __init__(self, codes: list[str]) -> None:
+        super().__init__(", ".join(codes))
+        self.codes = codes

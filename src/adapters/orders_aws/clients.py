@@ -1,0 +1,48 @@
+"""botocore clients for every AWS service the adapter calls (DynamoDB, SQS, EventBridge).
+
+Built with botocore directly: ``import boto3`` also imports s3transfer, ~70 ms of a cold
+start for nothing a low-level client uses (docs/decisions/0008-botocore-client-creation.md).
+botocore itself is imported on the first client built, never by importing this module.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+
+def client(
+    service: str,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    read_timeout: float = 3,
+) -> Any:
+    """A botocore client with our timeouts and the standard retry mode."""
+    from botocore.config import Config
+
+    from orders_aws.botocore_session import session
+
+    config = Config(
+        connect_timeout=1,
+        read_timeout=read_timeout,
+        retries={"mode": "standard", "max_attempts": 3},
+        tcp_keepalive=True,
+    )
+    return session().create_client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1",
+        config=config,
+    )
+
+
+def make_client(endpoint_url: str | None = None, region: str | None = None) -> DynamoDBClient:
+    """The DynamoDB client: one per process, its read timeout inside a command's deadline."""
+    return client("dynamodb", endpoint_url=endpoint_url, region=region, read_timeout=2)  # type: ignore[no-any-return]

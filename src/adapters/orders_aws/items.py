@@ -1,0 +1,113 @@
+"""Orders and idempotency records as DynamoDB items, and back, named by a :class:`TableDesign`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from orders_aws.item_events import ORDER_PREFIX, events_attribute
+from orders_aws.table import DESIGN, TableDesign
+from orders_core.domain import UNOWNED, Order
+from orders_core.events import DomainEvent
+from orders_core.idempotency import IdempotencyRecord
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+
+def order_from(item: Mapping[str, Any]) -> Order:
+    order = Order.model_validate_json(item["body"]["S"])
+    return order.owned_by(item.get("owner", {}).get("S", UNOWNED))
+
+
+def us(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def from_us(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1_000_000, UTC)
+
+
+class Items:
+    """The item shapes of one table design (see :mod:`orders_aws.table`)."""
+
+    def __init__(self, design: TableDesign = DESIGN) -> None:
+        self.design = design
+
+    def key(self, pk: str, sk: str) -> dict[str, AttributeValueTypeDef]:
+        return {self.design.partition_key: {"S": pk}, self.design.sort_key: {"S": sk}}
+
+    def order_key(self, order_id: str) -> dict[str, AttributeValueTypeDef]:
+        return self.key(f"{ORDER_PREFIX}{order_id}", "ORDER")
+
+    def order_item(
+        self, order: Order, events: tuple[DomainEvent, ...], order_json: bytes | None = None
+    ) -> dict[str, Any]:
+        body = order.to_json() if order_json is None else order_json
+        item: dict[str, Any] = {
+            **self.order_key(order.order_id),
+            "body": {"S": body.decode()},
+            "version": {"N": str(order.version)},
+            "owner": {"S": order.owner},
+            "events": {"S": events_attribute(body, events)},
+        }
+        if order.customer_id is not None:
+            item["customerId"] = {"S": order.customer_id}
+            item[self.design.customer_partition_key] = {"S": f"CUSTOMER#{order.customer_id}"}
+            item[self.design.customer_sort_key] = {
+                "S": f"{us(order.created_at):020d}#{order.order_id}"
+            }
+        return item
+
+    def order_id(self, item: Mapping[str, Any]) -> str:
+        return str(item[self.design.partition_key]["S"]).removeprefix(ORDER_PREFIX)
+
+    def record_item(self, record: IdempotencyRecord) -> dict[str, Any]:
+        return {
+            **self.key(f"IDEMPOTENCY#{record.key}", "IDEMPOTENCY"),
+            "fingerprint": {"S": record.fingerprint},
+            "status": {"N": str(record.status)},
+            "response": {"B": record.body},
+            "orderId": {"S": record.order_id},
+            "orderVersion": {"N": str(record.version)},
+            "expiresUs": {"N": str(us(record.expires_at))},
+            "generation": {"N": str(record.generation)},
+            self.design.ttl_attribute: {"N": str(int(record.expires_at.timestamp()))},
+        }
+
+    def record_from(self, key: str, item: Mapping[str, Any], *, prefix: str) -> IdempotencyRecord:
+        def attr(name: str) -> Any:
+            full = prefix + name[0].upper() + name[1:] if prefix else name
+            return item[full]
+
+        if prefix:
+            order_id = self.order_id(item)
+            version = int(attr("version")["N"])
+            response = bytes(attr("response")["B"])
+            generation = int(attr("generation")["N"])
+        else:
+            order_id, version = item["orderId"]["S"], int(item["orderVersion"]["N"])
+            response = bytes(item["response"]["B"])
+            generation = int(item.get("generation", {"N": "0"})["N"])
+        return IdempotencyRecord(
+            key=key,
+            fingerprint=attr("fingerprint")["S"],
+            status=int(attr("status")["N"]),
+            body=response,
+            order_id=order_id,
+            version=version,
+            expires_at=from_us(int(attr("expiresUs")["N"])),
+            generation=generation,
+        )
+
+    def embedded_record(self, record: IdempotencyRecord) -> dict[str, Any]:
+        return {
+            "idemKey": {"S": record.key},
+            "idemFingerprint": {"S": record.fingerprint},
+            "idemStatus": {"N": str(record.status)},
+            "idemResponse": {"B": record.body},
+            "idemVersion": {"N": str(record.version)},
+            "idemExpiresUs": {"N": str(us(record.expires_at))},
+            "idemGeneration": {"N": str(record.generation)},
+        }
