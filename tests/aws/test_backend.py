@@ -19,7 +19,7 @@ def test_it_builds_the_store_on_an_existing_table_and_says_where_events_go(aws: 
     assert built.describe == f"DynamoDB table {table}"
     assert built.events == "the table's stream"
     assert built.outbox is None
-    assert built.undelivered is None
+    assert built.file is None
     built.close()
 
 

@@ -1,5 +1,7 @@
 """The publisher contract against the in-memory publisher: the reference for every sink."""
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,3 +17,12 @@ class TestInMemoryPublisher(PublisherContract):
     def received(self, publisher: EventPublisher) -> list[dict[str, Any]]:
         assert isinstance(publisher, InMemoryPublisher)
         return [cloudevent(e) for e in publisher.published]
+
+    @contextlib.contextmanager
+    def sink_down(self, publisher: EventPublisher) -> Iterator[None]:
+        assert isinstance(publisher, InMemoryPublisher)
+        publisher.down = True
+        try:
+            yield
+        finally:
+            publisher.down = False

@@ -28,6 +28,8 @@ from orders_core.ports import (
     Outbox,
     Page,
     PendingEvent,
+    PublishFailed,
+    Unaccepted,
 )
 
 
@@ -143,12 +145,16 @@ def backend(settings: Mapping[str, str]) -> Backend:
 
 
 class InMemoryPublisher(EventPublisher):
-    """Collects what it is asked to publish, in order (for tests and examples)."""
+    """Collects what it is asked to publish, in order (for tests and examples). While
+    ``down`` is set it accepts nothing, as a sink in an outage."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.published: list[DomainEvent] = []
+        self.down = False
 
     def publish(self, events: Sequence[DomainEvent]) -> None:
         with self._lock:
+            if self.down and events:
+                raise PublishFailed([Unaccepted(e, "SinkDown") for e in events])
             self.published.extend(events)
