@@ -188,6 +188,7 @@ def deploy(session: nox.Session) -> None:
         "cfn-lint>=1.20",
         "pyyaml>=6",
         "moto[server]>=5.1",
+        "pip",  # deploy/aws/bundle.py runs `python -m pip`; uv's environments have none
     )
     prefix = os.path.abspath(f"{session.create_tmp()}/serverless")
     session.run(
