@@ -37,7 +37,6 @@ PUT_REQUEST = (
     b"x-amz-target: DynamoDB_20120810.PutItem\r\n"
     b"content-length: " + str(len(PUT_BODY)).encode() + b"\r\n\r\n" + PUT_BODY
 )
-SERVERS = ("orders-local", "fastapi")
 
 
 def start(name: str, endpoint: str) -> Server:
@@ -62,6 +61,8 @@ def start(name: str, endpoint: str) -> Server:
             TABLE,
             "--endpoint-url",
             endpoint,
+            # "orders-local/w2": `--workers 2`, once the front end has the option (issue 18)
+            *(["--workers", name.partition("/w")[2]] if "/w" in name else []),
         ],
     )
 
@@ -94,6 +95,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--delays", default="0,4,20", help="the endpoint's delay, ms")
     parser.add_argument("--connections", default="16,64")
+    parser.add_argument(
+        "--workers", default="", help="e.g. 1,2: orders-local serve --workers N for each N"
+    )
     parser.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
@@ -113,6 +117,8 @@ def main() -> int:
         return 1
     os.environ.update(FAKE_AWS)
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # children read and keep their pycs
+    ours = [f"orders-local/w{n}" for n in args.workers.split(",") if n] or ["orders-local"]
+    servers = (*ours, "fastapi")
     delays = [float(d) for d in args.delays.split(",")]
     counts = [int(c) for c in args.connections.split(",")]
     stubs = {d: start("stub", f"{d:g}") for d in delays}
@@ -125,7 +131,7 @@ def main() -> int:
         for rnd in range(args.rounds):
             for d in delays:
                 endpoint = f"http://127.0.0.1:{stubs[d].port}"
-                for name in SERVERS if rnd % 2 == 0 else reversed(SERVERS):
+                for name in servers if rnd % 2 == 0 else reversed(servers):
                     server = start(name, endpoint)
                     try:
                         run_load(server.port, 4, 0.5)  # warm-up: imports, connection pools
@@ -154,13 +160,13 @@ def main() -> int:
         "x bound",
         "x fastapi",
     )
-    print("{:<14}{:>6}{:>6}{:>9}{:>9}{:>9}{:>7}{:>9}{:>10}".format(*header))
+    print("{:<16}{:>6}{:>6}{:>9}{:>9}{:>9}{:>7}{:>9}{:>10}".format(*header))
     rows = []
     for d in delays:
         for c in counts:
             bound = c / (d / 1000) if d else None
             peer = median_row(results[("fastapi", d, c)])["rps"]
-            for name in ("stub", *SERVERS):
+            for name in ("stub", *servers):
                 row = {
                     "server": name,
                     "delay_ms": d,
@@ -174,7 +180,7 @@ def main() -> int:
                 of_bound = f"{row['of_bound']:.2f}" if row["of_bound"] is not None else "-"
                 x_peer = f"{row['x_fastapi']:.2f}" if row["x_fastapi"] is not None else "-"
                 print(
-                    f"{name:<14}{d:>6g}{c:>6}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}"
+                    f"{name:<16}{d:>6g}{c:>6}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}"
                     f"{row['p99_ms']:>9.2f}{row['errors']:>7}{of_bound:>9}{x_peer:>10}"
                 )
     commit = subprocess.run(
