@@ -184,7 +184,8 @@ def test_kubernetes_deployment_service_and_autoscaler() -> None:
     deployment = docs["Deployment"]
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] == int(final_stage().all("USER")[0].args[:5])
+    image_uid = int(final_stage().all("USER")[0].args.split(":")[0])
+    assert pod["securityContext"]["runAsUser"] == image_uid
     assert pod["automountServiceAccountToken"] is False
     (container,) = pod["containers"]
     _check_image(container["image"])
