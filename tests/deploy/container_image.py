@@ -108,7 +108,10 @@ def healthcheck_command(stage: Stage) -> list[str]:
 def image_env(stage: Stage, bindir: str) -> dict[str, str]:
     """The environment a process in the image starts with: the ENV lines, with the image's
     venv on PATH replaced by the one running these tests."""
-    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/"}
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/nonexistent",  # the image user's home (useradd --home-dir)
+    }
     for name, value in stage.env().items():
         value = value.replace("$PATH", env["PATH"]).replace("${PATH}", env["PATH"])
         env[name] = value.replace("/opt/orders/bin", bindir)
