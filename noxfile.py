@@ -239,6 +239,7 @@ def bench(session: nox.Session) -> None:
         ".[dev,aws,otel]",
         "aws-lambda-powertools",
         "boto3",
+        "pip",  # cold_start_bundle.py builds the bundle with `python -m pip`
         "fastapi",
         "mangum",
         "starlette",
