@@ -186,15 +186,18 @@ def _pyenv_versions() -> str | None:
 
 @nox.session
 def deploy(session: nox.Session) -> None:
-    """deploy/aws offline: the bundle, CDK synth + assertions + cfn-lint, serverless package."""
+    """deploy/ offline: the Lambda bundle, CDK synth + assertions + cfn-lint, serverless
+    package; the container image's definition, its manifests and its start command (moto)."""
     session.install(
-        "pip",  # the bundle builder runs `python -m pip wheel`; uv's environments have none
         "-e",
-        ".[aws]",
+        ".[aws,jwt]",
         "pytest>=8",
         "aws-cdk-lib>=2.150,<3",
         "constructs>=10,<11",
         "cfn-lint>=1.20",
+        "pyyaml>=6",
+        "moto[server]>=5.1",
+        "pip",  # deploy/aws/bundle.py runs `python -m pip`; uv's environments have none
     )
     prefix = os.path.abspath(f"{session.create_tmp()}/serverless")
     session.run(
@@ -245,10 +248,11 @@ def bench(session: nox.Session) -> None:
         "-e",
         ".[dev,aws,otel]",
         "aws-lambda-powertools",
+        "boto3",
         "fastapi",
         "mangum",
         "starlette",
-        "uvicorn",
+        "uvicorn[standard]",  # httptools + uvloop: what users deploy
     )
     env = {}
     if (versions := _pyenv_versions()) is not None:

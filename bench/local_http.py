@@ -1,5 +1,5 @@
 """POST /orders throughput and latency: the local runtime vs a trivial stdlib baseline and
-Starlette on uvicorn doing the baseline's work.
+Starlette on uvicorn[standard] (httptools + uvloop) doing the baseline's work.
 
     python bench/local_http.py [--rounds 3] [--seconds 3] [--connections 4,16]
 
@@ -40,18 +40,23 @@ BODY = b'{"items":[{"id":"sku-1","qty":2},{"id":"sku-2","qty":1},{"id":"sku-3","
 # -- the load generator (runs in its own process) -------------------------------------------
 
 
-def load(port: int, connections: int, seconds: float) -> dict[str, Any]:
-    """Closed-loop load: each connection sends its next request when the last answer is in.
+REQUEST = (
+    b"POST /orders HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+    b"content-length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY
+)
+
+
+def load(
+    port: int, connections: int, seconds: float, request: bytes = REQUEST, ok: bytes = b"201"
+) -> dict[str, Any]:
+    """Closed-loop load: each connection sends its next request when the last answer is in;
+    an answer whose status is not ``ok`` counts as an error.
 
     One thread multiplexes every connection with ``selectors`` and pre-encoded requests, so
     the generator spends ~20 us per request, not the ~300 us of ``http.client`` in threads:
     with 2 cores, a heavier generator would cap every server at its own speed (it did: the
     first version of this benchmark read ~2,500 req/s for every fast server).
     """
-    request = (
-        b"POST /orders HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-        b"content-length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY
-    )
     sel = selectors.DefaultSelector()
     socks: list[socket.socket] = []
     for _ in range(connections):
@@ -92,7 +97,7 @@ def load(port: int, connections: int, seconds: float) -> dict[str, Any]:
             buffers[fd] = buf[head_end + 4 + length :]
             now = time.perf_counter()
             latencies.append(now - sent_at[fd])
-            if buf[9:12] != b"201":
+            if buf[9:12] != ok:
                 errors += 1
             if now >= stop_at:
                 sel.unregister(sock)

@@ -448,6 +448,12 @@ class OrdersStack(cdk.Stack):
         cdk.CfnOutput(self, "CommandsQueueUrl", value=self.commands.queue_url)
         cdk.CfnOutput(self, "EventsDlqUrl", value=self.events_dlq.queue_url)
 
+        from deploy.aws.container import add_container_service  # -c container=true
+
+        self.container = add_container_service(
+            self, table=self.table, settings=settings, alarm_action=alarm_action
+        )
+
     def _function(
         self,
         name: str,

@@ -20,14 +20,22 @@ from deploy.aws.stack import OrdersStack, StackSettings  # noqa: E402
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "aws" / "checkov.yaml"
 
 
-def test_checkov_passes_with_only_documented_skips(tmp_path: Path) -> None:
+CERT = "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+
+
+@pytest.mark.parametrize(
+    "context",
+    [{}, {"container": "true", "certificateArn": CERT}],
+    ids=["functions", "with-container"],
+)
+def test_checkov_passes_with_only_documented_skips(tmp_path: Path, context: dict[str, str]) -> None:
     checkov = os.environ.get("CHECKOV_BIN")
     if not checkov:
         pytest.fail("CHECKOV_BIN must name checkov's binary (nox -s checkov sets it)")
     code = tmp_path / "code"
     code.mkdir()
     (code / "placeholder.py").write_text("")
-    app = cdk.App(outdir=str(tmp_path / "out"))
+    app = cdk.App(outdir=str(tmp_path / "out"), context=context)
     stack = OrdersStack(
         app,
         "OrdersCore-checkov",
