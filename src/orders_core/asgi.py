@@ -172,7 +172,9 @@ class OrdersAsgi:
                 body=body,
             )
             answer = await self.lanes.submit(request, Deadline.after(self.api.timeout), correlation)
-        await _send(send, answer, correlation, close=answer.close or self.draining)
+        close = answer.close or self.draining
+        keep_alive = not close and scope.get("http_version") == "1.0"  # 1.0 asked for it
+        await _send(send, answer, correlation, close=close, keep_alive=keep_alive)
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         self._log(method, path, answer, duration_ms, correlation, headers.get("traceparent"))
 
@@ -253,13 +255,17 @@ def _headers(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
     return headers
 
 
-async def _send(send: Send, answer: Answer, correlation: str, *, close: bool) -> None:
+async def _send(
+    send: Send, answer: Answer, correlation: str, *, close: bool, keep_alive: bool = False
+) -> None:
     response = answer.response
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
     headers.append((b"content-length", str(len(response.body)).encode()))
     headers.append((b"x-correlation-id", correlation.encode()))
     if close:
         headers.append((b"connection", b"close"))
+    elif keep_alive:
+        headers.append((b"connection", b"keep-alive"))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})
 

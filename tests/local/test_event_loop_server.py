@@ -191,8 +191,11 @@ class _OutOfDescriptors:
 def test_running_out_of_descriptors_pauses_accepting_instead_of_spinning(
     tmp_path: Path,
 ) -> None:
-    config = LocalConfig(db=tmp_path / "o.db", port=0, sink="callback")
+    # The built-in server's own accept loop; uvicorn leaves accept() to the event loop
+    # (asyncio and uvloop pause accepting on EMFILE themselves).
+    config = LocalConfig(db=tmp_path / "o.db", port=0, sink="callback", server="builtin")
     runtime = LocalRuntime(config, publisher=CallbackSink(Collected()))
+    assert isinstance(runtime.server, OrdersHTTPServer)
     flaky = _OutOfDescriptors(runtime.server.socket, seconds=1.0)
     runtime.server.socket = flaky  # type: ignore[assignment]
     runtime.start()
