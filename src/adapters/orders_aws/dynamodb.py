@@ -141,13 +141,23 @@ def write_units(item: Mapping[str, Any], *, transactional: bool = False) -> int:
     return units * 2 if transactional else units
 
 
-def make_client(endpoint_url: str | None = None, region: str | None = None) -> DynamoDBClient:
-    """One client per process, with timeouts that fit inside a command's deadline.
+def make_client(
+    endpoint_url: str | None = None, region: str | None = None, max_pool_connections: int = 10
+) -> DynamoDBClient:
+    """One client per process, with timeouts that fit inside a command's deadline;
+    ``max_pool_connections`` matches the threads that share it (botocore's default is 10:
+    more threads would queue for a connection).
 
     Built with botocore directly: ``import boto3`` also imports s3transfer, ~70 ms of a
     cold start here (``python -X importtime``) for nothing a low-level client uses.
     """
-    return client("dynamodb", endpoint_url=endpoint_url, region=region, read_timeout=2)  # type: ignore[no-any-return]
+    return client(  # type: ignore[no-any-return]
+        "dynamodb",
+        endpoint_url=endpoint_url,
+        region=region,
+        read_timeout=2,
+        max_pool_connections=max_pool_connections,
+    )
 
 
 def client(
@@ -156,6 +166,7 @@ def client(
     endpoint_url: str | None = None,
     region: str | None = None,
     read_timeout: float = 3,
+    max_pool_connections: int = 10,
 ) -> Any:
     """A botocore client with our timeouts and the standard retry mode."""
     from botocore.config import Config
@@ -167,6 +178,7 @@ def client(
         read_timeout=read_timeout,
         retries={"mode": "standard", "max_attempts": 3},
         tcp_keepalive=True,
+        max_pool_connections=max_pool_connections,
     )
     return session().create_client(
         service,
@@ -621,7 +633,8 @@ def events_from_stream_image(image: Mapping[str, Any]) -> list[DomainEvent]:
 def backend(settings: Mapping[str, str]) -> Backend:
     """The DynamoDB backend of a long-running runtime (``orders-local serve --store dynamodb``).
 
-    Settings: ``table`` (required), ``endpoint_url``. The table must exist: checked now, so
+    Settings: ``table`` (required), ``endpoint_url``, ``max_pool_connections`` (the
+    runtime's request threads; default 10, botocore's). The table must exist: checked now, so
     a typo fails the start, not the first request. Events leave through the table's stream
     (the AWS relay), not through a local sink.
     """
@@ -629,7 +642,10 @@ def backend(settings: Mapping[str, str]) -> Backend:
     if not table:
         raise ValueError("--store dynamodb needs --table")
     try:
-        client = make_client(endpoint_url=settings.get("endpoint_url") or None)
+        client = make_client(
+            endpoint_url=settings.get("endpoint_url") or None,
+            max_pool_connections=int(settings.get("max_pool_connections") or 10),
+        )
         client.describe_table(TableName=table)
     except Exception as exc:
         raise ValueError(f"cannot use DynamoDB table {table!r}: {type(exc).__name__}") from None
