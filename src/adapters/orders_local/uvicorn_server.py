@@ -47,9 +47,10 @@ class _Refused(Exception):
 
 class BoundedHeadProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a head deadline, a head size cap and problem+json
-    refusals. ``head_timeout`` is set per server (:func:`protocol_class`)."""
+    refusals. The deadline is the config's ``orders_head_timeout`` (:func:`uvicorn_config`;
+    an attribute, not a subclass per value: ``--workers`` pickles the config and the
+    class must be importable by name), else its keep-alive timeout."""
 
-    head_timeout: float = 5.0
     _head_timer: asyncio.TimerHandle | None = None
     _in_head = True
     _head_bytes = 0
@@ -114,7 +115,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+        timeout = getattr(self.config, "orders_head_timeout", self.config.timeout_keep_alive)
+        self._head_timer = self.loop.call_later(timeout, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -151,10 +153,6 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def protocol_class(head_timeout: float) -> type[BoundedHeadProtocol]:
-    return type("OrdersHttpProtocol", (BoundedHeadProtocol,), {"head_timeout": head_timeout})
-
-
 def uvicorn_config(
     app: Any,
     *,
@@ -164,9 +162,9 @@ def uvicorn_config(
     **options: Any,
 ) -> uvicorn.Config:
     """How orders-local runs uvicorn; ``options`` pass through (workers, factory)."""
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
-        http=protocol_class(read_timeout),
+        http=BoundedHeadProtocol,
         loop="auto",  # uvloop when installed (uvicorn[standard])
         lifespan="on",
         log_config=None,
@@ -178,6 +176,8 @@ def uvicorn_config(
         headers=[("server", "orders-local")],
         **options,
     )
+    config.orders_head_timeout = read_timeout  # type: ignore[attr-defined]
+    return config
 
 
 def listen(address: tuple[str, int], backlog: int) -> socket.socket:
