@@ -166,3 +166,31 @@ def test_another_process_holding_the_write_lock_freezes_no_read(tmp_path: Path) 
         client.close()
     finally:
         server.stop()
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_a_503(tmp_path: Path) -> None:
+    """The writer waits for another process's lock for SQLite's busy timeout (5 s), then
+    answers 503; reads were answered meanwhile, and the next write succeeds."""
+    db = tmp_path / "o.db"
+    server = ServerProcess("--db", str(db), "--sink", "none")
+    try:
+        client = server.client()
+        assert client.request("POST", "/orders", SEED).status == 201
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_LOCK, str(db), "7"], stdout=subprocess.PIPE, text=True
+        )
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "locked\n"
+        started = time.monotonic()
+        refused = client.request("POST", "/orders", SEED)
+        waited = time.monotonic() - started
+        assert refused.status == 503
+        assert refused.json()["type"].endswith("store-unavailable")
+        assert 4 < waited < 6.9  # bounded by the busy timeout, not by the holder
+        holder.communicate(timeout=10)
+        again = server.client()
+        assert again.request("POST", "/orders", SEED).status == 201
+        again.close()
+        client.close()
+    finally:
+        server.stop()
