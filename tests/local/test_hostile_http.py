@@ -194,3 +194,14 @@ def test_a_write_lock_held_past_the_busy_timeout_is_a_503(tmp_path: Path) -> Non
         client.close()
     finally:
         server.stop()
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_read_timeout(
+    server: ServerProcess,
+) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        (reply,) = read_responses(sock, 1)
+        assert reply.startswith(b"HTTP/1.1 200")
+        waited = closed_within(sock, 5)  # then nothing
+    assert 0.8 < waited < 2.5

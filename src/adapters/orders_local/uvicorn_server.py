@@ -111,6 +111,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if not self.pipeline and not self.transport.is_closing():
+            self._in_head = True  # idle or a next head under way: either must end in time
             self._arm_head_timer()
 
     def _arm_head_timer(self) -> None:
