@@ -81,3 +81,25 @@ def test_a_missing_table_fails_clearly(endpoint: str) -> None:
     )
     assert result.returncode == 1
     assert "cannot use DynamoDB table 'nope'" in result.stderr
+
+
+@pytest.mark.slow
+def test_two_workers_serve_one_table(endpoint: str) -> None:
+    """``--workers 2``: uvicorn's supervisor, one listening socket, the factory per worker."""
+    new_table(make_client(endpoint_url=endpoint), "orders-two")
+    server = ServerProcess(
+        "--store", "dynamodb", "--table", "orders-two", "--endpoint-url", endpoint,
+        "--workers", "2",
+    )  # fmt: skip
+    try:
+        assert "2 workers" in "".join(server.stderr_lines)
+        clients = [server.client() for _ in range(4)]
+        created = [c.request("POST", "/orders", SEED).status for c in clients for _ in range(3)]
+        assert created == [201] * 12
+        listing = clients[0].request("GET", "/orders?customerId=c-dyn&limit=50").json()
+        assert len(listing["orders"]) == 12  # one table behind both processes
+        for c in clients:
+            c.close()
+    finally:
+        code, err = server.stop()
+    assert code == 0, err

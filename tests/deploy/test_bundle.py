@@ -39,6 +39,7 @@ def test_the_bundle_holds_our_code_and_arm64_wheels_but_no_sdk(arm64: tuple[Path
     tops = {n.split("/")[0] for n in listing}
     assert {"orders_core", "orders_aws", "pydantic", "pydantic_core", "cloudevents"} <= tops
     assert not tops & {"boto3", "botocore", "s3transfer", "orders_local"}
+    assert not tops & {"uvicorn", "httptools", "uvloop", "watchfiles", "websockets"}  # local
     assert any(
         "aarch64" in n and n.endswith(".so") for n in listing if n.startswith("pydantic_core/")
     )

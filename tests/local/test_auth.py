@@ -335,7 +335,7 @@ def test_serving_without_authentication_never_imports_pyjwt(
     tmp_path: Path, idp: JwksServer
 ) -> None:
     without = serve_once(tmp_path)
-    assert "orders_local.server" in without
+    assert "orders_local.uvicorn_server" in without
     assert not {m for m in without if m == "jwt" or m.startswith(("jwt.", "cryptography"))}
     with_auth = serve_once(tmp_path, "--jwt-issuer", idp.issuer, "--jwt-audience", AUDIENCE)
     assert "jwt" in with_auth  # the probe sees it when it is used

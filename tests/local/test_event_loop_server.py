@@ -1,5 +1,7 @@
-"""What the one-thread selectors server must do on the wire, beyond the API's answers:
-pipelining, Expect: 100-continue, read timeouts, HTTP/1.0, and draining on shutdown."""
+"""What the HTTP front end must do on the wire, beyond the API's answers: pipelining,
+Expect: 100-continue, read timeouts, HTTP/1.0, draining on shutdown, and answers held until
+their unit of work commits. The runtime's tests run the default front end (uvicorn); the
+group-commit tests run both it and the built-in selectors server (--server builtin)."""
 
 from __future__ import annotations
 
@@ -9,18 +11,21 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from orders_core.asgi import create_app
 from orders_core.errors import StoreUnavailable
 from orders_core.http import HttpApi
+from orders_core.lanes import GroupCommitLanes, ThreadLanes
 from orders_core.service import OrderService
 from orders_core.testing.memory import InMemoryStore
 from orders_local.runtime import LocalConfig, LocalRuntime
 from orders_local.server import OrdersHTTPServer
 from orders_local.sinks import CallbackSink
+from orders_local.uvicorn_server import UvicornServer
 from tests.local.support import Collected
 
 SEED = b'{"items":[{"id":"sku-1","qty":2}]}'
@@ -191,8 +196,11 @@ class _OutOfDescriptors:
 def test_running_out_of_descriptors_pauses_accepting_instead_of_spinning(
     tmp_path: Path,
 ) -> None:
-    config = LocalConfig(db=tmp_path / "o.db", port=0, sink="callback")
+    # The built-in server's own accept loop; uvicorn leaves accept() to the event loop
+    # (asyncio and uvloop pause accepting on EMFILE themselves).
+    config = LocalConfig(db=tmp_path / "o.db", port=0, sink="callback", server="builtin")
     runtime = LocalRuntime(config, publisher=CallbackSink(Collected()))
+    assert isinstance(runtime.server, OrdersHTTPServer)
     flaky = _OutOfDescriptors(runtime.server.socket, seconds=1.0)
     runtime.server.socket = flaky  # type: ignore[assignment]
     runtime.start()
@@ -271,14 +279,34 @@ class GatedStore(InMemoryStore):
         return self.gate()
 
 
-@pytest.fixture
-def gated() -> Iterator[tuple[OrdersHTTPServer, GatedUnit, list[int]]]:
+Server = OrdersHTTPServer | UvicornServer
+
+
+def make_server(
+    kind: str, api: HttpApi, on_commit: Callable[[], None], *, group_commit: bool
+) -> Server:
+    """The built-in loop, or the ASGI app on uvicorn with the lanes the runtime would use."""
+    if kind == "builtin":
+        return OrdersHTTPServer(
+            ("127.0.0.1", 0), api, on_commit=on_commit, group_commit=group_commit
+        )
+    lanes = (
+        GroupCommitLanes(api, on_commit=on_commit)
+        if group_commit
+        else ThreadLanes(api, on_commit=on_commit)
+    )
+    app = create_app(api, lanes, access_log=logging.getLogger("orders_local.access"))
+    return UvicornServer(("127.0.0.1", 0), app)
+
+
+@pytest.fixture(params=["builtin", "uvicorn"])
+def gated(request: pytest.FixtureRequest) -> Iterator[tuple[Server, GatedUnit, list[int]]]:
     unit = GatedUnit()
     wakes: list[int] = []
-    server = OrdersHTTPServer(
-        ("127.0.0.1", 0),
+    server = make_server(
+        request.param,
         HttpApi(OrderService(GatedStore(unit))),
-        on_commit=lambda: wakes.append(1),
+        lambda: wakes.append(1),
         group_commit=True,
     )
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
@@ -292,12 +320,12 @@ def gated() -> Iterator[tuple[OrdersHTTPServer, GatedUnit, list[int]]]:
         thread.join(10)
 
 
-def gated_connect(server: OrdersHTTPServer) -> socket.socket:
+def gated_connect(server: Server) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10)
 
 
 def test_no_answer_leaves_before_its_turn_commits(
-    gated: tuple[OrdersHTTPServer, GatedUnit, list[int]],
+    gated: tuple[Server, GatedUnit, list[int]],
 ) -> None:
     server, unit, wakes = gated
     with gated_connect(server) as sock:
@@ -317,7 +345,7 @@ def test_no_answer_leaves_before_its_turn_commits(
 
 
 def test_a_failed_commit_turns_the_turns_answers_into_503(
-    gated: tuple[OrdersHTTPServer, GatedUnit, list[int]], caplog: pytest.LogCaptureFixture
+    gated: tuple[Server, GatedUnit, list[int]], caplog: pytest.LogCaptureFixture
 ) -> None:
     server, unit, wakes = gated
     unit.fail = True
@@ -333,21 +361,27 @@ def test_a_failed_commit_turns_the_turns_answers_into_503(
     assert b"connection: close" in replies[0].lower()
     assert b"store-unavailable" in replies[0]
     assert wakes == []
-    # The access log says what the client got, not what the uncommitted turn would have.
+    # The access log says what the client got, not what the uncommitted turn would have:
+    # the built-in loop answered both pipelined POSTs in the failed turn; uvicorn starts
+    # the second only after the first's answer, which closed the connection.
     lines = [r.__dict__ for r in caplog.records if r.name == "orders_local.access"]
-    assert [(line["method"], line["status"]) for line in lines] == [("POST", 503)] * 2
+    assert lines
+    assert [(line["method"], line["status"]) for line in lines] == [("POST", 503)] * len(lines)
     assert all("orderId" not in line for line in lines)
 
 
+@pytest.mark.parametrize("kind", ["builtin", "uvicorn"])
 @pytest.mark.parametrize("group_commit", [False, True], ids=["per-request", "per-turn"])
-def test_the_relay_is_woken_for_what_was_committed_not_for_replays(group_commit: bool) -> None:
+def test_the_relay_is_woken_for_what_was_committed_not_for_replays(
+    group_commit: bool, kind: str
+) -> None:
     """The unit of work says what a turn committed: a replayed keyed POST (201 again) and a
     refused one commit nothing, so they wake nobody."""
     wakes: list[int] = []
-    server = OrdersHTTPServer(
-        ("127.0.0.1", 0),
+    server = make_server(
+        kind,
         HttpApi(OrderService(InMemoryStore())),
-        on_commit=lambda: wakes.append(1),
+        lambda: wakes.append(1),
         group_commit=group_commit,
     )
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})

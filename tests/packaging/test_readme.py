@@ -144,7 +144,7 @@ def _check_script(argv: list[str]) -> None:
             assert word in help_text(sys.executable, str(ROOT / script)), f"{script} {word}"
 
 
-CHECKED = {"orders-local", "orders-cost", "nox", "pip", "python", "python3", "curl"}
+CHECKED = {"orders-local", "orders-cost", "nox", "pip", "python", "python3", "curl", "uvicorn"}
 NOT_OURS = {"sqlite3", "cd", "npm", "cdk"}
 
 
@@ -161,6 +161,21 @@ def test_each_shell_block_names_what_exists(script: str) -> None:
             _check_pip(argv)
         elif program.startswith("python") and any(w.endswith(".py") for w in argv):
             _check_script(argv)
+        elif program == "uvicorn":
+            _check_uvicorn(argv)
+
+
+def _check_uvicorn(argv: list[str]) -> None:
+    """Its options exist, and the app it names imports (``module:attribute``)."""
+    import importlib
+
+    text = help_text(sys.executable, "-m", "uvicorn")
+    for word in argv[1:]:
+        if word.startswith("--"):
+            assert word in text, f"uvicorn {word}"
+    (target,) = [w for w in argv[1:] if ":" in w and not w.startswith("-")]
+    module, _, attribute = target.strip("'\"").partition(":")
+    assert callable(getattr(importlib.import_module(module), attribute)), target
 
 
 def test_the_curl_example_answers_as_shown(tmp_path: Path) -> None:

@@ -20,8 +20,11 @@ def client(
     endpoint_url: str | None = None,
     region: str | None = None,
     read_timeout: float = 3,
+    max_pool_connections: int = 10,
 ) -> Any:
-    """A botocore client with our timeouts and the standard retry mode."""
+    """A botocore client with our timeouts and the standard retry mode;
+    ``max_pool_connections`` matches the threads that share it (botocore's default is 10:
+    more threads would queue for a connection)."""
     from botocore.config import Config
 
     from orders_aws.botocore_session import session
@@ -31,6 +34,7 @@ def client(
         read_timeout=read_timeout,
         retries={"mode": "standard", "max_attempts": 3},
         tcp_keepalive=True,
+        max_pool_connections=max_pool_connections,
     )
     return session().create_client(
         service,
@@ -43,6 +47,14 @@ def client(
     )
 
 
-def make_client(endpoint_url: str | None = None, region: str | None = None) -> DynamoDBClient:
+def make_client(
+    endpoint_url: str | None = None, region: str | None = None, max_pool_connections: int = 10
+) -> DynamoDBClient:
     """The DynamoDB client: one per process, its read timeout inside a command's deadline."""
-    return client("dynamodb", endpoint_url=endpoint_url, region=region, read_timeout=2)  # type: ignore[no-any-return]
+    return client(  # type: ignore[no-any-return]
+        "dynamodb",
+        endpoint_url=endpoint_url,
+        region=region,
+        read_timeout=2,
+        max_pool_connections=max_pool_connections,
+    )

@@ -357,7 +357,8 @@ def backend(settings: Mapping[str, str]) -> Backend:
     """The ``dynamodb`` backend (:data:`orders_core.ports.BackendFactory`): the store on an
     existing table; events leave through the table's stream, so there is no outbox.
 
-    ``settings``: ``table`` (required), ``endpoint_url`` (optional, e.g. DynamoDB Local). The
+    ``settings``: ``table`` (required), ``endpoint_url`` (optional, e.g. DynamoDB Local),
+    ``max_pool_connections`` (the runtime's request threads; default 10, botocore's). The
     table is looked up once here, so a wrong name or endpoint fails at startup with a clear
     message instead of on the first request.
     """
@@ -365,7 +366,10 @@ def backend(settings: Mapping[str, str]) -> Backend:
     if not table:
         raise ValueError("--store dynamodb needs --table")
     try:
-        client = make_client(endpoint_url=settings.get("endpoint_url") or None)
+        client = make_client(
+            endpoint_url=settings.get("endpoint_url") or None,
+            max_pool_connections=int(settings.get("max_pool_connections") or 10),
+        )
         client.describe_table(TableName=table)
     except ImportError:  # pragma: no cover - depends on the install
         raise ValueError("--store dynamodb needs boto3: pip install 'orders-core[aws]'") from None

@@ -22,10 +22,13 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from orders_core.numbers import ascii_decimal, ascii_int
 from orders_local.backends import BACKENDS
+
+if TYPE_CHECKING:
+    from orders_local.runtime import LocalConfig
 
 ENV = "ORDERS_LOCAL_"
 T = TypeVar("T")
@@ -188,14 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-body",
         type=_positive_int,
-        default=_env_value(serve, "MAX_BODY", "1048576", _positive_int),
-        help="largest request body in bytes; larger is 413 [ORDERS_LOCAL_MAX_BODY]",
+        default=_env_value(serve, "MAX_BODY", "65536", _positive_int),
+        help="largest request body in bytes, checked before it is read (100 items take a "
+        "few KB); larger is 413 [ORDERS_LOCAL_MAX_BODY]",
     )
     serve.add_argument(
         "--read-timeout",
         type=_seconds,
         default=_env_value(serve, "READ_TIMEOUT", "5", _seconds),
-        help="seconds a connection may take to send a request [ORDERS_LOCAL_READ_TIMEOUT]",
+        help="seconds a connection may take to send a request head, and then its body; "
+        "an idle keep-alive connection closes after it too [ORDERS_LOCAL_READ_TIMEOUT]",
     )
     serve.add_argument(
         "--handler-timeout",
@@ -217,6 +222,35 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("RELAY", "process"),
         help="run the outbox relay in its own process or in a thread of the server's "
         "[ORDERS_LOCAL_RELAY]",
+    )
+
+    serve.add_argument(
+        "--server",
+        choices=["uvicorn", "builtin"],
+        default=_env("SERVER", "uvicorn"),
+        help="HTTP front end: the ASGI app on uvicorn (httptools, uvloop), or the older "
+        "hand-written server [ORDERS_LOCAL_SERVER]",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=_env_value(serve, "WORKERS", "1", _positive_int),
+        help="server processes; more than 1 only with --store dynamodb (SQLite has one "
+        "writer) [ORDERS_LOCAL_WORKERS]",
+    )
+    serve.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=_env_value(serve, "THREADS", "32", _positive_int),
+        help="threads per process for a networked store's requests, and the DynamoDB "
+        "client's connection pool [ORDERS_LOCAL_THREADS]",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=_env_value(serve, "MAX_CONNECTIONS", "1024", _positive_int),
+        help="concurrent connections or requests beyond which requests get 503 "
+        "[ORDERS_LOCAL_MAX_CONNECTIONS]",
     )
 
     relay = commands.add_parser(
@@ -315,29 +349,31 @@ def _report_undelivered(undelivered: int) -> None:
         )
 
 
-def serve(args: argparse.Namespace) -> int:
-    from orders_local.runtime import LocalConfig, LocalRuntime, configure_logging, is_loopback
-    from orders_local.sqlite import SchemaTooNew
+class UsageError(ValueError):
+    """A setting ``serve`` (or the ASGI factory) refuses, with the reason."""
+
+
+def prepare(args: argparse.Namespace) -> tuple[LocalConfig, dict[str, str]]:
+    """The runtime's config and the backend's settings from ``serve``'s options; warnings
+    on stderr; UsageError for what cannot run. Shared with ``orders_local.asgi_app``."""
+    from orders_local.runtime import LocalConfig, is_loopback
 
     jwt = None
     if args.jwt_issuer:
         from orders_local.bearer import BearerConfig
 
-        try:
-            jwt = BearerConfig.parse(
-                issuer=args.jwt_issuer,
-                audience=args.jwt_audience,
-                jwks_url=args.jwks_url,
-                algorithms=args.jwt_algorithms,
-                admin_scope=args.admin_scope,
-            )
-        except ValueError as exc:
-            return fail(str(exc))
+        jwt = BearerConfig.parse(
+            issuer=args.jwt_issuer,
+            audience=args.jwt_audience,
+            jwks_url=args.jwks_url,
+            algorithms=args.jwt_algorithms,
+            admin_scope=args.admin_scope,
+        )
     elif args.jwt_audience or args.jwks_url:
-        return fail("--jwt-audience and --jwks-url need --jwt-issuer (ORDERS_JWT_ISSUER)")
+        raise UsageError("--jwt-audience and --jwks-url need --jwt-issuer (ORDERS_JWT_ISSUER)")
     if not is_loopback(args.host):
         if jwt is None and not args.allow_remote:
-            return fail(
+            raise UsageError(
                 f"refusing to listen on non-loopback address {args.host} without "
                 "authentication; set --jwt-issuer and --jwt-audience, or pass --allow-remote "
                 "if you mean it"
@@ -355,13 +391,21 @@ def serve(args: argparse.Namespace) -> int:
                 "HTTP: terminate TLS in front of it",
                 file=sys.stderr,
             )
+    if args.workers > 1 and args.store != "dynamodb":
+        raise UsageError(
+            f"--workers {args.workers} needs a networked store (--store dynamodb): "
+            f"{'SQLite has one writer, and group commit lives in one process' if args.store == 'sqlite' else 'each worker would keep orders of its own'}"  # noqa: E501
+        )
+    if args.workers > 1 and args.server != "uvicorn":
+        raise UsageError("--workers needs --server uvicorn")
     if args.store == "sqlite" and (reason := check_db_path(args.db)) is not None:
-        return fail(reason)
+        raise UsageError(reason)
     settings = {
         "db": str(args.db),
         "synchronous": args.synchronous,
         "table": args.table or "",
         "endpoint_url": args.endpoint_url or "",
+        "max_pool_connections": str(args.threads),
     }
     config = LocalConfig(
         db=args.db,
@@ -374,9 +418,25 @@ def serve(args: argparse.Namespace) -> int:
         handler_timeout=args.handler_timeout,
         allow_remote=args.allow_remote,
         relay=args.relay,
+        server=args.server,
+        threads=args.threads,
+        max_connections=args.max_connections,
         jwt=jwt,
     )
+    return config, settings
+
+
+def serve(args: argparse.Namespace) -> int:
+    from orders_local.runtime import LocalRuntime, configure_logging
+    from orders_local.sqlite import SchemaTooNew
+
+    try:
+        config, settings = prepare(args)
+    except ValueError as exc:
+        return fail(str(exc))
     configure_logging()
+    if args.workers > 1:
+        return _serve_workers(args, config)
     from orders_core.telemetry import setup
 
     if setup.configure("orders-local"):
@@ -388,9 +448,7 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return fail(str(exc))
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            return fail(f"port {args.port} on {args.host} is already in use")
-        return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        return _listen_failed(args, exc)
     except (sqlite3.Error, SchemaTooNew) as exc:
         return fail(f"cannot open database {args.db}: {exc}")
 
@@ -402,6 +460,63 @@ def serve(args: argparse.Namespace) -> int:
     undelivered = runtime.stop(timeout=args.handler_timeout)
     setup.flush()
     _report_undelivered(undelivered)
+    return 0
+
+
+def _listen_failed(args: argparse.Namespace, exc: OSError) -> int:
+    if exc.errno == errno.EADDRINUSE:
+        return fail(f"port {args.port} on {args.host} is already in use")
+    return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+
+
+def _serve_workers(args: argparse.Namespace, config: LocalConfig) -> int:
+    """``--workers N``: uvicorn's supervisor runs N processes on one listening socket, each
+    building its runtime with ``orders_local.asgi_app:factory`` from the same options,
+    passed on as ORDERS_LOCAL_* variables. uvicorn handles SIGINT/SIGTERM."""
+    from uvicorn.supervisors import Multiprocess
+
+    from orders_local.uvicorn_server import listen, uvicorn_config
+
+    for name, value in (
+        ("STORE", args.store),
+        ("TABLE", args.table or ""),
+        ("DYNAMODB_ENDPOINT", args.endpoint_url or ""),
+        ("HOST", args.host),
+        ("MAX_BODY", str(args.max_body)),
+        ("READ_TIMEOUT", str(args.read_timeout)),
+        ("HANDLER_TIMEOUT", str(args.handler_timeout)),
+        ("THREADS", str(args.threads)),
+        ("ALLOW_REMOTE", "1" if args.allow_remote else ""),
+        ("SINK", args.sink),
+    ):
+        os.environ[ENV + name] = value
+    for name, value in (
+        ("ORDERS_JWT_ISSUER", args.jwt_issuer),
+        ("ORDERS_JWT_AUDIENCE", args.jwt_audience),
+        ("ORDERS_JWKS_URL", args.jwks_url),
+        ("ORDERS_JWT_ALGORITHMS", args.jwt_algorithms),
+        ("ORDERS_ADMIN_SCOPE", args.admin_scope),
+    ):
+        os.environ[name] = value
+    try:
+        sock = listen((args.host, args.port), 128)
+    except OSError as exc:
+        return _listen_failed(args, exc)
+    host, port = sock.getsockname()[:2]
+    uconfig = uvicorn_config(
+        "orders_local.asgi_app:factory",
+        factory=True,
+        workers=args.workers,
+        read_timeout=config.read_timeout,
+        max_connections=config.max_connections,
+    )
+    print(
+        f"orders-local listening on http://{host}:{port} (data: DynamoDB table {args.table}; "
+        f"{args.workers} workers)",
+        file=sys.stderr,
+        flush=True,
+    )
+    Multiprocess(uconfig, sockets=[sock]).run()
     return 0
 
 

@@ -12,18 +12,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orders_core import telemetry
-from orders_core.http import DEFAULT_MAX_BODY, HttpApi
+from orders_core.asgi import OrdersAsgi, create_app
+from orders_core.http import HttpApi
+from orders_core.lanes import lanes_for
 from orders_core.ports import Backend, EventPublisher, OrderStore, Outbox
 from orders_core.relay import OutboxRelay, Relay
 from orders_core.security import Authenticator
 from orders_core.service import OrderService
 from orders_core.telemetry import JsonLogFormatter
 from orders_local.relay_process import RelayProcess
-from orders_local.server import OrdersHTTPServer
 from orders_local.sinks import JsonLinesSink, check_sink_spec, sink_from_spec
 
 if TYPE_CHECKING:
     from orders_local.bearer import BearerConfig
+    from orders_local.server import OrdersHTTPServer
+    from orders_local.uvicorn_server import UvicornServer
 
 log = logging.getLogger("orders_local")
 
@@ -36,7 +39,8 @@ class LocalConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     sink: str = "stdout"
-    max_body: int = DEFAULT_MAX_BODY
+    max_body: int = 64 * 1024
+    """The largest valid order (100 items) takes a few KB; bigger bodies invite CPU abuse."""
     read_timeout: float = 5.0
     handler_timeout: float = 10.0
     allow_remote: bool = False
@@ -46,9 +50,22 @@ class LocalConfig:
     """Where the outbox relay runs for a SQLite file and a ``sink``: ``process`` (its own,
     beside the server's; docs/decisions/0009) or ``thread`` (in the server's process).
     A ``publisher`` object passed to the runtime always runs in a thread."""
+    server: str = "uvicorn"
+    """The HTTP front end: ``uvicorn`` (the ASGI app on uvicorn[standard]; decision 0014)
+    or ``builtin`` (the hand-written selectors server of decision 0006)."""
+    threads: int = 32
+    """Threads for a networked store's requests (each in its own unit of work); the
+    DynamoDB client's connection pool is sized alike."""
+    max_connections: int = 1024
+    """Concurrent connections (and requests) before new requests get 503."""
     jwt: BearerConfig | None = None
     """Verify bearer JWTs (orders_local.bearer); None: authentication off, every caller is
     the one anonymous principal (loopback development)."""
+
+
+def _report(undelivered: int) -> None:
+    if undelivered:
+        log.warning("%d event(s) not delivered yet; they will be after the next start", undelivered)
 
 
 def is_loopback(host: str) -> bool:
@@ -131,19 +148,53 @@ class LocalRuntime:
             timeout=config.handler_timeout,
             authenticate=authenticate,
         )
-        self.server = OrdersHTTPServer(
-            (config.host, config.port),
-            api,
-            read_timeout=config.read_timeout,
-            on_commit=self.relay.wake if self.relay else None,
-            group_commit=self.store.groups_commits,
-        )
-        if isinstance(self.relay, RelayProcess):
-            self.server.add_reader(self.relay.marks_fd, self.relay.apply_marks)
+        on_commit = self.relay.wake if self.relay else None
+        self.server: UvicornServer | OrdersHTTPServer | None = None
+        self.app: OrdersAsgi | None = None
+        if config.server == "builtin":
+            from orders_local.server import OrdersHTTPServer
+
+            self.server = OrdersHTTPServer(
+                (config.host, config.port),
+                api,
+                read_timeout=config.read_timeout,
+                on_commit=on_commit,
+                group_commit=self.store.groups_commits,
+            )
+            if isinstance(self.relay, RelayProcess):
+                self.server.add_reader(self.relay.marks_fd, self.relay.apply_marks)
+        elif config.server in ("uvicorn", "external"):
+            lanes = lanes_for(api, threads=config.threads, on_commit=on_commit)
+            if isinstance(self.relay, RelayProcess):
+                lanes.watch(self.relay.marks_fd, self.relay.apply_marks)
+            external = config.server == "external"  # someone else's server runs the app
+            self.app = create_app(
+                api,
+                lanes,
+                body_timeout=config.read_timeout,
+                access_log=logging.getLogger("orders_local.access"),
+                on_startup=[self.start] if external else (),
+                on_shutdown=[lambda: _report(self.stop(config.handler_timeout))]
+                if external
+                else (),
+            )
+            if not external:
+                from orders_local.uvicorn_server import UvicornServer
+
+                self.server = UvicornServer(
+                    (config.host, config.port),
+                    self.app,
+                    read_timeout=config.read_timeout,
+                    max_connections=config.max_connections,
+                )
+        else:
+            raise ValueError(f"unknown server {config.server!r}: use uvicorn or builtin")
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
+        if self.server is None:
+            return "(the ASGI server's address)"
         return self.server.url
 
     def start(self) -> None:
@@ -152,6 +203,8 @@ class LocalRuntime:
             warm()
         if self.relay is not None:
             self.relay.start()
+        if self.server is None:  # the app's lifespan called this: the server is running
+            return
         self._thread = threading.Thread(
             target=self.server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -165,8 +218,9 @@ class LocalRuntime:
 
         Returns how many events stay undelivered (they go out after the next start).
         """
-        self.server.shutdown(timeout)
-        self.server.server_close()
+        if self.server is not None:
+            self.server.shutdown(timeout)
+            self.server.server_close()
         undelivered = 0
         if self.relay is not None:
             undelivered = self.relay.stop(timeout=timeout)

@@ -1,0 +1,33 @@
+"""The local runtime as an ASGI app, for people who run their own server:
+
+    uvicorn 'orders_local.asgi_app:factory' --factory --host 127.0.0.1 --port 8080
+
+``factory()`` reads the same ORDERS_LOCAL_* and ORDERS_JWT_* variables as
+``orders-local serve`` (store, database or table, sink, relay, limits, authentication) and
+builds the backend, the service and the relay; the relay starts with the app's lifespan
+and makes its final pass at shutdown. The server's own options (host, port, workers,
+limits) are the server's: give it at least ``limit_concurrency`` and a keep-alive timeout,
+as ``orders-local serve`` does (orders_local.uvicorn_server.uvicorn_config).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from orders_core.asgi import OrdersAsgi
+
+
+def factory() -> OrdersAsgi:
+    """A fresh runtime's ASGI app, configured from the environment (one per worker)."""
+    from orders_local.backends import open_backend
+    from orders_local.cli import build_parser, prepare
+    from orders_local.runtime import LocalRuntime, configure_logging
+
+    args = build_parser().parse_args(["serve"])  # every default comes from the environment
+    args.workers = 1  # this process is one worker, whatever the supervisor runs
+    config, settings = prepare(args)
+    config = dataclasses.replace(config, server="external")
+    configure_logging()
+    runtime = LocalRuntime(config, backend=open_backend(args.store, settings))
+    assert runtime.app is not None
+    return runtime.app

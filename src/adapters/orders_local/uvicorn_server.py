@@ -1,0 +1,246 @@
+"""The orders ASGI app on uvicorn (httptools + uvloop), configured rather than rewritten.
+
+uvicorn parses (llhttp: no bare CR, no NUL, no obs-fold, ASCII Content-Length, one
+Content-Length), keeps connections alive, answers pipelined requests in order, and caps
+concurrency (``limit_concurrency``: a 503, never silence). What it does not bound, this
+module adds in a small subclass of its httptools protocol:
+
+- a request-head deadline: a head must be complete within ``read_timeout`` of the
+  connection opening or of the previous answer (uvicorn's keep-alive timer stops at the
+  first byte, so a head dribbled byte by byte would be held open for ever: slowloris);
+- a head size cap (:data:`MAX_HEAD` bytes, :data:`MAX_HEADERS` fields of at most
+  :data:`MAX_FIELD` bytes each): 431, counted as bytes arrive, not once the head is whole;
+- HTTP versions other than 1.0 and 1.1: 505; every refusal as problem+json, then close.
+
+The body limit and the body deadline are the ASGI app's (:mod:`orders_core.asgi`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import threading
+from typing import Any, Final
+
+import httptools
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from orders_core.asgi import OrdersAsgi
+
+MAX_HEAD: Final = 128 * 1024
+MAX_HEADERS: Final = 100
+MAX_FIELD: Final = 64 * 1024
+DEFAULT_MAX_CONNECTIONS: Final = 1024
+
+log = logging.getLogger("orders_local.server")
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class BoundedHeadProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a head deadline, a head size cap and problem+json
+    refusals. The deadline is the config's ``orders_head_timeout`` (:func:`uvicorn_config`;
+    an attribute, not a subclass per value: ``--workers`` pickles the config and the
+    class must be importable by name), else its keep-alive timeout."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+    _in_head = True
+    _head_bytes = 0
+    _fields = 0
+    _refusal: _Refused | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        if self._in_head:
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # no upgrades here: the request is answered as a plain one
+        except httptools.HttpParserError as exc:
+            status = 505 if str(exc) == "Invalid HTTP version" else 400  # llhttp's words
+            refusal = self._refusal or _Refused(status, f"the request cannot be parsed: {exc}")
+            self._refuse(refusal)
+            return
+        if self._in_head and self._head_bytes > MAX_HEAD:
+            self._refuse(_Refused(431, "the request head is too large"))
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._fields = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields += 1
+        if self._fields > MAX_HEADERS:
+            self._refusal = _Refused(431, f"more than {MAX_HEADERS} header fields")
+            raise self._refusal
+        if len(name) + len(value) > MAX_FIELD:
+            self._refusal = _Refused(431, f"a header field is over {MAX_FIELD} bytes")
+            raise self._refusal
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._cancel_head_timer()
+        self._in_head = False
+        self._head_bytes = 0
+        version = self.parser.get_http_version()
+        if version not in ("1.0", "1.1"):
+            self._refusal = _Refused(505, f"HTTP/{version} is not supported: use HTTP/1.1")
+            raise self._refusal
+        super().on_headers_complete()
+        if version == "1.0" and self.parser.should_keep_alive() and self.cycle is not None:
+            self.cycle.keep_alive = True  # uvicorn closes every HTTP/1.0 connection
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.pipeline and not self.transport.is_closing():
+            self._in_head = True  # idle or a next head under way: either must end in time
+            self._arm_head_timer()
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        timeout = getattr(self.config, "orders_head_timeout", self.config.timeout_keep_alive)
+        self._head_timer = self.loop.call_later(timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        """No complete head in time: idle, or dribbling one (slowloris). Close."""
+        self._head_timer = None
+        if self._in_head and (self.cycle is None or self.cycle.response_complete):
+            self.transport.close()
+
+    def _refuse(self, refusal: _Refused) -> None:
+        self._cancel_head_timer()
+        problem = {
+            "type": "urn:orders-core:problem:malformed-request",
+            "title": "Malformed request",
+            "status": refusal.status,
+            "detail": refusal.detail,
+        }
+        body = json.dumps(problem).encode()
+        phrase = {400: b"Bad Request", 431: b"Request Header Fields Too Large"}.get(
+            refusal.status, b"HTTP Version Not Supported"
+        )
+        head = b"HTTP/1.1 %d %s\r\n" % (refusal.status, phrase)
+        for name, value in self.server_state.default_headers:
+            head += name + b": " + value + b"\r\n"
+        head += (
+            b"content-type: application/problem+json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n" % len(body)
+        )
+        if not self.transport.is_closing():
+            self.transport.write(head + body)
+            self.transport.close()
+
+
+def uvicorn_config(
+    app: Any,
+    *,
+    read_timeout: float = 5.0,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    backlog: int = 128,
+    **options: Any,
+) -> uvicorn.Config:
+    """How orders-local runs uvicorn; ``options`` pass through (workers, factory)."""
+    config = uvicorn.Config(
+        app,
+        http=BoundedHeadProtocol,
+        loop="auto",  # uvloop when installed (uvicorn[standard])
+        lifespan="on",
+        log_config=None,
+        access_log=False,  # the app writes the JSON access-log line
+        limit_concurrency=max_connections,
+        backlog=backlog,
+        timeout_keep_alive=int(max(1, read_timeout)),
+        server_header=False,
+        headers=[("server", "orders-local")],
+        **options,
+    )
+    config.orders_head_timeout = read_timeout  # type: ignore[attr-defined]
+    return config
+
+
+def listen(address: tuple[str, int], backlog: int) -> socket.socket:
+    """The listening socket, bound before uvicorn starts: the port is known at once (also
+    for ``--port 0``), and EADDRINUSE is an OSError the CLI reports."""
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class UvicornServer:
+    """An :class:`~orders_core.asgi.OrdersAsgi` app on uvicorn, in one thread of this
+    process: the same start/stop surface the runtime and the tests use."""
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        app: OrdersAsgi,
+        *,
+        read_timeout: float = 5.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        backlog: int = 128,
+    ) -> None:
+        self.app = app
+        self.socket = listen(address, backlog)
+        self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
+        config = uvicorn_config(
+            app, read_timeout=read_timeout, max_connections=max_connections, backlog=backlog
+        )
+        self._server = uvicorn.Server(config)
+        self._stopped = threading.Event()
+        self._stopped.set()
+        for name in ("uvicorn", "uvicorn.error"):
+            logging.getLogger(name).setLevel(logging.WARNING)  # its start-up chatter
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def serve_forever(self, poll_interval: float = 0.1) -> None:
+        """Run until :meth:`shutdown` (uvicorn looks at its exit flag every 0.1 s)."""
+        self._stopped.clear()
+        try:
+            self._server.run(sockets=[self.socket])
+        finally:
+            self._stopped.set()
+
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Stop accepting, let begun requests finish within ``timeout``, stop the lanes.
+        Safe from any thread; whether every begun request was answered."""
+        self._server.config.timeout_graceful_shutdown = max(1, int(timeout))
+        self._server.should_exit = True
+        return self._stopped.wait(timeout + 5)
+
+    def server_close(self) -> None:
+        self.socket.close()

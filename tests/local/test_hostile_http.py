@@ -1,0 +1,207 @@
+"""Hostile HTTP against `orders-local serve` (uvicorn front end) on loopback: each bound the
+issue names, tried on the running server, with the time it may take."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.local.support import Client, ServerProcess
+from tests.local.test_event_loop_server import SEED, post, read_responses
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    db = tmp_path_factory.mktemp("hostile") / "o.db"
+    proc = ServerProcess(
+        "--db", str(db), "--sink", "none", "--read-timeout", "1", "--max-connections", "8"
+    )
+    yield proc
+    proc.stop()
+
+
+def connect(server: ServerProcess) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=10)
+
+
+def closed_within(sock: socket.socket, seconds: float, dribble: bytes = b"") -> float:
+    """Seconds until the server closes ``sock`` (sending ``dribble`` a byte per 50 ms)."""
+    started = time.monotonic()
+    sock.settimeout(0.05)
+    for i in range(int(seconds / 0.05)):
+        try:
+            if sock.recv(4096) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            pass
+        except ConnectionResetError:
+            return time.monotonic() - started
+        if dribble:
+            try:
+                sock.sendall(dribble[i % len(dribble) : i % len(dribble) + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                return time.monotonic() - started
+    raise AssertionError(f"still open after {seconds} s")
+
+
+def test_a_head_dribbled_byte_by_byte_is_cut_off(server: ServerProcess) -> None:
+    with connect(server) as sock:
+        waited = closed_within(sock, 5, dribble=b"GET /healthz HTTP/1.1\r\nx-a: " + b"b" * 500)
+    assert waited < 2.5  # --read-timeout 1 bounds the whole head, not the silence
+
+
+def test_a_body_that_never_finishes_is_cut_off(server: ServerProcess) -> None:
+    with connect(server) as sock:
+        sock.sendall(post()[:-10])  # the head and most of the body, then a byte now and then
+        started = time.monotonic()
+        sock.settimeout(5)
+        reply = sock.recv(4096)
+        for _ in range(40):
+            if reply.endswith(b"}"):
+                break
+            reply += sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 408")
+    assert b"request-timeout" in reply
+    assert time.monotonic() - started < 2.5
+
+
+def test_more_connections_than_the_cap_get_503_not_silence(server: ServerProcess) -> None:
+    held = [connect(server) for _ in range(10)]
+    try:
+        time.sleep(0.2)
+        with connect(server) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            (reply,) = read_responses(sock, 1, timeout=5)
+        assert reply.startswith(b"HTTP/1.1 503")
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.3)
+    after = Client(server.port)
+    assert after.request("GET", "/healthz").status == 200  # and recovers
+    after.close()
+
+
+def test_a_1_mib_body_is_refused_before_it_is_sent(server: ServerProcess) -> None:
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /orders HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: 1048576\r\n\r\n"
+        )  # no body at all: the answer cannot have waited for it
+        (reply,) = read_responses(sock, 1, timeout=5)
+    assert reply.startswith(b"HTTP/1.1 413")
+    assert b"payload-too-large" in reply
+
+
+def test_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None:
+    requests = [post(), b"GET /orders/nope HTTP/1.1\r\nhost: x\r\n\r\n"] * 10
+    with connect(server) as sock:
+        sock.sendall(b"".join(requests))
+        statuses = [r[9:12] for r in read_responses(sock, 20)]
+    assert statuses == [b"201", b"404"] * 10
+
+
+@pytest.mark.parametrize(
+    "value", [b"a\rb", b"a\x00b", "\u00b2".encode("latin-1")], ids=["bare-cr", "nul", "sup2"]
+)
+def test_hostile_header_bytes_are_a_400(server: ServerProcess, value: bytes) -> None:
+    name = b"content-length" if value == "\u00b2".encode("latin-1") else b"x-a"
+    with connect(server) as sock:
+        sock.sendall(b"POST /orders HTTP/1.1\r\nhost: x\r\n" + name + b": " + value + b"\r\n\r\n")
+        (reply,) = read_responses(sock, 1, timeout=5)
+    assert reply.startswith(b"HTTP/1.1 400")
+    assert b"application/problem+json" in reply
+
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("ROLLBACK")
+"""
+
+
+def test_another_process_holding_the_write_lock_freezes_no_read(tmp_path: Path) -> None:
+    db = tmp_path / "o.db"
+    server = ServerProcess("--db", str(db), "--sink", "none")
+    try:
+        client = server.client()
+        location = client.request("POST", "/orders", SEED).headers["location"]
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_LOCK, str(db), "2"], stdout=subprocess.PIPE, text=True
+        )
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "locked\n"
+        write: list[int] = []
+
+        def create() -> None:
+            other = Client(server.port)
+            write.append(other.request("POST", "/orders", SEED).status)
+            other.close()
+
+        writer = threading.Thread(target=create)
+        writer.start()  # waits on the lock (busy timeout), in the writer thread
+        time.sleep(0.2)
+        reader = Client(server.port)
+        started = time.monotonic()
+        assert reader.request("GET", "/healthz").status == 200
+        assert reader.request("GET", location).status == 200
+        assert time.monotonic() - started < 0.5  # while the write still waits
+        assert writer.is_alive()
+        writer.join(10)
+        holder.communicate(timeout=10)
+        assert write == [201]  # the lock went away within the busy timeout
+        reader.close()
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_a_503(tmp_path: Path) -> None:
+    """The writer waits for another process's lock for SQLite's busy timeout (5 s), then
+    answers 503; reads were answered meanwhile, and the next write succeeds."""
+    db = tmp_path / "o.db"
+    server = ServerProcess("--db", str(db), "--sink", "none")
+    try:
+        client = server.client()
+        assert client.request("POST", "/orders", SEED).status == 201
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_LOCK, str(db), "7"], stdout=subprocess.PIPE, text=True
+        )
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "locked\n"
+        started = time.monotonic()
+        refused = client.request("POST", "/orders", SEED)
+        waited = time.monotonic() - started
+        assert refused.status == 503
+        assert refused.json()["type"].endswith("store-unavailable")
+        assert 4 < waited < 6.9  # bounded by the busy timeout, not by the holder
+        holder.communicate(timeout=10)
+        again = server.client()
+        assert again.request("POST", "/orders", SEED).status == 201
+        again.close()
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_read_timeout(
+    server: ServerProcess,
+) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        (reply,) = read_responses(sock, 1)
+        assert reply.startswith(b"HTTP/1.1 200")
+        waited = closed_within(sock, 5)  # then nothing
+    assert 0.8 < waited < 2.5
