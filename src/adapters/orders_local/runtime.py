@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -150,6 +151,7 @@ class LocalRuntime:
         )
         on_commit = self.relay.wake if self.relay else None
         self.server: UvicornServer | OrdersHTTPServer | None = None
+        self._wait_started: Callable[[], bool] | None = None
         self.app: OrdersAsgi | None = None
         if config.server == "builtin":
             from orders_local.server import OrdersHTTPServer
@@ -187,6 +189,7 @@ class LocalRuntime:
                     read_timeout=config.read_timeout,
                     max_connections=config.max_connections,
                 )
+                self._wait_started = self.server.wait_started
         else:
             raise ValueError(f"unknown server {config.server!r}: use uvicorn or builtin")
         self._thread: threading.Thread | None = None
@@ -212,6 +215,8 @@ class LocalRuntime:
             daemon=True,
         )
         self._thread.start()
+        if self._wait_started is not None:
+            self._wait_started()
 
     def stop(self, timeout: float = 10.0) -> int:
         """Stop accepting, finish in-flight requests, flush the relay, close the store.

@@ -22,6 +22,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from typing import Any, Final
 
 import httptools
@@ -233,7 +234,22 @@ class UvicornServer:
         try:
             self._server.run(sockets=[self.socket])
         finally:
+            if not self.app.draining:
+                # Asked to exit while still starting, uvicorn returns without its lifespan
+                # shutdown: stop the lanes and run the shutdown hooks here, once.
+                self.app.shutdown()
             self._stopped.set()
+
+    def wait_started(self, timeout: float = 30.0) -> bool:
+        """Whether uvicorn is serving (its startup, the app's lifespan startup included, is
+        done) within ``timeout``: the startup line is printed only then, so a signal that
+        follows it finds a server that shuts down in order."""
+        deadline = time.monotonic() + timeout
+        while not self._server.started and not self._stopped.is_set():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return bool(self._server.started)
 
     def shutdown(self, timeout: float = 10.0) -> bool:
         """Stop accepting, let begun requests finish within ``timeout``, stop the lanes.
