@@ -64,7 +64,9 @@ class AtomicCalls:
         return call
 
 
-class TestDynamoDBMoto(_DynamoContract):
+class _InMoto:
+    """Every test of the class inside moto's in-process AWS."""
+
     @pytest.fixture(autouse=True)
     def _moto(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         from moto import mock_aws
@@ -73,22 +75,16 @@ class TestDynamoDBMoto(_DynamoContract):
         with mock_aws():
             yield
 
+
+class TestDynamoDBMoto(_InMoto, _DynamoContract):
     def make_store(self, tmp_path: Path) -> OrderStore:
         client = make_client()
         table = new_table(client, f"orders-{next(_names)}")
         return DynamoDBStore(table, AtomicCalls(client))  # type: ignore[arg-type]
 
 
-class TestDynamoDBMotoUnitOfWork(UnitOfWorkContract):
+class TestDynamoDBMotoUnitOfWork(_InMoto, UnitOfWorkContract):
     """DynamoDB commits each change at once (groups_commits is False)."""
-
-    @pytest.fixture(autouse=True)
-    def _moto(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-        from moto import mock_aws
-
-        set_fake_env(monkeypatch)
-        with mock_aws():
-            yield
 
     def make_store(self, tmp_path: Path) -> OrderStore:
         client = make_client()

@@ -5,9 +5,6 @@ declares which half applies). Subclass :class:`UnitOfWorkContract` and implement
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -17,32 +14,16 @@ from orders_core.errors import InvalidTransition
 from orders_core.idempotency import http_key
 from orders_core.ports import OrderStore
 from orders_core.service import OrderService
+from orders_core.testing.contract._base import ContractBase
 
 DATA = {"items": [{"sku": "sku-1", "quantity": 1}], "customerId": "cust-u"}
 
 
-class UnitOfWorkContract(ABC):
-    @abstractmethod
-    def make_store(self, tmp_path: Path) -> OrderStore:
-        """A fresh, empty store."""
-
-    def close_store(self, store: OrderStore) -> None:  # noqa: B027 - optional hook
-        """Release what :meth:`make_store` opened."""
-
-    @pytest.fixture
-    def store(self, tmp_path: Path) -> Iterator[OrderStore]:
-        store = self.make_store(tmp_path)
-        try:
-            yield store
-        finally:
-            self.close_store(store)
-
-    @pytest.fixture
-    def service(self, store: OrderStore) -> OrderService:
-        return OrderService(store)
+class UnitOfWorkContract(ContractBase):
+    """Its hooks and fixtures are the store contract's (``make_store``, ``close_store``)."""
 
     @staticmethod
-    def _create(n: int) -> Command:
+    def _create_command(n: int) -> Command:
         return Command(commands.CREATE, "urn:test", f"u-{n}", DATA)
 
     def test_a_unit_reports_what_it_committed_and_no_replay(
@@ -50,16 +31,16 @@ class UnitOfWorkContract(ABC):
     ) -> None:
         key = http_key("k-1")
         with service.unit_of_work() as unit:
-            first = service.handle(self._create(1), idempotency_key=key, unit=unit)
-            again = service.handle(self._create(1), idempotency_key=key, unit=unit)
-            other = service.handle(self._create(2), unit=unit)
+            first = service.handle(self._create_command(1), idempotency_key=key, unit=unit)
+            again = service.handle(self._create_command(1), idempotency_key=key, unit=unit)
+            other = service.handle(self._create_command(2), unit=unit)
         assert again.replayed
         assert [r.order_id for r in unit.committed] == [first.order_id, other.order_id]
         assert len(store.list_by_customer("cust-u").orders) == 2
 
     def test_reads_inside_a_unit_see_its_own_changes(self, service: OrderService) -> None:
         with service.unit_of_work() as unit:
-            created = service.handle(self._create(1), unit=unit)
+            created = service.handle(self._create_command(1), unit=unit)
             confirm = Command(commands.CONFIRM, "urn:test", "c-1", {"orderId": created.order_id})
             confirmed = service.handle(confirm, unit=unit)
         assert json.loads(confirmed.body)["status"] == "CONFIRMED"
@@ -69,11 +50,11 @@ class UnitOfWorkContract(ABC):
         self, service: OrderService, store: OrderStore
     ) -> None:
         with service.unit_of_work() as unit:
-            created = service.handle(self._create(1), unit=unit)
+            created = service.handle(self._create_command(1), unit=unit)
             fulfill = Command(commands.FULFILL, "urn:test", "f-1", {"orderId": created.order_id})
             with pytest.raises(InvalidTransition):
                 service.handle(fulfill, unit=unit)
-            service.handle(self._create(2), unit=unit)
+            service.handle(self._create_command(2), unit=unit)
         assert len(unit.committed) == 2
         assert len(store.list_by_customer("cust-u").orders) == 2
 
@@ -82,7 +63,7 @@ class UnitOfWorkContract(ABC):
     ) -> None:
         def turn() -> None:
             with service.unit_of_work() as unit:
-                service.handle(self._create(1), unit=unit)
+                service.handle(self._create_command(1), unit=unit)
                 raise RuntimeError("turn failed")
 
         with pytest.raises(RuntimeError, match="turn failed"):
