@@ -25,9 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "adapters")
 
 from orders_aws.capacity import write_units
 from orders_aws.dynamodb import DynamoDBStore
+from orders_core.application import IdempotencyRecord, derived_order_id, event_for
 from orders_core.domain import LineItem, Order, OrderStatus
-from orders_core.events import DomainEvent
-from orders_core.idempotency import IdempotencyRecord, derived_order_id
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -43,23 +42,19 @@ def order(order_id: str) -> Order:
 
 def ours(store: DynamoDBStore) -> dict[str, int]:
     plain = order("0123456789abcdef0123456789abcdef")
-    created = store.items.order_item(plain, (DomainEvent.for_order(plain, traceparent=TP),))
+    created = store.items.order_item(plain, (event_for(plain, traceparent=TP),))
     created["commit"] = {"S": "0" * 32}  # the commit token every write carries
     keyed = order(derived_order_id(KEY))
     record = IdempotencyRecord(
         KEY, "f" * 64, 201, keyed.to_json(), keyed.order_id, 1, NOW + timedelta(hours=24)
     )
-    keyed_item = store.items.order_item(keyed, (DomainEvent.for_order(keyed, traceparent=TP),))
+    keyed_item = store.items.order_item(keyed, (event_for(keyed, traceparent=TP),))
     keyed_item.update(store.items.embedded_record(record))
     keyed_item["commit"] = {"S": "0" * 32}
     confirmed = plain.transition(OrderStatus.CONFIRMED, NOW)
-    after_confirm = store.items.order_item(
-        confirmed, (DomainEvent.for_order(confirmed, traceparent=TP),)
-    )
+    after_confirm = store.items.order_item(confirmed, (event_for(confirmed, traceparent=TP),))
     cancelled = confirmed.transition(OrderStatus.CANCELLED, NOW)
-    after_cancel = store.items.order_item(
-        cancelled, (DomainEvent.for_order(cancelled, traceparent=TP),)
-    )
+    after_cancel = store.items.order_item(cancelled, (event_for(cancelled, traceparent=TP),))
     # UpdateItem is charged on the larger of the item before and after the update.
     return {
         "create": write_units(created),

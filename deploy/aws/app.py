@@ -21,7 +21,8 @@ sys.path.insert(0, str(HERE.parents[1]))  # the repository root, for `deploy.aws
 import aws_cdk as cdk  # noqa: E402
 from aws_cdk import aws_lambda as lambda_  # noqa: E402
 
-from deploy.aws.stack import OrdersStack, SettingsError, StackSettings  # noqa: E402
+from deploy.aws.settings import SettingsError, StackSettings  # noqa: E402
+from deploy.aws.stack import OrdersStack  # noqa: E402
 
 
 def main() -> None:

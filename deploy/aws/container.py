@@ -43,7 +43,7 @@ from constructs import Construct
 from orders_aws.dynamodb import DESIGN
 
 if TYPE_CHECKING:
-    from deploy.aws.stack import StackSettings
+    from deploy.aws.settings import StackSettings
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 DOCKERFILE: Final = "deploy/container/Dockerfile"
@@ -132,7 +132,7 @@ class ContainerService(Construct):
         node = self.node
         cdk.Tags.of(self).add("component", "container")
         if settings.auth == "iam":
-            from deploy.aws.stack import SettingsError
+            from deploy.aws.settings import SettingsError
 
             raise SettingsError(
                 "container=true with auth=iam: SigV4 is API Gateway's; the container verifies "

@@ -4,11 +4,8 @@
 ``orders_aws``) and the OpenTelemetry SDK are never imported from here.
 """
 
-from orders_core.commands import Command
-from orders_core.deadline import Deadline
-from orders_core.domain import LineItem, Order, OrderStatus
-from orders_core.events import DomainEvent
-from orders_core.service import CommandResult, OrderService
+from orders_core.application import Command, CommandResult, Deadline, OrderService
+from orders_core.domain import DomainEvent, LineItem, Order, OrderStatus
 
 __version__ = "0.1.0"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from orders_aws.item_events import events_from_stream_image
 from orders_aws.table import create_table
-from orders_core.events import DomainEvent
+from orders_core.domain import DomainEvent
 
 FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -15,7 +15,7 @@ import pytest
 from orders_aws import apigw, eventbridge, sqs
 from orders_aws.bootstrap import AwsConfig, Runtime
 from orders_aws.shapes import AuthSettings, principal_from
-from orders_core.security import ANONYMOUS, Principal
+from orders_core.application import ANONYMOUS, Principal
 from tests.aws.conftest import LambdaContext
 from tests.aws.samples import (
     apigw_v2,

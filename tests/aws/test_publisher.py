@@ -22,9 +22,8 @@ from orders_aws.publisher import (
     entry,
     entry_size,
 )
+from orders_core.application import EventPublisher, PublishFailed, event_for
 from orders_core.domain import LineItem, Order
-from orders_core.events import DomainEvent
-from orders_core.ports import EventPublisher, PublishFailed
 from orders_core.testing.publisher_contract import PublisherContract, order_events
 from tests.aws.support import set_fake_env
 
@@ -142,7 +141,7 @@ def test_an_entry_too_large_for_any_call_is_rejected_for_good_and_the_rest_sent(
     events = order_events(3)
     small = entry_size(entry(events[0], BUS))
     items = [LineItem(sku="sku-1", quantity=2, unit_price=1999, currency="EUR")] * 5
-    big = DomainEvent.for_order(Order.place("f" * 32, items, "customer-1", datetime.now(UTC)))
+    big = event_for(Order.place("f" * 32, items, "customer-1", datetime.now(UTC)))
     assert entry_size(entry(big, BUS)) > small
     monkeypatch.setattr(publisher, "MAX_REQUEST_BYTES", small)
     sink = Recording()

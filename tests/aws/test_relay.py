@@ -15,10 +15,8 @@ from orders_aws import apigw, sqs, stream
 from orders_aws.bootstrap import AwsConfig, Runtime
 from orders_aws.capacity import item_size, write_units
 from orders_aws.dynamodb import DynamoDBStore
+from orders_core.application import Change, IdempotencyRecord, event_for
 from orders_core.domain import LineItem, Order
-from orders_core.events import DomainEvent
-from orders_core.idempotency import IdempotencyRecord
-from orders_core.ports import Change
 from tests.aws.conftest import LambdaContext, stream_event
 from tests.aws.samples import apigw_v2, command_event, sqs_record
 
@@ -389,14 +387,14 @@ def test_a_three_item_create_costs_one_write_unit_two_with_a_key(rt: Runtime) ->
         LineItem(sku=f"sku-{i}", quantity=i + 1, unit_price=1999, currency="EUR") for i in range(3)
     ]
     order = Order.place("0123456789abcdef0123456789abcdef", items, "customer-42", now)
-    event = DomainEvent.for_order(order, traceparent=TP)
+    event = event_for(order, traceparent=TP)
     store.commit(Change(order, 0, (event,)), now=now)
     assert store.last_write_units == 1
     keyed = Order.place("fedcba9876543210fedcba9876543210", items, "customer-42", now)
     record = IdempotencyRecord(
         "k" * 64, "f" * 64, 201, keyed.to_json(), keyed.order_id, 1, now + timedelta(hours=24)
     )
-    store.commit(Change(keyed, 0, (DomainEvent.for_order(keyed, traceparent=TP),), record), now=now)
+    store.commit(Change(keyed, 0, (event_for(keyed, traceparent=TP),), record), now=now)
     assert store.last_write_units == 4  # a transaction doubles each item's units
 
 

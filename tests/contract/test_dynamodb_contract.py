@@ -14,8 +14,8 @@ import pytest
 
 from orders_aws.clients import make_client
 from orders_aws.dynamodb import DynamoDBStore
-from orders_core.events import DomainEvent
-from orders_core.ports import OrderStore
+from orders_core.application import OrderStore
+from orders_core.domain import DomainEvent
 from orders_core.testing.contract import StoreContract
 from orders_core.testing.unit_of_work import UnitOfWorkContract
 from tests.aws.support import new_table, set_fake_env, stream_events

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from orders_core.ports import OrderStore, Outbox
+from orders_core.application import OrderStore, Outbox
 from orders_core.testing import InMemoryStore
 from orders_core.testing.contract import OutboxContract, StoreContract
 from orders_core.testing.unit_of_work import UnitOfWorkContract

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from orders_core.ports import EventPublisher
+from orders_core.application import EventPublisher
 from orders_core.testing import InMemoryPublisher
 from orders_core.testing.publisher_contract import PublisherContract, cloudevent
 

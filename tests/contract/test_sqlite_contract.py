@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from orders_core.events import DomainEvent
-from orders_core.ports import OrderStore, Outbox
+from orders_core.application import OrderStore, Outbox
+from orders_core.domain import DomainEvent
 from orders_core.testing.contract import OutboxContract, StoreContract
 from orders_core.testing.unit_of_work import UnitOfWorkContract
 from orders_local.sqlite import SQLiteStore

@@ -77,7 +77,7 @@ def test_the_handlers_import_from_the_unzipped_bundle(tmp_path: Path) -> None:
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
         "import orders_aws.apigw, orders_aws.sqs, orders_aws.stream, orders_aws.eventbridge; "
-        "import pydantic_core, orders_core.service; print(orders_core.service.__file__)"
+        "import pydantic_core, orders_core.application; print(orders_core.application.__file__)"
     )
     result = subprocess.run(
         [interpreter, "-I", "-S", "-c", code, str(unzipped)],

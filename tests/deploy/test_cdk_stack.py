@@ -16,15 +16,10 @@ cdk = pytest.importorskip("aws_cdk", reason="the deploy nox session installs aws
 
 from aws_cdk import aws_lambda as lambda_  # noqa: E402
 from aws_cdk.assertions import Match, Template  # noqa: E402
-from deploy.aws.stack import (  # noqa: E402
-    NONE_WARNING,
-    PROJECT_TAG,
-    OrdersStack,
-    SettingsError,
-    StackSettings,
-)
+from deploy.aws.settings import SettingsError, StackSettings  # noqa: E402
+from deploy.aws.stack import NONE_WARNING, PROJECT_TAG, OrdersStack  # noqa: E402
 
-from orders_core.http import ROUTES  # noqa: E402
+from orders_core.edges.http import ROUTES  # noqa: E402
 
 ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example"
 JWT = {"jwt_issuer": ISSUER, "jwt_audience": ("client-1", "client-2")}

@@ -15,7 +15,8 @@ cdk = pytest.importorskip("aws_cdk", reason="the checkov nox session installs aw
 
 from aws_cdk import aws_lambda as lambda_  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
-from deploy.aws.stack import OrdersStack, StackSettings  # noqa: E402
+from deploy.aws.settings import StackSettings  # noqa: E402
+from deploy.aws.stack import OrdersStack  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "aws" / "checkov.yaml"
 

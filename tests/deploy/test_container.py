@@ -33,7 +33,7 @@ AWS_ENV = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_
 @cache
 def cli_env_names() -> frozenset[str]:
     """Every variable `orders-local serve --help` documents ([ORDERS_...] in its help)."""
-    from orders_local.cli import build_parser
+    from orders_local.arguments import build_parser
 
     parser = build_parser()
     serve = parser._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
@@ -79,7 +79,7 @@ def test_the_entrypoint_is_the_cli_in_exec_form_and_its_options_exist() -> None:
     argv = entry.exec_form()
     assert argv == [*ENTRYPOINT, "--store", "dynamodb"]
     assert not final_stage().all("CMD"), "extra CMD arguments would be appended to the argv"
-    from orders_local.cli import build_parser
+    from orders_local.arguments import build_parser
 
     args = build_parser().parse_args(argv[1:])  # the CLI accepts exactly this argv
     assert (args.host, args.port, args.store) == ("0.0.0.0", 8080, "dynamodb")

@@ -18,7 +18,8 @@ cdk = pytest.importorskip("aws_cdk", reason="the deploy nox session installs aws
 from aws_cdk import aws_lambda as lambda_  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 from deploy.aws.container import CONTAINER_PORT, HEALTH_COMMAND, HTTP_WARNING  # noqa: E402
-from deploy.aws.stack import PROJECT_TAG, OrdersStack, SettingsError, StackSettings  # noqa: E402
+from deploy.aws.settings import SettingsError, StackSettings  # noqa: E402
+from deploy.aws.stack import PROJECT_TAG, OrdersStack  # noqa: E402
 
 from tests.deploy.test_cdk_stack import JWT, cfn_lint, of_type, statements  # noqa: E402
 from tests.deploy.test_container import cli_env_names  # noqa: E402
@@ -237,7 +238,7 @@ def test_the_staged_image_context_holds_only_what_the_build_needs(
     assert (staged / "deploy/container/Dockerfile").is_file()
     assert (staged / "deploy/container/Dockerfile.dockerignore").is_file()
     assert (staged / "pyproject.toml").is_file()
-    assert (staged / "src/orders_core/http.py").is_file()
+    assert (staged / "src/orders_core/edges/http.py").is_file()
     for absent in (".git", ".nox", ".venv", "tests", "bench", "deploy/aws"):
         assert not (staged / absent).exists(), absent
 

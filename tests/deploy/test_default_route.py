@@ -8,8 +8,8 @@ from typing import Any
 
 from orders_aws import apigw
 from orders_aws.bootstrap import AwsConfig, Runtime
-from orders_core.http import HttpApi
-from orders_core.service import OrderService
+from orders_core.application import OrderService
+from orders_core.edges.http import HttpApi
 from orders_core.testing.memory import InMemoryStore
 from tests.aws.samples import apigw_v2
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from orders_core.http import ROUTES
+from orders_core.edges.http import ROUTES
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "aws"
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orders_core.events import DomainEvent
+from orders_core.domain import DomainEvent
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from orders_core.application import Principal
 from orders_core.errors import Unauthenticated
-from orders_core.security import Principal
 from orders_local.bearer import (
     CHALLENGE,
     INVALID_TOKEN,

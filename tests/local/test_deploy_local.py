@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orders_local.cli import build_parser
+from orders_local.arguments import build_parser
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "local"
 

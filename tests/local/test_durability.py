@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orders_local.cli import build_parser
+from orders_local.arguments import build_parser
 from orders_local.runtime import LocalConfig, LocalRuntime
 from orders_local.sinks import CallbackSink
 from orders_local.sqlite import SQLiteStore

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from orders_core.asgi import create_app
+from orders_core.application import OrderService
+from orders_core.edges.asgi import create_app
+from orders_core.edges.http import HttpApi
+from orders_core.edges.lanes import GroupCommitLanes, ThreadLanes
 from orders_core.errors import StoreUnavailable
-from orders_core.http import HttpApi
-from orders_core.lanes import GroupCommitLanes, ThreadLanes
-from orders_core.service import OrderService
 from orders_core.testing.memory import InMemoryStore
 from orders_local.runtime import LocalConfig, LocalRuntime
 from orders_local.server import OrdersHTTPServer
@@ -228,8 +228,7 @@ def test_a_blank_query_value_is_seen_not_dropped(rt: LocalRuntime) -> None:
 def test_a_pipelined_read_sees_the_write_answered_before_it(rt: LocalRuntime) -> None:
     """A create, its read and its confirm sent at once are answered in one turn, inside one
     unit of work: the read and the confirm must see the create (read-your-writes)."""
-    from orders_core.idempotency import derived_order_id, http_key, scoped_key
-    from orders_core.security import ANONYMOUS
+    from orders_core.application import ANONYMOUS, derived_order_id, http_key, scoped_key
 
     order_id = derived_order_id(scoped_key(ANONYMOUS, http_key("k-1")), 0)
     confirm = (

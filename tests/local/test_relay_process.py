@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from orders_core.application import Change, event_for
 from orders_core.domain import LineItem, Order
-from orders_core.events import DomainEvent
-from orders_core.ports import Change
 from orders_local import relay_process
 from orders_local.relay_process import MarksThroughServer, RelayProcess
 from orders_local.runtime import LocalConfig, LocalRuntime
@@ -37,7 +36,7 @@ SEED = b'{"items":[{"id":"sku-1","qty":2}]}'
 
 def place(store: SQLiteStore, order_id: str) -> None:
     order = Order.place(order_id, [LineItem(sku="a", quantity=1)], None, NOW)
-    store.commit(Change(order, 0, (DomainEvent.for_order(order),)), now=NOW)
+    store.commit(Change(order, 0, (event_for(order),)), now=NOW)
 
 
 def published(path: Path) -> list[str]:

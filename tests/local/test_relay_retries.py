@@ -11,10 +11,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from orders_core.domain import LineItem, Order
-from orders_core.events import DomainEvent
-from orders_core.ports import Change, EventPublisher
-from orders_core.relay import BACKOFF_CAP, OutboxRelay, retry_delay
+from orders_core.application import (
+    BACKOFF_CAP,
+    Change,
+    EventPublisher,
+    OutboxRelay,
+    event_for,
+    retry_delay,
+)
+from orders_core.domain import DomainEvent, LineItem, Order
 from orders_local.relay_process import RelayProcess
 from orders_local.sinks import PublishFailed, WebhookSink
 from orders_local.sqlite import SQLiteStore
@@ -32,7 +37,7 @@ MODES = [
 
 def place(store: SQLiteStore, order_id: str) -> None:
     order = Order.place(order_id, [LineItem(sku="a", quantity=1)], None, NOW)
-    store.commit(Change(order, 0, (DomainEvent.for_order(order),)), now=NOW)
+    store.commit(Change(order, 0, (event_for(order),)), now=NOW)
 
 
 def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -188,6 +193,6 @@ def test_a_redirect_is_a_failed_attempt_and_is_not_followed(
 
 
 def test_orders_local_relay_defaults_to_the_production_cap() -> None:
-    from orders_local.cli import build_parser
+    from orders_local.arguments import build_parser
 
     assert build_parser().parse_args(["relay"]).backoff_cap == BACKOFF_CAP

@@ -12,30 +12,26 @@ from pathlib import Path
 
 import pytest
 
-from orders_core import commands
-from orders_core.commands import Command
+from orders_core.application import CREATE, Change, Command, OrderService, event_for
 from orders_core.domain import LineItem, Order
-from orders_core.events import DomainEvent
-from orders_core.ports import Change
-from orders_core.service import OrderService
 from orders_local.sqlite import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, SQLiteStore
 
 WRITER = """
 import sys
-from orders_core import commands
-from orders_core.commands import Command
-from orders_core.idempotency import http_key
-from orders_core.service import OrderService
+from orders_core.application import CREATE
+from orders_core.application import Command
+from orders_core.application import http_key
+from orders_core.application import OrderService
 from orders_local.sqlite import SQLiteStore
 
 store = SQLiteStore(sys.argv[1])
 service = OrderService(store)
 for i in range(int(sys.argv[3])):
     data = {"items": [{"sku": "a", "quantity": 1}], "customerId": "shared"}
-    service.handle(Command(commands.CREATE, "urn:test", f"{sys.argv[2]}-{i}", data),
+    service.handle(Command(CREATE, "urn:test", f"{sys.argv[2]}-{i}", data),
                    idempotency_key=http_key(f"{sys.argv[2]}-{i}"))
     # Every process also replays one shared key: exactly one order may come of it.
-    service.handle(Command(commands.CREATE, "urn:test", "same", data),
+    service.handle(Command(CREATE, "urn:test", "same", data),
                    idempotency_key=http_key("same"))
 store.close()
 """
@@ -56,7 +52,7 @@ def test_reopening_keeps_data_and_cursors(tmp_path: Path) -> None:
     for i in range(3):
         service.handle(
             Command(
-                commands.CREATE,
+                CREATE,
                 "t",
                 str(i),
                 {"items": [{"sku": "a", "quantity": 1}], "customerId": "c"},
@@ -121,7 +117,7 @@ def test_an_older_file_migrates_with_its_orders_and_delivery_state(
     now = datetime(2026, 1, 1, tzinfo=UTC)
     old = [Order.place(f"o-{n}", [LineItem(sku="a", quantity=1)], "c-1", now) for n in (1, 2)]
     for order in old:
-        _write_as_schema_2_and_3_did(conn, Change(order, 0, (DomainEvent.for_order(order),)), now)
+        _write_as_schema_2_and_3_did(conn, Change(order, 0, (event_for(order),)), now)
     conn.execute("UPDATE outbox SET delivered_us = 1 WHERE order_id = 'o-1'")
     conn.close()
 
@@ -136,13 +132,13 @@ def test_an_older_file_migrates_with_its_orders_and_delivery_state(
     assert sorted(migrated, key=lambda o: o.order_id) == old
     # Rows from before owners were stored belong to the anonymous principal, as every
     # caller was then: a runtime without authentication still lists them.
-    from orders_core.security import ANONYMOUS
+    from orders_core.application import ANONYMOUS
 
     assert len(store.list_by_customer("c-1", limit=10, owner=ANONYMOUS.id).orders) == 2
     assert store.list_by_customer("c-1", limit=10, owner="jwt:someone").orders == []
     assert [p.event.order_id for p in store.pending()] == ["o-2"]
     third = OrderService(store).handle(
-        Command(commands.CREATE, "test", "e-3", {"items": [{"sku": "b", "quantity": 2}]})
+        Command(CREATE, "test", "e-3", {"items": [{"sku": "b", "quantity": 2}]})
     )
     pending = store.pending()
     assert [p.event.order_id for p in pending] == ["o-2", third.order_id]
@@ -178,9 +174,7 @@ def test_checkpoints_run_in_the_background_not_in_commits(tmp_path: Path) -> Non
     main_file = tmp_path / "o.db"
     before = main_file.stat().st_size
     for n in range(200):  # ~1,000 WAL frames: below the backstop, so SQLite leaves them
-        service.handle(
-            Command(commands.CREATE, "test", f"e-{n}", {"items": [{"id": "a", "qty": 1}]})
-        )
+        service.handle(Command(CREATE, "test", f"e-{n}", {"items": [{"id": "a", "qty": 1}]}))
     deadline = time.monotonic() + 10
     while main_file.stat().st_size <= before and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from orders_local.cli import build_parser
+from orders_local.arguments import build_parser
 from orders_local.runtime import LocalRuntime
 from tests.digits import AR0, AR1, AR5, FW0, FW8, SUP1, SUP2, SUP3
 from tests.local.support import Client

@@ -13,10 +13,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from orders_core.application import Change, event_for
 from orders_core.domain import LineItem, Order, OrderStatus
 from orders_core.errors import ConcurrencyConflict, StoreUnavailable
-from orders_core.events import DomainEvent
-from orders_core.ports import Change
 from orders_local.sqlite import SQLiteStore
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -26,12 +25,12 @@ def placed(order_id: str, items: int = 1) -> Change:
     order = Order.place(
         order_id, [LineItem(sku=f"sku-{i}", quantity=1) for i in range(items)], None, NOW
     )
-    return Change(order, 0, (DomainEvent.for_order(order),))
+    return Change(order, 0, (event_for(order),))
 
 
 def confirmed(order: Order, based_on: int) -> Change:
     new = order.transition(OrderStatus.CONFIRMED, NOW)
-    return Change(new, based_on, (DomainEvent.for_order(new),))
+    return Change(new, based_on, (event_for(new),))
 
 
 def seen_elsewhere(store: SQLiteStore, order_id: str) -> bool:

@@ -7,9 +7,7 @@ import json
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from orders_core import commands
-from orders_core.commands import Command
-from orders_core.service import OrderService
+from orders_core.application import CREATE, Command, OrderService
 from orders_core.testing import InMemoryStore
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -21,11 +19,9 @@ def test_a_queued_command_continues_its_trace_into_the_emitted_event(
 ) -> None:
     store = InMemoryStore()
     data = {"items": [{"sku": "a", "quantity": 1}]}
-    result = OrderService(store).handle(
-        Command(commands.CREATE, "urn:test", "e-1", data, traceparent=TP)
-    )
+    result = OrderService(store).handle(Command(CREATE, "urn:test", "e-1", data, traceparent=TP))
     (span,) = spans.get_finished_spans()
-    assert span.name == f"orders.command {commands.CREATE}"
+    assert span.name == f"orders.command {CREATE}"
     assert format(span.context.trace_id, "032x") == TRACE_ID
     assert span.parent is not None
     assert format(span.parent.span_id, "016x") == "00f067aa0ba902b7"
@@ -48,7 +44,7 @@ def test_a_malformed_trace_context_is_dropped_not_a_failure(
     SDK recording, the command still runs, in a new trace (W3C: ignore, do not reject)."""
     from orders_aws import sqs
     from orders_aws.bootstrap import AwsConfig, Runtime
-    from orders_core.http import HttpApi
+    from orders_core.edges.http import HttpApi
 
     service = OrderService(InMemoryStore())
     rt = Runtime(AwsConfig(table="unused"), service, HttpApi(service), dynamodb=None)  # type: ignore[arg-type]
@@ -69,7 +65,7 @@ def test_a_malformed_trace_context_is_dropped_not_a_failure(
 def test_an_extra_commands_metric_is_counted_with_no_other_change(
     metric_reader: object,
 ) -> None:
-    from orders_core.http import HttpApi, HttpRequest
+    from orders_core.edges.http import HttpApi, HttpRequest
     from tests.unit.test_command_table import EXPEDITE, SEED, TABLE
 
     api = HttpApi(OrderService(InMemoryStore(), commands=TABLE))

@@ -19,8 +19,8 @@ import pytest
 
 pytest.importorskip("openapi_python_client", reason="the reliability session installs it")
 
-from orders_core.http import ROUTES
-from orders_core.openapi import openapi_document
+from orders_core.edges.http import ROUTES
+from orders_core.edges.openapi import openapi_document
 from orders_local.runtime import LocalConfig, LocalRuntime
 
 PACKAGE = "orders_generated_client"

@@ -15,10 +15,10 @@ from orders_aws.shapes import (
     command_from_sqs_record,
     http_request_from_apigw,
 )
-from orders_core.cloudevents_http import command_from_http
+from orders_core.application import OrderService
+from orders_core.edges.cloudevents_http import command_from_http
+from orders_core.edges.http import HttpApi, HttpRequest
 from orders_core.errors import OrdersError
-from orders_core.http import HttpApi, HttpRequest
-from orders_core.service import OrderService
 from orders_core.testing import InMemoryStore
 
 BOUNDED = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,8 +13,8 @@ schemathesis = pytest.importorskip("schemathesis", reason="the reliability sessi
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
-from orders_core.http import ROUTES  # noqa: E402
-from orders_core.openapi import openapi_document  # noqa: E402
+from orders_core.edges.http import ROUTES  # noqa: E402
+from orders_core.edges.openapi import openapi_document  # noqa: E402
 from orders_local.runtime import LocalConfig, LocalRuntime  # noqa: E402
 
 schema = schemathesis.openapi.from_dict(openapi_document(ROUTES))

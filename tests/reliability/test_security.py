@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orders_core.http import HttpApi, HttpRequest
-from orders_core.service import OrderService
+from orders_core.application import OrderService
+from orders_core.edges.http import HttpApi, HttpRequest
 from orders_local.sqlite import SQLiteStore
 
 LEAKS = re.compile(

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from orders_core.http import HttpApi, HttpRequest, HttpResponse, parse_if_match
-from orders_core.service import OrderService
+from orders_core.application import OrderService
+from orders_core.edges.http import HttpApi, HttpRequest, HttpResponse, parse_if_match
 from orders_core.testing import FakeClock, InMemoryStore
 from tests.digits import AR0, AR1, AR5, FW1, SUP1, SUP2, SUP3
 
@@ -41,14 +41,14 @@ def _status(response: HttpResponse, status: int) -> None:
 
 @pytest.mark.parametrize("text", ["0", "7", "0012", "123456789012345678"])
 def test_ascii_int_reads_ascii_digits(text: str) -> None:
-    from orders_core.numbers import ascii_int
+    from orders_core.edges.numbers import ascii_int
 
     assert ascii_int(text) == int(text)
 
 
 @pytest.mark.parametrize("text", NOT_ASCII_DIGITS)
 def test_ascii_int_refuses_everything_else(text: str) -> None:
-    from orders_core.numbers import ascii_int
+    from orders_core.edges.numbers import ascii_int
 
     assert ascii_int(text) is None
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from orders_core.asgi import create_app
+from orders_core.application import OrderService
+from orders_core.edges.asgi import create_app
+from orders_core.edges.http import HttpApi
+from orders_core.edges.lanes import GroupCommitLanes, ThreadLanes, lanes_for
 from orders_core.errors import StoreUnavailable
-from orders_core.http import HttpApi
-from orders_core.lanes import GroupCommitLanes, ThreadLanes, lanes_for
-from orders_core.service import OrderService
 from orders_core.telemetry import JsonLogFormatter
 from orders_core.testing import InMemoryStore
 

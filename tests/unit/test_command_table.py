@@ -7,18 +7,18 @@ import json
 
 import pytest
 
-from orders_core.commands import (
+from orders_core.application import (
     COMMANDS,
     CommandSpec,
     HttpBinding,
+    OrderService,
     command_table,
     targeted,
     transition,
 )
 from orders_core.domain import OrderStatus
-from orders_core.http import HttpApi, HttpRequest
-from orders_core.openapi import openapi_document
-from orders_core.service import OrderService
+from orders_core.edges.http import HttpApi, HttpRequest
+from orders_core.edges.openapi import openapi_document
 from orders_core.testing import InMemoryStore
 
 EXPEDITE = CommandSpec(

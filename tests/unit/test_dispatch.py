@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orders_core.dispatch import Outcome, classify, reason
+from orders_core.application import Outcome, classify, reason
 from orders_core.domain import LineItem, Order, OrderStatus
 from orders_core.errors import (
     ConcurrencyConflict,
@@ -79,21 +79,16 @@ def test_a_transition_is_poison_only_out_of_a_terminal_status(
 
 
 def test_a_precondition_is_poison_only_once_the_order_is_past_that_version() -> None:
-    from orders_core import commands
-    from orders_core.commands import Command
-    from orders_core.security import ANONYMOUS
-    from orders_core.service import OrderService
+    from orders_core.application import ANONYMOUS, CANCEL, CONFIRM, CREATE, Command, OrderService
     from orders_core.testing import InMemoryStore
 
     service = OrderService(InMemoryStore())
     data = {"items": [{"sku": "a", "quantity": 1}]}
-    oid = service.handle(Command(commands.CREATE, "t", "c", data)).order_id
-    service.handle(Command(commands.CONFIRM, "t", "k", {"orderId": oid}), principal=ANONYMOUS)
+    oid = service.handle(Command(CREATE, "t", "c", data)).order_id
+    service.handle(Command(CONFIRM, "t", "k", {"orderId": oid}), principal=ANONYMOUS)
     outcomes = []
     for version in (1, 3):  # the order is at 2: 1 is passed for good, 3 may come
-        cancel = Command(
-            commands.CANCEL, "t", f"x{version}", {"orderId": oid, "expectedVersion": version}
-        )
+        cancel = Command(CANCEL, "t", f"x{version}", {"orderId": oid, "expectedVersion": version})
         with pytest.raises(PreconditionFailed) as refused:
             service.handle(cancel)
         outcomes.append(classify(refused.value))

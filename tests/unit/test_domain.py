@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from orders_core.commands import CreateOrder
+from orders_core.application import CreateOrder
 from orders_core.domain import MAX_ITEMS, MAX_QUANTITY, LineItem, Order, OrderStatus
 from orders_core.errors import InvalidTransition
 

@@ -7,8 +7,8 @@ import pytest
 from cloudevents.core.bindings.http import from_http, to_binary
 from cloudevents.core.formats.json import JSONFormat
 
-from orders_core.domain import LineItem, Order, OrderStatus
-from orders_core.events import DomainEvent
+from orders_core.application import event_for
+from orders_core.domain import DomainEvent, LineItem, Order, OrderStatus
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -20,9 +20,9 @@ def placed() -> Order:
 
 def test_event_ids_are_derived_from_order_and_version() -> None:
     order = placed()
-    first = DomainEvent.for_order(order)
-    again = DomainEvent.for_order(order)
-    confirmed = DomainEvent.for_order(order.transition(OrderStatus.CONFIRMED, NOW))
+    first = event_for(order)
+    again = event_for(order)
+    confirmed = event_for(order.transition(OrderStatus.CONFIRMED, NOW))
     assert first.id == again.id == "o-1.v1"
     assert confirmed.id == "o-1.v2"
     assert (first.type, confirmed.type) == (
@@ -32,7 +32,7 @@ def test_event_ids_are_derived_from_order_and_version() -> None:
 
 
 def test_the_cloudevent_carries_subject_partitionkey_and_trace_context() -> None:
-    event = DomainEvent.for_order(placed(), traceparent=TP, tracestate="k=v").to_cloudevent()
+    event = event_for(placed(), traceparent=TP, tracestate="k=v").to_cloudevent()
     assert event.get_subject() == "o-1"
     assert event.get_extension("partitionkey") == "o-1"
     assert event.get_extension("traceparent") == TP
@@ -41,7 +41,7 @@ def test_the_cloudevent_carries_subject_partitionkey_and_trace_context() -> None
 
 
 def test_structured_and_binary_forms_round_trip() -> None:
-    event = DomainEvent.for_order(placed(), traceparent=TP)
+    event = event_for(placed(), traceparent=TP)
     parsed = JSONFormat().read(None, event.to_structured_json())
     assert parsed.get_id() == "o-1.v1"
     message = to_binary(event.to_cloudevent(), JSONFormat())
@@ -51,12 +51,12 @@ def test_structured_and_binary_forms_round_trip() -> None:
 
 
 def test_records_round_trip() -> None:
-    event = DomainEvent.for_order(placed(), traceparent=TP)
+    event = event_for(placed(), traceparent=TP)
     assert DomainEvent.from_record(json.loads(json.dumps(event.to_record()))) == event
 
 
 def test_building_a_cloudevent_does_not_share_the_events_data() -> None:
-    event = DomainEvent.for_order(placed())
+    event = event_for(placed())
     ce = event.to_cloudevent()
     ce.get_data()["status"] = "MUTATED"  # type: ignore[index]
     assert event.data["status"] == "PENDING"
@@ -64,7 +64,7 @@ def test_building_a_cloudevent_does_not_share_the_events_data() -> None:
 
 def test_our_structured_json_is_what_the_sdk_writes() -> None:
     order = placed().transition(OrderStatus.CANCELLED, NOW, reason='café ☕ "quoted"')
-    event = DomainEvent.for_order(order, traceparent=TP, tracestate="k=v")
+    event = event_for(order, traceparent=TP, tracestate="k=v")
     ours = json.loads(event.to_structured_json())
     sdks = json.loads(JSONFormat().write(event.to_cloudevent()))
     assert ours == sdks
@@ -73,7 +73,7 @@ def test_our_structured_json_is_what_the_sdk_writes() -> None:
 
 
 def test_the_record_json_is_the_record() -> None:
-    event = DomainEvent.for_order(placed(), traceparent=TP)
+    event = event_for(placed(), traceparent=TP)
     assert json.loads(event.to_record_json()) == event.to_record()
     assert DomainEvent.from_record(json.loads(event.to_record_json())) == event
     assert "data" not in event.to_record(with_data=False)
@@ -91,13 +91,13 @@ def test_the_record_json_is_the_encoders_text_byte_for_byte(
     source: str, tracestate: str | None
 ) -> None:
     order = placed().transition(OrderStatus.CANCELLED, NOW, reason='café ☕ "quoted"')
-    event = DomainEvent.for_order(order, source=source, traceparent=TP, tracestate=tracestate)
+    event = event_for(order, source=source, traceparent=TP, tracestate=tracestate)
     head = json.dumps(event.to_record(with_data=False), separators=(",", ":"), ensure_ascii=False)
     assert event.to_record_json() == f'{head[:-1]},"data":{event.data_json.decode()}}}'
 
 
 def test_events_with_the_same_data_are_equal_whatever_its_spacing() -> None:
-    event = DomainEvent.for_order(placed())
+    event = event_for(placed())
     spaced = DomainEvent.from_record(json.loads(json.dumps(event.to_record(), indent=2)))
     assert spaced == event
-    assert DomainEvent.for_order(placed().transition(OrderStatus.CONFIRMED, NOW)) != event
+    assert event_for(placed().transition(OrderStatus.CONFIRMED, NOW)) != event

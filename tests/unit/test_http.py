@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from orders_core.deadline import Deadline
-from orders_core.http import JSON, ROUTES, HttpApi, HttpRequest, HttpResponse
-from orders_core.service import OrderService
+from orders_core.application import Deadline, OrderService
+from orders_core.edges.http import JSON, ROUTES, HttpApi, HttpRequest, HttpResponse
 from orders_core.telemetry import valid_traceparent
 from orders_core.testing import FakeClock, InMemoryStore
 
@@ -388,8 +387,8 @@ def test_422_for_mixed_pricing(api: HttpApi) -> None:
 def test_an_authenticator_decides_the_principal_of_every_route_but_the_public_ones() -> None:
     from collections.abc import Mapping
 
+    from orders_core.application import Principal
     from orders_core.errors import Unauthenticated
-    from orders_core.security import Principal
 
     alice = Principal.jwt("https://issuer.test/", "alice")
     seen: list[str] = []

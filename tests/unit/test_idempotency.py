@@ -4,9 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orders_core.errors import IdempotencyKeyReused, MalformedRequest
-from orders_core.idempotency import (
+from orders_core.application import (
+    ANONYMOUS,
     IdempotencyRecord,
+    Principal,
     event_key,
     fingerprint,
     http_key,
@@ -14,7 +15,7 @@ from orders_core.idempotency import (
     scoped_key,
     validate_key,
 )
-from orders_core.security import ANONYMOUS, Principal
+from orders_core.errors import IdempotencyKeyReused, MalformedRequest
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -67,7 +68,7 @@ def test_an_http_key_can_never_equal_a_cloudevent_identity() -> None:
 def test_scoped_keys_are_injective_across_namespaces_and_separators(
     left: tuple[str, tuple[str, ...]], right: tuple[str, tuple[str, ...]]
 ) -> None:
-    from orders_core.idempotency import IdempotencyKey
+    from orders_core.application import IdempotencyKey
 
     assert scoped_key(ANONYMOUS, IdempotencyKey(*left)) != scoped_key(
         ANONYMOUS, IdempotencyKey(*right)
@@ -111,7 +112,7 @@ def test_good_keys_pass() -> None:
 
 
 def test_derived_order_ids_are_stable_per_key_and_generation() -> None:
-    from orders_core.idempotency import derived_order_id
+    from orders_core.application import derived_order_id
 
     assert derived_order_id("k") == derived_order_id("k", 0)
     assert len({derived_order_id("k"), derived_order_id("k", 1), derived_order_id("j")}) == 3

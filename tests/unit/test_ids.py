@@ -3,7 +3,7 @@
 import time
 import uuid
 
-from orders_core.ports import new_id
+from orders_core.application import new_id
 
 
 def test_order_ids_are_version_7_uuids_in_hex() -> None:

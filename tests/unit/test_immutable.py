@@ -6,8 +6,8 @@ import textwrap
 from pathlib import Path
 
 from orders_core._immutable import immutable
-from orders_core.http import HttpResponse
-from orders_core.service import CommandResult
+from orders_core.application import CommandResult
+from orders_core.edges.http import HttpResponse
 
 
 def test_equal_values_are_equal_and_hash_alike() -> None:
@@ -41,7 +41,7 @@ def test_the_type_checker_refuses_assigning_a_field(tmp_path: Path) -> None:
     source.write_text(
         textwrap.dedent(
             """
-            from orders_core.service import CommandResult
+            from orders_core.application import CommandResult
 
             result = CommandResult(201, b"{}", "o-1", 1)
             result.status = 200

@@ -26,15 +26,15 @@ def loaded_after(statement: str) -> set[str]:
 
 
 def test_importing_the_core_loads_no_provider_sdk_or_driver() -> None:
-    modules = loaded_after("import orders_core, orders_core.service, orders_core.http")
-    assert "orders_core.service" in modules  # the probe itself works
+    modules = loaded_after("import orders_core, orders_core.application, orders_core.edges.http")
+    assert "orders_core.application" in modules  # the probe itself works
     leaked = {m for m in modules if m.split(".")[0] in FORBIDDEN or m.startswith(FORBIDDEN)}
     assert leaked == set()
 
 
 CREATE_ONE = (
-    "from orders_core.http import HttpApi, HttpRequest; "
-    "from orders_core.service import OrderService; "
+    "from orders_core.edges.http import HttpApi, HttpRequest; "
+    "from orders_core.application import OrderService; "
     "from orders_core.testing.memory import InMemoryStore; "
     "r = HttpApi(OrderService(InMemoryStore())).handle(HttpRequest('POST', '/orders', "
     '{\'content-type\': \'application/json\'}, body=b\'{"items":[{"id":"a","qty":1}]}\')); '
@@ -104,6 +104,6 @@ def test_the_lazy_trace_module_becomes_the_real_one_everywhere_on_first_use() ->
 
 def test_the_openapi_and_cloudevents_modules_do_not_import_the_http_binding() -> None:
     # http.py imports both (lazily); neither imports it back, so there is no cycle.
-    modules = loaded_after("import orders_core.openapi, orders_core.cloudevents_http")
-    assert "orders_core.openapi" in modules
-    assert "orders_core.http" not in modules
+    modules = loaded_after("import orders_core.edges.openapi, orders_core.edges.cloudevents_http")
+    assert "orders_core.edges.openapi" in modules
+    assert "orders_core.edges.http" not in modules

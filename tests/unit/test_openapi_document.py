@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from orders_core.commands import COMMANDS
-from orders_core.http import HttpApi, HttpRequest, HttpResponse
-from orders_core.service import OrderService
+from orders_core.application import COMMANDS, OrderService
+from orders_core.edges.http import HttpApi, HttpRequest, HttpResponse
 from orders_core.testing import FakeClock, InMemoryStore
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the dev extra")

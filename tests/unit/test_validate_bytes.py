@@ -14,9 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orders_core.commands import MAX_JSON_DEPTH, CreateOrder, parse_json_object
+from orders_core.application import MAX_JSON_DEPTH, CreateOrder, parse_json_object, validate_payload
 from orders_core.errors import OrdersError, ValidationFailed
-from orders_core.service import validate_payload
 
 
 def answer(validate: Callable[[], Any]) -> Any:

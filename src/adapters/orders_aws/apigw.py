@@ -12,8 +12,8 @@ from orders_aws import observe
 from orders_aws.bootstrap import Runtime, build_if_entrypoint, runtime
 from orders_aws.shapes import apigw_response, http_request_from_apigw
 from orders_core import telemetry
+from orders_core.edges.http import HttpRequest, HttpResponse, problem_response
 from orders_core.errors import OrdersError
-from orders_core.http import HttpRequest, HttpResponse, problem_response
 
 log = logging.getLogger("orders_aws.http")
 

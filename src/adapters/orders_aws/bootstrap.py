@@ -42,12 +42,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 from orders_aws.shapes import AuthSettings
 from orders_aws.table import DESIGN, TableDesign
-from orders_core.deadline import Deadline
-from orders_core.events import DEFAULT_SOURCE
-from orders_core.http import DEFAULT_MAX_BODY, HttpApi
-from orders_core.numbers import ascii_int
-from orders_core.security import DEFAULT_ADMIN_SCOPE, admin_arns
-from orders_core.service import OrderService
+from orders_core.application import DEFAULT_ADMIN_SCOPE, Deadline, OrderService, admin_arns
+from orders_core.domain import DEFAULT_SOURCE
+from orders_core.edges.http import DEFAULT_MAX_BODY, HttpApi
+from orders_core.edges.numbers import ascii_int
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

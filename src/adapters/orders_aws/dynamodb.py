@@ -37,7 +37,16 @@ from orders_aws.clients import make_client
 from orders_aws.item_events import ORDER_PREFIX
 from orders_aws.items import Items, order_from, us
 from orders_aws.table import DESIGN, TableDesign
-from orders_core import cursor as cursors
+from orders_core.application import (
+    Backend,
+    Change,
+    IdempotencyRecord,
+    OrderStore,
+    Page,
+    decode_cursor,
+    derived_order_id,
+    encode_cursor,
+)
 from orders_core.domain import UNOWNED, Order
 from orders_core.errors import (
     ConcurrencyConflict,
@@ -45,8 +54,6 @@ from orders_core.errors import (
     MalformedRequest,
     StoreUnavailable,
 )
-from orders_core.idempotency import IdempotencyRecord, derived_order_id
-from orders_core.ports import Backend, Change, OrderStore, Page
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -157,7 +164,7 @@ class DynamoDBStore(OrderStore):
             # count, so reading further per round trip costs no more and fills pages sooner.
             query["Limit"] = min(FILTERED_READ, 4 * (limit + 1))
         if cursor is not None:
-            position = cursors.decode(cursor, self._secret())
+            position = decode_cursor(cursor, self._secret())
             try:
                 sort_key, order_id = str(position["s"]), str(position["id"])
             except KeyError:
@@ -186,7 +193,7 @@ class DynamoDBStore(OrderStore):
         next_cursor = None
         if len(items) > limit:
             last = items[limit - 1]
-            next_cursor = cursors.encode(
+            next_cursor = encode_cursor(
                 {"s": last[design.customer_sort_key]["S"], "id": orders[-1].order_id},
                 self._secret(),
             )
@@ -195,7 +202,7 @@ class DynamoDBStore(OrderStore):
                 "s": resume[design.customer_sort_key]["S"],
                 "id": self.items.order_id(resume),
             }
-            next_cursor = cursors.encode(position, self._secret())
+            next_cursor = encode_cursor(position, self._secret())
         return Page(orders, next_cursor)
 
     def commit(self, change: Change, *, now: datetime) -> None:
@@ -354,7 +361,7 @@ class DynamoDBStore(OrderStore):
 
 
 def backend(settings: Mapping[str, str]) -> Backend:
-    """The ``dynamodb`` backend (:data:`orders_core.ports.BackendFactory`): the store on an
+    """The ``dynamodb`` backend (:data:`orders_core.application.BackendFactory`): the store on an
     existing table; events leave through the table's stream, so there is no outbox.
 
     ``settings``: ``table`` (required), ``endpoint_url`` (optional, e.g. DynamoDB Local),

@@ -3,7 +3,7 @@
 Configure the function's handler as ``orders_aws.eventbridge.handler``.
 
 See :func:`orders_aws.shapes.command_from_eventbridge` for how ``detail`` maps to the
-command CloudEvent. Outcomes follow the core's rule (:mod:`orders_core.dispatch`), as for
+command CloudEvent. Outcomes follow the core's rule (:mod:`orders_core.application`), as for
 SQS: a command that may succeed later raises, so Lambda's asynchronous retries (and the
 function's on-failure destination, which receives the event itself) take over; a command
 that can never succeed is sent with its content to ``ORDERS_POISON_QUEUE_URL`` and answered
@@ -20,9 +20,7 @@ from typing import Any
 from orders_aws import observe
 from orders_aws.bootstrap import Runtime, build_if_entrypoint, runtime
 from orders_aws.shapes import command_from_eventbridge
-from orders_core.dispatch import Outcome, classify, reason
-from orders_core.idempotency import event_key
-from orders_core.security import Principal
+from orders_core.application import Outcome, Principal, classify, event_key, reason
 
 log = logging.getLogger("orders_aws.eventbridge")
 

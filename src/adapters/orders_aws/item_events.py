@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orders_aws.table import DESIGN, TableDesign
-from orders_core.events import DomainEvent
+from orders_core.domain import DomainEvent
 
 ORDER_PREFIX = "ORDER#"
 """How an order item's partition key starts (the relay's stream filter keys on it too)."""

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from orders_aws.item_events import ORDER_PREFIX, events_attribute
 from orders_aws.table import DESIGN, TableDesign
-from orders_core.domain import UNOWNED, Order
-from orders_core.events import DomainEvent
-from orders_core.idempotency import IdempotencyRecord
+from orders_core.application import IdempotencyRecord
+from orders_core.domain import UNOWNED, DomainEvent, Order
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef

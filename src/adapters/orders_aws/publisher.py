@@ -3,7 +3,7 @@
 Each entry's ``Detail`` is the structured CloudEvent, ``Source`` and ``DetailType`` its
 source and type. Entries go in calls of at most 10 entries and 256 KB (PutEvents' limits,
 entry sizes counted as EventBridge documents). Entries EventBridge does not accept are
-reported in one :class:`~orders_core.ports.PublishFailed` after every call was tried:
+reported in one :class:`~orders_core.application.PublishFailed` after every call was tried:
 
 * an entry with ``ErrorCode`` ``InternalFailure`` or ``ThrottlingException``, or in a call
   that failed as a whole (after the SDK's own retries): retryable;
@@ -16,8 +16,8 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from orders_core.events import DomainEvent
-from orders_core.ports import EventPublisher, PublishFailed, Unaccepted
+from orders_core.application import EventPublisher, PublishFailed, Unaccepted
+from orders_core.domain import DomainEvent
 
 if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient

@@ -14,15 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from orders_core.commands import Command
-from orders_core.errors import MalformedRequest, Unauthenticated
-from orders_core.http import CE_JSON, HttpRequest, HttpResponse, parse_query
-from orders_core.security import (
+from orders_core.application import (
     ANONYMOUS,
     DEFAULT_ADMIN_SCOPE,
+    Command,
     Principal,
     scopes_of,
 )
+from orders_core.edges.http import CE_JSON, HttpRequest, HttpResponse, parse_query
+from orders_core.errors import MalformedRequest, Unauthenticated
 
 TEXT_TYPES: Final = ("application/json", "application/problem+json", "text/")
 
@@ -201,7 +201,7 @@ def command_from_sqs_record(record: Mapping[str, Any]) -> Command:
 
     A ``traceparent`` message attribute fills in trace context the event itself lacks.
     """
-    from orders_core.cloudevents_http import command_from_http
+    from orders_core.edges.cloudevents_http import command_from_http
 
     body = _text(record.get("body"), "body").encode("utf-8", "surrogatepass")
     command = command_from_http({"content-type": CE_JSON}, body)
@@ -233,7 +233,7 @@ def command_from_eventbridge(event: Mapping[str, Any]) -> Command:
     ``specversion``) is used as is; otherwise the envelope is the CloudEvent: ``id`` <- ``id``,
     ``source`` <- ``source``, ``type`` <- ``detail-type``, ``data`` <- ``detail``.
     """
-    from orders_core.cloudevents_http import command_from_http
+    from orders_core.edges.cloudevents_http import command_from_http
 
     detail = event.get("detail")
     if not isinstance(detail, dict):

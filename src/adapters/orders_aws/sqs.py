@@ -2,7 +2,7 @@
 responses. Configure the function's handler as ``orders_aws.sqs.handler``.
 
 Answers with ``batchItemFailures`` (the function needs ``ReportBatchItemFailures``), by the
-core's rule (:mod:`orders_core.dispatch`):
+core's rule (:mod:`orders_core.application`):
 
 * a command that may succeed later (its order not there yet, a transition out of order, a
   lost race, the table throttled, the deadline) is reported, so SQS redelivers just that
@@ -27,11 +27,15 @@ from orders_aws import observe
 from orders_aws.bootstrap import Runtime, build_if_entrypoint, runtime
 from orders_aws.shapes import command_from_sqs_record
 from orders_core import telemetry
-from orders_core.commands import Command
-from orders_core.deadline import Deadline
-from orders_core.dispatch import Outcome, classify, reason
-from orders_core.idempotency import event_key
-from orders_core.security import Principal
+from orders_core.application import (
+    Command,
+    Deadline,
+    Outcome,
+    Principal,
+    classify,
+    event_key,
+    reason,
+)
 
 log = logging.getLogger("orders_aws.queue")
 

@@ -11,7 +11,7 @@ What cannot be published now:
 
 * a retryable failure (``InternalFailure``, ``ThrottlingException``, or the whole call
   failing) is retried a few times here, after the core relay's backoff
-  (:func:`orders_core.relay.retry_delay`), then its record is returned in
+  (:func:`orders_core.application.retry_delay`), then its record is returned in
   ``batchItemFailures`` (by sequence number), so Lambda retries from it, in order;
 * once a record is older than ``ORDERS_RELAY_GIVE_UP_SECONDS`` (5 h by default, below the
   mapping's maximum record age, itself below the stream's 24 h retention), or when
@@ -38,10 +38,8 @@ from orders_aws import observe
 from orders_aws.bootstrap import Runtime, build_if_entrypoint, runtime
 from orders_aws.item_events import events_from_stream_image
 from orders_core import telemetry
-from orders_core.deadline import Deadline
-from orders_core.events import DomainEvent
-from orders_core.ports import EventPublisher, PublishFailed
-from orders_core.relay import record_lag, retry_delay
+from orders_core.application import Deadline, EventPublisher, PublishFailed, record_lag, retry_delay
+from orders_core.domain import DomainEvent
 
 log = logging.getLogger("orders_aws.relay")
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from orders_core.asgi import OrdersAsgi
+from orders_core.edges.asgi import OrdersAsgi
 
 
 def factory() -> OrdersAsgi:
     """A fresh runtime's ASGI app, configured from the environment (one per worker)."""
+    from orders_local.arguments import build_parser
     from orders_local.backends import open_backend
-    from orders_local.cli import build_parser, prepare
+    from orders_local.cli import prepare
     from orders_local.runtime import LocalRuntime, configure_logging
 
     args = build_parser().parse_args(["serve"])  # every default comes from the environment

@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Mapping
 from typing import Final
 
-from orders_core.ports import Backend, BackendFactory
+from orders_core.application import Backend, BackendFactory
 
 BACKENDS: Final[dict[str, tuple[str, str | None]]] = {
     # name: ("module:factory", the extra its driver needs)

@@ -1,9 +1,9 @@
 """``Authorization: Bearer`` JWTs verified here, for runtimes with no API Gateway in front.
 
-:class:`JwtAuthenticator` implements :class:`orders_core.security.Authenticator`: it checks
+:class:`JwtAuthenticator` implements :class:`orders_core.application.Authenticator`: it checks
 the signature against the issuer's JWKS, then ``iss``, the audience, ``exp`` (required),
 ``nbf`` and ``iat`` (when present, with a small leeway) and ``sub`` (required), and gives the
-principal of :func:`~orders_core.security.principal_from_claims`. It knows nothing of the
+principal of :func:`~orders_core.application.principal_from_claims`. It knows nothing of the
 server that calls it, so the local server and a container (ASGI) front end share it.
 
 What a caller is told, as RFC 6750 says: no bearer token is 401 with
@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
+from orders_core.application import DEFAULT_ADMIN_SCOPE, Principal, principal_from_claims
 from orders_core.errors import OrdersError, Unauthenticated
-from orders_core.security import DEFAULT_ADMIN_SCOPE, Principal, principal_from_claims
 
 if TYPE_CHECKING:
     from jwt import PyJWK, PyJWKClient

@@ -36,8 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from orders_core.ports import Outbox, PendingEvent
-from orders_core.relay import OutboxGone
+from orders_core.application import Outbox, OutboxGone, PendingEvent
 
 if TYPE_CHECKING:
     from orders_local.sqlite import SQLiteStore
@@ -51,7 +50,7 @@ RESTART_AFTER: Final = 1.0
 class RelayProcess:
     """Starts, wakes and stops ``orders-local relay --lifeline`` for one database and sink.
 
-    The same surface as :class:`~orders_core.relay.OutboxRelay` (``start``, ``wake``,
+    The same surface as :class:`~orders_core.application.OutboxRelay` (``start``, ``wake``,
     ``stop``), so the runtime uses either. A relay that exits on its own (a crash, a kill)
     is started again, at most once a second, on the server's loop: a wake notices it, and
     so does the report a watcher thread sends when the process exits (an empty line on the

@@ -13,13 +13,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orders_core import telemetry
-from orders_core.asgi import OrdersAsgi, create_app
-from orders_core.http import HttpApi
-from orders_core.lanes import lanes_for
-from orders_core.ports import Backend, EventPublisher, OrderStore, Outbox
-from orders_core.relay import OutboxRelay, Relay
-from orders_core.security import Authenticator
-from orders_core.service import OrderService
+from orders_core.application import (
+    Authenticator,
+    Backend,
+    EventPublisher,
+    OrderService,
+    OrderStore,
+    Outbox,
+    OutboxRelay,
+    Relay,
+)
+from orders_core.edges.asgi import OrdersAsgi, create_app
+from orders_core.edges.http import HttpApi
+from orders_core.edges.lanes import lanes_for
 from orders_core.telemetry import JsonLogFormatter
 from orders_local.relay_process import RelayProcess
 from orders_local.sinks import JsonLinesSink, check_sink_spec, sink_from_spec

@@ -41,18 +41,16 @@ from typing import Any, Final
 from urllib.parse import unquote
 
 from orders_core import telemetry
-from orders_core.deadline import Deadline
-from orders_core.errors import MalformedRequest, OrdersError, PayloadTooLarge, StoreUnavailable
-from orders_core.http import (
+from orders_core.application import Deadline, Unit, new_id
+from orders_core.edges.http import (
     HttpApi,
     HttpRequest,
     HttpResponse,
     parse_query,
     problem_response,
 )
-from orders_core.numbers import ascii_int
-from orders_core.ports import new_id
-from orders_core.service import Unit
+from orders_core.edges.numbers import ascii_int
+from orders_core.errors import MalformedRequest, OrdersError, PayloadTooLarge, StoreUnavailable
 from orders_local.httphead import HeadError, parse_request_line, read_headers
 
 access_log = logging.getLogger("orders_local.access")
@@ -248,7 +246,7 @@ class _Connection:
 
 
 class OrdersHTTPServer:
-    """Serves an :class:`~orders_core.http.HttpApi` on one address from one thread."""
+    """Serves an :class:`~orders_core.edges.http.HttpApi` on one address from one thread."""
 
     def __init__(
         self,

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from orders_core.events import DomainEvent
-from orders_core.ports import EventPublisher
+from orders_core.application import EventPublisher
+from orders_core.domain import DomainEvent
 
 
 class PublishFailed(Exception):

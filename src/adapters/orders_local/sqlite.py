@@ -24,28 +24,33 @@ than misread.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from orders_core import cursor as cursors
+from orders_core.application import (
+    Backend,
+    Change,
+    IdempotencyRecord,
+    OrderStore,
+    Page,
+    decode_cursor,
+    encode_cursor,
+)
 from orders_core.domain import Order
 from orders_core.errors import (
     MalformedRequest,
     StoreUnavailable,
 )
-from orders_core.events import DomainEvent
-from orders_core.idempotency import IdempotencyRecord
-from orders_core.ports import Backend, Change, OrderStore, Outbox, Page, PendingEvent
+from orders_local.sqlite_outbox import SQLiteOutbox
 from orders_local.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, migrate
-from orders_local.sqlite_writes import Queued, Unit, apply_change, from_us, us_of
+from orders_local.sqlite_writes import Queued, Unit, apply_change, from_us
 
 __all__ = [
     "MIGRATIONS",
@@ -83,7 +88,7 @@ def synchronous_mode(value: str) -> str:
     return mode
 
 
-class SQLiteStore(OrderStore, Outbox):
+class SQLiteStore(OrderStore, SQLiteOutbox):
     """Thread-safe; connections are pooled, one per concurrently active thread."""
 
     def __init__(
@@ -260,7 +265,7 @@ class SQLiteStore(OrderStore, Outbox):
     ) -> Page:
         after_us, after_id = -1, ""
         if cursor is not None:
-            position = cursors.decode(cursor, self._cursor_key)
+            position = decode_cursor(cursor, self._cursor_key)
             try:
                 after_us, after_id = int(position["t"]), str(position["id"])
             except (KeyError, TypeError, ValueError):
@@ -279,7 +284,7 @@ class SQLiteStore(OrderStore, Outbox):
         next_cursor = None
         if len(rows) > limit:
             _, _, last_us, last_id = rows[limit - 1]
-            next_cursor = cursors.encode({"t": last_us, "id": last_id}, self._cursor_key)
+            next_cursor = encode_cursor({"t": last_us, "id": last_id}, self._cursor_key)
         return Page(orders, next_cursor)
 
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
@@ -407,76 +412,6 @@ class SQLiteStore(OrderStore, Outbox):
         finally:
             for item in batch:
                 item.done = True
-
-    # -- Outbox ------------------------------------------------------------------------
-
-    def pending(self, limit: int = 100, *, after: int = 0) -> list[PendingEvent]:
-        """Undelivered events in commit order; ``after`` skips positions up to it (a relay
-        process's own record of what it published and the server has yet to mark)."""
-        with self._connection() as conn:
-            rows = conn.execute(
-                "SELECT position, record, attempts FROM outbox"
-                " WHERE delivered_us IS NULL AND position > ? ORDER BY position LIMIT ?",
-                (after, limit),
-            ).fetchall()
-        return [
-            PendingEvent(pos, DomainEvent.from_record(json.loads(rec)), n) for pos, rec, n in rows
-        ]
-
-    def undelivered_count(self) -> int:
-        """Committed events not yet published (the ``orders.outbox.undelivered`` gauge)."""
-        with self._connection() as conn:
-            (count,) = conn.execute(
-                "SELECT count(*) FROM outbox WHERE delivered_us IS NULL"
-            ).fetchone()
-        return int(count)
-
-    def mark_delivered(self, positions: Sequence[int]) -> None:
-        now = us_of(datetime.now(UTC))
-        with self._bookkeeping() as conn:
-            conn.executemany(
-                "UPDATE outbox SET delivered_us = ? WHERE position = ? AND delivered_us IS NULL",
-                [(now, p) for p in positions],
-            )
-
-    def mark_failed(self, positions: Sequence[int], error: str) -> None:
-        with self._bookkeeping() as conn:
-            conn.executemany(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE position = ?",
-                [(error[:500], p) for p in positions],
-            )
-
-    def outbox_entries(
-        self, *, pending_only: bool = False, limit: int = 100
-    ) -> list[dict[str, object]]:
-        """Outbox rows with their delivery state, for ``orders-local events``."""
-        with self._connection() as conn:
-            rows = conn.execute(
-                "SELECT position, event_id, order_id, record, committed_us, delivered_us,"
-                " attempts, last_error FROM outbox WHERE delivered_us IS NULL OR NOT ?"
-                " ORDER BY position LIMIT ?",
-                (pending_only, limit),
-            ).fetchall()
-        return [
-            {
-                "position": pos,
-                "id": event_id,
-                "type": json.loads(rec)["type"],
-                "orderId": order_id,
-                "committedAt": from_us(committed).isoformat(),
-                "deliveredAt": from_us(delivered).isoformat() if delivered else None,
-                "attempts": attempts,
-                "lastError": last_error,
-            }
-            for pos, event_id, order_id, rec, committed, delivered, attempts, last_error in rows
-        ]
-
-    def events_for(self, order_id: str) -> list[DomainEvent]:
-        with self._connection() as conn:
-            rows = conn.execute(
-                "SELECT record FROM outbox WHERE order_id = ? ORDER BY position", (order_id,)
-            ).fetchall()
-        return [DomainEvent.from_record(json.loads(rec)) for (rec,) in rows]
 
 
 def backend(settings: Mapping[str, str]) -> Backend:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
+from orders_core.application import Change
 from orders_core.errors import ConcurrencyConflict, DuplicateRequest
-from orders_core.ports import Change
 
 _LIVE_KEY: Final = "SELECT 1 FROM idempotency WHERE key = ? AND expires_us > ?"
 _INSERT_ORDER: Final = (

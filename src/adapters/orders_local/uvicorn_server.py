@@ -12,7 +12,7 @@ module adds in a small subclass of its httptools protocol:
   :data:`MAX_FIELD` bytes each): 431, counted as bytes arrive, not once the head is whole;
 - HTTP versions other than 1.0 and 1.1: 505; every refusal as problem+json, then close.
 
-The body limit and the body deadline are the ASGI app's (:mod:`orders_core.asgi`).
+The body limit and the body deadline are the ASGI app's (:mod:`orders_core.edges.asgi`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from orders_core.asgi import OrdersAsgi
+from orders_core.edges.asgi import OrdersAsgi
 
 MAX_HEAD: Final = 128 * 1024
 MAX_HEADERS: Final = 100
@@ -199,7 +199,7 @@ def listen(address: tuple[str, int], backlog: int) -> socket.socket:
 
 
 class UvicornServer:
-    """An :class:`~orders_core.asgi.OrdersAsgi` app on uvicorn, in one thread of this
+    """An :class:`~orders_core.edges.asgi.OrdersAsgi` app on uvicorn, in one thread of this
     process: the same start/stop surface the runtime and the tests use."""
 
     def __init__(

@@ -15,22 +15,22 @@ import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from orders_core import cursor as cursors
-from orders_core.domain import UNOWNED, Order
-from orders_core.errors import ConcurrencyConflict, DuplicateRequest
-from orders_core.events import DomainEvent
-from orders_core.idempotency import IdempotencyRecord
-from orders_core.ports import (
+from orders_core.application import (
     Backend,
     Change,
     EventPublisher,
+    IdempotencyRecord,
     OrderStore,
     Outbox,
     Page,
     PendingEvent,
     PublishFailed,
     Unaccepted,
+    decode_cursor,
+    encode_cursor,
 )
+from orders_core.domain import UNOWNED, DomainEvent, Order
+from orders_core.errors import ConcurrencyConflict, DuplicateRequest
 
 
 class InMemoryStore(OrderStore, Outbox):
@@ -62,7 +62,7 @@ class InMemoryStore(OrderStore, Outbox):
     ) -> Page:
         after: tuple[str, str] | None = None
         if cursor is not None:
-            position = cursors.decode(cursor, self._cursor_key)
+            position = decode_cursor(cursor, self._cursor_key)
             after = (str(position.get("t")), str(position.get("id")))
         with self._lock:
             every = [
@@ -80,7 +80,7 @@ class InMemoryStore(OrderStore, Outbox):
         next_cursor = None
         if len(mine) > limit:
             last = page[-1]
-            next_cursor = cursors.encode(
+            next_cursor = encode_cursor(
                 {"t": last.created_at.isoformat(), "id": last.order_id}, self._cursor_key
             )
         return Page(page, next_cursor)

@@ -1,4 +1,4 @@
-"""The contract every :class:`~orders_core.ports.EventPublisher` keeps, as a pytest suite.
+"""The contract every :class:`~orders_core.application.EventPublisher` keeps, as a pytest suite.
 
 Subclass :class:`PublisherContract` in a ``Test*`` class and implement :meth:`make_publisher`
 and :meth:`received` (what the sink got, as structured CloudEvents); implement
@@ -18,9 +18,8 @@ from typing import Any
 
 import pytest
 
-from orders_core.domain import LineItem, Order
-from orders_core.events import DomainEvent
-from orders_core.ports import EventPublisher, PublishFailed
+from orders_core.application import EventPublisher, PublishFailed, event_for
+from orders_core.domain import DomainEvent, LineItem, Order
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 BATCH = 12
@@ -32,7 +31,7 @@ def order_events(n: int, *, start: int = 0) -> list[DomainEvent]:
     now = datetime.now(UTC)
     items = [LineItem(sku="sku-1", quantity=2, unit_price=1999, currency="EUR")]
     return [
-        DomainEvent.for_order(
+        event_for(
             Order.place(f"{start + i:032x}", items, "customer-1", now), traceparent=TRACEPARENT
         )
         for i in range(n)

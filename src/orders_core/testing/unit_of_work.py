@@ -8,12 +8,16 @@ import json
 
 import pytest
 
-from orders_core import commands
-from orders_core.commands import Command
+from orders_core.application import (
+    CONFIRM,
+    CREATE,
+    FULFILL,
+    Command,
+    OrderService,
+    OrderStore,
+    http_key,
+)
 from orders_core.errors import InvalidTransition
-from orders_core.idempotency import http_key
-from orders_core.ports import OrderStore
-from orders_core.service import OrderService
 from orders_core.testing.contract._base import ContractBase
 
 DATA = {"items": [{"sku": "sku-1", "quantity": 1}], "customerId": "cust-u"}
@@ -24,7 +28,7 @@ class UnitOfWorkContract(ContractBase):
 
     @staticmethod
     def _create_command(n: int) -> Command:
-        return Command(commands.CREATE, "urn:test", f"u-{n}", DATA)
+        return Command(CREATE, "urn:test", f"u-{n}", DATA)
 
     def test_a_unit_reports_what_it_committed_and_no_replay(
         self, service: OrderService, store: OrderStore
@@ -41,7 +45,7 @@ class UnitOfWorkContract(ContractBase):
     def test_reads_inside_a_unit_see_its_own_changes(self, service: OrderService) -> None:
         with service.unit_of_work() as unit:
             created = service.handle(self._create_command(1), unit=unit)
-            confirm = Command(commands.CONFIRM, "urn:test", "c-1", {"orderId": created.order_id})
+            confirm = Command(CONFIRM, "urn:test", "c-1", {"orderId": created.order_id})
             confirmed = service.handle(confirm, unit=unit)
         assert json.loads(confirmed.body)["status"] == "CONFIRMED"
         assert len(unit.committed) == 2
@@ -51,7 +55,7 @@ class UnitOfWorkContract(ContractBase):
     ) -> None:
         with service.unit_of_work() as unit:
             created = service.handle(self._create_command(1), unit=unit)
-            fulfill = Command(commands.FULFILL, "urn:test", "f-1", {"orderId": created.order_id})
+            fulfill = Command(FULFILL, "urn:test", "f-1", {"orderId": created.order_id})
             with pytest.raises(InvalidTransition):
                 service.handle(fulfill, unit=unit)
             service.handle(self._create_command(2), unit=unit)

@@ -2,8 +2,8 @@
 
 Subclass :class:`StoreContract` in a ``Test*`` class and implement ``make_store`` (and
 ``committed_events`` if your store keeps events somewhere other than an
-:class:`~orders_core.ports.Outbox`). The suite drives the store both directly and through
-:class:`~orders_core.service.OrderService` and :class:`~orders_core.http.HttpApi`, so an
+:class:`~orders_core.application.Outbox`). The suite drives the store both directly and through
+:class:`~orders_core.application.OrderService` and :class:`~orders_core.edges.http.HttpApi`, so an
 adapter that passes it answers exactly as every other adapter does. A store that keeps an
 outbox also subclasses :class:`OutboxContract`.
 

@@ -12,13 +12,18 @@ from typing import TypeVar
 
 import pytest
 
-from orders_core.domain import LineItem, Order
-from orders_core.events import DomainEvent
-from orders_core.http import HttpApi, HttpRequest, HttpResponse
-from orders_core.idempotency import IdempotencyRecord
-from orders_core.ports import Change, OrderStore, Outbox
-from orders_core.security import ANONYMOUS, Principal
-from orders_core.service import OrderService
+from orders_core.application import (
+    ANONYMOUS,
+    Change,
+    IdempotencyRecord,
+    OrderService,
+    OrderStore,
+    Outbox,
+    Principal,
+    event_for,
+)
+from orders_core.domain import DomainEvent, LineItem, Order
+from orders_core.edges.http import HttpApi, HttpRequest, HttpResponse
 from orders_core.testing.clock import FakeClock
 
 T = TypeVar("T")
@@ -93,7 +98,7 @@ class ContractBase(ABC):
 
     @staticmethod
     def _create(order: Order, record: IdempotencyRecord | None = None) -> Change:
-        return Change(order, 0, (DomainEvent.for_order(order),), record)
+        return Change(order, 0, (event_for(order),), record)
 
     @staticmethod
     def _record(clock: FakeClock, key: str = "k", order_id: str = "o-1") -> IdempotencyRecord:

@@ -1,9 +1,9 @@
-"""The contract every :class:`~orders_core.ports.Outbox` keeps, as a pytest suite.
+"""The contract every :class:`~orders_core.application.Outbox` keeps, as a pytest suite.
 
 A base of its own rather than cases inside the store's suite: not every store has an outbox
 (DynamoDB's stream plays that part), and a backend declares its outbox apart from its store
-(:class:`~orders_core.ports.Backend`), so the hook hands back both. Events reach the outbox
-only through :meth:`~orders_core.ports.OrderStore.commit`; the relay relies on what is
+(:class:`~orders_core.application.Backend`), so the hook hands back both. Events reach the outbox
+only through :meth:`~orders_core.application.OrderStore.commit`; the relay relies on what is
 checked here.
 """
 
@@ -16,11 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from orders_core.domain import LineItem, Order, OrderStatus
+from orders_core.application import Change, IdempotencyRecord, OrderStore, Outbox, event_for
+from orders_core.domain import LineItem, Order, OrderStatus, event_id
 from orders_core.errors import ConcurrencyConflict, DuplicateRequest
-from orders_core.events import DomainEvent, event_id
-from orders_core.idempotency import IdempotencyRecord
-from orders_core.ports import Change, OrderStore, Outbox
 from orders_core.testing.clock import FakeClock
 
 
@@ -63,13 +61,13 @@ class OutboxContract(ABC):
         store: OrderStore, clock: FakeClock, order_id: str, record: IdempotencyRecord | None = None
     ) -> Order:
         order = Order.place(order_id, [LineItem(sku="sku-1", quantity=1)], "cust-1", clock())
-        store.commit(Change(order, 0, (DomainEvent.for_order(order),), record), now=clock())
+        store.commit(Change(order, 0, (event_for(order),), record), now=clock())
         return order
 
     @staticmethod
     def _confirm(store: OrderStore, clock: FakeClock, order: Order) -> Order:
         confirmed = order.transition(OrderStatus.CONFIRMED, clock())
-        change = Change(confirmed, order.version, (DomainEvent.for_order(confirmed),))
+        change = Change(confirmed, order.version, (event_for(confirmed),))
         store.commit(change, now=clock())
         return confirmed
 
@@ -154,7 +152,7 @@ class OutboxContract(ABC):
         with pytest.raises(ConcurrencyConflict):  # o-1 exists: a create is stale
             self._place(store, clock, "o-1")
         confirmed = first.transition(OrderStatus.CONFIRMED, clock())
-        stale = Change(confirmed, 7, (DomainEvent.for_order(confirmed),))
+        stale = Change(confirmed, 7, (event_for(confirmed),))
         with pytest.raises(ConcurrencyConflict):  # based on a version it is no longer at
             store.commit(stale, now=clock())
         with pytest.raises(DuplicateRequest):  # the key is taken: the whole change goes

@@ -7,15 +7,20 @@ from datetime import timedelta
 
 import pytest
 
-from orders_core import commands
-from orders_core.commands import Command
+from orders_core.application import (
+    ANONYMOUS,
+    CREATE,
+    FULFILL,
+    Change,
+    Command,
+    OrderService,
+    OrderStore,
+    Principal,
+    event_for,
+    event_key,
+)
 from orders_core.domain import LineItem, Order, OrderStatus
-from orders_core.events import DomainEvent
-from orders_core.http import HttpApi
-from orders_core.idempotency import event_key
-from orders_core.ports import Change, OrderStore
-from orders_core.security import ANONYMOUS, Principal
-from orders_core.service import OrderService
+from orders_core.edges.http import HttpApi
 from orders_core.testing.clock import FakeClock
 from orders_core.testing.contract._base import (
     ADMIN,
@@ -41,7 +46,7 @@ class OwnershipCases(ContractBase):
         assert read is not None
         assert read.owner == ALICE.id
         confirmed = read.transition(OrderStatus.CONFIRMED, clock())
-        store.commit(Change(confirmed, 1, (DomainEvent.for_order(confirmed),)), now=clock())
+        store.commit(Change(confirmed, 1, (event_for(confirmed),)), now=clock())
         again = store.get("o-1")
         assert again is not None
         assert (again.owner, again.status) == (ALICE.id, OrderStatus.CONFIRMED)
@@ -102,7 +107,7 @@ class OwnershipCases(ContractBase):
         listing = self._get(api, "/orders", ADMIN, {"customerId": "cust-1"}).json()["orders"]
         assert len(listing) == 2
         assert self._post(api, f"/orders/{oid}/confirm", principal=ADMIN).status == 200
-        command = Command(commands.FULFILL, "urn:erp", "evt-9", {"orderId": oid})
+        command = Command(FULFILL, "urn:erp", "evt-9", {"orderId": oid})
         result = service.handle(
             command, principal=QUEUE, idempotency_key=event_key("urn:erp", "evt-9")
         )
@@ -114,7 +119,7 @@ class OwnershipCases(ContractBase):
         self, service: OrderService, store: OrderStore
     ) -> None:
         bus = Principal.service("arn:aws:events:us-east-1:111122223333:event-bus/orders")
-        command = Command(commands.CREATE, "urn:erp", "evt-7", json.loads(CREATE_BODY))
+        command = Command(CREATE, "urn:erp", "evt-7", json.loads(CREATE_BODY))
         key = event_key("urn:erp", "evt-7")
         first = service.handle(command, principal=QUEUE, idempotency_key=key)
         again = service.handle(command, principal=bus, idempotency_key=key)
@@ -125,7 +130,7 @@ class OwnershipCases(ContractBase):
     def test_with_authentication_off_the_anonymous_caller_sees_every_order(
         self, api: HttpApi, service: OrderService
     ) -> None:
-        command = Command(commands.CREATE, "urn:erp", "evt-8", json.loads(CREATE_BODY))
+        command = Command(CREATE, "urn:erp", "evt-8", json.loads(CREATE_BODY))
         made = service.handle(
             command, principal=QUEUE, idempotency_key=event_key("urn:erp", "evt-8")
         )
@@ -155,7 +160,7 @@ class OwnershipCases(ContractBase):
             api, "/orders", CREATE_BODY, idempotency_key="ce:14:urn:erp:orders:evt-42"
         )
         assert forged.status == 201
-        command = Command(commands.CREATE, "urn:erp:orders", "evt-42", json.loads(CREATE_BODY))
+        command = Command(CREATE, "urn:erp:orders", "evt-42", json.loads(CREATE_BODY))
         real = service.handle(
             command, principal=principal, idempotency_key=event_key("urn:erp:orders", "evt-42")
         )

@@ -1,5 +1,5 @@
 """Idempotency, optimistic concurrency and the order lifecycle, through the service and
-:class:`~orders_core.http.HttpApi`: what every store must make true under real callers."""
+:class:`~orders_core.edges.http.HttpApi`: what every store must make true under real callers."""
 
 from __future__ import annotations
 
@@ -9,10 +9,21 @@ from typing import Any
 
 import pytest
 
-from orders_core import commands
-from orders_core.commands import Command
-from orders_core.deadline import Deadline
-from orders_core.domain import OrderStatus
+from orders_core.application import (
+    CANCEL,
+    CONFIRM,
+    CREATE,
+    FULFILL,
+    Command,
+    Deadline,
+    OrderService,
+    OrderStore,
+    Principal,
+    event_key,
+    http_key,
+)
+from orders_core.domain import OrderStatus, event_id
+from orders_core.edges.http import HttpApi, HttpRequest, HttpResponse
 from orders_core.errors import (
     ConcurrencyConflict,
     DeadlineExceeded,
@@ -21,12 +32,6 @@ from orders_core.errors import (
     PreconditionFailed,
     ValidationFailed,
 )
-from orders_core.events import event_id
-from orders_core.http import HttpApi, HttpRequest, HttpResponse
-from orders_core.idempotency import event_key, http_key
-from orders_core.ports import OrderStore
-from orders_core.security import Principal
-from orders_core.service import OrderService
 from orders_core.testing.clock import FakeClock
 from orders_core.testing.contract._base import (
     ALICE,
@@ -40,7 +45,7 @@ from orders_core.testing.contract._base import (
 
 
 class ServiceCases(ContractBase):
-    """Cases that drive the store through :class:`~orders_core.service.OrderService` and HTTP."""
+    """Cases that drive the store through :class:`~orders_core.application.OrderService`, HTTP."""
 
     # -- idempotency through the service -----------------------------------------------
 
@@ -107,7 +112,7 @@ class ServiceCases(ContractBase):
         self, service: OrderService, store: OrderStore
     ) -> None:
         command = Command(
-            type=commands.CREATE,
+            type=CREATE,
             source="urn:test:queue",
             id="evt-1",
             data=json.loads(CREATE_BODY),
@@ -141,11 +146,11 @@ class ServiceCases(ContractBase):
     def test_concurrent_transitions_without_etag_never_double_apply(
         self, service: OrderService, store: OrderStore
     ) -> None:
-        created = service.handle(Command(commands.CREATE, "t", "c", json.loads(CREATE_BODY)))
+        created = service.handle(Command(CREATE, "t", "c", json.loads(CREATE_BODY)))
         results = run_concurrently(
             RACERS,
             lambda i: service.handle(
-                Command(commands.CONFIRM, "t", f"confirm-{i}", {"orderId": created.order_id})
+                Command(CONFIRM, "t", f"confirm-{i}", {"orderId": created.order_id})
             ),
         )
         wins = [r for r in results if not isinstance(r, BaseException)]
@@ -161,13 +166,13 @@ class ServiceCases(ContractBase):
     def test_the_full_lifecycle_emits_one_event_per_transition(
         self, service: OrderService, store: OrderStore
     ) -> None:
-        created = service.handle(Command(commands.CREATE, "t", "1", json.loads(CREATE_BODY)))
+        created = service.handle(Command(CREATE, "t", "1", json.loads(CREATE_BODY)))
         oid = created.order_id
-        service.handle(Command(commands.CONFIRM, "t", "2", {"orderId": oid}))
-        done = service.handle(Command(commands.FULFILL, "t", "3", {"orderId": oid}))
+        service.handle(Command(CONFIRM, "t", "2", {"orderId": oid}))
+        done = service.handle(Command(FULFILL, "t", "3", {"orderId": oid}))
         assert json.loads(done.body)["status"] == "FULFILLED"
         with pytest.raises(InvalidTransition):
-            service.handle(Command(commands.CANCEL, "t", "4", {"orderId": oid}))
+            service.handle(Command(CANCEL, "t", "4", {"orderId": oid}))
         types = [e.type for e in self.committed_events(store, oid)]
         assert types == [
             "io.orderscore.order.created.v1",
@@ -199,13 +204,13 @@ class ServiceCases(ContractBase):
         self, service: OrderService, store: OrderStore, data: dict[str, Any]
     ) -> None:
         with pytest.raises(ValidationFailed):
-            service.handle(Command(commands.CREATE, "t", "bad", {**data, "customerId": "cust-1"}))
+            service.handle(Command(CREATE, "t", "bad", {**data, "customerId": "cust-1"}))
         assert store.list_by_customer("cust-1").orders == []
 
     def test_an_expired_deadline_starts_nothing(
         self, service: OrderService, store: OrderStore
     ) -> None:
-        command = Command(commands.CREATE, "t", "late", json.loads(CREATE_BODY))
+        command = Command(CREATE, "t", "late", json.loads(CREATE_BODY))
         with pytest.raises(DeadlineExceeded):
             service.handle(command, deadline=Deadline.after(-1))
         assert store.list_by_customer("cust-1").orders == []
@@ -213,9 +218,7 @@ class ServiceCases(ContractBase):
     def test_events_carry_the_commands_trace_context(
         self, service: OrderService, store: OrderStore
     ) -> None:
-        command = Command(
-            commands.CREATE, "t", "traced", json.loads(CREATE_BODY), traceparent=TRACEPARENT
-        )
+        command = Command(CREATE, "t", "traced", json.loads(CREATE_BODY), traceparent=TRACEPARENT)
         result = service.handle(command)
         (event,) = self.committed_events(store, result.order_id)
         assert event.traceparent is not None
@@ -227,12 +230,12 @@ class ServiceCases(ContractBase):
         self, service: OrderService
     ) -> None:
         created = service.handle(
-            Command(commands.CREATE, "t", "x", json.loads(CREATE_BODY)),
+            Command(CREATE, "t", "x", json.loads(CREATE_BODY)),
             idempotency_key=http_key("k"),
         )
         with pytest.raises(IdempotencyKeyReused):
             service.handle(
-                Command(commands.CONFIRM, "t", "y", {"orderId": created.order_id}),
+                Command(CONFIRM, "t", "y", {"orderId": created.order_id}),
                 idempotency_key=http_key("k"),
             )
 
@@ -240,10 +243,8 @@ class ServiceCases(ContractBase):
         assert self._post(api, "/orders/missing/confirm", if_match='"1"').status == 404
 
     def test_preconditions_hold_under_the_service_too(self, service: OrderService) -> None:
-        created = service.handle(Command(commands.CREATE, "t", "1", json.loads(CREATE_BODY)))
+        created = service.handle(Command(CREATE, "t", "1", json.loads(CREATE_BODY)))
         with pytest.raises(PreconditionFailed):
             service.handle(
-                Command(
-                    commands.CONFIRM, "t", "2", {"orderId": created.order_id, "expectedVersion": 7}
-                )
+                Command(CONFIRM, "t", "2", {"orderId": created.order_id, "expectedVersion": 7})
             )

@@ -6,14 +6,13 @@ from datetime import timedelta
 
 import pytest
 
-from orders_core.domain import LineItem, Order, OrderStatus
+from orders_core.application import Change, OrderStore, event_for
+from orders_core.domain import LineItem, Order, OrderStatus, event_id
 from orders_core.errors import (
     ConcurrencyConflict,
     DuplicateRequest,
     MalformedRequest,
 )
-from orders_core.events import DomainEvent, event_id
-from orders_core.ports import Change, OrderStore
 from orders_core.testing.clock import FakeClock
 from orders_core.testing.contract._base import (
     ALICE,
@@ -22,7 +21,7 @@ from orders_core.testing.contract._base import (
 
 
 class StorePortCases(ContractBase):
-    """Cases that drive the store directly, through :class:`~orders_core.ports.OrderStore`."""
+    """Cases that drive the store directly, through :class:`~orders_core.application.OrderStore`."""
 
     def test_commit_then_get_returns_the_same_order(
         self, store: OrderStore, clock: FakeClock
@@ -38,7 +37,7 @@ class StorePortCases(ContractBase):
         order = self._order(clock)
         store.commit(self._create(order), now=clock())
         confirmed = order.transition(OrderStatus.CONFIRMED, clock())
-        store.commit(Change(confirmed, 1, (DomainEvent.for_order(confirmed),)), now=clock())
+        store.commit(Change(confirmed, 1, (event_for(confirmed),)), now=clock())
         events = self.committed_events(store, "o-1")
         assert [e.id for e in events] == [event_id("o-1", 1), event_id("o-1", 2)]
         assert events[1].data["status"] == "CONFIRMED"
@@ -49,10 +48,10 @@ class StorePortCases(ContractBase):
         order = self._order(clock)
         store.commit(self._create(order), now=clock())
         confirmed = order.transition(OrderStatus.CONFIRMED, clock())
-        store.commit(Change(confirmed, 1, (DomainEvent.for_order(confirmed),)), now=clock())
+        store.commit(Change(confirmed, 1, (event_for(confirmed),)), now=clock())
         cancelled = order.transition(OrderStatus.CANCELLED, clock())  # based on version 1
         with pytest.raises(ConcurrencyConflict):
-            store.commit(Change(cancelled, 1, (DomainEvent.for_order(cancelled),)), now=clock())
+            store.commit(Change(cancelled, 1, (event_for(cancelled),)), now=clock())
         assert store.get("o-1") == confirmed
         assert len(self.committed_events(store, "o-1")) == 2
 

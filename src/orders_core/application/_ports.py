@@ -17,9 +17,8 @@ from datetime import UTC, datetime
 from typing import ClassVar, Final, Protocol
 
 from orders_core._immutable import immutable
-from orders_core.domain import Order
-from orders_core.events import DomainEvent
-from orders_core.idempotency import IdempotencyRecord
+from orders_core.application._idempotency import IdempotencyRecord
+from orders_core.domain import DomainEvent, Order
 
 MAX_PAGE_SIZE = 100
 

@@ -30,14 +30,12 @@ import queue
 import select
 import threading
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 from orders_core import telemetry
-from orders_core.asgi import Answer
-from orders_core.deadline import Deadline
+from orders_core.application import Deadline, Unit
+from orders_core.edges.http import HttpApi, HttpRequest, HttpResponse, problem_response
 from orders_core.errors import StoreUnavailable
-from orders_core.http import HttpApi, HttpRequest, problem_response
-from orders_core.service import Unit
 
 log = logging.getLogger("orders_core.lanes")
 
@@ -47,6 +45,33 @@ DEFAULT_READERS: Final = 4
 DEFAULT_BATCH: Final = 64
 READS: Final = frozenset({"GET", "HEAD"})
 _STOP: Final = object()
+
+
+class Answer:
+    """What the lanes answered: the response, the order it named (for the access log),
+    and whether the connection must close after it (a withdrawn answer)."""
+
+    __slots__ = ("close", "order_id", "response")
+
+    def __init__(
+        self, response: HttpResponse, order_id: str | None = None, *, close: bool = False
+    ) -> None:
+        self.response = response
+        self.order_id = order_id
+        self.close = close
+
+
+class Lanes(Protocol):
+    """How requests reach the service from the event loop (see :mod:`orders_core.edges.lanes`)."""
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+    async def submit(self, request: HttpRequest, deadline: Deadline, correlation: str) -> Answer:
+        """Answer ``request`` without blocking the loop; never raises for the request's
+        own failures (those are problem responses)."""
+        ...
 
 
 def _unavailable(path: str) -> Answer:

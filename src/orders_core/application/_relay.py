@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from typing import Final, Protocol
 
 from orders_core import telemetry
-from orders_core.events import DomainEvent
-from orders_core.ports import EventPublisher, Outbox
+from orders_core.application._ports import EventPublisher, Outbox
+from orders_core.domain import DomainEvent
 
 log = logging.getLogger("orders_core.relay")
 

@@ -23,8 +23,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from orders_core import telemetry
-from orders_core._endpoints import FIXED_ROUTES, ROUTES, routes_for
-from orders_core._http_values import (
+from orders_core.application import COMMANDS, Authenticator, Deadline, OrderService, Unit
+from orders_core.edges._endpoints import FIXED_ROUTES, ROUTES, routes_for
+from orders_core.edges._http_values import (
     DEFAULT_MAX_BODY,
     HTTP_SOURCE,
     PROBLEM_BASE,
@@ -42,12 +43,8 @@ from orders_core._http_values import (
     parse_query,
     problem_response,
 )
-from orders_core._media import CE_BATCH, CE_JSON, JSON, PROBLEM_JSON
-from orders_core.commands import COMMANDS
-from orders_core.deadline import Deadline
+from orders_core.edges._media import CE_BATCH, CE_JSON, JSON, PROBLEM_JSON
 from orders_core.errors import MethodNotAllowed, NotFound, OrdersError, PayloadTooLarge
-from orders_core.security import Authenticator
-from orders_core.service import OrderService, Unit
 
 if TYPE_CHECKING:
     from opentelemetry import trace

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from orders_core._immutable import immutable
-from orders_core.domain import Items, LineItem, Order, OrderStatus, order_total
+from orders_core.domain import DomainEvent, Items, LineItem, Order, OrderStatus, order_total
 from orders_core.errors import FieldError, MalformedRequest, PreconditionFailed, ValidationFailed
 
 if TYPE_CHECKING:
@@ -335,3 +335,14 @@ COMMANDS: Final[Mapping[str, CommandSpec]] = command_table(
 def event_types(table: Iterable[CommandSpec]) -> dict[OrderStatus, str]:
     """Status -> the event type announcing it, as ``table`` declares them."""
     return {spec.status: spec.event_type for spec in table}
+
+
+def event_for(
+    order: Order, *, table: Mapping[str, CommandSpec] | None = None, **attributes: Any
+) -> DomainEvent:
+    """The event announcing ``order``'s latest transition, typed as ``table`` (by default
+    :data:`COMMANDS`) declares it. The domain does not know the command table, so callers
+    that have no command in hand (stores' tests, replays) name the event through here.
+    ``attributes`` are :meth:`DomainEvent.for_order`'s (``source``, ``traceparent``...)."""
+    types = event_types((COMMANDS if table is None else table).values())
+    return DomainEvent.for_order(order, type=types[order.status], **attributes)

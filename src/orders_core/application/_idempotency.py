@@ -27,8 +27,8 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from orders_core._immutable import immutable
+from orders_core.application._security import Principal
 from orders_core.errors import IdempotencyKeyReused, MalformedRequest
-from orders_core.security import Principal
 
 DEFAULT_TTL: Final = timedelta(hours=24)
 MAX_KEY_LENGTH: Final = 255

@@ -6,7 +6,15 @@ import json
 from collections.abc import Mapping
 from typing import Final
 
-from orders_core._http_values import (
+from orders_core.application import (
+    COMMANDS,
+    Command,
+    CommandSpec,
+    IdempotencyKey,
+    event_key,
+    new_id,
+)
+from orders_core.edges._http_values import (
     _ID_RE,
     HTTP_SOURCE,
     Api,
@@ -23,11 +31,8 @@ from orders_core._http_values import (
     json_response,
     parse_if_match,
 )
-from orders_core.commands import COMMANDS, Command, CommandSpec
+from orders_core.edges.numbers import ascii_int
 from orders_core.errors import MalformedRequest
-from orders_core.idempotency import IdempotencyKey, event_key
-from orders_core.numbers import ascii_int
-from orders_core.ports import new_id
 
 # -- endpoints -------------------------------------------------------------------------
 
@@ -125,7 +130,7 @@ def _list(api: Api, request: HttpRequest, params: dict[str, str], call: Call) ->
 
 
 def _events(api: Api, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
-    from orders_core.cloudevents_http import command_from_http
+    from orders_core.edges.cloudevents_http import command_from_http
 
     command = command_from_http(request.headers, request.body)
     if command.traceparent is None:
@@ -138,7 +143,7 @@ def _events(api: Api, request: HttpRequest, params: dict[str, str], call: Call) 
 
 
 def _openapi(api: Api, request: HttpRequest, params: dict[str, str], call: Call) -> HttpResponse:
-    from orders_core.openapi import openapi_document
+    from orders_core.edges.openapi import openapi_document
 
     if api.openapi_json is None:
         document = openapi_document(

@@ -1,4 +1,4 @@
-"""One ASGI 3 app over the core's :class:`~orders_core.http.HttpApi`: every long-running
+"""One ASGI 3 app over the core's :class:`~orders_core.edges.http.HttpApi`: every long-running
 HTTP runtime serves this, on a server it does not write (uvicorn, granian, hypercorn).
 
 Standard library only: the server is the runtime's choice, and ``import orders_core`` never
@@ -12,7 +12,7 @@ imports this module. What it does on top of :class:`HttpApi`:
 - a total body deadline (``body_timeout``): a body that never finishes is a 408, not a
   request held open for ever;
 - the request reaches the service through :class:`Lanes` (how a runtime schedules store
-  work: one writer grouping commits, or a thread per request: :mod:`orders_core.lanes`);
+  work: one writer grouping commits, or a thread per request: :mod:`orders_core.edges.lanes`);
 - ``x-request-id`` in (if well-formed), ``x-correlation-id`` out, the correlation id and
   order id on every log line, one JSON access-log line per request (method, path, status,
   durationMs, correlationId, traceId from a valid ``traceparent``), never the body;
@@ -26,14 +26,14 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from orders_core import telemetry
-from orders_core.deadline import Deadline
+from orders_core.application import Deadline, new_id
+from orders_core.edges.http import HttpApi, HttpRequest, parse_query, problem_response
+from orders_core.edges.lanes import Answer, Lanes, lanes_for
+from orders_core.edges.numbers import ascii_int
 from orders_core.errors import MalformedRequest, OrdersError, PayloadTooLarge
-from orders_core.http import HttpApi, HttpRequest, HttpResponse, parse_query, problem_response
-from orders_core.numbers import ascii_int
-from orders_core.ports import new_id
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -55,33 +55,6 @@ class RequestTimeout(OrdersError):
     status = 408
     slug = "request-timeout"
     title = "Request timeout"
-
-
-class Answer:
-    """What the lanes answered: the response, the order it named (for the access log),
-    and whether the connection must close after it (a withdrawn answer)."""
-
-    __slots__ = ("close", "order_id", "response")
-
-    def __init__(
-        self, response: HttpResponse, order_id: str | None = None, *, close: bool = False
-    ) -> None:
-        self.response = response
-        self.order_id = order_id
-        self.close = close
-
-
-class Lanes(Protocol):
-    """How requests reach the service from the event loop (see :mod:`orders_core.lanes`)."""
-
-    def start(self) -> None: ...
-
-    def stop(self, timeout: float = 10.0) -> None: ...
-
-    async def submit(self, request: HttpRequest, deadline: Deadline, correlation: str) -> Answer:
-        """Answer ``request`` without blocking the loop; never raises for the request's
-        own failures (those are problem responses)."""
-        ...
 
 
 def correlation_for(supplied: str | None) -> str:
@@ -280,10 +253,9 @@ def create_app(
     on_shutdown: Sequence[Hook] = (),
 ) -> OrdersAsgi:
     """The ASGI app for ``api``. Without ``lanes``: one writer grouping commits if the
-    store declares ``groups_commits``, else a bounded thread pool (:mod:`orders_core.lanes`)."""
+    store declares ``groups_commits``, else a bounded thread pool
+    (:mod:`orders_core.edges.lanes`)."""
     if lanes is None:
-        from orders_core.lanes import lanes_for
-
         lanes = lanes_for(api)
     return OrdersAsgi(
         api,

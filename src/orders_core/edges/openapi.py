@@ -2,7 +2,7 @@
 
 Generated (not hand-written) so it cannot drift from validation: command routes are described
 from the command table (their summary, body and payload models), the fixed routes here; a
-test walks :data:`orders_core.http.ROUTES` and checks every route is documented and that real
+test walks :data:`orders_core.edges.http.ROUTES` and checks every route is documented and that real
 responses validate against the schemas given here. Built lazily on the first
 ``GET /openapi.json``.
 """
@@ -18,12 +18,12 @@ from pydantic import AliasChoices, BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
 from orders_core import __version__
-from orders_core.commands import COMMANDS, ID_PATTERN, CommandSpec
+from orders_core.application import COMMANDS, ID_PATTERN, CommandSpec
 from orders_core.domain import LineItem, Order
 
 
 class DescribedRoute(Protocol):
-    """What the document needs of a route: :class:`orders_core.http.Route` is one. A
+    """What the document needs of a route: :class:`orders_core.edges.http.Route` is one. A
     Protocol, not that class, so this module never imports the binding that imports it."""
 
     @property

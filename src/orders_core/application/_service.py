@@ -1,9 +1,9 @@
 """OrderService: a command CloudEvent in, a decision, one atomic commit, an answer out.
 
-The command table (:data:`orders_core.commands.COMMANDS`) gives each command type its
+The command table (:data:`orders_core.application.COMMANDS`) gives each command type its
 payload model and its decision. A decision is pure: it reads the aggregate, applies the
 transition and returns the new state; the service turns that into one
-:class:`~orders_core.ports.Change` (state + events + idempotency record) and lets the store
+:class:`~orders_core.application.Change` (state + events + idempotency record) and lets the store
 commit it conditionally.
 """
 
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from orders_core import telemetry
 from orders_core._immutable import immutable
-from orders_core.commands import (
+from orders_core.application._commands import (
     COMMANDS,
     Command,
     CommandSpec,
@@ -28,8 +28,28 @@ from orders_core.commands import (
     parse_json_object,
     shallow,
 )
-from orders_core.deadline import Deadline
-from orders_core.domain import Order
+from orders_core.application._deadline import Deadline
+from orders_core.application._idempotency import (
+    DEFAULT_TTL,
+    IdempotencyKey,
+    IdempotencyRecord,
+    derived_order_id,
+    fingerprint,
+    replayable,
+    scoped_key,
+)
+from orders_core.application._ports import (
+    MAX_PAGE_SIZE,
+    Change,
+    Clock,
+    IdFactory,
+    OrderStore,
+    Page,
+    new_id,
+    utc_now,
+)
+from orders_core.application._security import ANONYMOUS, Principal
+from orders_core.domain import DEFAULT_SOURCE, DomainEvent, Order
 from orders_core.errors import (
     ConcurrencyConflict,
     DuplicateRequest,
@@ -40,27 +60,6 @@ from orders_core.errors import (
     PreconditionFailed,
     ValidationFailed,
 )
-from orders_core.events import DEFAULT_SOURCE, DomainEvent
-from orders_core.idempotency import (
-    DEFAULT_TTL,
-    IdempotencyKey,
-    IdempotencyRecord,
-    derived_order_id,
-    fingerprint,
-    replayable,
-    scoped_key,
-)
-from orders_core.ports import (
-    MAX_PAGE_SIZE,
-    Change,
-    Clock,
-    IdFactory,
-    OrderStore,
-    Page,
-    new_id,
-    utc_now,
-)
-from orders_core.security import ANONYMOUS, Principal
 
 log = logging.getLogger("orders_core.service")
 
@@ -198,8 +197,8 @@ class OrderService:
     ) -> CommandResult:
         """Run ``command`` once, whatever number of times it is delivered.
 
-        ``idempotency_key`` is the caller's key (:func:`~orders_core.idempotency.http_key`)
-        or :func:`~orders_core.idempotency.event_key` of the CloudEvent; None means the
+        ``idempotency_key`` is the caller's key (:func:`~orders_core.application.http_key`)
+        or :func:`~orders_core.application.event_key` of the CloudEvent; None means the
         command is not deduplicated (an HTTP request without ``Idempotency-Key``). It is
         scoped by ``principal``, who must also own the order a transition targets. ``unit``
         is the :meth:`unit_of_work` this command joins, which records it when it commits.

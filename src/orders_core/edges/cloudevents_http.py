@@ -20,8 +20,8 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from orders_core._media import CE_BATCH, CE_JSON
-from orders_core.commands import Command
+from orders_core.application import Command
+from orders_core.edges._media import CE_BATCH, CE_JSON
 from orders_core.errors import MalformedRequest, UnsupportedMediaType
 
 REQUIRED: Final = ("id", "source", "type", "specversion")
@@ -46,7 +46,7 @@ def command_from_http(headers: Mapping[str, str], body: bytes) -> Command:
     Binary mode when any ``ce-`` header is present (the spec's rule), else structured mode
     with ``application/cloudevents+json``. Batches are refused with 415.
     """
-    from orders_core.commands import parse_json_object
+    from orders_core.application import parse_json_object
 
     media = _media_type(headers)
     try:

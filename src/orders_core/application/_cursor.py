@@ -26,13 +26,13 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def encode(position: dict[str, Any], key: bytes) -> str:
+def encode_cursor(position: dict[str, Any], key: bytes) -> str:
     body = _b64(json.dumps(position, separators=(",", ":"), sort_keys=True).encode())
     mac = hmac.new(key, body.encode(), hashlib.sha256).digest()[:16]
     return f"{body}.{_b64(mac)}"
 
 
-def decode(cursor: str, key: bytes) -> dict[str, Any]:
+def decode_cursor(cursor: str, key: bytes) -> dict[str, Any]:
     invalid = MalformedRequest("invalid pagination cursor")
     if len(cursor) > MAX_CURSOR_LENGTH or cursor.count(".") != 1:
         raise invalid

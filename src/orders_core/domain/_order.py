@@ -28,7 +28,7 @@ SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 UNOWNED = "anonymous:"
 """The owner of orders stored before owners were recorded, when every caller was anonymous:
-the anonymous principal's id (``orders_core.security.ANONYMOUS.id``)."""
+the anonymous principal's id (``orders_core.application.ANONYMOUS.id``)."""
 MAX_UNIT_PRICE = 10**12
 """Minor units; keeps ``quantity * unitPrice`` summed over 100 items far inside int64."""
 
@@ -141,7 +141,7 @@ class Order(_Model):
     updated_at: datetime = Field(alias="updatedAt")
     cancel_reason: str | None = Field(default=None, alias="cancelReason")
     owner: str = Field(default=UNOWNED, exclude=True)
-    """The id of the principal that created the order (:mod:`orders_core.security`).
+    """The id of the principal that created the order (:mod:`orders_core.application`).
     Stores keep it beside the order; it is never part of the order's JSON (responses,
     events), which says nothing about who asked."""
 

@@ -6,7 +6,7 @@ the same CloudEvent identity and consumers can deduplicate on ``(source, id)``.
 ``subject`` and ``partitionkey`` are the order id (per-order ordering on partitioned
 transports); ``traceparent``/``tracestate`` come from the command that caused the change.
 
-Each event's ``type`` comes from the command table (:data:`orders_core.commands.COMMANDS`):
+Each event's ``type`` comes from the command table (:data:`orders_core.application.COMMANDS`):
 
 ======================================  =========================
 CloudEvent ``type``                     emitted when
@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from orders_core._immutable import immutable
-from orders_core.domain import Order
+from orders_core.domain._order import Order
 
 if TYPE_CHECKING:
     from cloudevents.core.v1.event import CloudEvent
@@ -94,7 +94,7 @@ class DomainEvent:
         cls,
         order: Order,
         *,
-        type: str | None = None,
+        type: str,
         source: str = DEFAULT_SOURCE,
         traceparent: str | None = None,
         tracestate: str | None = None,
@@ -102,14 +102,10 @@ class DomainEvent:
     ) -> DomainEvent:
         """The event for ``order``'s latest transition.
 
-        ``type`` is the command's event type; without it, the default command table's
-        event for the order's status. ``order_json`` is ``order.to_json()`` when the caller
-        already has it.
+        ``type`` is the command's event type (the application's command table knows it;
+        ``orders_core.application.event_for`` looks it up). ``order_json`` is
+        ``order.to_json()`` when the caller already has it.
         """
-        if type is None:
-            from orders_core.commands import COMMANDS, event_types
-
-            type = event_types(COMMANDS.values())[order.status]
         return cls(
             id=event_id(order.order_id, order.version),
             type=type,

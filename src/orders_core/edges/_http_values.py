@@ -1,5 +1,5 @@
 """The values of the HTTP binding (requests, responses, routes) and the helpers that read
-and render them; :mod:`orders_core.http` is their public face."""
+and render them; :mod:`orders_core.edges.http` is their public face."""
 
 from __future__ import annotations
 
@@ -9,11 +9,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from orders_core import commands, telemetry
+from orders_core import telemetry
 from orders_core._immutable import immutable
-from orders_core._media import JSON, PROBLEM_JSON
-from orders_core.commands import CommandSpec, parse_json_object
-from orders_core.deadline import Deadline
+from orders_core.application import (
+    ANONYMOUS,
+    ID_PATTERN,
+    CommandResult,
+    CommandSpec,
+    Deadline,
+    IdempotencyKey,
+    Principal,
+    Unit,
+    http_key,
+    parse_json_object,
+)
+from orders_core.edges._media import JSON, PROBLEM_JSON
+from orders_core.edges.numbers import ascii_int
 from orders_core.errors import (
     MalformedRequest,
     MethodNotAllowed,
@@ -22,14 +33,9 @@ from orders_core.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from orders_core.idempotency import IdempotencyKey, http_key
-from orders_core.numbers import ascii_int
-from orders_core.security import ANONYMOUS, Principal
-from orders_core.service import CommandResult, Unit
 
 if TYPE_CHECKING:
-    from orders_core.security import Authenticator
-    from orders_core.service import OrderService
+    from orders_core.application import Authenticator, OrderService
 
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 HTTP_SOURCE: Final = "urn:orders-core:http"
@@ -38,7 +44,7 @@ REPLAY_HEADER: Final = "idempotent-replayed"
 
 _JSON_TYPE_RE: Final = re.compile(r"^application/([a-z0-9.+-]+\+)?json$")
 _ETAG_RE: Final = re.compile(r'^(W/)?"([^"]*)"$')
-_ID_RE: Final = re.compile(commands.ID_PATTERN)
+_ID_RE: Final = re.compile(ID_PATTERN)
 
 
 @immutable()
@@ -76,7 +82,7 @@ class Call:
 
 
 class Api(Protocol):
-    """What an endpoint may use of the :class:`~orders_core.http.HttpApi` that routed to it."""
+    """What an endpoint may use of the :class:`~orders_core.edges.http.HttpApi` routing to it."""
 
     service: OrderService
     routes: tuple[Route, ...]

@@ -1,0 +1,285 @@
+"""The ``orders-local`` command line: its parser, each option with its ORDERS_LOCAL_*
+variable and the checks that make a bad value a usage error rather than a traceback.
+
+A command-line option wins over the environment. The commands themselves are in
+:mod:`orders_local.cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from orders_core.edges.numbers import ascii_decimal, ascii_int
+from orders_local.backends import BACKENDS
+
+ENV = "ORDERS_LOCAL_"
+T = TypeVar("T")
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(ENV + name, default)
+
+
+def _env_value(
+    parser: argparse.ArgumentParser, name: str, default: str, parse: Callable[[str], T]
+) -> T:
+    """An option's default from ``ORDERS_LOCAL_<name>``: a bad value is a usage error naming
+    the variable (exit 2), not a traceback from inside the parser's construction."""
+    text = _env(name, default)
+    try:
+        return parse(text)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"{ENV}{name}: {exc}")
+
+
+def _positive_int(text: str) -> int:
+    value = ascii_int(text)  # int() would also take "1_000", U+0661
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer (ASCII digits)")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text) if text != "0" else 0
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535)")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = ascii_decimal(text)  # float() takes "1_0", "inf", "nan"
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 3600 seconds")
+    return value
+
+
+def _synchronous(text: str) -> str:
+    from orders_local.sqlite import synchronous_mode
+
+    try:
+        return synchronous_mode(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _db_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=Path(_env("DB", "orders.db")),
+        help=f"{help_text} [ORDERS_LOCAL_DB]",
+    )
+
+
+def _sink_option(parser: argparse.ArgumentParser, choices: str) -> None:
+    parser.add_argument(
+        "--sink",
+        default=_env("SINK", "stdout"),
+        help=f"where events go: {choices} [ORDERS_LOCAL_SINK]",
+    )
+
+
+def _jwt_options(parser: argparse.ArgumentParser) -> None:
+    auth = parser.add_argument_group(
+        "authentication",
+        "Verify Authorization: Bearer JWTs (needs the jwt extra). Without --jwt-issuer, "
+        "authentication is off: every caller is one anonymous principal.",
+    )
+    auth.add_argument(
+        "--jwt-issuer",
+        default=os.environ.get("ORDERS_JWT_ISSUER", ""),
+        help="accepted token issuer (iss); turns authentication on [ORDERS_JWT_ISSUER]",
+    )
+    auth.add_argument(
+        "--jwt-audience",
+        default=os.environ.get("ORDERS_JWT_AUDIENCE", ""),
+        help="accepted audience(s), comma-separated: aud, or client_id without aud; "
+        "required with --jwt-issuer [ORDERS_JWT_AUDIENCE]",
+    )
+    auth.add_argument(
+        "--jwks-url",
+        default=os.environ.get("ORDERS_JWKS_URL", ""),
+        help="the issuer's signing keys; default <issuer>/.well-known/jwks.json [ORDERS_JWKS_URL]",
+    )
+    auth.add_argument(
+        "--jwt-algorithms",
+        default=os.environ.get("ORDERS_JWT_ALGORITHMS", "RS256,ES256"),
+        help="allowed signature algorithms, comma-separated; asymmetric only "
+        "[ORDERS_JWT_ALGORITHMS]",
+    )
+    auth.add_argument(
+        "--admin-scope",
+        default=os.environ.get("ORDERS_ADMIN_SCOPE", "orders:admin"),
+        help="the scope (in scope or scp) that grants access to every order [ORDERS_ADMIN_SCOPE]",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orders-local",
+        description="The orders-core local runtime: SQLite, an HTTP server and an outbox relay.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the orders HTTP API",
+        description="Serve the orders HTTP API on a local SQLite file and relay its events.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    serve.add_argument(
+        "--store",
+        choices=list(BACKENDS),
+        default=_env("STORE", "sqlite"),
+        help="where orders live (memory keeps nothing); dynamodb needs the aws extra "
+        "[ORDERS_LOCAL_STORE]",
+    )
+    _db_option(serve, "SQLite database file; created if missing")
+    serve.add_argument(
+        "--synchronous",
+        type=_synchronous,
+        default=_env_value(serve, "SYNCHRONOUS", "NORMAL", _synchronous),
+        metavar="FULL|NORMAL",
+        help="SQLite durability: NORMAL can lose the last acknowledged writes to a power loss "
+        "or OS crash (not to a process crash); FULL fsyncs every commit [ORDERS_LOCAL_SYNCHRONOUS]",
+    )
+    serve.add_argument(
+        "--table",
+        default=_env("TABLE", ""),
+        help="DynamoDB table, with --store dynamodb [ORDERS_LOCAL_TABLE]",
+    )
+    serve.add_argument(
+        "--endpoint-url",
+        default=_env("DYNAMODB_ENDPOINT", "") or None,
+        help="DynamoDB endpoint, e.g. DynamoDB Local [ORDERS_LOCAL_DYNAMODB_ENDPOINT]",
+    )
+    serve.add_argument(
+        "--host",
+        default=_env("HOST", "127.0.0.1"),
+        help="address to listen on; non-loopback needs --jwt-issuer or --allow-remote "
+        "[ORDERS_LOCAL_HOST]",
+    )
+    serve.add_argument(
+        "--port",
+        type=_port,
+        default=_env_value(serve, "PORT", "8080", _port),
+        help="TCP port; 0 picks a free one [ORDERS_LOCAL_PORT]",
+    )
+    _sink_option(serve, "stdout, file:PATH, webhook:URL, or none")
+    serve.add_argument(
+        "--max-body",
+        type=_positive_int,
+        default=_env_value(serve, "MAX_BODY", "65536", _positive_int),
+        help="largest request body in bytes, checked before it is read (100 items take a "
+        "few KB); larger is 413 [ORDERS_LOCAL_MAX_BODY]",
+    )
+    serve.add_argument(
+        "--read-timeout",
+        type=_seconds,
+        default=_env_value(serve, "READ_TIMEOUT", "5", _seconds),
+        help="seconds a connection may take to send a request head, and then its body; "
+        "an idle keep-alive connection closes after it too [ORDERS_LOCAL_READ_TIMEOUT]",
+    )
+    serve.add_argument(
+        "--handler-timeout",
+        type=_seconds,
+        default=_env_value(serve, "HANDLER_TIMEOUT", "10", _seconds),
+        help="deadline for handling one request [ORDERS_LOCAL_HANDLER_TIMEOUT]",
+    )
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        default=_env("ALLOW_REMOTE", "") in {"1", "true", "yes"},
+        help="allow listening on a non-loopback address without authentication "
+        "[ORDERS_LOCAL_ALLOW_REMOTE=1]",
+    )
+    _jwt_options(serve)
+    serve.add_argument(
+        "--relay",
+        choices=["process", "thread"],
+        default=_env("RELAY", "process"),
+        help="run the outbox relay in its own process or in a thread of the server's "
+        "[ORDERS_LOCAL_RELAY]",
+    )
+
+    serve.add_argument(
+        "--server",
+        choices=["uvicorn", "builtin"],
+        default=_env("SERVER", "uvicorn"),
+        help="HTTP front end: the ASGI app on uvicorn (httptools, uvloop), or the older "
+        "hand-written server [ORDERS_LOCAL_SERVER]",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=_env_value(serve, "WORKERS", "1", _positive_int),
+        help="server processes; more than 1 only with --store dynamodb (SQLite has one "
+        "writer) [ORDERS_LOCAL_WORKERS]",
+    )
+    serve.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=_env_value(serve, "THREADS", "32", _positive_int),
+        help="threads per process for a networked store's requests, and the DynamoDB "
+        "client's connection pool [ORDERS_LOCAL_THREADS]",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=_env_value(serve, "MAX_CONNECTIONS", "1024", _positive_int),
+        help="concurrent connections or requests beyond which requests get 503 "
+        "[ORDERS_LOCAL_MAX_CONNECTIONS]",
+    )
+
+    relay = commands.add_parser(
+        "relay",
+        help="publish a database's outbox events (serve runs one of these itself)",
+        description="Publish the outbox events of a SQLite file to a sink, in commit order, "
+        "at least once, until stopped. `serve` runs one beside itself; run this for a "
+        "database whose server relays nothing (--sink none).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _db_option(relay, "SQLite database file")
+    _sink_option(relay, "stdout, file:PATH or webhook:URL")
+    relay.add_argument(
+        "--poll-interval",
+        type=_seconds,
+        default=0.25,
+        help="seconds between looks at the outbox when nothing wakes the relay",
+    )
+    relay.add_argument(
+        "--backoff-cap",
+        type=_seconds,
+        default=10.0,  # relay.BACKOFF_CAP, not imported here: the CLI loads the core lazily
+        help="longest pause between attempts while the sink fails; the first is 0.1 s and "
+        "each next one doubles, with jitter",
+    )
+    relay.add_argument(
+        "--marks-fd",
+        type=int,
+        help=argparse.SUPPRESS,  # serve's child: report deliveries here, the server marks them
+    )
+    relay.add_argument(
+        "--lifeline",
+        action="store_true",
+        help=argparse.SUPPRESS,  # serve's child: stdin wakes it, end of file stops it
+    )
+
+    events = commands.add_parser(
+        "events",
+        help="list outbox events and their delivery state",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _db_option(events, "SQLite database file")
+    events.add_argument("--pending", action="store_true", help="only events not yet delivered")
+    events.add_argument("--limit", type=_positive_int, default=100, help="at most this many")
+    events.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    return parser
