@@ -131,7 +131,7 @@ def check(profile: Rates, fn: Sized, options: Options) -> list[QuotaWarning]:
     stage = q["stage_throttle"]
     over(
         "the stack's default stage throttle (throttleRate)",
-        spike,
+        profile.peak_rps,
         quotas.get("stage_rps", stage["rps"]),
         "requests/s",
         True,
@@ -154,8 +154,9 @@ def check(profile: Rates, fn: Sized, options: Options) -> list[QuotaWarning]:
     step = needed - math.ceil(profile.base_rps * seconds)
     windows = math.ceil(step / lam["scaling_environments"])
     over(
-        f"Lambda scaling rate: {step:,} new environments from the base rate take "
-        f"~{windows * lam['scaling_seconds']} s, requests beyond them get 429",
+        f"Lambda scaling rate: the last of {step:,} new environments (base to spike) comes "
+        f"~{(windows - 1) * lam['scaling_seconds']} s after the step; until then requests "
+        "beyond the environments in place get 429",
         step,
         lam["scaling_environments"],
         f"environments per {lam['scaling_seconds']} s",
