@@ -31,7 +31,8 @@ def test_the_bundled_prices_say_where_and_when() -> None:
     assert len(priced) == 8
     for block in priced:
         assert block["source"].startswith("https://aws.amazon.com/"), block
-        assert block["read_on"] and block["seen"], block
+        assert block["read_on"], block
+        assert block["seen"], block
 
 
 def test_on_demand_by_hand() -> None:

@@ -54,8 +54,8 @@ def test_free_allowances_are_labelled_lines_and_only_when_asked() -> None:
     assert both["free tier (12 months)"] == pytest.approx(-0.50)  # ...and given back here
     always = both["free tier (always free)"]
     # every Lambda request (500,000 + 50,000 relay), all their GB-s, 100,000 traces
-    assert always == pytest.approx(-(plain["lambda requests"] + plain["lambda compute"]
-                                     + plain["relay lambda"] + 0.50))  # fmt: skip
+    covered = plain["lambda requests"] + plain["lambda compute"] + plain["relay lambda"] + 0.50
+    assert always == pytest.approx(-covered)
     for name in ("on demand", "provisioned", "container"):
         total = report(profile, Function(free_tier=True), PRICES)["totals"][name]
         assert total >= 0
