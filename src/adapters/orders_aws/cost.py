@@ -289,8 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     fn = parser.add_argument_group("function")
     fn.add_argument("--memory", type=int, default=512, help="Lambda memory, MB")
     fn.add_argument("--arch", default="arm64", help="arm64 or x86_64")
-    fn.add_argument("--p50-ms", type=float, help="default: measured warm + DynamoDB round trip")
-    fn.add_argument("--p95-ms", type=float, help="default: as --p50-ms, at the tail")
+    fn.add_argument(
+        "--p50-ms", type=float, help="None: the measured warm call + a DynamoDB round trip"
+    )
+    fn.add_argument("--p95-ms", type=float, help="None: as --p50-ms, at the tail")
     fn.add_argument(
         "--write-units",
         type=float,
@@ -324,8 +326,12 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--sqs-per-event", type=float, default=0.0, help="a consumer queue's requests per event"
     )
-    model.add_argument("--relay-batch", type=float, help="records per relay invocation")
-    model.add_argument("--relay-ms", type=float, help="billed ms per relay invocation")
+    model.add_argument(
+        "--relay-batch", type=float, help="records per relay invocation; None: prices.json"
+    )
+    model.add_argument(
+        "--relay-ms", type=float, help="billed ms per relay invocation; None: prices.json"
+    )
     model.add_argument("--no-tracing", action="store_true", help="price without X-Ray")
 
 

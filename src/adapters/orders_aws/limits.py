@@ -252,7 +252,7 @@ def check(profile: Rates, fn: Sized, options: Options) -> list[QuotaWarning]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("limits (default quotas; docs/scaling.md)")
     group.add_argument(
-        "--region", help="AWS Region for Region-dependent quotas (default: the prices file's)"
+        "--region", help="AWS Region for Region-dependent quotas; None: the prices file's"
     )
     group.add_argument(
         "--burst",
