@@ -5,7 +5,8 @@
     orders-cost --peak-rpm 60000 --base-rpm 50000                   # sustained
     orders-cost ... --memory 1024 --arch x86_64 --p50-ms 15 --p95-ms 45 --plot cost.png
 
-Options compared, each with DynamoDB on demand, EventBridge and SQS for the event path:
+Options compared, each with DynamoDB on demand, the stream relay and EventBridge for the
+event path (line items as AWS charges them: :mod:`orders_aws.lines`):
 
 1. **on demand**: Lambda + HTTP API, paying per request and per GB-second;
 2. **provisioned**: the same with provisioned concurrency sized for the peak
@@ -14,9 +15,11 @@ Options compared, each with DynamoDB on demand, EventBridge and SQS for the even
    ALB, sized for the peak (``--task-rps`` per task, at least two for availability).
 
 It names the cheapest and the break-even sustained request rate between on demand and each
-alternative. Prices come from ``prices.json`` (region and date inside), overridable with
-``--prices``; nothing is fetched. Durations default to figures from the benchmarks plus a
-DynamoDB round trip (see ``DEFAULT_P50_MS``); measure yours and pass them.
+alternative, and warns about every default quota the profile would pass
+(:mod:`orders_aws.limits`). Prices come from ``prices.json`` (each with its page and date),
+overridable with ``--prices``; nothing is fetched. Durations default to the measured warm
+invocation plus a stated DynamoDB round trip (``lambda_defaults`` in that file); measure
+yours and pass them.
 """
 
 from __future__ import annotations
@@ -24,20 +27,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
-from orders_aws.prices import CostError, load_prices
+from orders_aws import cli_numbers, limits, lines
+from orders_aws.prices import CostError, lambda_durations, load_prices
 
 SECONDS_PER_MONTH: Final = 730 * 3600  # AWS bills a month as 730 hours
 HOURS_PER_MONTH: Final = 730
-DEFAULT_P50_MS: Final = 12.0
-"""0.09 ms of our code warm (bench/warm.py) + ~10 ms for one in-region DynamoDB write (an
-assumption: no Lambda here to measure it), billed in whole milliseconds."""
-DEFAULT_P95_MS: Final = 40.0
+_BUNDLED: Final = load_prices()
+DEFAULT_P50_MS, DEFAULT_P95_MS = lambda_durations(_BUNDLED, 512)
+"""At 512 MB; ``main`` recomputes them for ``--memory`` (see ``lambda_durations``)."""
 ARCHITECTURES: Final = ("arm64", "x86_64")
 
 
@@ -79,7 +83,11 @@ class Function:
     write_units: float = 1.0
     read_units: float = 0.0
     events_per_request: float = 1.0
-    sqs_requests_per_event: float = 3.0  # send, receive, delete
+    sqs_requests_per_event: float = 0.0  # a consumer's queue: 3 (send, receive, delete)
+    relay_batch: float = _BUNDLED["lambda_defaults"]["relay_records_per_invocation"]
+    relay_ms: float = _BUNDLED["lambda_defaults"]["relay_ms_per_invocation"]
+    traced: bool = True
+    free_tier_12_months: bool = False
     headroom: float = 1.2
     task_rps: float = 500.0
     task_vcpu: float = 1.0
@@ -96,6 +104,8 @@ class Function:
             raise CostError("durations must be positive, with p95 >= p50")
         if min(self.write_units, self.read_units, self.events_per_request) < 0:
             raise CostError("capacity units and events per request cannot be negative")
+        if self.relay_batch < 1 or self.relay_ms <= 0:
+            raise CostError("a relay invocation carries at least one record and takes time")
         if self.task_rps <= 0 or self.min_tasks < 1:
             raise CostError("a task must serve some requests, and at least one task must run")
 
@@ -108,41 +118,17 @@ class Function:
         return (0.95 * math.ceil(self.p50_ms) + 0.05 * math.ceil(self.p95_ms)) / 1000
 
 
-def _per_million(count: float, price: float, free: float = 0.0) -> float:
-    return max(0.0, count - free) / 1e6 * price
-
-
-def shared(requests: float, fn: Function, prices: dict[str, Any]) -> dict[str, float]:
-    """What every option pays: the table and the event path."""
-    events = requests * fn.events_per_request
-    sqs_free = prices["sqs"]["free_requests"] if fn.free_tier else 0
-    return {
-        "dynamodb": _per_million(
-            requests * fn.write_units, prices["dynamodb"]["write_request_unit_per_million"]
-        )
-        + _per_million(
-            requests * fn.read_units, prices["dynamodb"]["read_request_unit_per_million"]
-        ),
-        "eventbridge": _per_million(events, prices["eventbridge"]["custom_event_per_million"]),
-        "sqs": _per_million(
-            events * fn.sqs_requests_per_event, prices["sqs"]["request_per_million"], sqs_free
-        ),
-    }
+def shared(
+    requests: float, fn: Function, prices: dict[str, Any], front: lines.Usage | None = None
+) -> dict[str, float]:
+    """What every option pays: the table and the event path (and the free tier asked for)."""
+    return lines.shared(requests, fn, prices, front)
 
 
 def on_demand(profile: Profile, fn: Function, prices: dict[str, Any]) -> dict[str, float]:
-    requests = profile.requests_per_month()
-    lam = prices["lambda"]
-    free_req = lam["free_requests"] if fn.free_tier else 0
-    free_gbs = lam["free_gb_seconds"] if fn.free_tier else 0
-    gb_seconds = requests * fn.mean_billed_seconds() * fn.gb
-    api_free = prices["http_api"]["free_requests"] if fn.free_tier else 0
-    return {
-        "lambda requests": _per_million(requests, lam["request_per_million"], free_req),
-        "lambda compute": max(0.0, gb_seconds - free_gbs) * lam["gb_second"][fn.arch],
-        "http api": _per_million(requests, prices["http_api"]["request_per_million"], api_free),
-        **shared(requests, fn, prices),
-    }
+    pieces = lines.segments(profile.peak_rps, profile.base_rps, profile.peak_hours)
+    parts, usage = lines.lambda_front(pieces, fn, prices)
+    return {**parts, **shared(profile.requests_per_month(), fn, prices, usage)}
 
 
 def provisioned_concurrency(profile: Profile, fn: Function) -> int:
@@ -151,22 +137,10 @@ def provisioned_concurrency(profile: Profile, fn: Function) -> int:
 
 
 def provisioned(profile: Profile, fn: Function, prices: dict[str, Any]) -> dict[str, float]:
-    requests = profile.requests_per_month()
-    lam = prices["lambda"]
+    pieces = lines.segments(profile.peak_rps, profile.base_rps, profile.peak_hours)
     instances = provisioned_concurrency(profile, fn)
-    gb_seconds = requests * fn.mean_billed_seconds() * fn.gb
-    free_req = lam["free_requests"] if fn.free_tier else 0
-    api_free = prices["http_api"]["free_requests"] if fn.free_tier else 0
-    return {
-        "lambda requests": _per_million(requests, lam["request_per_million"], free_req),
-        "provisioned concurrency": instances
-        * fn.gb
-        * SECONDS_PER_MONTH
-        * lam["provisioned_gb_second"][fn.arch],
-        "lambda compute": gb_seconds * lam["provisioned_duration_gb_second"][fn.arch],
-        "http api": _per_million(requests, prices["http_api"]["request_per_million"], api_free),
-        **shared(requests, fn, prices),
-    }
+    parts, usage = lines.lambda_front(pieces, fn, prices, provisioned_instances=instances)
+    return {**parts, **shared(profile.requests_per_month(), fn, prices, usage)}
 
 
 def container_tasks(profile: Profile, fn: Function) -> int:
@@ -226,9 +200,15 @@ def break_even(other: str, fn: Function, prices: dict[str, Any], high: float = 1
     return hi
 
 
-def report(profile: Profile, fn: Function, prices: dict[str, Any]) -> dict[str, Any]:
+def report(
+    profile: Profile,
+    fn: Function,
+    prices: dict[str, Any],
+    options: limits.Options | None = None,
+) -> dict[str, Any]:
     profile.check()
     fn.check()
+    options = options or limits.Options(region=str(prices.get("region", "us-east-1")))
     costs = {name: OPTIONS[name](profile, fn, prices) for name in OPTIONS}
     totals = {name: sum(parts.values()) for name, parts in costs.items()}
     return {
@@ -243,6 +223,8 @@ def report(profile: Profile, fn: Function, prices: dict[str, Any]) -> dict[str, 
         "provisioned_concurrency": provisioned_concurrency(profile, fn),
         "container_tasks": container_tasks(profile, fn),
         "prices": {"region": prices.get("region"), "read_on": prices.get("read_on")},
+        "region": options.region,
+        "warnings": limits.check(profile, fn, options),
     }
 
 
@@ -263,6 +245,7 @@ def for_json(result: dict[str, Any]) -> dict[str, Any]:
             name: None if rps is None else round(rps, 3)
             for name, rps in result["break_even_rps"].items()
         },
+        "warnings": limits.for_json(result["warnings"]),
     }
 
 
@@ -288,50 +271,8 @@ def render(result: dict[str, Any]) -> str:
             else f"{rps:,.1f} req/s ({rps * 60:,.0f} req/min)"
         )
         lines.append(f"break-even on demand vs {name}: {where}")
+    lines += ["", limits.render(result["warnings"], result["region"])]
     return "\n".join(lines)
-
-
-def plot(path: Path, fn: Function, prices: dict[str, Any], result: dict[str, Any]) -> None:
-    """Cost per month against a sustained request rate, break-even points marked."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise CostError("--plot needs matplotlib: pip install 'orders-core[plot]'") from None
-    marks = [r for r in result["break_even_rps"].values() if r is not None]
-    top = max(max([*marks, 1.0]) * 2, result["peak_rps"] * 1.2)
-    rates = [top * i / 200 for i in range(201)]
-    figure, axes = plt.subplots(figsize=(8, 5))
-    for name in OPTIONS:
-        axes.plot(
-            [r * 60 for r in rates],
-            [monthly(name, Profile.flat(r), fn, prices) for r in rates],
-            label=name,
-        )
-    for name, rps in result["break_even_rps"].items():
-        if rps is not None:
-            cost = monthly("on demand", Profile.flat(rps), fn, prices)
-            axes.plot([rps * 60], [cost], "o", color="black")
-            axes.annotate(
-                f"vs {name}: {rps * 60:,.0f}/min",
-                (rps * 60, cost),
-                textcoords="offset points",
-                xytext=(6, -12),
-                fontsize=8,
-            )
-    axes.set_xlabel("sustained requests per minute")
-    axes.set_ylabel("USD per month")
-    axes.set_title(
-        f"orders-core monthly cost ({fn.arch}, {fn.memory_mb} MB, "
-        f"p50 {fn.p50_ms:g} ms; prices {result['prices']['read_on']})"
-    )
-    axes.legend()
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -348,8 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     fn = parser.add_argument_group("function")
     fn.add_argument("--memory", type=int, default=512, help="Lambda memory, MB")
     fn.add_argument("--arch", default="arm64", help="arm64 or x86_64")
-    fn.add_argument("--p50-ms", type=float, default=DEFAULT_P50_MS)
-    fn.add_argument("--p95-ms", type=float, default=DEFAULT_P95_MS)
+    fn.add_argument(
+        "--p50-ms", type=float, help="None: the measured warm call + a DynamoDB round trip"
+    )
+    fn.add_argument("--p95-ms", type=float, help="None: as --p50-ms, at the tail")
     fn.add_argument(
         "--write-units",
         type=float,
@@ -366,11 +309,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--plot", type=Path, metavar="FILE.png", help="draw cost against request rate"
     )
+    _model_arguments(parser)
+    limits.add_arguments(parser)
+    cli_numbers.harden(parser)
     return parser
 
 
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("the rest of the bill (orders_aws.lines)")
+    model.add_argument(
+        "--free-tier-12-months",
+        action="store_true",
+        help="also subtract the 12-month offers (HTTP API), which only accounts opened "
+        "before 2025-07-15 have, in their first year",
+    )
+    model.add_argument(
+        "--sqs-per-event", type=float, default=0.0, help="a consumer queue's requests per event"
+    )
+    model.add_argument(
+        "--relay-batch", type=float, help="records per relay invocation; None: prices.json"
+    )
+    model.add_argument(
+        "--relay-ms", type=float, help="billed ms per relay invocation; None: prices.json"
+    )
+    model.add_argument("--no-tracing", action="store_true", help="price without X-Ray")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a usage error (2) or --help (0), as the return code
+        return int(exc.code or 0)
+    try:
+        return _run(args)
+    except BrokenPipeError:  # `orders-cost | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a process killed by SIGPIPE reports
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.requests_per_month is not None:
             if args.requests_per_month < 0:
@@ -382,21 +359,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CostError(
                 "give --requests-per-month or --peak-rpm (with --base-rpm, --peak-hours)"
             )
+        prices = load_prices(args.prices)
+        p50, p95 = lambda_durations(prices, max(args.memory, 1))
+        defaults = prices["lambda_defaults"]
         function = replace(
             Function(),
             memory_mb=args.memory,
             arch=args.arch,
-            p50_ms=args.p50_ms,
-            p95_ms=args.p95_ms,
+            p50_ms=p50 if args.p50_ms is None else args.p50_ms,
+            p95_ms=p95 if args.p95_ms is None else args.p95_ms,
             write_units=args.write_units,
             read_units=args.read_units,
             task_rps=args.task_rps,
             free_tier=args.free_tier,
+            free_tier_12_months=args.free_tier_12_months,
+            sqs_requests_per_event=args.sqs_per_event,
+            relay_batch=(
+                defaults["relay_records_per_invocation"]
+                if args.relay_batch is None
+                else args.relay_batch
+            ),
+            relay_ms=defaults["relay_ms_per_invocation"]
+            if args.relay_ms is None
+            else args.relay_ms,
+            traced=not args.no_tracing,
         )
-        prices = load_prices(args.prices)
-        result = report(profile, function, prices)
+        options = limits.options_from(args, str(prices.get("region", "us-east-1")))
+        result = report(profile, function, prices, options)
         print(json.dumps(for_json(result), indent=2) if args.json else render(result))
+        sys.stdout.flush()  # a closed pipe raises here, inside the handler, not at exit
         if args.plot is not None:
+            from orders_aws.cost_plot import plot
+
             plot(args.plot, function, prices, result)
             print(f"plot written to {args.plot}")
     except CostError as exc:

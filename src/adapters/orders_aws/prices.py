@@ -57,3 +57,13 @@ def _missing_price(prices: Any, shape: dict[str, Any], at: str = "") -> str | No
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 return f"{name} must be a non-negative number, not {json.dumps(value)}"
     return None
+
+
+def lambda_durations(prices: dict[str, Any], memory_mb: int) -> tuple[float, float]:
+    """Default p50 and p95 of the HTTP function at ``memory_mb``: the measured warm
+    invocation, slowed in proportion below a full vCPU, plus the stated DynamoDB round trip
+    (``lambda_defaults`` in the prices file says where each figure comes from)."""
+    d = prices["lambda_defaults"]
+    warm = d["warm_invocation_ms"] * max(1.0, d["full_core_memory_mb"] / memory_mb)
+    trip = d["dynamodb_round_trip_ms"]
+    return warm + trip["p50"], warm + trip["p95"]
