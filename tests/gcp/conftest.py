@@ -48,3 +48,21 @@ def firestore_client(firestore_emulator: str) -> Iterator[Any]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def pubsub_publisher(pubsub_emulator: str) -> Any:
+    from orders_gcp.pubsub import publisher_client
+
+    return publisher_client()
+
+
+@pytest.fixture(scope="session")
+def pubsub_subscriber(pubsub_emulator: str) -> Iterator[Any]:
+    from google.cloud import pubsub_v1
+
+    subscriber = pubsub_v1.SubscriberClient()
+    try:
+        yield subscriber
+    finally:
+        subscriber.close()

@@ -8,6 +8,7 @@ process dies first. A host already named in the environment (``FIRESTORE_EMULATO
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -95,9 +96,7 @@ class Emulator:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=10)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait(timeout=10)
         self.proc = None
