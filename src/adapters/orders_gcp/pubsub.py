@@ -100,3 +100,51 @@ def _unaccepted(event: DomainEvent, error: BaseException) -> Unaccepted:
     code = type(error).__name__
     retryable = not isinstance(error, gax.InvalidArgument)
     return Unaccepted(event, code, str(error)[:200], retryable=retryable)
+
+
+POISON_ATTRIBUTES: Final = (
+    "orders-poison-reason",
+    "orders-source-message-id",
+    "orders-source-subscription",
+)
+MAX_ATTRIBUTES: Final = 100
+
+
+class DeadLetterTopic:
+    """Where the push endpoint sends poison commands, content and all: the message's data
+    and attributes as they arrived, plus why (``orders-poison-reason``, a problem slug) and
+    where from (``orders-source-message-id``, ``orders-source-subscription``)."""
+
+    def __init__(
+        self, topic: str, client: PublisherClient | None = None, *, timeout: float = 10.0
+    ) -> None:
+        self.topic = topic
+        self.client = client if client is not None else publisher_client(ordering=False)
+        self.timeout = timeout
+
+    def send(
+        self,
+        data: bytes,
+        attributes: dict[str, str],
+        reason: str,
+        *,
+        message_id: str,
+        subscription: str,
+    ) -> bool:
+        """Publish and wait for Pub/Sub to accept it; False (logged) when it did not, so the
+        caller leaves the message to its subscription's own redelivery and dead-lettering."""
+        ours = dict(
+            zip(POISON_ATTRIBUTES, (reason, message_id or "-", subscription or "-"), strict=True)
+        )
+        kept = {k: v for k, v in attributes.items() if k not in ours}
+        if len(kept) + len(ours) > MAX_ATTRIBUTES:  # Pub/Sub's limit: ours win, data stays whole
+            kept = dict(list(kept.items())[: MAX_ATTRIBUTES - len(ours)])
+        try:
+            self.client.publish(self.topic, data, **kept, **ours).result(timeout=self.timeout)
+        except Exception as error:
+            log.warning(
+                "could not dead-letter a poison message",
+                extra={"topic": self.topic, "error": type(error).__name__, "messageId": message_id},
+            )
+            return False
+        return True
