@@ -59,6 +59,17 @@ class PushApp:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="push")
         app.on_shutdown.append(self._pool.shutdown)
 
+    @property
+    def draining(self) -> bool:
+        return self.app.draining
+
+    def startup(self) -> None:
+        """What the lifespan's startup does (for servers driven without one)."""
+        self.app.startup()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        self.app.shutdown(timeout)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == self.path:
             await self._push(scope, receive, send)
