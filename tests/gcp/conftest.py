@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,8 @@ from tests.gcp.emulators import ENV, Emulator, unavailable
 
 PROJECT = "demo-orders"
 """A ``demo-`` project: the emulators' convention for one that exists nowhere else."""
+RUN = uuid.uuid4().hex[:8]
+"""In collection prefixes: an emulator left running between test runs keeps its data."""
 
 
 def _emulator(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

@@ -30,6 +30,7 @@ from orders_gcp.push_auth import PushAuthConfig, PushAuthenticator, principal_of
 from orders_gcp.push_endpoint import PushEndpoint
 from orders_local.uvicorn_server import UvicornServer
 from tests.gcp import pubsub_support as ps
+from tests.gcp.conftest import RUN
 from tests.gcp.push_support import AUDIENCE, CONFIRM, PUSH_ACCOUNT, command_attributes
 from tests.gcp.signing_proxy import SigningProxy
 from tests.local.jwks import JwksServer, Key
@@ -84,7 +85,7 @@ def gcp(
 ) -> Iterator[Deployment]:
     key = Key("google-e2e")
     idp = JwksServer([key])
-    store = FirestoreStore(firestore_client, prefix=f"e2e{next(_run)}-")
+    store = FirestoreStore(firestore_client, prefix=f"e2e{RUN}-{next(_run)}-")
     events_topic = ps.topic(pubsub_publisher)
     events_sub = ps.subscription(pubsub_subscriber, events_topic)
     dead_topic = ps.topic(pubsub_publisher)

@@ -13,6 +13,7 @@ from orders_core.domain import DomainEvent
 from orders_core.testing.contract import OutboxContract, StoreContract
 from orders_core.testing.unit_of_work import UnitOfWorkContract
 from orders_gcp.firestore import FirestoreStore
+from tests.gcp.conftest import RUN
 
 _prefixes = itertools.count()
 
@@ -27,7 +28,7 @@ class _OnEmulator:
         self.client = firestore_client
 
     def _store(self) -> FirestoreStore:
-        return FirestoreStore(self.client, prefix=f"t{next(_prefixes)}-")
+        return FirestoreStore(self.client, prefix=f"t{RUN}-{next(_prefixes)}-")
 
 
 class TestFirestoreStore(_OnEmulator, StoreContract):

@@ -13,6 +13,7 @@ from orders_core.testing.contract._base import TRACEPARENT
 from orders_gcp.firestore import FirestoreStore
 from orders_gcp.pubsub import PubSubPublisher, publisher_client
 from tests.gcp import pubsub_support as ps
+from tests.gcp.conftest import RUN
 
 _prefixes = itertools.count()
 DATA = {"items": [{"sku": "sku-1", "quantity": 2}], "customerId": "cust-r"}
@@ -20,7 +21,7 @@ DATA = {"items": [{"sku": "sku-1", "quantity": 2}], "customerId": "cust-r"}
 
 @pytest.fixture
 def store(firestore_client: Any) -> FirestoreStore:
-    return FirestoreStore(firestore_client, prefix=f"relay{next(_prefixes)}-")
+    return FirestoreStore(firestore_client, prefix=f"relay{RUN}-{next(_prefixes)}-")
 
 
 @pytest.fixture

@@ -22,16 +22,29 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from orders_core.errors import StoreUnavailable
 
 T = TypeVar("T")
 log = logging.getLogger("orders_gcp.firestore")
 
-ATTEMPTS: Final = 4
-"""Tries of one call on transient errors (the SDK's own retries come first, within each)."""
+ATTEMPTS: Final = 3
+"""Tries of one call on transient errors; within each, the SDK retries UNAVAILABLE and
+INTERNAL for up to the store's timeout (:func:`rpc_options`)."""
 BASE_DELAY: Final = 0.05
+
+
+def rpc_options(timeout: float) -> dict[str, Any]:
+    """``timeout`` and ``retry`` for every Firestore call: the SDK's own default retries a
+    read for up to 60 s (300 s for a query), which would hold a request long past its
+    deadline while the database is unreachable."""
+    from google.api_core import retry
+
+    return {
+        "timeout": timeout,
+        "retry": retry.Retry(initial=0.05, maximum=1.0, multiplier=2.0, timeout=timeout),
+    }
 
 
 class Refused(Exception):

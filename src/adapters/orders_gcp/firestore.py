@@ -41,6 +41,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from orders_core.application import (
@@ -59,7 +60,7 @@ from orders_core.errors import (
     MalformedRequest,
     StoreUnavailable,
 )
-from orders_gcp.calls import Refused, call
+from orders_gcp.calls import Refused, call, rpc_options
 from orders_gcp.documents import (
     Collections,
     order_fields,
@@ -74,6 +75,8 @@ from orders_gcp.firestore_outbox import FirestoreOutbox
 
 if TYPE_CHECKING:
     from google.cloud.firestore import Client, DocumentReference, DocumentSnapshot
+
+    Snapshot = DocumentSnapshot[DocumentReference]
 
 log = logging.getLogger("orders_gcp.firestore")
 
@@ -101,6 +104,7 @@ class FirestoreStore(FirestoreOutbox, OrderStore):
         self.client = client
         self.collections = Collections(prefix)
         self.timeout = timeout
+        self.rpc = rpc_options(timeout)
         self._cursor_secret = cursor_secret
         self._last_position = 0
         self._lock = threading.Lock()
@@ -113,19 +117,17 @@ class FirestoreStore(FirestoreOutbox, OrderStore):
     def _record_ref(self, key: str) -> DocumentReference:
         return self.client.collection(self.collections.idempotency).document(key)
 
-    def _read(self, refs: list[DocumentReference]) -> dict[str, DocumentSnapshot]:
+    def _read(self, refs: list[DocumentReference]) -> dict[str, Snapshot]:
         """Snapshots by path, in one round trip (``get_all`` answers in any order)."""
-        snaps = call(
-            lambda: list(self.client.get_all(refs, timeout=self.timeout)), what="read documents"
-        )
+        snaps = call(lambda: list(self.client.get_all(refs, **self.rpc)), what="read documents")
         return {snap.reference.path: snap for snap in snaps}
 
     def get(self, order_id: str) -> Order | None:
-        snap = call(lambda: self._order_ref(order_id).get(timeout=self.timeout), what="read")
+        snap = call(lambda: self._order_ref(order_id).get(**self.rpc), what="read")
         return order_from(snap.to_dict() or {}) if snap.exists else None
 
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
-        snap = call(lambda: self._record_ref(key).get(timeout=self.timeout), what="read")
+        snap = call(lambda: self._record_ref(key).get(**self.rpc), what="read")
         return record_from(key, snap.to_dict() or {}) if snap.exists else None
 
     def list_by_customer(
@@ -154,7 +156,7 @@ class FirestoreStore(FirestoreOutbox, OrderStore):
             # open another customer's orders even if its secret leaked.
             query = query.start_after(after)
         query = query.limit(limit + 1)  # one more tells whether another page exists
-        docs = call(lambda: list(query.stream(timeout=self.timeout)), what="list orders")
+        docs = call(lambda: list(query.stream(**self.rpc)), what="list orders")
         orders = [order_from(doc.to_dict() or {}) for doc in docs[:limit]]
         next_cursor = None
         if len(docs) > limit:
@@ -178,7 +180,7 @@ class FirestoreStore(FirestoreOutbox, OrderStore):
             self._check(change, order_snap, record_snap, now)
             writes = self._writes(change, order_snap, record_snap, token)
             try:
-                call(lambda w=writes: self._commit_writes(w), what="commit a change", commit=True)
+                call(partial(self._commit_writes, writes), what="commit a change", commit=True)
                 return
             except Refused as refused:
                 if self._judge(change, order_snap, record_snap, token, now, refused):
@@ -189,8 +191,8 @@ class FirestoreStore(FirestoreOutbox, OrderStore):
     @staticmethod
     def _check(
         change: Change,
-        order_snap: DocumentSnapshot,
-        record_snap: DocumentSnapshot | None,
+        order_snap: Snapshot,
+        record_snap: Snapshot | None,
         now: datetime,
     ) -> None:
         """Refuse before writing: a live record first (as every store does), then the
@@ -208,8 +210,8 @@ class FirestoreStore(FirestoreOutbox, OrderStore):
     def _writes(
         self,
         change: Change,
-        order_snap: DocumentSnapshot,
-        record_snap: DocumentSnapshot | None,
+        order_snap: Snapshot,
+        record_snap: Snapshot | None,
         token: str,
     ) -> list[tuple[str, DocumentReference, dict[str, Any], Any]]:
         """(kind, document, fields, update_time precondition) for each write of the change."""
@@ -255,13 +257,13 @@ class FirestoreStore(FirestoreOutbox, OrderStore):
                 batch.update(
                     ref, fields, option=self.client.write_option(last_update_time=update_time)
                 )
-        batch.commit(timeout=self.timeout)
+        batch.commit(**self.rpc)
 
     def _judge(
         self,
         change: Change,
-        order_snap: DocumentSnapshot,
-        record_snap: DocumentSnapshot | None,
+        order_snap: Snapshot,
+        record_snap: Snapshot | None,
         token: str,
         now: datetime,
         refused: Refused,
@@ -308,12 +310,12 @@ class FirestoreStore(FirestoreOutbox, OrderStore):
             def create() -> None:
                 batch = self.client.batch()
                 batch.create(ref, {"secret": os.urandom(32)})
-                batch.commit(timeout=self.timeout)
+                batch.commit(**self.rpc)
 
             # If another instance created it first, its secret wins: read it back either way.
             with contextlib.suppress(Refused):
                 call(create, what="create the cursor secret", commit=True)
-            snap = call(lambda: ref.get(timeout=self.timeout), what="read the cursor secret")
+            snap = call(lambda: ref.get(**self.rpc), what="read the cursor secret")
             self._cursor_secret = bytes(snap.get("secret"))
         return self._cursor_secret
 

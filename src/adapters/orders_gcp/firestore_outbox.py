@@ -9,9 +9,11 @@ policy in deploy/gcp removes it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from orders_core.application import Outbox, PendingEvent
@@ -31,14 +33,15 @@ MAX_WRITES: Final = 500
 class FirestoreOutbox(Outbox):
     client: Client
     collections: Collections
-    timeout: float
+    rpc: dict[str, Any]
+    """``timeout`` and ``retry`` of every call (:func:`orders_gcp.calls.rpc_options`)."""
 
     def _outbox(self) -> Any:
         return self.client.collection(self.collections.outbox)
 
     def pending(self, limit: int = 100) -> list[PendingEvent]:
         query = self._outbox().order_by("pending").limit(limit)
-        docs = call(lambda: list(query.stream(timeout=self.timeout)), what="read the outbox")
+        docs = call(lambda: list(query.stream(**self.rpc)), what="read the outbox")
         return [
             PendingEvent(
                 int(doc.get("position")),
@@ -52,7 +55,7 @@ class FirestoreOutbox(Outbox):
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         query = self._outbox().where(filter=FieldFilter("pending", ">=", 0)).count()
-        result = call(lambda: query.get(timeout=self.timeout), what="count the outbox")
+        result = call(lambda: query.get(**self.rpc), what="count the outbox")
         return int(result[0][0].value)
 
     def mark_delivered(self, positions: Sequence[int]) -> None:
@@ -81,29 +84,23 @@ class FirestoreOutbox(Outbox):
         for start in range(0, len(refs), MAX_WRITES):
             chunk = refs[start : start + MAX_WRITES]
             try:
-                call(lambda c=chunk: self._commit_updates(c, fields), what="mark", commit=True)
+                call(partial(self._commit_updates, chunk, fields), what="mark", commit=True)
             except Refused:
                 for ref in chunk:
-                    try:
-                        call(
-                            lambda r=ref: self._commit_updates([r], fields),
-                            what="mark",
-                            commit=True,
-                        )
-                    except Refused:
-                        continue
+                    with contextlib.suppress(Refused):
+                        call(partial(self._commit_updates, [ref], fields), what="mark", commit=True)
 
     def _commit_updates(self, refs: list[Any], fields: dict[str, Any]) -> None:
         batch = self.client.batch()
         for ref in refs:
             batch.update(ref, fields)
-        batch.commit(timeout=self.timeout)
+        batch.commit(**self.rpc)
 
     def events_for(self, order_id: str) -> list[DomainEvent]:
         """Every event committed for ``order_id``, delivered or not, in commit order."""
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         query = self._outbox().where(filter=FieldFilter("orderId", "==", order_id))
-        docs = call(lambda: list(query.stream(timeout=self.timeout)), what="read the outbox")
+        docs = call(lambda: list(query.stream(**self.rpc)), what="read the outbox")
         docs.sort(key=lambda d: int(d.get("position")))
         return [DomainEvent.from_record(json.loads(d.get("record"))) for d in docs]

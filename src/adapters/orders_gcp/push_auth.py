@@ -14,21 +14,24 @@ EventBridge bus, IAM decided who may publish to the topic, and a command keeps o
 (its CloudEvent source and id) whichever transport delivered it.
 
 On Cloud Run with IAM authentication on, the platform verifies the token and strips its
-signature before the container sees it, so this verification needs the service to leave
-invocation to the application (``invoker_iam_disabled``); deploy/gcp/README.md compares the
-two postures.
+signature before the container sees it: there :class:`PlatformVerifiedPush` checks the
+claims Cloud Run has verified. :class:`PushAuthenticator` is for an endpoint that leaves
+invocation to the application (Cloud Run's ``invoker_iam_disabled``, any other host);
+deploy/gcp/README.md compares the two postures.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from orders_core.application import Principal
-from orders_core.errors import OrdersError
+from orders_core.errors import OrdersError, Unauthenticated
 
 log = logging.getLogger("orders_gcp.push")
 
@@ -102,3 +105,70 @@ class PushAuthenticator:
             raise NotThePushAccount("this token's account may not push to this endpoint")
         assert isinstance(email, str)
         return principal_of(email)
+
+
+class PlatformVerifiedPush:
+    """For a Cloud Run service that keeps IAM invocation on (deploy/gcp's default).
+
+    There Cloud Run itself verifies the push's token (Google's signature, the audience, and
+    that its account holds ``roles/run.invoker``) and hands the container the token with its
+    signature removed. So the claims are checked here, not the signature: ``iss``, ``aud``,
+    ``exp``, ``email`` one of the push service accounts and ``email_verified``. Use it ONLY
+    behind Cloud Run IAM: anywhere else an unsigned token proves nothing.
+    """
+
+    def __init__(
+        self,
+        config: PushAuthConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        leeway: float = 30.0,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self.leeway = leeway
+
+    def __call__(self, headers: Mapping[str, str]) -> Principal:
+        claims = self._claims(headers.get("authorization", ""))
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        expires = claims.get("exp")
+        if (
+            claims.get("iss")
+            not in (self.config.issuer, self.config.issuer.removeprefix("https://"))
+            or self.config.audience not in audiences
+            or not isinstance(expires, int | float)
+            or expires < self._clock() - self.leeway
+        ):
+            raise _invalid("claims do not match this endpoint")
+        email = claims.get("email")
+        if claims.get("email_verified") is not True or email not in self.config.service_accounts:
+            log.info("push token refused: not a push service account of this endpoint")
+            raise NotThePushAccount("this token's account may not push to this endpoint")
+        assert isinstance(email, str)
+        return principal_of(email)
+
+    @staticmethod
+    def _claims(raw: str) -> dict[str, Any]:
+        from orders_local.bearer import MAX_TOKEN
+
+        scheme, _, token = raw.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("a push carries the token Pub/Sub signs (Authorization: Bearer)")
+        parts = token.strip().split(".")
+        if len(raw) > MAX_TOKEN or len(parts) not in (2, 3):
+            raise _invalid("not a JWT")
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        except (ValueError, UnicodeError):
+            raise _invalid("unreadable claims") from None
+        if not isinstance(claims, dict):
+            raise _invalid("unreadable claims")
+        return claims
+
+
+def _invalid(reason: str) -> Unauthenticated:
+    from orders_local.bearer import INVALID_TOKEN
+
+    log.info("push token refused: %s", reason)
+    return Unauthenticated("the push token is not valid", INVALID_TOKEN)
