@@ -160,8 +160,8 @@ def reliability(session: nox.Session) -> None:
 @nox.session
 def gcp(session: nox.Session) -> None:
     """Google Cloud: the contract suites, the relay, push and the end-to-end test against the
-    Firestore and Pub/Sub emulators (the Google Cloud CLI's; one of each for the whole run).
-    Skipped, saying why, where gcloud or Java is absent."""
+    Firestore and Pub/Sub emulators (the Google Cloud CLI's; one of each for the whole run),
+    and deploy/gcp's files offline. Skipped, saying why, where gcloud or Java is absent."""
     import shutil
 
     if shutil.which("gcloud") is None:
@@ -171,7 +171,8 @@ def gcp(session: nox.Session) -> None:
         )
     if shutil.which("java") is None:
         session.skip("java is not on PATH: the Google Cloud emulators need a Java runtime")
-    session.install("-e", ".[dev,jwt,gcp]")
+    # python-hcl2 and pyyaml read deploy/gcp's Terraform and Knative files in the tests.
+    session.install("-e", ".[dev,jwt,gcp]", "python-hcl2>=7", "pyyaml>=6")
     session.run("pytest", "tests/gcp", "-rs", *session.posargs)
 
 
