@@ -1,4 +1,4 @@
-"""The distribution ships three top-level packages, typed, from a wheel or an editable install.
+"""The distribution ships four top-level packages, typed, from a wheel or an editable install.
 
 Run by the ``packaging`` nox session, which sets ORDERS_INSTALL_MODE after installing.
 """
