@@ -14,5 +14,5 @@ One module a job, none imported by ``import orders_gcp`` (the SDKs load only whe
 - :mod:`orders_gcp.cloud_run`: the composition root a Cloud Run container starts.
 
 Install with the ``gcp`` extra (google-cloud-firestore, google-cloud-pubsub). Design:
-docs/decisions/0017-google-cloud-firestore-and-push.md.
+docs/decisions/0018-google-cloud-firestore-and-push.md.
 """
