@@ -135,3 +135,37 @@ def test_a_full_verifier_refuses_a_token_whose_signature_was_stripped() -> None:
     token = stripped(google_claims(GOOGLE_ISSUER))
     with pytest.raises(Unauthenticated):
         verifier({"authorization": f"Bearer {token}"})
+
+
+def test_http_callers_are_verified_by_the_jwt_machinery_and_own_what_they_create() -> None:
+    from orders_core.application import Principal
+    from orders_local.bearer import BearerConfig
+    from tests.local.jwks import claims, jwks_server
+
+    key = Key("idp-1")
+    store = InMemoryStore()
+    with jwks_server([key]) as idp:
+        config = GcpConfig(
+            jwt=BearerConfig(idp.issuer, ("orders-api",), jwks_url=idp.url),
+            push=PushAuthConfig(AUDIENCE, (PUSH_ACCOUNT,), issuer=idp.issuer, jwks_url=idp.url),
+        )
+        app = build(config, backend=Backend("memory", store, "in memory", outbox=store))
+        app.startup()
+        try:
+            body = b'{"items":[{"id":"sku-1","qty":2}]}'
+            json_type = (b"content-type", b"application/json")
+            assert request(app, "POST", "/orders", body, [json_type]).status == 401
+            token = key.sign(claims(idp.issuer, sub="carol", aud="orders-api"))
+            auth = (b"authorization", f"Bearer {token}".encode())
+            created = request(app, "POST", "/orders", body, [json_type, auth])
+            assert created.status == 201, created.body
+            order = store.get(created.json()["orderId"])
+            assert order is not None
+            assert order.owner == Principal.jwt(idp.issuer, "carol").id
+            # The push path takes no HTTP caller's token: it was minted for another audience.
+            pushed = envelope(
+                {"items": [{"sku": "s", "quantity": 1}]}, command_attributes(CREATE, "x")
+            )
+            assert push(app, pushed, auth).status == 401
+        finally:
+            app.shutdown()
