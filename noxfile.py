@@ -24,6 +24,7 @@ nox.options.sessions = [
     "otel",
     "adapters",
     "reliability",
+    "gcp",
     "packaging",
     "deploy",
     "checkov",
@@ -76,7 +77,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[dev,aws,otel,plot,jwt]", "boto3-stubs[dynamodb,events,sqs]")
+    session.install("-e", ".[dev,aws,otel,plot,jwt,gcp]", "boto3-stubs[dynamodb,events,sqs]")
     session.run("mypy", "src")
 
 
@@ -154,6 +155,25 @@ def reliability(session: nox.Session) -> None:
         "-e", ".[dev,aws]", *AWS_TEST_DEPS, "schemathesis>=4", "openapi-python-client>=0.21"
     )
     session.run("pytest", "tests/reliability", *session.posargs)
+
+
+@nox.session
+def gcp(session: nox.Session) -> None:
+    """Google Cloud: the contract suites, the relay, push and the end-to-end test against the
+    Firestore and Pub/Sub emulators (the Google Cloud CLI's; one of each for the whole run),
+    and deploy/gcp's files offline. Skipped, saying why, where gcloud or Java is absent."""
+    import shutil
+
+    if shutil.which("gcloud") is None:
+        session.skip(
+            "gcloud is not on PATH: the Firestore and Pub/Sub emulators come with the Google "
+            "Cloud CLI (https://cloud.google.com/sdk/docs/install)"
+        )
+    if shutil.which("java") is None:
+        session.skip("java is not on PATH: the Google Cloud emulators need a Java runtime")
+    # python-hcl2 and pyyaml read deploy/gcp's Terraform and Knative files in the tests.
+    session.install("-e", ".[dev,jwt,gcp]", "python-hcl2>=7", "pyyaml>=6")
+    session.run("pytest", "tests/gcp", "-rs", *session.posargs)
 
 
 @nox.session
