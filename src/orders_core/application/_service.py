@@ -38,6 +38,7 @@ from orders_core.application._idempotency import (
     replayable,
     scoped_key,
 )
+from orders_core.application._inspection import CommandNote, key_hint
 from orders_core.application._ports import (
     MAX_PAGE_SIZE,
     Change,
@@ -296,6 +297,15 @@ class OrderService:
         def load(order_id: str) -> Order:
             return self.get(order_id, principal=principal)
 
+        note = CommandNote(  # what a store that keeps history records with the change
+            command.type,
+            command.id,
+            command.source,
+            principal.kind,
+            key_hint(idempotency_key),
+            idempotency_key.namespace if idempotency_key is not None else None,
+        )
+
         for attempt in range(1, self.max_attempts + 1):
             deadline.check("commit the command")
             now = self.clock()
@@ -323,7 +333,7 @@ class OrderService:
                 tracestate=tracestate,
                 order_json=body,
             )
-            change = Change(order, based_on, (event,), record, order_json=body)
+            change = Change(order, based_on, (event,), record, order_json=body, command=note)
             try:
                 self.store.commit(change, now=now)
             except ConcurrencyConflict as conflict:
