@@ -297,13 +297,16 @@ class OrderService:
         def load(order_id: str) -> Order:
             return self.get(order_id, principal=principal)
 
+        given, hint, command_id = idempotency_key, key_hint(idempotency_key), command.id
+        if given is not None and hint is not None and command_id == given.parts[0]:
+            command_id = hint  # an HTTP command's id is its caller's key: keep only the hint
         note = CommandNote(  # what a store that keeps history records with the change
             command.type,
-            command.id,
+            command_id,
             command.source,
             principal.kind,
-            key_hint(idempotency_key),
-            idempotency_key.namespace if idempotency_key is not None else None,
+            hint,
+            None if given is None else given.namespace,
         )
 
         for attempt in range(1, self.max_attempts + 1):
