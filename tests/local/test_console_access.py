@@ -52,7 +52,7 @@ def failed_event(api: HttpApi, store: SQLiteStore, **headers: str) -> str:
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 @pytest.mark.parametrize(
-    "peer", ["10.1.2.3", "192.168.0.7", "2001:db8::1", "::ffff:10.0.0.1", None]
+    "peer", ["10.1.2.3", "192.168.0.7", "2001:db8::1", "::ffff:10.0.0.1", "localhost", None]
 )
 def test_without_authentication_only_loopback_peers_are_served(
     store: SQLiteStore, method: str, path: str, peer: str | None
