@@ -216,9 +216,12 @@
   }
 
   async function showOrder(id) {
-    const detail = await getJson(`${API}/orders/${encodeURIComponent(id)}`);
+    const [overview, detail] = await Promise.all([
+      getJson(`${API}/overview`),
+      getJson(`${API}/orders/${encodeURIComponent(id)}`),
+    ]);
     return () => {
-      drawNav("order", null);
+      drawNav("order", overview);
       const order = detail.order;
       $("order-id").textContent = order.orderId;
       const facts = $("order-state");
