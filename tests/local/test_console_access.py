@@ -233,7 +233,14 @@ def test_a_script_without_a_browser_may_redeliver_with_the_token(store: SQLiteSt
 
 @pytest.mark.parametrize(
     ("event", "status"),
-    [("delivered", 409), ("pending", 409), ("unknown", 404), ("bad/../id", 404)],
+    [
+        ("delivered", 409),
+        ("pending", 409),
+        ("unknown.v1", 404),
+        ("unknown", 400),
+        ("x.v1;drop", 400),
+        ("bad/../id", 404),  # no such route
+    ],
 )
 def test_only_failed_events_may_be_redelivered(store: SQLiteStore, event: str, status: int) -> None:
     api = console_api(store)
@@ -329,3 +336,18 @@ def test_a_custom_store_declares_its_ports_by_its_classes(tmp_path: Path) -> Non
     assert backend.browser is runtime.store
     assert backend.inspector is runtime.store
     runtime.stop(timeout=1)
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["javascript:alert(1)//{traceId}", "http://jaeger.local/trace/", "file:///{traceId}"],
+)
+def test_serve_refuses_a_trace_link_that_is_not_an_http_url_with_the_id(
+    tmp_path: Path, template: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orders_local.cli import main
+
+    code = main(["serve", "--db", str(tmp_path / "o.db"), "--traces-ui-url", template])
+    assert code == 1
+    assert "--traces-ui-url must be an http(s) URL containing {traceId}" in capsys.readouterr().err
+    assert not (tmp_path / "o.db").exists()  # refused before anything opened

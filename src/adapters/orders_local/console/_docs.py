@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from orders_core.application import ID_PATTERN
+
+EVENT_ID_PATTERN: Final = ID_PATTERN[:-1] + r"\.v[0-9]{1,18}$"
+"""What :func:`orders_core.domain.event_id` makes: ``<orderId>.v<version>``."""
+
 _REF = "#/components/schemas/{model}"
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": _REF.format(model="Problem")}}}
 _TAG = ["console"]
@@ -49,7 +54,7 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 
 _NOT_MODIFIED = {"304": {"description": "Unchanged since the ETag sent in If-None-Match"}}
-_ID = {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"}
+_ID = {"type": "string", "pattern": ID_PATTERN}
 _READ = (401, 403, 500, 503)
 
 OPERATIONS: Final[dict[str, dict[str, Any]]] = {
@@ -167,7 +172,7 @@ OPERATIONS: Final[dict[str, dict[str, Any]]] = {
                 "name": "eventId",
                 "in": "path",
                 "required": True,
-                "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,64}$"},
+                "schema": {"type": "string", "pattern": EVENT_ID_PATTERN},
             },
             {
                 "name": "X-Console-CSRF",

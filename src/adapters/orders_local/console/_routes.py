@@ -17,11 +17,13 @@ ETag, so a poll that finds nothing new costs a 304 and no body.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from importlib import resources
 from typing import Final
 
 from orders_core.application import (
+    ID_PATTERN,
     MAX_PAGE_SIZE,
     Backend,
     Clock,
@@ -69,8 +71,8 @@ ASSETS: Final = {
     "icon.svg": "image/svg+xml",
 }
 STATUSES: Final = frozenset(s.value for s in OrderStatus)
-_ID_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
-_EVENT_CHARS: Final = _ID_CHARS | {"."}
+_ID: Final = re.compile(ID_PATTERN)
+_EVENT_ID: Final = re.compile(_docs.EVENT_ID_PATTERN)
 
 View = Callable[[HttpRequest, dict[str, str]], HttpResponse]
 
@@ -88,12 +90,12 @@ def _asset(name: str) -> bytes:
     return resources.files("orders_local.console").joinpath("static", name).read_bytes()
 
 
-def _token(value: str | None, what: str, allowed: frozenset[str] = _ID_CHARS) -> str | None:
-    """A query value made of id characters, at most 64 (``customerId``), or None if absent."""
+def _token(value: str | None, what: str, pattern: re.Pattern[str] = _ID) -> str | None:
+    """An id as the API spells ids (``customerId``, ``orderId``), or None if absent."""
     if value is None:
         return None
-    if not 0 < len(value) <= 64 or not set(value) <= allowed:
-        raise MalformedRequest(f"{what} must be 1-64 letters, digits, '-' or '_'")
+    if not pattern.fullmatch(value):
+        raise MalformedRequest(f"{what} is not an id: 1-64 letters, digits, '-' or '_'")
     return value
 
 
@@ -258,7 +260,7 @@ class Console:
 
     def _redo(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
         check_csrf(request)
-        event_id = _token(params["eventId"], "eventId", _EVENT_CHARS)
+        event_id = _token(params["eventId"], "eventId", _EVENT_ID)
         assert event_id is not None
         inspector = self.backend.inspector
         if inspector is None:
