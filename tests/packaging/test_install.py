@@ -37,3 +37,14 @@ def test_distribution_metadata_declares_the_extras() -> None:
     assert {"aws", "gcp", "otel", "dev"} <= extras
     requires = dist.requires or []
     assert any(r.startswith("python-dateutil") and "<3" in r for r in requires)
+
+
+def test_the_console_page_ships_in_the_package() -> None:
+    """Package data, not files beside the source: a wheel install serves the console too."""
+    from importlib import resources
+
+    static = resources.files("orders_local.console").joinpath("static")
+    for name in ("index.html", "console.css", "console.js", "icon.svg"):
+        assert static.joinpath(name).is_file(), name
+    location = Path(str(static))
+    assert (SRC in location.parents) is (MODE == "editable")

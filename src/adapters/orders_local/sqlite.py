@@ -48,6 +48,7 @@ from orders_core.errors import (
     MalformedRequest,
     StoreUnavailable,
 )
+from orders_local.sqlite_inspect import SQLiteInspection
 from orders_local.sqlite_outbox import SQLiteOutbox
 from orders_local.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, migrate
 from orders_local.sqlite_writes import Queued, Unit, apply_change, from_us
@@ -88,7 +89,7 @@ def synchronous_mode(value: str) -> str:
     return mode
 
 
-class SQLiteStore(OrderStore, SQLiteOutbox):
+class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
     """Thread-safe; connections are pooled, one per concurrently active thread."""
 
     def __init__(
@@ -429,4 +430,6 @@ def backend(settings: Mapping[str, str]) -> Backend:
         outbox=store,
         file=path,
         close=store.close,
+        browser=store,
+        inspector=store,
     )
