@@ -4,11 +4,12 @@ Region-dependent ones per Region, raised quotas honoured, and ``--json`` carryin
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from orders_aws.cost import Function, Profile, main
-from orders_aws.limits import Options, QuotaWarning, check
+from orders_aws.limits import Options, QuotaWarning, check, thresholds
 
 FN = Function(p50_ms=50, p95_ms=100)  # 100 ms at p95: 10 req/s per execution
 
@@ -137,3 +138,27 @@ def test_json_carries_the_warnings(capsys: pytest.CaptureFixture[str]) -> None:
     }
     assert by_quota[HOT_CUSTOMER]["adjustable"] is False
     assert by_quota[HOT_CUSTOMER]["needed"] == 3_000
+
+
+def test_the_plot_lines_sit_where_the_warnings_start() -> None:
+    lines = thresholds(Profile.flat, FN, Options())
+    assert lines[STAGE] == pytest.approx(100, rel=1e-6)
+    assert lines[API] == pytest.approx(10_000, rel=1e-6)
+    assert list(lines.values()) == sorted(lines.values())
+    for quota, rps in lines.items():
+        assert quota not in quotas(Profile.flat(rps * 0.999))
+        assert quota in quotas(Profile.flat(rps * 1.001))
+
+
+def test_the_plot_draws_the_first_quota_line(tmp_path: Path) -> None:
+    pytest.importorskip(
+        "matplotlib", reason="the plot extra is installed by the dynamodb-moto session"
+    )
+    from orders_aws.cost import report
+    from orders_aws.cost_plot import plot
+    from orders_aws.prices import load_prices
+
+    prices = load_prices()
+    drawn = plot(tmp_path / "c.png", FN, prices, report(Profile.flat(1), FN, prices))
+    assert STAGE in drawn  # the lowest limit is always within the picture
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -391,7 +391,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.plot is not None:
             from orders_aws.cost_plot import plot
 
-            plot(args.plot, function, prices, result)
+            plot(args.plot, function, prices, result, options)
             print(f"plot written to {args.plot}")
     except CostError as exc:
         print(f"orders-cost: error: {exc}", file=sys.stderr)

@@ -15,7 +15,7 @@ import argparse
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any, Final, Protocol
@@ -247,6 +247,26 @@ def check(profile: Rates, fn: Sized, options: Options) -> list[QuotaWarning]:
         ddb["partition_source"],
     )
     return found
+
+
+def thresholds(
+    flat: Callable[[float], Rates], fn: Sized, options: Options, *, ceiling: float = 1e7
+) -> dict[str, float]:
+    """Per quota, the sustained request rate at which :func:`check` first warns about it
+    (for ``--plot``'s quota lines). ``flat(rps)`` builds a steady profile. Found by bisection
+    on the checks themselves, so a line can never disagree with a warning."""
+
+    def quotas_at(rps: float) -> set[str]:
+        return {w.quota.split(":")[0].split(" (")[0] for w in check(flat(rps), fn, options)}
+
+    found: dict[str, float] = {}
+    for quota in quotas_at(ceiling) - quotas_at(0.0):
+        low, high = 0.0, ceiling
+        for _ in range(60):
+            middle = (low + high) / 2
+            low, high = (low, middle) if quota in quotas_at(middle) else (middle, high)
+        found[quota] = high
+    return dict(sorted(found.items(), key=lambda item: item[1]))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
