@@ -187,7 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env_value(serve, "PORT", "8080", _port),
         help="TCP port; 0 picks a free one [ORDERS_LOCAL_PORT]",
     )
-    _sink_option(serve, "stdout, file:PATH, webhook:URL, or none")
+    _sink_option(
+        serve,
+        "stdout, file:PATH, webhook[+structured|+eventarc]:URL, nats[+structured]://HOST:PORT"
+        "[/SUBJECT][?stream=NAME], or none (README: Sinks)",
+    )
     serve.add_argument(
         "--max-body",
         type=_positive_int,
@@ -262,7 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _db_option(relay, "SQLite database file")
-    _sink_option(relay, "stdout, file:PATH or webhook:URL")
+    _sink_option(
+        relay,
+        "stdout, file:PATH, webhook[+structured|+eventarc]:URL or "
+        "nats[+structured]://HOST:PORT[/SUBJECT][?stream=NAME] (README: Sinks)",
+    )
     relay.add_argument(
         "--poll-interval",
         type=_seconds,
@@ -525,7 +533,7 @@ def run_relay(args: argparse.Namespace) -> int:
     from orders_core.telemetry import setup
     from orders_local.relay_process import MarksThroughServer, follow_lifeline
     from orders_local.runtime import configure_logging
-    from orders_local.sinks import JsonLinesSink, sink_from_spec
+    from orders_local.sinks import sink_from_spec
     from orders_local.sqlite import SchemaTooNew, SQLiteStore
 
     if not args.db.is_file():
@@ -570,8 +578,7 @@ def run_relay(args: argparse.Namespace) -> int:
         print(f"orders-local: relaying {args.db} to {args.sink}", file=sys.stderr, flush=True)
     stop.wait()
     undelivered = relay.stop(timeout=10.0)
-    if isinstance(publisher, JsonLinesSink):
-        publisher.close()
+    publisher.close()
     store.close()
     setup.flush()
     if not args.lifeline:  # the server reports its relay's count itself

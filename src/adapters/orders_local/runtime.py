@@ -22,7 +22,7 @@ from orders_core.security import Authenticator
 from orders_core.service import OrderService
 from orders_core.telemetry import JsonLogFormatter
 from orders_local.relay_process import RelayProcess
-from orders_local.sinks import JsonLinesSink, check_sink_spec, sink_from_spec
+from orders_local.sinks import check_sink_spec, sink_from_spec
 
 if TYPE_CHECKING:
     from orders_local.bearer import BearerConfig
@@ -124,6 +124,7 @@ class LocalRuntime:
         if config.relay not in ("process", "thread"):
             raise ValueError(f"unknown relay {config.relay!r}: use process or thread")
         self.publisher: EventPublisher | None = None
+        self._owns_publisher = False
         self.relay: Relay | None = None
         outbox = backend.outbox
         if (
@@ -139,6 +140,7 @@ class LocalRuntime:
                 self.relay = RelayProcess(outbox, config.sink, file=backend.file)
         elif outbox is not None:
             self.publisher = publisher if publisher is not None else sink_from_spec(config.sink)
+            self._owns_publisher = publisher is None  # built here: closed here
             if self.publisher is not None:
                 self.relay = OutboxRelay(outbox, self.publisher, destination=config.sink)
         if outbox is not None and telemetry.sdk_configured():
@@ -229,7 +231,7 @@ class LocalRuntime:
         undelivered = 0
         if self.relay is not None:
             undelivered = self.relay.stop(timeout=timeout)
-        if isinstance(self.publisher, JsonLinesSink):
+        if self.publisher is not None and self._owns_publisher:
             self.publisher.close()
         self.backend.close()
         return undelivered

@@ -102,7 +102,9 @@ def stream_messages(url: str, name: str) -> list[tuple[str, dict[str, str], byte
     async def read(js: Any) -> list[tuple[str, dict[str, str], bytes]]:
         info = await js.stream_info(name)
         got = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1) if info.state.messages else ():
+        for seq in (
+            range(info.state.first_seq, info.state.last_seq + 1) if info.state.messages else ()
+        ):
             msg = await js.get_msg(name, seq)
             got.append((msg.subject, dict(msg.headers or {}), msg.data or b""))
         return got
@@ -117,6 +119,10 @@ def cloudevent(headers: dict[str, str], data: bytes) -> dict[str, Any]:
     if content_type.lower().startswith("application/cloudevents"):
         event: dict[str, Any] = json.loads(data)
         return event
-    event = {k[3:].lower(): unquote(v, errors="strict") for k, v in headers.items() if k.lower().startswith("ce-")}
+    event = {
+        k[3:].lower(): unquote(v, errors="strict")
+        for k, v in headers.items()
+        if k.lower().startswith("ce-")
+    }
     event["data"] = json.loads(data)
     return event
