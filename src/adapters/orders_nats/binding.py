@@ -45,6 +45,10 @@ class Unpublishable(ValueError):
     will change that."""
 
 
+class TooLarge(Unpublishable):
+    """The message, headers included, is over the server's ``max_payload``."""
+
+
 def encode_value(text: str) -> str:
     """A header value as the binding writes it (upper-case hex, UTF-8 bytes)."""
     try:
