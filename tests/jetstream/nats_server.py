@@ -35,6 +35,7 @@ class NatsServer:
         self.log = root / "server.log"
         self.port = -1  # the first start picks one; restarts keep it
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra_args: list[str] = []
 
     @property
     def url(self) -> str:
@@ -48,6 +49,7 @@ class NatsServer:
                 self.binary,
                 *("-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)),
                 *("--ports_file_dir", str(self.root), "-l", str(self.log)),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

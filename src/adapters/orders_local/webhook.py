@@ -279,8 +279,10 @@ class WebhookSink(EventPublisher):
                 if reused and stale and attempt == 1:
                     continue  # the server had closed our idle connection: one new try
                 raise PublishFailed(f"webhook unreachable: {_reason(exc)}", done) from None
-            fired = self._deadline.disarm()  # just as the answer came: the socket is shut
-            if fired or response.will_close or len(answer) > MAX_ANSWER:
+            if self._deadline.disarm():  # a truncated answer can parse as a 200: not one
+                self._drop()
+                raise PublishFailed(f"webhook gave no answer within {self.timeout:g} s", done)
+            if response.will_close or len(answer) > MAX_ANSWER:
                 self._drop()
             ok = 200 <= response.status < 300
             location = _printable(response.getheader("location") or "") if not ok else ""
