@@ -214,7 +214,8 @@ class NatsPublisher(EventPublisher):
         self._last_error = error
 
     async def _on_disconnect(self) -> None:
-        log.warning("disconnected from NATS; reconnecting")
+        if not self._closed:  # nats-py says so on close() too
+            log.warning("disconnected from NATS; reconnecting")
 
     async def _on_reconnect(self) -> None:
         log.info("reconnected to NATS", extra={"server": _where(self._nc)})
