@@ -285,7 +285,7 @@ class WebhookSink(EventPublisher):
             if response.will_close or len(answer) > MAX_ANSWER:
                 self._drop()
             ok = 200 <= response.status < 300
-            location = _printable(response.getheader("location") or "") if not ok else ""
+            location = _printable(response.getheader("location") or "")[:200] if not ok else ""
             return response.status, location, "" if ok else self._excerpt(answer)
         raise AssertionError("unreachable")  # pragma: no cover
 
