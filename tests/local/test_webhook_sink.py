@@ -149,6 +149,31 @@ def test_a_connection_the_receiver_closed_is_replaced_without_a_failure(receiver
     sink.close()
 
 
+def test_a_sink_dropped_without_close_lets_go_of_its_socket_and_thread(
+    receiver: Receiver,
+) -> None:
+    import gc
+    import threading
+    import warnings
+
+    def deadline_threads() -> int:
+        return sum(t.name == "webhook-deadline" and t.is_alive() for t in threading.enumerate())
+
+    before = deadline_threads()
+    sink = WebhookSink(receiver.url)
+    sink.publish(order_events(1))
+    assert deadline_threads() == before + 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del sink
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+    deadline = time.monotonic() + 2
+    while deadline_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert deadline_threads() == before
+
+
 # -- bounded ------------------------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -220,10 +221,12 @@ class WebhookSink(EventPublisher):
         self.url, self.mode, self.timeout, self.auth = url, mode, timeout, auth
         self._parts = parts
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self._conn: http.client.HTTPConnection | None = None
+        self._held: list[http.client.HTTPConnection] = []  # the kept-alive connection, if any
         self._sent_auth: AuthHeader | None = None
         self._deadline = _Deadline()
         self._lock = threading.Lock()
+        # A sink dropped without close() still lets go of its socket and thread.
+        self._release = weakref.finalize(self, _release, self._held, self._deadline)
         if auth is not None and parts.scheme == "http" and not _loopback(parts.hostname):
             log.warning("the webhook's auth header goes over plain http to %s", parts.hostname)
 
@@ -257,7 +260,7 @@ class WebhookSink(EventPublisher):
         """(status, redirect location, a short safe excerpt of a failure's answer)."""
         started = time.monotonic()
         for attempt in (1, 2):
-            reused = self._conn is not None
+            reused = bool(self._held)
             try:
                 conn = self._connection(self.timeout - (time.monotonic() - started))
             except OSError as exc:
@@ -290,7 +293,7 @@ class WebhookSink(EventPublisher):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _connection(self, budget: float) -> http.client.HTTPConnection:
-        if self._conn is None:
+        if not self._held:
             host, port = self._parts.hostname or "", self._parts.port
             timeout = max(0.001, budget)
             if self._parts.scheme == "https":
@@ -302,8 +305,8 @@ class WebhookSink(EventPublisher):
                 conn = http.client.HTTPConnection(host, port, timeout=timeout)
             conn.connect()
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._conn = conn
-        return self._conn
+            self._held.append(conn)
+        return self._held[0]
 
     def _excerpt(self, answer: bytes) -> str:
         """Up to 200 printable characters of a failure's body, the auth value blanked out
@@ -317,18 +320,22 @@ class WebhookSink(EventPublisher):
         return f": {text[:200]}" if text else ""
 
     def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        while self._held:
+            self._held.pop().close()
 
     def close(self) -> None:
         with self._lock:
-            self._drop()
-            self._deadline.close()
+            self._release()
 
     def __repr__(self) -> str:
         auth = "" if self.auth is None else f", auth={self.auth!r}"
         return f"WebhookSink({self.url!r}, mode={self.mode!r}{auth})"
+
+
+def _release(held: list[http.client.HTTPConnection], deadline: _Deadline) -> None:
+    while held:
+        held.pop().close()
+    deadline.close()
 
 
 def _printable(text: str) -> str:
