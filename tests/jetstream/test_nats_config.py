@@ -85,6 +85,7 @@ def test_credentials_that_do_not_add_up_are_refused(env: dict[str, str], says: s
 
 
 def test_the_sink_spec_builds_a_nats_publisher_without_connecting() -> None:
+    pytest.importorskip("nats", reason="nats-py is not installed: the nats extra")
     check_sink_spec("nats://127.0.0.1:9/x.{type}")  # nothing listens there: fine until used
     publisher = sink_from_spec("nats+structured://127.0.0.1:9?stream=S")
     assert isinstance(publisher, NatsPublisher)
