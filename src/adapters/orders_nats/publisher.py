@@ -10,7 +10,7 @@ before an earlier one that failed; without failures the stream holds the commit 
 nats-py is asyncio and its connection belongs to one event loop; the relay publishes from a
 plain thread. So the publisher owns one loop thread (:class:`~orders_nats._loop.LoopThread`)
 and one connection on it, kept between batches (with its pings and reconnection), and each
-``publish`` waits for a coroutine there: docs/decisions/0017-nats-publisher.md.
+``publish`` waits for a coroutine there: docs/decisions/0020-nats-publisher.md.
 """
 
 from __future__ import annotations
