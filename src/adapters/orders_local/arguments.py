@@ -83,7 +83,9 @@ def _sink_option(parser: argparse.ArgumentParser, choices: str) -> None:
     parser.add_argument(
         "--sink",
         default=_env("SINK", "stdout"),
-        help=f"where events go: {choices} [ORDERS_LOCAL_SINK]",
+        help=f"where events go: {choices} [ORDERS_LOCAL_SINK]; credentials only from "
+        "ORDERS_WEBHOOK_AUTH_HEADER ('Name: value') or ORDERS_WEBHOOK_TOKEN_FILE, and "
+        "ORDERS_NATS_CREDS, ORDERS_NATS_TOKEN or ORDERS_NATS_USER + ORDERS_NATS_PASSWORD",
     )
 
 

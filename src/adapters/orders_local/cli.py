@@ -268,7 +268,7 @@ def run_relay(args: argparse.Namespace) -> int:
     from orders_core.telemetry import setup
     from orders_local.relay_process import MarksThroughServer, follow_lifeline
     from orders_local.runtime import configure_logging
-    from orders_local.sinks import JsonLinesSink, sink_from_spec
+    from orders_local.sinks import sink_from_spec
     from orders_local.sqlite import SchemaTooNew, SQLiteStore
 
     if not args.db.is_file():
@@ -314,8 +314,7 @@ def run_relay(args: argparse.Namespace) -> int:
         print(f"orders-local: relaying {args.db} to {args.sink}", file=sys.stderr, flush=True)
     stop.wait()
     undelivered = relay.stop(timeout=10.0)
-    if isinstance(publisher, JsonLinesSink):
-        publisher.close()
+    publisher.close()
     store.close()
     setup.flush()
     if not args.lifeline:  # the server reports its relay's count itself

@@ -30,7 +30,7 @@ from orders_core.edges.http import HttpApi, Route
 from orders_core.edges.lanes import lanes_for
 from orders_core.telemetry import JsonLogFormatter
 from orders_local.relay_process import RelayProcess
-from orders_local.sinks import JsonLinesSink, check_sink_spec, sink_from_spec
+from orders_local.sinks import check_sink_spec, sink_from_spec
 
 if TYPE_CHECKING:
     from orders_local.bearer import BearerConfig
@@ -148,6 +148,7 @@ class LocalRuntime:
         if config.relay not in ("process", "thread"):
             raise ValueError(f"unknown relay {config.relay!r}: use process or thread")
         self.publisher: EventPublisher | None = None
+        self._owns_publisher = False
         self.relay: Relay | None = None
         outbox = backend.outbox
         if (
@@ -169,6 +170,7 @@ class LocalRuntime:
                 )
         elif outbox is not None:
             self.publisher = publisher if publisher is not None else sink_from_spec(config.sink)
+            self._owns_publisher = publisher is None  # built here: closed here
             if self.publisher is not None:
                 self.relay = OutboxRelay(
                     outbox,
@@ -279,7 +281,7 @@ class LocalRuntime:
         undelivered = 0
         if self.relay is not None:
             undelivered = self.relay.stop(timeout=timeout)
-        if isinstance(self.publisher, JsonLinesSink):
+        if self.publisher is not None and self._owns_publisher:
             self.publisher.close()
         self.backend.close()
         return undelivered

@@ -1,32 +1,48 @@
-"""Where the relay publishes: JSON lines (stdout or a file), an HTTP webhook, or callbacks.
+"""Where the relay publishes, chosen with ``--sink``; each spec is checked before anything
+opens (``check_sink_spec``), so a bad one stops ``orders-local serve`` at start::
 
-Chosen with ``--sink``: ``stdout``, ``file:PATH``, ``webhook:URL``, or ``none`` (no relay;
-events wait in the outbox, see ``orders-local events``).
+    stdout                          JSON lines (structured CloudEvents) on stdout
+    file:PATH                       the same, appended to PATH
+    webhook:URL                     HTTP POST per event, CloudEvents binary mode
+    webhook+binary:URL              the same, said explicitly
+    webhook+structured:URL          application/cloudevents+json (Azure Event Grid topics)
+    webhook+eventarc:URL            an Eventarc Advanced bus's :publish call
+    nats://HOST:PORT[/SUBJECT][?stream=NAME&tls=true&timeout=S]
+    nats+structured://...           NATS JetStream (the nats extra; orders_nats.config)
+    none                            no relay: events wait in the outbox
+
+Secrets never sit in a spec (the relay process gets it as an argument, the startup line
+prints it): a webhook's auth header and NATS credentials come from environment variables
+(``orders_local.webhook``, ``orders_nats.config``).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Final
 
 from orders_core.application import EventPublisher
 from orders_core.domain import DomainEvent
+from orders_local.webhook import PublishFailed, WebhookSink, auth_from_env
 
+__all__ = [
+    "CallbackSink",
+    "JsonLinesSink",
+    "PublishFailed",
+    "WebhookSink",
+    "check_sink_spec",
+    "sink_from_spec",
+]
 
-class PublishFailed(Exception):
-    """The sink did not take an event; the relay retries from it.
-
-    ``delivered`` counts the events of the batch that did go out before the failure.
-    """
-
-    def __init__(self, message: str, delivered: int = 0) -> None:
-        super().__init__(message)
-        self.delivered = delivered
+SPECS: Final = (
+    "stdout, file:PATH, webhook[+binary|+structured|+eventarc]:URL, "
+    "nats[+structured]://HOST:PORT[/SUBJECT][?stream=NAME] or none"
+)
 
 
 class JsonLinesSink(EventPublisher):
@@ -51,50 +67,6 @@ class JsonLinesSink(EventPublisher):
             self._stream.close()
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """Follows no redirect, so a 3xx reaches the caller as an HTTPError. Following one
-    turned a 301-303 into a body-less GET whose 2xx counted as delivery."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-class WebhookSink(EventPublisher):
-    """POSTs each event in CloudEvents HTTP binary mode; only a 2xx answer is delivery (as
-    in Knative's delivery contract): anything else, a 3xx included, is a failed attempt.
-
-    Retries are the relay's job (backoff with jitter, nothing dropped); this sink makes one
-    attempt per call, bounded by ``timeout``, and follows no redirect.
-    """
-
-    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"webhook URL must be http(s): {url!r}")
-        self.url = url
-        self.timeout = timeout
-        # Called directly: environment proxies are not used (the target is usually local).
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
-
-    def publish(self, events: Sequence[DomainEvent]) -> None:
-        from cloudevents.core.bindings.http import to_binary
-        from cloudevents.core.formats.json import JSONFormat
-
-        for done, event in enumerate(events):
-            message = to_binary(event.to_cloudevent(), JSONFormat())
-            request = urllib.request.Request(  # noqa: S310 - scheme checked in __init__
-                self.url, data=message.body, headers=message.headers, method="POST"
-            )
-            try:
-                with self._opener.open(request, timeout=self.timeout) as response:
-                    response.read()
-            except urllib.error.HTTPError as exc:
-                where = exc.headers.get("location") if 300 <= exc.code < 400 else None
-                moved = f" (redirect to {where}, not followed)" if where else ""
-                raise PublishFailed(f"webhook answered {exc.code}{moved}", done) from None
-            except (urllib.error.URLError, OSError) as exc:
-                raise PublishFailed(f"webhook unreachable: {exc}", done) from None
-
-
 class CallbackSink(EventPublisher):
     """In-process subscribers, for tests and for embedding the runtime in an application."""
 
@@ -108,7 +80,7 @@ class CallbackSink(EventPublisher):
 
 
 def sink_from_spec(spec: str) -> EventPublisher | None:
-    """Parse ``--sink``; None means no relay."""
+    """Parse ``--sink``; None means no relay. The caller owns the sink (``close()`` it)."""
     factory = _factory(spec)
     return None if factory is None else factory()
 
@@ -119,6 +91,7 @@ def check_sink_spec(spec: str) -> None:
 
 
 def _factory(spec: str) -> Callable[[], EventPublisher] | None:
+    """What ``spec`` builds, its settings (the environment's too) checked now."""
     if spec == "none":
         return None
     if spec == "stdout":
@@ -126,7 +99,21 @@ def _factory(spec: str) -> Callable[[], EventPublisher] | None:
     if spec.startswith("file:") and len(spec) > 5:
         path = spec[5:]
         return lambda: JsonLinesSink.to_file(path)
-    if spec.startswith("webhook:"):
-        webhook = WebhookSink(spec[8:])  # checks the URL; connects to nothing
-        return lambda: webhook
-    raise ValueError(f"unknown sink {spec!r}: use stdout, file:PATH, webhook:URL or none")
+    kind, colon, target = spec.partition(":")
+    if kind in ("webhook", "webhook+binary", "webhook+structured", "webhook+eventarc") and colon:
+        mode = kind.partition("+")[2] or "binary"
+        auth = auth_from_env(os.environ)
+        WebhookSink(target, mode=mode, auth=auth)  # checks the URL; connects to nothing
+        return lambda: WebhookSink(target, mode=mode, auth=auth)
+    if kind in ("nats", "nats+binary", "nats+structured") and target.startswith("//"):
+        return _nats(spec)
+    raise ValueError(f"unknown sink {spec!r}: use {SPECS}")
+
+
+def _nats(spec: str) -> Callable[[], EventPublisher]:
+    if importlib.util.find_spec("nats") is None:  # nats-py, without importing it here
+        raise ValueError("a nats:// sink needs the nats extra: pip install 'orders-core[nats]'")
+    from orders_nats import NatsConfig, NatsPublisher
+
+    config = NatsConfig.from_spec(spec, os.environ)
+    return lambda: NatsPublisher(config)

@@ -152,6 +152,10 @@ class EventPublisher(ABC):
         is safe: it keeps its CloudEvent id, on which consumers deduplicate.
         """
 
+    def close(self) -> None:  # noqa: B027 - optional: most publishers hold nothing
+        """Release what the publisher holds (a file, a connection, a thread); whoever built
+        it calls this once, after the last publish. Nothing by default."""
+
 
 @dataclass(frozen=True, slots=True)
 class Unaccepted:

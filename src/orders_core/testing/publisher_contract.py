@@ -61,8 +61,12 @@ class PublisherContract:
         yield  # pragma: no cover
 
     @pytest.fixture
-    def publisher(self, tmp_path: Path) -> EventPublisher:
-        return self.make_publisher(tmp_path)
+    def publisher(self, tmp_path: Path) -> Iterator[EventPublisher]:
+        publisher = self.make_publisher(tmp_path)
+        try:
+            yield publisher
+        finally:
+            publisher.close()  # the port's: connections and threads end with the test
 
     def test_publish_accepts_a_batch(self, publisher: EventPublisher) -> None:
         events = order_events(BATCH)
