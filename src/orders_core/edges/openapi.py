@@ -20,6 +20,7 @@ from pydantic.json_schema import models_json_schema
 from orders_core import __version__
 from orders_core.application import COMMANDS, ID_PATTERN, CommandSpec
 from orders_core.domain import LineItem, Order
+from orders_core.edges._openapi_events import CE_JSON, REF, SEED, ce_headers, command_event
 
 
 class DescribedRoute(Protocol):
@@ -67,83 +68,6 @@ class Health(BaseModel):
     status: str
 
 
-_REF = "#/components/schemas/{model}"
-_CE_JSON = "application/cloudevents+json"
-_SEED = {"items": [{"id": "sku-1", "qty": 2}], "customerId": "c-1"}
-_BINARY = "Binary mode (the body is the event's data, as `application/json`): required"
-
-
-def _ce_header(attribute: str, schema: dict[str, Any], example: str, what: str) -> dict[str, Any]:
-    """A CloudEvents attribute as a binary-mode header. Not ``required`` in the OpenAPI
-    sense: structured mode carries it in the body instead, and one operation has one
-    parameter list for both modes."""
-    return {
-        "name": f"ce-{attribute}",
-        "in": "header",
-        "required": False,
-        "description": f"{_BINARY}. {what} Omit in structured mode ({_CE_JSON}).",
-        "schema": schema,
-        "example": example,
-    }
-
-
-def _ce_headers(types: list[str]) -> list[dict[str, Any]]:
-    text = {"type": "string", "minLength": 1}
-    return [
-        _ce_header("specversion", {"type": "string", "enum": ["1.0"]}, "1.0", "Always 1.0."),
-        _ce_header(
-            "type",
-            {"type": "string", "enum": types},
-            "io.orderscore.order.create.v1",
-            "The command.",
-        ),
-        _ce_header(
-            "source",
-            text,
-            "urn:example:shop",
-            "Who sends it; (source, id) is the event's identity, deduplicated.",
-        ),
-        _ce_header("id", text, "evt-1", "Unique per source; a redelivery keeps its id."),
-        {
-            "name": "ce-subject",
-            "in": "header",
-            "required": False,
-            "description": "Binary mode, optional: the CloudEvent subject.",
-            "schema": text,
-        },
-        {
-            "name": "ce-traceparent",
-            "in": "header",
-            "required": False,
-            "description": "Binary mode, optional: W3C trace context of the command "
-            "(else the request's traceparent header is used).",
-            "schema": {"type": "string"},
-        },
-    ]
-
-
-def _command_event(types: list[str]) -> dict[str, Any]:
-    """A structured-mode command CloudEvent (JSON event format, CloudEvents 1.0)."""
-    return {
-        "type": "object",
-        "description": "A command as a structured-mode CloudEvent. Extension attributes "
-        "(lower-case letters and digits, such as traceparent) are allowed.",
-        "required": ["specversion", "id", "source", "type"],
-        "properties": {
-            "specversion": {"type": "string", "enum": ["1.0"]},
-            "id": {"type": "string", "minLength": 1},
-            "source": {"type": "string", "minLength": 1},
-            "type": {"type": "string", "enum": types},
-            "subject": {"type": "string"},
-            "time": {"type": "string", "format": "date-time"},
-            "datacontenttype": {"type": "string", "enum": ["application/json"]},
-            "traceparent": {"type": "string"},
-            "tracestate": {"type": "string"},
-            "data": {"$ref": _REF.format(model="CommandData")},
-        },
-    }
-
-
 def _accept_aliases(schema: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
     """Pydantic documents only the first name of a field's ``AliasChoices``; the server
     takes each. List them all (the snake_case field name, for Python callers, aside) and
@@ -172,11 +96,11 @@ def _accept_aliases(schema: dict[str, Any], model: type[BaseModel]) -> dict[str,
     return schema
 
 
-_PROBLEM = {"application/problem+json": {"schema": {"$ref": _REF.format(model="Problem")}}}
+_PROBLEM = {"application/problem+json": {"schema": {"$ref": REF.format(model="Problem")}}}
 
 
 def _json(model: str) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": _REF.format(model=model)}}}
+    return {"application/json": {"schema": {"$ref": REF.format(model=model)}}}
 
 
 def _problems(*codes: int) -> dict[str, Any]:
@@ -313,24 +237,24 @@ def _operation(route: DescribedRoute, types: list[str]) -> dict[str, Any]:
         return {
             "summary": "Submit any command as a CloudEvent (binary or structured mode)",
             "description": "Structured mode: the whole event as the body, with Content-Type "
-            f"`{_CE_JSON}`. Binary mode: the event's data as an `application/json` body and "
+            f"`{CE_JSON}`. Binary mode: the event's data as an `application/json` body and "
             "its attributes as `ce-specversion`, `ce-type`, `ce-source` and `ce-id` headers "
             "(all four required in that mode). Without either, the answer is 415.",
-            "parameters": [_IDEMPOTENCY_KEY, *_ce_headers(types)],
+            "parameters": [_IDEMPOTENCY_KEY, *ce_headers(types)],
             "requestBody": {
                 "required": True,
                 "content": {
-                    _CE_JSON: {
-                        "schema": {"$ref": _REF.format(model="CommandEvent")},
+                    CE_JSON: {
+                        "schema": {"$ref": REF.format(model="CommandEvent")},
                         "example": {
                             **structured,
                             "type": "io.orderscore.order.create.v1",
-                            "data": _SEED,
+                            "data": SEED,
                         },
                     },
                     "application/json": {
-                        "schema": {"$ref": _REF.format(model="CommandData")},
-                        "example": _SEED,
+                        "schema": {"$ref": REF.format(model="CommandData")},
+                        "example": SEED,
                     },
                 },
             },
@@ -382,7 +306,7 @@ def openapi_document(
             (Health, "serialization"),
             *((m, "serialization") for m in dict.fromkeys(m for r in routes for m in r.schemas)),
         ],
-        ref_template=_REF,
+        ref_template=REF,
     )
     schemas: dict[str, Any] = generated["$defs"]
     # Requests take the input aliases (the seed's id/qty); orders in answers never carry them.
@@ -391,19 +315,19 @@ def openapi_document(
     for name, model in inputs.items():
         schema = _accept_aliases(schemas[name], model)
         items = schema["properties"].get("items", {})
-        if items.get("items", {}).get("$ref") == _REF.format(model="LineItem"):
-            items["items"] = {"$ref": _REF.format(model="LineItemInput")}
+        if items.get("items", {}).get("$ref") == REF.format(model="LineItem"):
+            items["items"] = {"$ref": REF.format(model="LineItemInput")}
     types = sorted(commands)
     schemas["CommandData"] = {
         "description": "A command's data, by the event's type: "
         + ", ".join(spec.type for spec in commands.values())
         + ".",
         "anyOf": [
-            {"$ref": _REF.format(model=m)}
+            {"$ref": REF.format(model=m)}
             for m in dict.fromkeys(spec.payload.__name__ for spec in commands.values())
         ],
     }
-    schemas["CommandEvent"] = _command_event(types)
+    schemas["CommandEvent"] = command_event(types)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         operation = _operation(route, types)
