@@ -44,10 +44,7 @@ from orders_core.application import (
     encode_cursor,
 )
 from orders_core.domain import Order
-from orders_core.errors import (
-    MalformedRequest,
-    StoreUnavailable,
-)
+from orders_core.errors import MalformedRequest, StoreBusy, StoreUnavailable
 from orders_local.sqlite_outbox import SQLiteOutbox
 from orders_local.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, migrate
 from orders_local.sqlite_writes import Queued, Unit, apply_change, from_us
@@ -111,6 +108,7 @@ class SQLiteStore(OrderStore, SQLiteOutbox):
         self._queue_lock = threading.Lock()
         self._queue: list[Queued] = []
         self._units = threading.local()
+        self._nowait_conn: sqlite3.Connection | None = None
         self._closed = False
         with self._connection() as conn:
             self._migrate(conn)
@@ -125,16 +123,16 @@ class SQLiteStore(OrderStore, SQLiteOutbox):
 
     # -- connections -------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self.path,
-            timeout=BUSY_TIMEOUT_MS / 1000,
+            timeout=busy_timeout_ms / 1000,
             isolation_level=None,  # we issue BEGIN ourselves
             check_same_thread=False,  # pooled: one thread at a time, never shared at once
         )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")  # one of SYNCHRONOUS_MODES
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA wal_autocheckpoint={self._autocheckpoint}")
         with self._lock:
@@ -180,20 +178,38 @@ class SQLiteStore(OrderStore, SQLiteOutbox):
             raise StoreUnavailable("the database is unavailable") from exc
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE under the in-process write lock; COMMIT, or ROLLBACK on error."""
-        with self._write_lock, self._connection() as conn:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable("the database is busy") from exc
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+    def _transaction(self, *, wait: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE under the in-process write lock; COMMIT, or ROLLBACK on error.
+
+        ``wait=False``: StoreBusy at once if another thread holds the lock, or another
+        process SQLite's (a connection with no busy timeout, used only under the lock).
+        """
+        if not self._write_lock.acquire(blocking=wait):
+            raise StoreBusy("another thread of this process is writing")
+        try:
+            with self._connection() if wait else self._nowait() as conn:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    error = StoreUnavailable if wait else StoreBusy
+                    raise error("the database is busy") from exc
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        finally:
+            self._write_lock.release()
+
+    @contextlib.contextmanager
+    def _nowait(self) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        if self._nowait_conn is None:
+            self._nowait_conn = self._connect(busy_timeout_ms=0)
+        yield self._nowait_conn
 
     def checkpoint(self) -> tuple[int, int]:
         """A PASSIVE checkpoint: copies what it can without waiting for readers or writers.
@@ -326,9 +342,10 @@ class SQLiteStore(OrderStore, SQLiteOutbox):
             raise item.error
 
     groups_commits = True
+    begins_without_waiting = True
 
     @contextlib.contextmanager
-    def unit_of_work(self) -> Iterator[None]:
+    def unit_of_work(self, *, wait: bool = True) -> Iterator[None]:
         """Group commit for a single thread: every change this thread commits inside the block
         joins one transaction, committed when the block ends.
 
@@ -338,10 +355,16 @@ class SQLiteStore(OrderStore, SQLiteOutbox):
         hold every answer until then. If the final COMMIT fails, or a change failed for a
         reason other than a refusal, the block raises StoreUnavailable and none of it is
         committed. The local server runs each turn of its loop in one (docs/decisions/0006).
+
+        ``wait=False`` begins the transaction before the block runs, or raises StoreBusy if
+        another writer (thread or process) holds the file: an event loop may then run the
+        unit itself and never block on a lock (orders_core.edges.lanes).
         """
         if self._current_unit() is not None:
             raise RuntimeError("units of work do not nest")
         unit = Unit()
+        if not wait:
+            self._unit_connection(unit, wait=False)
         self._units.current = unit
         try:
             yield
@@ -352,12 +375,13 @@ class SQLiteStore(OrderStore, SQLiteOutbox):
         self._units.current = None
         self._end_unit(unit, commit=True)
 
-    def _unit_connection(self, unit: Unit) -> sqlite3.Connection:
-        """The unit's connection, its transaction opened by the unit's first write."""
+    def _unit_connection(self, unit: Unit, *, wait: bool = True) -> sqlite3.Connection:
+        """The unit's connection, its transaction opened by the unit's first write (or by
+        ``unit_of_work(wait=False)``, before the block)."""
         if unit.failure is not None:
             raise StoreUnavailable("the database is unavailable") from unit.failure
         if unit.conn is None:
-            unit.conn = unit.transaction.enter_context(self._transaction())
+            unit.conn = unit.transaction.enter_context(self._transaction(wait=wait))
         return unit.conn
 
     def _commit_in_unit(self, unit: Unit, change: Change, now: datetime) -> None:

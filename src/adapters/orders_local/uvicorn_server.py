@@ -10,7 +10,10 @@ module adds in a small subclass of its httptools protocol:
   first byte, so a head dribbled byte by byte would be held open for ever: slowloris);
 - a head size cap (:data:`MAX_HEAD` bytes, :data:`MAX_HEADERS` fields of at most
   :data:`MAX_FIELD` bytes each): 431, counted as bytes arrive, not once the head is whole;
-- HTTP versions other than 1.0 and 1.1: 505; every refusal as problem+json, then close.
+- HTTP versions other than 1.0 and 1.1: 505; every refusal as problem+json, then close;
+- one ``send()`` per response: uvicorn writes a response's head and its body separately,
+  two syscalls and two packets where one does (the writes are joined until the end of the
+  loop iteration, :class:`_JoinedWrites`).
 
 The body limit and the body deadline are the ASGI app's (:mod:`orders_core.edges.asgi`).
 """
@@ -105,7 +108,10 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if version not in ("1.0", "1.1"):
             self._refusal = _Refused(505, f"HTTP/{version} is not supported: use HTTP/1.1")
             raise self._refusal
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle is not previous:  # its task has not run yet
+            self.cycle.transport = _JoinedWrites(self.transport, self.loop)  # type: ignore[assignment]
         if version == "1.0" and self.parser.should_keep_alive() and self.cycle is not None:
             self.cycle.keep_alive = True  # uvicorn closes every HTTP/1.0 connection
 
@@ -153,6 +159,41 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.write(head + body)
             self.transport.close()
+
+
+class _JoinedWrites:
+    """A request cycle's view of the connection's transport: what it writes in one step
+    of the loop (a response's head, then its body) goes out in one ``write`` at the end
+    of that iteration; ``close`` sends what is held first."""
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._held:
+            self._loop.call_soon(self._flush)
+        self._held.append(data)
+
+    def _flush(self) -> None:
+        if self._held:
+            data = b"".join(self._held)
+            self._held.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def uvicorn_config(

@@ -70,10 +70,20 @@ class OrderStore(ABC):
     """Whether :meth:`unit_of_work` joins the changes committed inside it into one
     transaction (SQLite's group commit). False: each commit is durable on its own."""
 
+    begins_without_waiting: ClassVar[bool] = False
+    """Whether ``unit_of_work(wait=False)`` begins a unit at once or raises
+    :class:`~orders_core.errors.StoreBusy`, never blocking on another writer (SQLite tries
+    its write lock with no busy timeout), so an event loop may run the unit itself. False:
+    a unit may block, and runtimes run it on a thread."""
+
     @contextlib.contextmanager
-    def unit_of_work(self) -> Iterator[None]:
+    def unit_of_work(self, *, wait: bool = True) -> Iterator[None]:
         """Changes committed by this thread inside the block, committed together when it
-        ends (stores that group commits); by default each is durable when committed."""
+        ends (stores that group commits); by default each is durable when committed.
+
+        ``wait=False`` (for stores that declare :attr:`begins_without_waiting`): take what
+        the unit needs now, or raise :class:`~orders_core.errors.StoreBusy` before the block
+        runs, rather than wait for another writer."""
         yield
 
     @abstractmethod
