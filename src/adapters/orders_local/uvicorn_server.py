@@ -12,8 +12,7 @@ module adds in a small subclass of its httptools protocol:
   :data:`MAX_FIELD` bytes each): 431, counted as bytes arrive, not once the head is whole;
 - HTTP versions other than 1.0 and 1.1: 505; every refusal as problem+json, then close;
 - one ``send()`` per response: uvicorn writes a response's head and its body separately,
-  two syscalls and two packets where one does (the writes are joined until the end of the
-  loop iteration, :class:`_JoinedWrites`).
+  two syscalls and two packets where one does (:class:`_JoinedWrites`).
 
 The body limit and the body deadline are the ASGI app's (:mod:`orders_core.edges.asgi`).
 """
@@ -56,6 +55,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     class must be importable by name), else its keep-alive timeout."""
 
     _head_timer: asyncio.TimerHandle | None = None
+    _head_deadline = 0.0
     _in_head = True
     _head_bytes = 0
     _fields = 0
@@ -101,8 +101,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._cancel_head_timer()
-        self._in_head = False
+        self._in_head = False  # the head timer, if it fires now, finds no head to time
         self._head_bytes = 0
         version = self.parser.get_http_version()
         if version not in ("1.0", "1.1"):
@@ -122,9 +121,12 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._arm_head_timer()
 
     def _arm_head_timer(self) -> None:
-        self._cancel_head_timer()
+        """A next head is due by now + the timeout. One timer per connection, moved on
+        when it fires early rather than cancelled and made again for every request."""
         timeout = getattr(self.config, "orders_head_timeout", self.config.timeout_keep_alive)
-        self._head_timer = self.loop.call_later(timeout, self._head_timed_out)
+        self._head_deadline = self.loop.time() + timeout
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_at(self._head_deadline, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -132,9 +134,15 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._head_timer = None
 
     def _head_timed_out(self) -> None:
-        """No complete head in time: idle, or dribbling one (slowloris). Close."""
+        """No complete head in time: idle, or dribbling one (slowloris). Close. A request
+        under way is not timed (its answer arms the timer again); a deadline moved on
+        since the timer was set is waited for."""
         self._head_timer = None
-        if self._in_head and (self.cycle is None or self.cycle.response_complete):
+        if not self._in_head or self.transport.is_closing():
+            return
+        if self.loop.time() < self._head_deadline:
+            self._head_timer = self.loop.call_at(self._head_deadline, self._head_timed_out)
+        elif self.cycle is None or self.cycle.response_complete:
             self.transport.close()
 
     def _refuse(self, refusal: _Refused) -> None:
@@ -162,9 +170,10 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
 
 class _JoinedWrites:
-    """A request cycle's view of the connection's transport: what it writes in one step
-    of the loop (a response's head, then its body) goes out in one ``write`` at the end
-    of that iteration; ``close`` sends what is held first."""
+    """A request cycle's view of the connection's transport: a write is held until the
+    next one (a response's head until its body, written in the same step of the app's
+    task) and both go out in one ``write``; whatever is still held at the end of the loop
+    iteration goes out then, and ``close`` sends it first."""
 
     __slots__ = ("_held", "_loop", "_transport")
 
@@ -174,9 +183,12 @@ class _JoinedWrites:
         self._held: list[bytes] = []
 
     def write(self, data: bytes) -> None:
-        if not self._held:
-            self._loop.call_soon(self._flush)
+        if self._held:
+            self._held.append(data)
+            self._flush()
+            return
         self._held.append(data)
+        self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         if self._held:
@@ -212,6 +224,7 @@ def uvicorn_config(
         lifespan="on",
         log_config=None,
         access_log=False,  # the app writes the JSON access-log line
+        proxy_headers=False,  # the app reads no client address: a middleware layer saved
         limit_concurrency=max_connections,
         backlog=backlog,
         timeout_keep_alive=int(max(1, read_timeout)),

@@ -31,6 +31,10 @@ log = logging.getLogger("orders_core.lanes")
 
 DEFAULT_READERS: Final = 4
 DEFAULT_BATCH: Final = 64
+WAKE_INTERVAL: Final = 0.005
+"""On the loop, ``on_commit`` runs at most once in this many seconds, and always after
+the last commit: each call wakes another process (the relay), a wake-up that cost the loop
+more than most groups' commits (docs/decisions/0014)."""
 _STOP: Final = object()
 
 Done = Callable[[Answer | None], None]
@@ -93,6 +97,8 @@ class GroupCommitLanes:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: list[_Job] = []  # queued on the loop for its next group
         self._flush_due = False
+        self._woken_at = float("-inf")
+        self._wake_due: asyncio.TimerHandle | None = None
         self.units = 0
         """Units of work run (groups), for tests and figures."""
         self.units_on_loop = 0
@@ -125,6 +131,10 @@ class GroupCommitLanes:
         if self._loop is not None and _running_loop() is self._loop:
             for fd, _ in self._watched:
                 self._loop.remove_reader(fd)
+        if self._wake_due is not None:  # a wake-up still to come: now, then
+            self._wake_due.cancel()
+            self._wake_due = None
+            self._wake()
         for watcher in self._watchers:
             watcher.thread.join(timeout)
         if self._writer is not None:
@@ -272,8 +282,30 @@ class GroupCommitLanes:
             if loop is None:
                 self.on_commit()  # after the answers: no client waits for the wake-up
             else:
-                loop.call_soon(self.on_commit)  # after the answered tasks have written
+                self._committed_on(loop)
         return True
+
+    def _committed_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake (``on_commit``) after the answered tasks have written, unless a wake-up
+        came within WAKE_INTERVAL: then once that interval is over, for every commit
+        made in it."""
+        if self._wake_due is not None:
+            return
+        now = loop.time()
+        if now >= self._woken_at + WAKE_INTERVAL:
+            self._woken_at = now
+            loop.call_soon(self._wake)
+        else:
+            self._wake_due = loop.call_at(self._woken_at + WAKE_INTERVAL, self._wake_later, loop)
+
+    def _wake_later(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._wake_due = None
+        self._woken_at = loop.time()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.on_commit is not None:
+            self.on_commit()
 
     def _one(self, job: _Job, unit: Unit) -> Answer | None:
         if job.fn is not None:
