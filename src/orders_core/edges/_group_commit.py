@@ -218,6 +218,10 @@ class GroupCommitLanes:
         if ran:
             self.units_on_loop += 1
             return
+        if self._stopped.is_set() or self._writer is None or not self._writer.is_alive():
+            for job in group:  # stopping: no writer will take them
+                job.done(None if job.request is None else unavailable(job.request.path))
+            return
         for job in group:  # another writer holds the store: the writer thread waits for it
             job.done = _threadsafe(loop, job.done)
             self._queue.put(job)
