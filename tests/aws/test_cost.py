@@ -3,11 +3,13 @@ and the plot."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from orders_aws.cost import (
+    MEASURED,
     SECONDS_PER_MONTH,
     CostError,
     Function,
@@ -130,3 +132,34 @@ def test_the_plot_is_written(tmp_path: Path) -> None:
 def test_report_refuses_bad_profiles_directly() -> None:
     with pytest.raises(CostError):
         report(Profile(1, 2, 24), FN, PRICES)
+
+
+def test_container_tasks_are_sized_from_the_measured_throughput() -> None:
+    """The default comes from bench/container.py, and says which run it was."""
+    assert MEASURED["bench"] == "bench/container.py"
+    assert all(MEASURED[key] for key in ("date", "commit", "source"))
+    per_vcpu = MEASURED["rps_per_vcpu"]
+    assert per_vcpu == MEASURED["rps_per_worker"] > 0
+    assert Function().task_capacity == per_vcpu
+    assert Function(task_vcpu=2).task_capacity == 2 * per_vcpu
+    peak = Profile.flat(per_vcpu * 3)  # with 20% headroom: 3.6 tasks' worth
+    result = report(peak, Function(), PRICES)
+    assert result["container_tasks"] == 4
+    assert result["container_task_rps"] == per_vcpu
+    assert MEASURED["date"] in result["container_task_rps_from"]
+
+
+def test_task_rps_overrides_the_measured_figure(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--peak-rpm", "60000", "--task-rps", "100", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["container_task_rps"] == 100
+    assert result["container_tasks"] == 12  # 1,000 req/s x 1.2 / 100
+    assert result["container_task_rps_from"] == "--task-rps"
+
+
+@pytest.mark.parametrize("args", [["--task-rps", "0"], ["--task-vcpu", "0"]])
+def test_a_task_that_serves_nothing_is_refused(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--peak-rpm", "10", *args]) == 2
+    assert "orders-cost: error:" in capsys.readouterr().err

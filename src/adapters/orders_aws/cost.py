@@ -11,7 +11,9 @@ Options compared, each with DynamoDB on demand, EventBridge and SQS for the even
 2. **provisioned**: the same with provisioned concurrency sized for the peak
    (Little's law: peak rate x p95 duration x headroom);
 3. **container**: Fargate tasks running ``orders-local serve --store dynamodb`` behind an
-   ALB, sized for the peak (``--task-rps`` per task, at least two for availability).
+   ALB, sized for the peak (at least two for availability) from what one worker served in
+   ``bench/container.py``: ``throughput.json`` gives requests/s per vCPU, with the bench,
+   its date and conditions; ``--task-rps`` overrides it with your own measurement.
 
 It names the cheapest and the break-even sustained request rate between on demand and each
 alternative. Prices come from ``prices.json`` (region and date inside), overridable with
@@ -30,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
-from orders_aws.prices import CostError, load_prices
+from orders_aws.prices import CostError, load_prices, load_throughput
 
 SECONDS_PER_MONTH: Final = 730 * 3600  # AWS bills a month as 730 hours
 HOURS_PER_MONTH: Final = 730
@@ -38,6 +40,8 @@ DEFAULT_P50_MS: Final = 12.0
 """0.09 ms of our code warm (bench/warm.py) + ~10 ms for one in-region DynamoDB write (an
 assumption: no Lambda here to measure it), billed in whole milliseconds."""
 DEFAULT_P95_MS: Final = 40.0
+MEASURED: Final = load_throughput()
+"""Container throughput from bench/container.py (throughput.json: bench, date, source)."""
 ARCHITECTURES: Final = ("arm64", "x86_64")
 
 
@@ -81,7 +85,8 @@ class Function:
     events_per_request: float = 1.0
     sqs_requests_per_event: float = 3.0  # send, receive, delete
     headroom: float = 1.2
-    task_rps: float = 500.0
+    task_rps: float | None = None
+    """Requests/s one task serves; None: :data:`MEASURED` per vCPU x ``task_vcpu``."""
     task_vcpu: float = 1.0
     task_gb: float = 2.0
     min_tasks: int = 2
@@ -96,8 +101,26 @@ class Function:
             raise CostError("durations must be positive, with p95 >= p50")
         if min(self.write_units, self.read_units, self.events_per_request) < 0:
             raise CostError("capacity units and events per request cannot be negative")
-        if self.task_rps <= 0 or self.min_tasks < 1:
+        if (self.task_rps is not None and self.task_rps <= 0) or self.min_tasks < 1:
             raise CostError("a task must serve some requests, and at least one task must run")
+        if self.task_vcpu <= 0:
+            raise CostError("a task needs some vCPU")
+
+    @property
+    def task_capacity(self) -> float:
+        """Requests/s one task serves: ``task_rps`` if given, else measured (one worker
+        per vCPU: a worker is one process, and the GIL keeps it to about one vCPU)."""
+        if self.task_rps is not None:
+            return self.task_rps
+        return float(MEASURED["rps_per_vcpu"]) * self.task_vcpu
+
+    def task_capacity_source(self) -> str:
+        if self.task_rps is not None:
+            return "--task-rps"
+        return (
+            f"{MEASURED['bench']} on {MEASURED['date']}: {MEASURED['rps_per_vcpu']:g} req/s "
+            f"per vCPU x {self.task_vcpu:g} vCPU"
+        )
 
     @property
     def gb(self) -> float:
@@ -170,7 +193,7 @@ def provisioned(profile: Profile, fn: Function, prices: dict[str, Any]) -> dict[
 
 
 def container_tasks(profile: Profile, fn: Function) -> int:
-    return max(fn.min_tasks, math.ceil(profile.peak_rps * fn.headroom / fn.task_rps))
+    return max(fn.min_tasks, math.ceil(profile.peak_rps * fn.headroom / fn.task_capacity))
 
 
 def container(profile: Profile, fn: Function, prices: dict[str, Any]) -> dict[str, float]:
@@ -242,6 +265,8 @@ def report(profile: Profile, fn: Function, prices: dict[str, Any]) -> dict[str, 
         },
         "provisioned_concurrency": provisioned_concurrency(profile, fn),
         "container_tasks": container_tasks(profile, fn),
+        "container_task_rps": fn.task_capacity,
+        "container_task_rps_from": fn.task_capacity_source(),
         "prices": {"region": prices.get("region"), "read_on": prices.get("read_on")},
     }
 
@@ -257,6 +282,7 @@ def for_json(result: dict[str, Any]) -> dict[str, Any]:
         **result,
         "requests_per_month": round(result["requests_per_month"]),
         "peak_rps": round(result["peak_rps"], 3),
+        "container_task_rps": round(result["container_task_rps"], 3),
         "costs": {name: cents(parts) for name, parts in result["costs"].items()},
         "totals": cents(result["totals"]),
         "break_even_rps": {
@@ -281,6 +307,10 @@ def render(result: dict[str, Any]) -> str:
         f"cheapest: {result['cheapest']}  (provisioned concurrency "
         f"{result['provisioned_concurrency']}, container tasks {result['container_tasks']})"
     )
+    lines.append(
+        f"container task: {result['container_task_rps']:,.0f} req/s "
+        f"({result['container_task_rps_from']})"
+    )
     for name, rps in result["break_even_rps"].items():
         where = (
             "never, up to 1M req/s"
@@ -289,49 +319,6 @@ def render(result: dict[str, Any]) -> str:
         )
         lines.append(f"break-even on demand vs {name}: {where}")
     return "\n".join(lines)
-
-
-def plot(path: Path, fn: Function, prices: dict[str, Any], result: dict[str, Any]) -> None:
-    """Cost per month against a sustained request rate, break-even points marked."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise CostError("--plot needs matplotlib: pip install 'orders-core[plot]'") from None
-    marks = [r for r in result["break_even_rps"].values() if r is not None]
-    top = max(max([*marks, 1.0]) * 2, result["peak_rps"] * 1.2)
-    rates = [top * i / 200 for i in range(201)]
-    figure, axes = plt.subplots(figsize=(8, 5))
-    for name in OPTIONS:
-        axes.plot(
-            [r * 60 for r in rates],
-            [monthly(name, Profile.flat(r), fn, prices) for r in rates],
-            label=name,
-        )
-    for name, rps in result["break_even_rps"].items():
-        if rps is not None:
-            cost = monthly("on demand", Profile.flat(rps), fn, prices)
-            axes.plot([rps * 60], [cost], "o", color="black")
-            axes.annotate(
-                f"vs {name}: {rps * 60:,.0f}/min",
-                (rps * 60, cost),
-                textcoords="offset points",
-                xytext=(6, -12),
-                fontsize=8,
-            )
-    axes.set_xlabel("sustained requests per minute")
-    axes.set_ylabel("USD per month")
-    axes.set_title(
-        f"orders-core monthly cost ({fn.arch}, {fn.memory_mb} MB, "
-        f"p50 {fn.p50_ms:g} ms; prices {result['prices']['read_on']})"
-    )
-    axes.legend()
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -358,8 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fn.add_argument("--read-units", type=float, default=0.0)
     fn.add_argument(
-        "--task-rps", type=float, default=500.0, help="requests/s one Fargate task serves"
+        "--task-rps",
+        type=float,
+        default=argparse.SUPPRESS,  # absent: the measured figure (no "default: None")
+        help=f"requests/s one Fargate task serves (default: {MEASURED['rps_per_vcpu']:g} per "
+        f"vCPU, measured by {MEASURED['bench']} on {MEASURED['date']}; x --task-vcpu)",
     )
+    fn.add_argument("--task-vcpu", type=float, default=1.0, help="vCPU per Fargate task")
     fn.add_argument("--free-tier", action="store_true", help="subtract the always-free allowances")
     parser.add_argument("--prices", type=Path, help="a prices JSON file (default: the bundled one)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -390,13 +382,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             p95_ms=args.p95_ms,
             write_units=args.write_units,
             read_units=args.read_units,
-            task_rps=args.task_rps,
+            task_rps=getattr(args, "task_rps", None),
+            task_vcpu=args.task_vcpu,
             free_tier=args.free_tier,
         )
         prices = load_prices(args.prices)
         result = report(profile, function, prices)
         print(json.dumps(for_json(result), indent=2) if args.json else render(result))
         if args.plot is not None:
+            from orders_aws.cost_plot import plot  # matplotlib only when asked for
+
             plot(args.plot, function, prices, result)
             print(f"plot written to {args.plot}")
     except CostError as exc:

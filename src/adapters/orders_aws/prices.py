@@ -1,4 +1,5 @@
-"""The prices ``orders-cost`` reads: the bundled ``prices.json``, or a corrected copy.
+"""The prices ``orders-cost`` reads: the bundled ``prices.json``, or a corrected copy; and
+the measured throughput it sizes containers with (``throughput.json``).
 
 A copy must have every price the bundled file has, each a non-negative number: a missing
 one used to surface as a KeyError deep in the arithmetic, which told a user nothing.
@@ -36,6 +37,14 @@ def load_prices(path: Path | None = None) -> dict[str, Any]:
             raise CostError(f"prices file {path}: {reason} (start from a copy of {bundled})")
     result: dict[str, Any] = prices
     return result
+
+
+def load_throughput() -> dict[str, Any]:
+    """What one container worker served in the container benchmark (``throughput.json``:
+    the bench, its date, commit and conditions, requests/s per worker and per vCPU)."""
+    text = resources.files("orders_aws").joinpath("throughput.json").read_text()
+    measured: dict[str, Any] = json.loads(text)
+    return measured
 
 
 def _missing_price(prices: Any, shape: dict[str, Any], at: str = "") -> str | None:
