@@ -46,8 +46,15 @@ from orders_core.application import (
 from orders_core.domain import Order
 from orders_core.errors import MalformedRequest, StoreBusy, StoreUnavailable
 from orders_local.sqlite_outbox import SQLiteOutbox
-from orders_local.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, migrate
-from orders_local.sqlite_writes import Queued, Unit, apply_change, from_us
+from orders_local.sqlite_schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SYNCHRONOUS_MODES,
+    SchemaTooNew,
+    migrate,
+    synchronous_mode,
+)
+from orders_local.sqlite_writes import Queued, Unit, apply_change, commit_group, from_us
 
 __all__ = [
     "MIGRATIONS",
@@ -69,20 +76,6 @@ BACKSTOP_CHECKPOINT_PAGES: Final = 20_000
 
 MAX_GROUP: Final = 64
 """Most changes one group commit carries."""
-
-
-SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
-"""SQLite ``synchronous`` levels offered: NORMAL (default) can lose the last commits to a
-power loss, FULL cannot. OFF risks corruption; SQLite silently reads unknown words as
-NORMAL, so anything else is refused here."""
-
-
-def synchronous_mode(value: str) -> str:
-    """``value`` as one of :data:`SYNCHRONOUS_MODES` (any case); ValueError otherwise."""
-    mode = value.strip().upper()
-    if mode not in SYNCHRONOUS_MODES:
-        raise ValueError(f"synchronous must be FULL or NORMAL, not {value!r}")
-    return mode
 
 
 class SQLiteStore(OrderStore, SQLiteOutbox):
@@ -337,7 +330,8 @@ class SQLiteStore(OrderStore, SQLiteOutbox):
                 with self._queue_lock:
                     batch = self._queue[:MAX_GROUP]
                     del self._queue[:MAX_GROUP]
-                self._commit_group(batch)
+                with self._connection() as conn:
+                    commit_group(conn, batch)
         if item.error is not None:
             raise item.error
 
@@ -413,29 +407,6 @@ class SQLiteStore(OrderStore, SQLiteOutbox):
             raise StoreUnavailable(
                 "the database is unavailable; nothing of this unit was committed"
             ) from unit.failure
-
-    def _commit_group(self, batch: list[Queued]) -> None:
-        try:
-            with self._connection() as conn:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for item in batch:
-                        apply_change(conn, item)  # a refused change writes nothing
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error as exc:  # nothing of the batch was committed
-            for item in batch:
-                item.error = StoreUnavailable("the database is unavailable")
-                item.error.__cause__ = exc
-        except BaseException as exc:
-            for item in batch:
-                item.error = exc
-        finally:
-            for item in batch:
-                item.done = True
 
 
 def backend(settings: Mapping[str, str]) -> Backend:

@@ -12,7 +12,8 @@ imports this module. What it does on top of :class:`HttpApi`:
 - a total body deadline (``body_timeout``): a body that never finishes is a 408, not a
   request held open for ever;
 - the request reaches the service through :class:`Lanes` (how a runtime schedules store
-  work: one writer grouping commits, or a thread per request: :mod:`orders_core.edges.lanes`);
+  work: groups of writes in one unit each, or a thread per request:
+  :mod:`orders_core.edges.lanes`);
 - ``x-request-id`` in (if well-formed), ``x-correlation-id`` out, the correlation id and
   order id on every log line, one JSON access-log line per request (method, path, status,
   durationMs, correlationId, traceId from a valid ``traceparent``), never the body; the
@@ -263,7 +264,7 @@ def create_app(
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
 ) -> OrdersAsgi:
-    """The ASGI app for ``api``. Without ``lanes``: one writer grouping commits if the
+    """The ASGI app for ``api``. Without ``lanes``: writes grouped into units if the
     store declares ``groups_commits``, else a bounded thread pool
     (:mod:`orders_core.edges.lanes`)."""
     if lanes is None:
