@@ -24,6 +24,8 @@ nox.options.sessions = [
     "otel",
     "adapters",
     "reliability",
+    "gcp",
+    "console",
     "packaging",
     "deploy",
     "checkov",
@@ -76,7 +78,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[dev,aws,otel,plot,jwt]", "boto3-stubs[dynamodb,events,sqs]")
+    session.install("-e", ".[dev,aws,otel,plot,jwt,gcp]", "boto3-stubs[dynamodb,events,sqs]")
     session.run("mypy", "src")
 
 
@@ -154,6 +156,73 @@ def reliability(session: nox.Session) -> None:
         "-e", ".[dev,aws]", *AWS_TEST_DEPS, "schemathesis>=4", "openapi-python-client>=0.21"
     )
     session.run("pytest", "tests/reliability", *session.posargs)
+
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+
+
+def _chromium(session: nox.Session) -> str:
+    """The system's Chromium (``$CHROMIUM`` or on PATH); installed with apt-get where it is
+    missing and this user may (root on Debian/Ubuntu). Playwright's own browser download is
+    never used: it needs the network and a browser build per Playwright release."""
+    import shutil
+
+    def found() -> str | None:
+        for name in (os.environ.get("CHROMIUM"), *CHROMIUM_NAMES):
+            if name and (path := shutil.which(name)):
+                return path
+        return None
+
+    if (path := found()) is not None:
+        return path
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        session.skip("no Chromium, and apt-get is not usable here to install it: set CHROMIUM")
+    for update in (False, True):  # package lists may be missing or stale: update once
+        if update:
+            session.run("apt-get", "update", "-q", external=True, success_codes=[0, 100])
+        session.run(
+            "apt-get", "install", "-y", "-q", "chromium", external=True, success_codes=[0, 100]
+        )
+        if (path := found()) is not None:
+            return path
+    session.skip("apt-get could not install chromium here: set CHROMIUM to a Chromium binary")
+    raise AssertionError("unreachable: session.skip raises")
+
+
+@nox.session
+def console(session: nox.Session) -> None:
+    """The console in a real browser: headless Chromium through Playwright (sync API)
+    against ``orders-local serve``; screenshots kept in .nox/console/tmp/screenshots."""
+    chromium = _chromium(session)
+    session.install("-e", ".[dev]", "playwright>=1.40")
+    artifacts = os.path.abspath(os.path.join(session.create_tmp(), "screenshots"))
+    session.run(
+        "pytest",
+        "tests/browser",
+        "-rs",
+        *session.posargs,
+        env={"CHROMIUM": chromium, "CONSOLE_ARTIFACTS": artifacts},
+    )
+    session.log(f"console screenshots: {artifacts}")
+
+
+@nox.session
+def gcp(session: nox.Session) -> None:
+    """Google Cloud: the contract suites, the relay, push and the end-to-end test against the
+    Firestore and Pub/Sub emulators (the Google Cloud CLI's; one of each for the whole run),
+    and deploy/gcp's files offline. Skipped, saying why, where gcloud or Java is absent."""
+    import shutil
+
+    if shutil.which("gcloud") is None:
+        session.skip(
+            "gcloud is not on PATH: the Firestore and Pub/Sub emulators come with the Google "
+            "Cloud CLI (https://cloud.google.com/sdk/docs/install)"
+        )
+    if shutil.which("java") is None:
+        session.skip("java is not on PATH: the Google Cloud emulators need a Java runtime")
+    # python-hcl2 and pyyaml read deploy/gcp's Terraform and Knative files in the tests.
+    session.install("-e", ".[dev,jwt,gcp]", "python-hcl2>=7", "pyyaml>=6")
+    session.run("pytest", "tests/gcp", "-rs", *session.posargs)
 
 
 @nox.session

@@ -9,9 +9,11 @@ problem type it maps to; nothing else in the core needs to know about HTTP codes
     ├── RequestError                    the caller sent something we refuse (4xx)
     │   ├── MalformedRequest            400  unparseable JSON, bad header, bad cursor
     │   ├── Unauthenticated             401  no credentials, or ones that do not verify
+    │   ├── Forbidden                   403  authenticated, but not allowed (the console)
     │   ├── NotFound                    404
     │   ├── MethodNotAllowed            405
     │   ├── InvalidTransition           409  e.g. cancel a FULFILLED order
+    │   ├── NotRedeliverable            409  redeliver an event that has not failed
     │   ├── PreconditionFailed          412  If-Match names a stale version
     │   ├── PayloadTooLarge             413
     │   ├── UnsupportedMediaType        415
@@ -79,6 +81,15 @@ class Unauthenticated(RequestError):
         self.challenge = challenge
 
 
+class Forbidden(RequestError):
+    """The caller is known (or, unauthenticated, where it connects from is) and may not use
+    this resource: the console without the admin scope, or from a non-loopback address."""
+
+    status = 403
+    slug = "forbidden"
+    title = "Forbidden"
+
+
 class NotFound(RequestError):
     status = 404
     slug = "not-found"
@@ -106,6 +117,14 @@ class InvalidTransition(RequestError):
     def __init__(self, detail: str = "", *, final: bool = False) -> None:
         super().__init__(detail)
         self.final = final
+
+
+class NotRedeliverable(RequestError):
+    """A redelivery asked for an event that is delivered already or has not failed yet."""
+
+    status = 409
+    slug = "not-redeliverable"
+    title = "Event not redeliverable"
 
 
 class PreconditionFailed(RequestError):

@@ -3,13 +3,11 @@ and the plot."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from orders_aws.cost import (
-    MEASURED,
     SECONDS_PER_MONTH,
     CostError,
     Function,
@@ -23,12 +21,18 @@ from orders_aws.cost import (
 
 PRICES = load_prices()
 TEN_M = Profile.from_monthly(10_000_000)
-FN = Function(memory_mb=512, arch="arm64", p50_ms=10, p95_ms=10)
+FN = Function(memory_mb=512, arch="arm64", p50_ms=10, p95_ms=10, traced=False)
+RELAY = 2 * 0.10 + 1e6 * 0.05 * 0.5 * 0.0000133334  # 10 M events in batches of 10, 50 ms each
 
 
 def test_the_bundled_prices_say_where_and_when() -> None:
-    assert (PRICES["region"], PRICES["read_on"]) == ("us-east-1", "2024-11")
-    assert "NOT re-read" in PRICES["source"]
+    assert (PRICES["region"], PRICES["read_on"]) == ("us-east-1", "2026-12-02")
+    priced = [v for v in PRICES.values() if isinstance(v, dict) and "seen" in v]
+    assert len(priced) == 8
+    for block in priced:
+        assert block["source"].startswith("https://aws.amazon.com/"), block
+        assert block["read_on"], block
+        assert block["seen"], block
 
 
 def test_on_demand_by_hand() -> None:
@@ -38,30 +42,36 @@ def test_on_demand_by_hand() -> None:
     assert parts["http api"] == pytest.approx(10.00)
     assert parts["dynamodb"] == pytest.approx(6.25)  # 10 M WRU x $0.625/M
     assert parts["eventbridge"] == pytest.approx(10.00)
-    assert parts["sqs"] == pytest.approx(12.00)  # 30 M requests x $0.40/M
-    assert sum(parts.values()) == pytest.approx(40.91667, abs=1e-4)
+    assert parts["relay lambda"] == pytest.approx(RELAY)  # 1 M invocations: $0.20 + $0.33
+    assert parts["sqs"] == 0  # POST /orders sends no message; a consumer's queue is extra
+    assert sum(parts.values()) == pytest.approx(2 + 0.66667 + 10 + 6.25 + 10 + RELAY, abs=1e-4)
 
 
-def test_the_free_tier_comes_off_when_asked() -> None:
-    parts = report(TEN_M, Function(p50_ms=10, p95_ms=10, free_tier=True), PRICES)["costs"][
-        "on demand"
-    ]
-    assert parts["lambda requests"] == pytest.approx(1.80)  # 9 M billable
-    assert parts["lambda compute"] == 0  # under 400,000 GB-s
-    assert parts["http api"] == pytest.approx(9.00)
-    assert parts["sqs"] == pytest.approx(11.60)
-    assert sum(parts.values()) == pytest.approx(38.65)
+def test_the_free_tier_comes_off_when_asked_as_a_line_of_its_own() -> None:
+    fn = Function(p50_ms=10, p95_ms=10, traced=False, free_tier=True)
+    parts = report(TEN_M, fn, PRICES)["costs"]["on demand"]
+    assert parts["lambda requests"] == pytest.approx(2.00)  # charged in full...
+    # ...and 1 M requests and the 75,000 GB-s (HTTP 50,000 + relay 25,000) come off below
+    assert parts["free tier (always free)"] == pytest.approx(-(0.20 + 75_000 * 0.0000133334))
+    assert parts["http api"] == pytest.approx(10.00)  # its free tier is a 12-month offer
+    assert "free tier (12 months)" not in parts
 
 
 def test_provisioned_and_container_by_hand() -> None:
     result = report(TEN_M, FN, PRICES)
     assert result["provisioned_concurrency"] == 1
     assert result["totals"]["provisioned"] == pytest.approx(
-        2.00 + 0.5 * SECONDS_PER_MONTH * 0.0000033334 + 50_000 * 0.0000077778 + 10 + 6.25 + 10 + 12
+        2.00
+        + 0.5 * SECONDS_PER_MONTH * 0.0000033334
+        + 50_000 * 0.0000077778
+        + 10
+        + 6.25
+        + 10
+        + RELAY
     )
     assert result["container_tasks"] == 2  # the availability minimum
     assert result["totals"]["container"] == pytest.approx(
-        2 * 730 * (0.03238 + 2 * 0.00356) + 730 * (0.0225 + 0.008) + 6.25 + 10 + 12
+        2 * 730 * (0.03238 + 2 * 0.00356) + 730 * (0.0225 + 0.008) + 6.25 + 10 + RELAY
     )
     assert result["cheapest"] == "on demand"
 
@@ -132,34 +142,3 @@ def test_the_plot_is_written(tmp_path: Path) -> None:
 def test_report_refuses_bad_profiles_directly() -> None:
     with pytest.raises(CostError):
         report(Profile(1, 2, 24), FN, PRICES)
-
-
-def test_container_tasks_are_sized_from_the_measured_throughput() -> None:
-    """The default comes from bench/container.py, and says which run it was."""
-    assert MEASURED["bench"] == "bench/container.py"
-    assert all(MEASURED[key] for key in ("date", "commit", "source"))
-    per_vcpu = MEASURED["rps_per_vcpu"]
-    assert per_vcpu == MEASURED["rps_per_worker"] > 0
-    assert Function().task_capacity == per_vcpu
-    assert Function(task_vcpu=2).task_capacity == 2 * per_vcpu
-    peak = Profile.flat(per_vcpu * 3)  # with 20% headroom: 3.6 tasks' worth
-    result = report(peak, Function(), PRICES)
-    assert result["container_tasks"] == 4
-    assert result["container_task_rps"] == per_vcpu
-    assert MEASURED["date"] in result["container_task_rps_from"]
-
-
-def test_task_rps_overrides_the_measured_figure(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--peak-rpm", "60000", "--task-rps", "100", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["container_task_rps"] == 100
-    assert result["container_tasks"] == 12  # 1,000 req/s x 1.2 / 100
-    assert result["container_task_rps_from"] == "--task-rps"
-
-
-@pytest.mark.parametrize("args", [["--task-rps", "0"], ["--task-vcpu", "0"]])
-def test_a_task_that_serves_nothing_is_refused(
-    args: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["--peak-rpm", "10", *args]) == 2
-    assert "orders-cost: error:" in capsys.readouterr().err

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from orders_core.application import OrderStore, Outbox
 from orders_core.testing import InMemoryStore
-from orders_core.testing.contract import OutboxContract, StoreContract
+from orders_core.testing.contract import InspectionContract, OutboxContract, StoreContract
 from orders_core.testing.unit_of_work import UnitOfWorkContract
 
 
@@ -21,4 +21,9 @@ class TestInMemoryOutbox(OutboxContract):
 
 class TestInMemoryUnitOfWork(UnitOfWorkContract):
     def make_store(self, tmp_path: Path) -> OrderStore:
+        return InMemoryStore()
+
+
+class TestInMemoryInspection(InspectionContract):
+    def make_store(self, tmp_path: Path) -> InMemoryStore:
         return InMemoryStore()

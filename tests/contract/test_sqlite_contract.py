@@ -4,7 +4,7 @@ from pathlib import Path
 
 from orders_core.application import OrderStore, Outbox
 from orders_core.domain import DomainEvent
-from orders_core.testing.contract import OutboxContract, StoreContract
+from orders_core.testing.contract import InspectionContract, OutboxContract, StoreContract
 from orders_core.testing.unit_of_work import UnitOfWorkContract
 from orders_local.sqlite import SQLiteStore
 
@@ -38,4 +38,12 @@ class TestSQLiteUnitOfWork(UnitOfWorkContract):
 
     def close_store(self, store: OrderStore) -> None:
         assert isinstance(store, SQLiteStore)
+        store.close()
+
+
+class TestSQLiteInspection(InspectionContract):
+    def make_store(self, tmp_path: Path) -> SQLiteStore:
+        return SQLiteStore(tmp_path / "orders.db")
+
+    def close_store(self, store: SQLiteStore) -> None:
         store.close()

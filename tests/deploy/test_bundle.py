@@ -52,7 +52,7 @@ def test_bytecode_is_there_exactly_when_a_target_interpreter_is(arm64: tuple[Pat
     if find_interpreter(PY) is None:
         assert pycs == []
     else:
-        assert "orders_core/__pycache__/service.cpython-312.pyc" in pycs
+        assert "orders_core/application/__pycache__/_service.cpython-312.pyc" in pycs
 
 
 def test_the_size_is_under_the_limit_and_the_limit_bites(arm64: tuple[Path, Path]) -> None:

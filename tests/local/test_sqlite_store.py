@@ -122,7 +122,7 @@ def test_an_older_file_migrates_with_its_orders_and_delivery_state(
     conn.close()
 
     store = SQLiteStore(db)
-    assert store.schema_version() == SCHEMA_VERSION == 5
+    assert store.schema_version() == SCHEMA_VERSION == 6
     with store._connection() as conn:
         leftovers = conn.execute(
             "SELECT name FROM sqlite_schema WHERE name LIKE 'apply_change%'"
@@ -143,6 +143,14 @@ def test_an_older_file_migrates_with_its_orders_and_delivery_state(
     pending = store.pending()
     assert [p.event.order_id for p in pending] == ["o-2", third.order_id]
     assert pending[0].position < pending[1].position
+    # Schema 6: statuses were read out of the bodies; commands before it were not recorded.
+    assert store.status_counts() == {"PENDING": 3, "CONFIRMED": 0, "FULFILLED": 0, "CANCELLED": 0}
+    (old_entry,) = store.timeline("o-1")
+    assert old_entry.command is None
+    assert old_entry.delivery.state == "delivered"
+    (new_entry,) = store.timeline(third.order_id)
+    assert new_entry.command is not None
+    assert new_entry.command.type == CREATE
     store.close()
 
 

@@ -80,6 +80,13 @@ def test_importing_a_lambda_trigger_builds_no_runtime_and_loads_no_botocore() ->
     )
     assert {"orders_aws.stream", "orders_aws.apigw"} <= modules
     assert not any(m.split(".")[0] in {"boto3", "botocore"} for m in modules)
+    assert not any(m.startswith("orders_local") for m in modules)  # the console above all
+
+
+def test_the_local_runtime_loads_the_console_only_when_it_builds_one() -> None:
+    modules = loaded_after("import orders_local.runtime, orders_local.cli, orders_local.asgi_app")
+    assert "orders_local.runtime" in modules
+    assert "orders_local.console" not in modules
 
 
 def test_the_bearer_module_imports_pyjwt_only_to_verify() -> None:

@@ -5,20 +5,21 @@
     orders-cost --peak-rpm 60000 --base-rpm 50000                   # sustained
     orders-cost ... --memory 1024 --arch x86_64 --p50-ms 15 --p95-ms 45 --plot cost.png
 
-Options compared, each with DynamoDB on demand, EventBridge and SQS for the event path:
+Options compared, each with DynamoDB on demand, the stream relay and EventBridge for the
+event path (line items as AWS charges them: :mod:`orders_aws.lines`):
 
 1. **on demand**: Lambda + HTTP API, paying per request and per GB-second;
 2. **provisioned**: the same with provisioned concurrency sized for the peak
    (Little's law: peak rate x p95 duration x headroom);
 3. **container**: Fargate tasks running ``orders-local serve --store dynamodb`` behind an
-   ALB, sized for the peak (at least two for availability) from what one worker served in
-   ``bench/container.py``: ``throughput.json`` gives requests/s per vCPU, with the bench,
-   its date and conditions; ``--task-rps`` overrides it with your own measurement.
+   ALB, sized for the peak (``--task-rps`` per task, at least two for availability).
 
 It names the cheapest and the break-even sustained request rate between on demand and each
-alternative. Prices come from ``prices.json`` (region and date inside), overridable with
-``--prices``; nothing is fetched. Durations default to figures from the benchmarks plus a
-DynamoDB round trip (see ``DEFAULT_P50_MS``); measure yours and pass them.
+alternative, and warns about every default quota the profile would pass
+(:mod:`orders_aws.limits`). Prices come from ``prices.json`` (each with its page and date),
+overridable with ``--prices``; nothing is fetched. Durations default to the measured warm
+invocation plus a stated DynamoDB round trip (``lambda_defaults`` in that file); measure
+yours and pass them.
 """
 
 from __future__ import annotations
@@ -26,22 +27,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
-from orders_aws.prices import CostError, load_prices, load_throughput
+from orders_aws import cli_numbers, limits, lines
+from orders_aws.prices import CostError, lambda_durations, load_prices
 
 SECONDS_PER_MONTH: Final = 730 * 3600  # AWS bills a month as 730 hours
 HOURS_PER_MONTH: Final = 730
-DEFAULT_P50_MS: Final = 12.0
-"""0.09 ms of our code warm (bench/warm.py) + ~10 ms for one in-region DynamoDB write (an
-assumption: no Lambda here to measure it), billed in whole milliseconds."""
-DEFAULT_P95_MS: Final = 40.0
-MEASURED: Final = load_throughput()
-"""Container throughput from bench/container.py (throughput.json: bench, date, source)."""
+_BUNDLED: Final = load_prices()
+DEFAULT_P50_MS, DEFAULT_P95_MS = lambda_durations(_BUNDLED, 512)
+"""At 512 MB; ``main`` recomputes them for ``--memory`` (see ``lambda_durations``)."""
 ARCHITECTURES: Final = ("arm64", "x86_64")
 
 
@@ -83,10 +83,13 @@ class Function:
     write_units: float = 1.0
     read_units: float = 0.0
     events_per_request: float = 1.0
-    sqs_requests_per_event: float = 3.0  # send, receive, delete
+    sqs_requests_per_event: float = 0.0  # a consumer's queue: 3 (send, receive, delete)
+    relay_batch: float = _BUNDLED["lambda_defaults"]["relay_records_per_invocation"]
+    relay_ms: float = _BUNDLED["lambda_defaults"]["relay_ms_per_invocation"]
+    traced: bool = True
+    free_tier_12_months: bool = False
     headroom: float = 1.2
-    task_rps: float | None = None
-    """Requests/s one task serves; None: :data:`MEASURED` per vCPU x ``task_vcpu``."""
+    task_rps: float = 500.0
     task_vcpu: float = 1.0
     task_gb: float = 2.0
     min_tasks: int = 2
@@ -101,26 +104,10 @@ class Function:
             raise CostError("durations must be positive, with p95 >= p50")
         if min(self.write_units, self.read_units, self.events_per_request) < 0:
             raise CostError("capacity units and events per request cannot be negative")
-        if (self.task_rps is not None and self.task_rps <= 0) or self.min_tasks < 1:
+        if self.relay_batch < 1 or self.relay_ms <= 0:
+            raise CostError("a relay invocation carries at least one record and takes time")
+        if self.task_rps <= 0 or self.min_tasks < 1:
             raise CostError("a task must serve some requests, and at least one task must run")
-        if self.task_vcpu <= 0:
-            raise CostError("a task needs some vCPU")
-
-    @property
-    def task_capacity(self) -> float:
-        """Requests/s one task serves: ``task_rps`` if given, else measured (one worker
-        per vCPU: a worker is one process, and the GIL keeps it to about one vCPU)."""
-        if self.task_rps is not None:
-            return self.task_rps
-        return float(MEASURED["rps_per_vcpu"]) * self.task_vcpu
-
-    def task_capacity_source(self) -> str:
-        if self.task_rps is not None:
-            return "--task-rps"
-        return (
-            f"{MEASURED['bench']} on {MEASURED['date']}: {MEASURED['rps_per_vcpu']:g} req/s "
-            f"per vCPU x {self.task_vcpu:g} vCPU"
-        )
 
     @property
     def gb(self) -> float:
@@ -131,41 +118,17 @@ class Function:
         return (0.95 * math.ceil(self.p50_ms) + 0.05 * math.ceil(self.p95_ms)) / 1000
 
 
-def _per_million(count: float, price: float, free: float = 0.0) -> float:
-    return max(0.0, count - free) / 1e6 * price
-
-
-def shared(requests: float, fn: Function, prices: dict[str, Any]) -> dict[str, float]:
-    """What every option pays: the table and the event path."""
-    events = requests * fn.events_per_request
-    sqs_free = prices["sqs"]["free_requests"] if fn.free_tier else 0
-    return {
-        "dynamodb": _per_million(
-            requests * fn.write_units, prices["dynamodb"]["write_request_unit_per_million"]
-        )
-        + _per_million(
-            requests * fn.read_units, prices["dynamodb"]["read_request_unit_per_million"]
-        ),
-        "eventbridge": _per_million(events, prices["eventbridge"]["custom_event_per_million"]),
-        "sqs": _per_million(
-            events * fn.sqs_requests_per_event, prices["sqs"]["request_per_million"], sqs_free
-        ),
-    }
+def shared(
+    requests: float, fn: Function, prices: dict[str, Any], front: lines.Usage | None = None
+) -> dict[str, float]:
+    """What every option pays: the table and the event path (and the free tier asked for)."""
+    return lines.shared(requests, fn, prices, front)
 
 
 def on_demand(profile: Profile, fn: Function, prices: dict[str, Any]) -> dict[str, float]:
-    requests = profile.requests_per_month()
-    lam = prices["lambda"]
-    free_req = lam["free_requests"] if fn.free_tier else 0
-    free_gbs = lam["free_gb_seconds"] if fn.free_tier else 0
-    gb_seconds = requests * fn.mean_billed_seconds() * fn.gb
-    api_free = prices["http_api"]["free_requests"] if fn.free_tier else 0
-    return {
-        "lambda requests": _per_million(requests, lam["request_per_million"], free_req),
-        "lambda compute": max(0.0, gb_seconds - free_gbs) * lam["gb_second"][fn.arch],
-        "http api": _per_million(requests, prices["http_api"]["request_per_million"], api_free),
-        **shared(requests, fn, prices),
-    }
+    pieces = lines.segments(profile.peak_rps, profile.base_rps, profile.peak_hours)
+    parts, usage = lines.lambda_front(pieces, fn, prices)
+    return {**parts, **shared(profile.requests_per_month(), fn, prices, usage)}
 
 
 def provisioned_concurrency(profile: Profile, fn: Function) -> int:
@@ -174,26 +137,14 @@ def provisioned_concurrency(profile: Profile, fn: Function) -> int:
 
 
 def provisioned(profile: Profile, fn: Function, prices: dict[str, Any]) -> dict[str, float]:
-    requests = profile.requests_per_month()
-    lam = prices["lambda"]
+    pieces = lines.segments(profile.peak_rps, profile.base_rps, profile.peak_hours)
     instances = provisioned_concurrency(profile, fn)
-    gb_seconds = requests * fn.mean_billed_seconds() * fn.gb
-    free_req = lam["free_requests"] if fn.free_tier else 0
-    api_free = prices["http_api"]["free_requests"] if fn.free_tier else 0
-    return {
-        "lambda requests": _per_million(requests, lam["request_per_million"], free_req),
-        "provisioned concurrency": instances
-        * fn.gb
-        * SECONDS_PER_MONTH
-        * lam["provisioned_gb_second"][fn.arch],
-        "lambda compute": gb_seconds * lam["provisioned_duration_gb_second"][fn.arch],
-        "http api": _per_million(requests, prices["http_api"]["request_per_million"], api_free),
-        **shared(requests, fn, prices),
-    }
+    parts, usage = lines.lambda_front(pieces, fn, prices, provisioned_instances=instances)
+    return {**parts, **shared(profile.requests_per_month(), fn, prices, usage)}
 
 
 def container_tasks(profile: Profile, fn: Function) -> int:
-    return max(fn.min_tasks, math.ceil(profile.peak_rps * fn.headroom / fn.task_capacity))
+    return max(fn.min_tasks, math.ceil(profile.peak_rps * fn.headroom / fn.task_rps))
 
 
 def container(profile: Profile, fn: Function, prices: dict[str, Any]) -> dict[str, float]:
@@ -249,9 +200,15 @@ def break_even(other: str, fn: Function, prices: dict[str, Any], high: float = 1
     return hi
 
 
-def report(profile: Profile, fn: Function, prices: dict[str, Any]) -> dict[str, Any]:
+def report(
+    profile: Profile,
+    fn: Function,
+    prices: dict[str, Any],
+    options: limits.Options | None = None,
+) -> dict[str, Any]:
     profile.check()
     fn.check()
+    options = options or limits.Options(region=str(prices.get("region", "us-east-1")))
     costs = {name: OPTIONS[name](profile, fn, prices) for name in OPTIONS}
     totals = {name: sum(parts.values()) for name, parts in costs.items()}
     return {
@@ -265,9 +222,9 @@ def report(profile: Profile, fn: Function, prices: dict[str, Any]) -> dict[str, 
         },
         "provisioned_concurrency": provisioned_concurrency(profile, fn),
         "container_tasks": container_tasks(profile, fn),
-        "container_task_rps": fn.task_capacity,
-        "container_task_rps_from": fn.task_capacity_source(),
         "prices": {"region": prices.get("region"), "read_on": prices.get("read_on")},
+        "region": options.region,
+        "warnings": limits.check(profile, fn, options),
     }
 
 
@@ -282,13 +239,13 @@ def for_json(result: dict[str, Any]) -> dict[str, Any]:
         **result,
         "requests_per_month": round(result["requests_per_month"]),
         "peak_rps": round(result["peak_rps"], 3),
-        "container_task_rps": round(result["container_task_rps"], 3),
         "costs": {name: cents(parts) for name, parts in result["costs"].items()},
         "totals": cents(result["totals"]),
         "break_even_rps": {
             name: None if rps is None else round(rps, 3)
             for name, rps in result["break_even_rps"].items()
         },
+        "warnings": limits.for_json(result["warnings"]),
     }
 
 
@@ -307,10 +264,6 @@ def render(result: dict[str, Any]) -> str:
         f"cheapest: {result['cheapest']}  (provisioned concurrency "
         f"{result['provisioned_concurrency']}, container tasks {result['container_tasks']})"
     )
-    lines.append(
-        f"container task: {result['container_task_rps']:,.0f} req/s "
-        f"({result['container_task_rps_from']})"
-    )
     for name, rps in result["break_even_rps"].items():
         where = (
             "never, up to 1M req/s"
@@ -318,6 +271,7 @@ def render(result: dict[str, Any]) -> str:
             else f"{rps:,.1f} req/s ({rps * 60:,.0f} req/min)"
         )
         lines.append(f"break-even on demand vs {name}: {where}")
+    lines += ["", limits.render(result["warnings"], result["region"])]
     return "\n".join(lines)
 
 
@@ -335,8 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     fn = parser.add_argument_group("function")
     fn.add_argument("--memory", type=int, default=512, help="Lambda memory, MB")
     fn.add_argument("--arch", default="arm64", help="arm64 or x86_64")
-    fn.add_argument("--p50-ms", type=float, default=DEFAULT_P50_MS)
-    fn.add_argument("--p95-ms", type=float, default=DEFAULT_P95_MS)
+    fn.add_argument(
+        "--p50-ms", type=float, help="None: the measured warm call + a DynamoDB round trip"
+    )
+    fn.add_argument("--p95-ms", type=float, help="None: as --p50-ms, at the tail")
     fn.add_argument(
         "--write-units",
         type=float,
@@ -345,24 +301,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fn.add_argument("--read-units", type=float, default=0.0)
     fn.add_argument(
-        "--task-rps",
-        type=float,
-        default=argparse.SUPPRESS,  # absent: the measured figure (no "default: None")
-        help=f"requests/s one Fargate task serves (default: {MEASURED['rps_per_vcpu']:g} per "
-        f"vCPU, measured by {MEASURED['bench']} on {MEASURED['date']}; x --task-vcpu)",
+        "--task-rps", type=float, default=500.0, help="requests/s one Fargate task serves"
     )
-    fn.add_argument("--task-vcpu", type=float, default=1.0, help="vCPU per Fargate task")
     fn.add_argument("--free-tier", action="store_true", help="subtract the always-free allowances")
     parser.add_argument("--prices", type=Path, help="a prices JSON file (default: the bundled one)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
         "--plot", type=Path, metavar="FILE.png", help="draw cost against request rate"
     )
+    _model_arguments(parser)
+    limits.add_arguments(parser)
+    cli_numbers.harden(parser)
     return parser
 
 
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("the rest of the bill (orders_aws.lines)")
+    model.add_argument(
+        "--free-tier-12-months",
+        action="store_true",
+        help="also subtract the 12-month offers (HTTP API), which only accounts opened "
+        "before 2025-07-15 have, in their first year",
+    )
+    model.add_argument(
+        "--sqs-per-event", type=float, default=0.0, help="a consumer queue's requests per event"
+    )
+    model.add_argument(
+        "--relay-batch", type=float, help="records per relay invocation; None: prices.json"
+    )
+    model.add_argument(
+        "--relay-ms", type=float, help="billed ms per relay invocation; None: prices.json"
+    )
+    model.add_argument("--no-tracing", action="store_true", help="price without X-Ray")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a usage error (2) or --help (0), as the return code
+        return int(exc.code or 0)
+    try:
+        return _run(args)
+    except BrokenPipeError:  # `orders-cost | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a process killed by SIGPIPE reports
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.requests_per_month is not None:
             if args.requests_per_month < 0:
@@ -374,25 +359,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CostError(
                 "give --requests-per-month or --peak-rpm (with --base-rpm, --peak-hours)"
             )
+        prices = load_prices(args.prices)
+        p50, p95 = lambda_durations(prices, max(args.memory, 1))
+        defaults = prices["lambda_defaults"]
         function = replace(
             Function(),
             memory_mb=args.memory,
             arch=args.arch,
-            p50_ms=args.p50_ms,
-            p95_ms=args.p95_ms,
+            p50_ms=p50 if args.p50_ms is None else args.p50_ms,
+            p95_ms=p95 if args.p95_ms is None else args.p95_ms,
             write_units=args.write_units,
             read_units=args.read_units,
-            task_rps=getattr(args, "task_rps", None),
-            task_vcpu=args.task_vcpu,
+            task_rps=args.task_rps,
             free_tier=args.free_tier,
+            free_tier_12_months=args.free_tier_12_months,
+            sqs_requests_per_event=args.sqs_per_event,
+            relay_batch=(
+                defaults["relay_records_per_invocation"]
+                if args.relay_batch is None
+                else args.relay_batch
+            ),
+            relay_ms=defaults["relay_ms_per_invocation"]
+            if args.relay_ms is None
+            else args.relay_ms,
+            traced=not args.no_tracing,
         )
-        prices = load_prices(args.prices)
-        result = report(profile, function, prices)
+        options = limits.options_from(args, str(prices.get("region", "us-east-1")))
+        result = report(profile, function, prices, options)
         print(json.dumps(for_json(result), indent=2) if args.json else render(result))
+        sys.stdout.flush()  # a closed pipe raises here, inside the handler, not at exit
         if args.plot is not None:
-            from orders_aws.cost_plot import plot  # matplotlib only when asked for
+            from orders_aws.cost_plot import plot
 
-            plot(args.plot, function, prices, result)
+            plot(args.plot, function, prices, result, options)
             print(f"plot written to {args.plot}")
     except CostError as exc:
         print(f"orders-cost: error: {exc}", file=sys.stderr)

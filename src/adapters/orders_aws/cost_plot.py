@@ -1,17 +1,28 @@
-"""``orders-cost --plot``: monthly cost against a sustained request rate, each option a
-line, the break-even points marked (matplotlib, the ``plot`` extra)."""
+"""``orders-cost --plot``: monthly cost against a sustained request rate, with the
+break-even points and the rates at which default quotas are passed (:mod:`orders_aws.limits`).
+
+matplotlib is imported only here, and only when a plot is asked for.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from orders_aws import limits
 from orders_aws.cost import OPTIONS, Function, Profile, monthly
 from orders_aws.prices import CostError
 
 
-def plot(path: Path, fn: Function, prices: dict[str, Any], result: dict[str, Any]) -> None:
-    """Cost per month against a sustained request rate, break-even points marked."""
+def plot(
+    path: Path,
+    fn: Function,
+    prices: dict[str, Any],
+    result: dict[str, Any],
+    options: limits.Options | None = None,
+) -> dict[str, float]:
+    """Cost per month against a sustained request rate, break-even points and quota lines
+    marked; returns the quota lines drawn (name -> requests per second)."""
     try:
         import matplotlib
 
@@ -20,7 +31,10 @@ def plot(path: Path, fn: Function, prices: dict[str, Any], result: dict[str, Any
     except ImportError:
         raise CostError("--plot needs matplotlib: pip install 'orders-core[plot]'") from None
     marks = [r for r in result["break_even_rps"].values() if r is not None]
+    quotas = limits.thresholds(Profile.flat, fn, options or limits.Options())
     top = max(max([*marks, 1.0]) * 2, result["peak_rps"] * 1.2)
+    if quotas:  # reach at least the first limit, so the picture shows where it is
+        top = max(top, min(quotas.values()) * 1.15)
     rates = [top * i / 200 for i in range(201)]
     figure, axes = plt.subplots(figsize=(8, 5))
     for name in OPTIONS:
@@ -40,14 +54,28 @@ def plot(path: Path, fn: Function, prices: dict[str, Any], result: dict[str, Any
                 xytext=(6, -12),
                 fontsize=8,
             )
+    drawn = {name: rps for name, rps in quotas.items() if rps <= top}
+    for i, (name, rps) in enumerate(drawn.items()):
+        axes.axvline(rps * 60, color="tab:red", linestyle="--", linewidth=0.8)
+        axes.annotate(
+            f"{name}: {rps * 60:,.0f}/min",
+            (rps * 60, 0),
+            xycoords=("data", "axes fraction"),
+            xytext=(-3, 8 + 12 * i),
+            horizontalalignment="right",
+            textcoords="offset points",
+            fontsize=7,
+            color="tab:red",
+        )
     axes.set_xlabel("sustained requests per minute")
     axes.set_ylabel("USD per month")
     axes.set_title(
         f"orders-core monthly cost ({fn.arch}, {fn.memory_mb} MB, "
-        f"p50 {fn.p50_ms:g} ms; prices {result['prices']['read_on']})"
+        f"p50 {fn.p50_ms:.1f} ms; prices {result['prices']['read_on']})"
     )
     axes.legend()
     axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+    return drawn

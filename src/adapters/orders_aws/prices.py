@@ -1,5 +1,4 @@
-"""The prices ``orders-cost`` reads: the bundled ``prices.json``, or a corrected copy; and
-the measured throughput it sizes containers with (``throughput.json``).
+"""The prices ``orders-cost`` reads: the bundled ``prices.json``, or a corrected copy.
 
 A copy must have every price the bundled file has, each a non-negative number: a missing
 one used to surface as a KeyError deep in the arithmetic, which told a user nothing.
@@ -39,14 +38,6 @@ def load_prices(path: Path | None = None) -> dict[str, Any]:
     return result
 
 
-def load_throughput() -> dict[str, Any]:
-    """What one container worker served in the container benchmark (``throughput.json``:
-    the bench, its date, commit and conditions, requests/s per worker and per vCPU)."""
-    text = resources.files("orders_aws").joinpath("throughput.json").read_text()
-    measured: dict[str, Any] = json.loads(text)
-    return measured
-
-
 def _missing_price(prices: Any, shape: dict[str, Any], at: str = "") -> str | None:
     """Why ``prices`` lacks a number the bundled file (``shape``) has, or None: a KeyError
     deep in the arithmetic told a user nothing."""
@@ -66,3 +57,13 @@ def _missing_price(prices: Any, shape: dict[str, Any], at: str = "") -> str | No
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 return f"{name} must be a non-negative number, not {json.dumps(value)}"
     return None
+
+
+def lambda_durations(prices: dict[str, Any], memory_mb: int) -> tuple[float, float]:
+    """Default p50 and p95 of the HTTP function at ``memory_mb``: the measured warm
+    invocation, slowed in proportion below a full vCPU, plus the stated DynamoDB round trip
+    (``lambda_defaults`` in the prices file says where each figure comes from)."""
+    d = prices["lambda_defaults"]
+    warm = d["warm_invocation_ms"] * max(1.0, d["full_core_memory_mb"] / memory_mb)
+    trip = d["dynamodb_round_trip_ms"]
+    return warm + trip["p50"], warm + trip["p95"]

@@ -211,6 +211,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     serve.add_argument(
+        "--relay-backoff-base",
+        type=_seconds,
+        default=_env_value(serve, "RELAY_BACKOFF_BASE", "0.1", _seconds),
+        help="seconds the relay pauses after a first failed delivery; each next pause "
+        "doubles, with jitter [ORDERS_LOCAL_RELAY_BACKOFF_BASE]",
+    )
+    serve.add_argument(
+        "--relay-backoff-cap",
+        type=_seconds,
+        default=_env_value(serve, "RELAY_BACKOFF_CAP", "10", _seconds),
+        help="longest pause between delivery attempts while the sink fails; the console's "
+        "redeliver ends a pause at once [ORDERS_LOCAL_RELAY_BACKOFF_CAP]",
+    )
+    serve.add_argument(
+        "--console",
+        choices=["on", "off"],
+        default=_env("CONSOLE", "on"),
+        help="serve the browser console at /console: admins only with authentication on, "
+        "loopback callers only with it off [ORDERS_LOCAL_CONSOLE]",
+    )
+    serve.add_argument(
+        "--traces-ui-url",
+        default=_env("TRACES_UI_URL", ""),
+        metavar="TEMPLATE",
+        help="link each trace id in the console to this URL, {traceId} replaced; e.g. "
+        "http://localhost:16686/trace/{traceId} for Jaeger [ORDERS_LOCAL_TRACES_UI_URL]",
+    )
+    serve.add_argument(
         "--server",
         choices=["uvicorn", "builtin"],
         default=_env("SERVER", "uvicorn"),
@@ -261,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,  # relay.BACKOFF_CAP, not imported here: the CLI loads the core lazily
         help="longest pause between attempts while the sink fails; the first is 0.1 s and "
         "each next one doubles, with jitter",
+    )
+    relay.add_argument(
+        "--backoff-base",
+        type=_seconds,
+        default=0.1,  # relay.BACKOFF_BASE
+        help="pause after a first failed attempt; each next one doubles, up to --backoff-cap",
     )
     relay.add_argument(
         "--marks-fd",

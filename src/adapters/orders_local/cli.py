@@ -131,6 +131,10 @@ def prepare(args: argparse.Namespace) -> tuple[LocalConfig, dict[str, str]]:
         raise UsageError("--workers needs --server uvicorn")
     if args.store == "sqlite" and (reason := check_db_path(args.db)) is not None:
         raise UsageError(reason)
+    if args.traces_ui_url:
+        from orders_local.console import check_trace_template
+
+        check_trace_template(args.traces_ui_url)  # a ValueError names what is wrong
     settings = {
         "db": str(args.db),
         "synchronous": args.synchronous,
@@ -153,6 +157,10 @@ def prepare(args: argparse.Namespace) -> tuple[LocalConfig, dict[str, str]]:
         threads=args.threads,
         max_connections=args.max_connections,
         jwt=jwt,
+        relay_backoff_base=args.relay_backoff_base,
+        relay_backoff_cap=args.relay_backoff_cap,
+        console=args.console == "on",
+        traces_ui_url=args.traces_ui_url or None,
     )
     return config, settings
 
@@ -219,6 +227,10 @@ def _serve_workers(args: argparse.Namespace, config: LocalConfig) -> int:
         ("THREADS", str(args.threads)),
         ("ALLOW_REMOTE", "1" if args.allow_remote else ""),
         ("SINK", args.sink),
+        ("RELAY_BACKOFF_BASE", str(args.relay_backoff_base)),
+        ("RELAY_BACKOFF_CAP", str(args.relay_backoff_cap)),
+        ("CONSOLE", args.console),
+        ("TRACES_UI_URL", args.traces_ui_url),
     ):
         os.environ[ENV + name] = value
     for name, value in (
@@ -279,6 +291,7 @@ def run_relay(args: argparse.Namespace) -> int:
         publisher,
         poll_interval=args.poll_interval,
         backoff_cap=args.backoff_cap,
+        backoff_base=args.backoff_base,
         destination=args.sink,
     )
     stop = _stop_on_signals()
@@ -293,7 +306,7 @@ def run_relay(args: argparse.Namespace) -> int:
     if args.lifeline:  # serve's child: stop when the server closes its end, or on a signal
 
         def follow() -> None:
-            follow_lifeline(relay.wake)
+            follow_lifeline(relay.wake, retry=relay.retry_now)
             stop.set()
 
         threading.Thread(target=follow, name="lifeline", daemon=True).start()

@@ -65,6 +65,7 @@ class RelayProcess:
         file: str,
         poll_interval: float = 0.25,
         backoff_cap: float | None = None,
+        backoff_base: float | None = None,
         python: str = sys.executable,
     ) -> None:
         self.outbox = outbox
@@ -73,6 +74,7 @@ class RelayProcess:
         self.sink = sink
         self.poll_interval = poll_interval
         self.backoff_cap = backoff_cap
+        self.backoff_base = backoff_base
         self.python = python
         self.proc: subprocess.Popen[bytes] | None = None
         self._started_at = float("-inf")
@@ -99,6 +101,7 @@ class RelayProcess:
                 "--poll-interval",
                 str(self.poll_interval),
                 *([] if self.backoff_cap is None else ["--backoff-cap", str(self.backoff_cap)]),
+                *([] if self.backoff_base is None else ["--backoff-base", str(self.backoff_base)]),
                 "--marks-fd",
                 str(self._marks_w),
                 "--lifeline",
@@ -114,6 +117,10 @@ class RelayProcess:
         threading.Thread(
             target=self._watch, args=(self.proc, self._started_at), name="relay-watch", daemon=True
         ).start()
+
+    def retry_now(self) -> None:
+        """End the relay's pause after a failure now (a ``!`` on its lifeline)."""
+        self._signal(RETRY)
 
     def _watch(self, proc: subprocess.Popen[bytes], started_at: float) -> None:
         """Wait for ``proc`` to exit; unless stopping, once a restart is allowed, wake the
@@ -131,11 +138,14 @@ class RelayProcess:
         A relay that has exited shows as a broken pipe here (no poll per call: that was
         3% of the server's time at 4 connections).
         """
+        self._signal(b"\n")
+
+    def _signal(self, byte: bytes) -> None:
         if self.proc is None or self._stopping:
             return
         assert self.proc.stdin is not None
         try:
-            os.write(self.proc.stdin.fileno(), b"\n")
+            os.write(self.proc.stdin.fileno(), byte)
         except BlockingIOError:
             pass  # the pipe is full: enough wake-ups are queued
         except BrokenPipeError:
@@ -279,8 +289,15 @@ _PER_LINE: Final = 25
 PIPE_BUF, so a relay killed mid-report never leaves half a line another one continues."""
 
 
-def follow_lifeline(wake: Callable[[], None], fd: int = 0) -> None:
-    """Call ``wake()`` for every chunk read from ``fd``; return at end of file."""
+RETRY: Final = b"!"
+"""On the lifeline: end the pause after a failure now (any other byte: look now)."""
+
+
+def follow_lifeline(
+    wake: Callable[[], None], fd: int = 0, *, retry: Callable[[], None] | None = None
+) -> None:
+    """Call ``wake()`` for every chunk read from ``fd``, and ``retry()`` for one that holds
+    :data:`RETRY`; return at end of file."""
     while True:
         try:
             chunk = os.read(fd, 4096)
@@ -288,4 +305,6 @@ def follow_lifeline(wake: Callable[[], None], fd: int = 0) -> None:
             return
         if not chunk:
             return
+        if retry is not None and RETRY in chunk:
+            retry()
         wake()

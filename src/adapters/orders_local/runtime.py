@@ -17,14 +17,16 @@ from orders_core.application import (
     Authenticator,
     Backend,
     EventPublisher,
+    OrderBrowser,
     OrderService,
     OrderStore,
     Outbox,
+    OutboxInspector,
     OutboxRelay,
     Relay,
 )
 from orders_core.edges.asgi import OrdersAsgi, create_app
-from orders_core.edges.http import HttpApi
+from orders_core.edges.http import HttpApi, Route
 from orders_core.edges.lanes import lanes_for
 from orders_core.telemetry import JsonLogFormatter
 from orders_local.relay_process import RelayProcess
@@ -68,6 +70,16 @@ class LocalConfig:
     jwt: BearerConfig | None = None
     """Verify bearer JWTs (orders_local.bearer); None: authentication off, every caller is
     the one anonymous principal (loopback development)."""
+    relay_backoff_base: float = 0.1
+    """Seconds the relay pauses after a first failed delivery; each next pause doubles."""
+    relay_backoff_cap: float = 10.0
+    """The longest pause between attempts (the console's redeliver ends one at once)."""
+    console: bool = True
+    """Serve the browser console at /console (orders_local.console): admins only with
+    authentication on, loopback peers only with it off."""
+    traces_ui_url: str | None = None
+    """A URL template with ``{traceId}`` (Jaeger: ``http://localhost:16686/trace/{traceId}``):
+    the console links each trace id to it."""
 
 
 def _report(undelivered: int) -> None:
@@ -118,8 +130,14 @@ class LocalRuntime:
         self.authenticate = authenticate
         if backend is None:
             if store is not None:
-                declared = store if isinstance(store, Outbox) else None  # the port it declares
-                backend = Backend("custom", store, type(store).__name__, outbox=declared)
+                backend = Backend(  # the ports its class declares (ABCs it subclasses)
+                    "custom",
+                    store,
+                    type(store).__name__,
+                    outbox=store if isinstance(store, Outbox) else None,
+                    browser=store if isinstance(store, OrderBrowser) else None,
+                    inspector=store if isinstance(store, OutboxInspector) else None,
+                )
             else:
                 from orders_local.backends import open_backend
 
@@ -142,18 +160,44 @@ class LocalRuntime:
         ):
             check_sink_spec(config.sink)
             if config.sink != "none":
-                self.relay = RelayProcess(outbox, config.sink, file=backend.file)
+                self.relay = RelayProcess(
+                    outbox,
+                    config.sink,
+                    file=backend.file,
+                    backoff_base=config.relay_backoff_base,
+                    backoff_cap=config.relay_backoff_cap,
+                )
         elif outbox is not None:
             self.publisher = publisher if publisher is not None else sink_from_spec(config.sink)
             if self.publisher is not None:
-                self.relay = OutboxRelay(outbox, self.publisher, destination=config.sink)
+                self.relay = OutboxRelay(
+                    outbox,
+                    self.publisher,
+                    destination=config.sink,
+                    backoff_base=config.relay_backoff_base,
+                    backoff_cap=config.relay_backoff_cap,
+                )
         if outbox is not None and telemetry.sdk_configured():
             telemetry.METRICS.observe_undelivered(outbox.undelivered_count)
+        service = OrderService(self.store)
+        extra: tuple[Route, ...] = ()
+        if config.console:
+            from orders_local.console import Console
+
+            relay = self.relay
+            extra = Console(
+                service,
+                backend,
+                authenticated=authenticate is not None,
+                retry_now=relay.retry_now if relay is not None else None,
+                traces_ui_url=config.traces_ui_url,
+            ).routes()
         api = HttpApi(
-            OrderService(self.store),
+            service,
             max_body=config.max_body,
             timeout=config.handler_timeout,
             authenticate=authenticate,
+            extra_routes=extra,
         )
         on_commit = self.relay.wake if self.relay else None
         self.server: UvicornServer | OrdersHTTPServer | None = None

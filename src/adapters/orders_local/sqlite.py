@@ -45,6 +45,7 @@ from orders_core.application import (
 )
 from orders_core.domain import Order
 from orders_core.errors import MalformedRequest, StoreBusy, StoreUnavailable
+from orders_local.sqlite_inspect import SQLiteInspection
 from orders_local.sqlite_outbox import SQLiteOutbox
 from orders_local.sqlite_schema import (
     MIGRATIONS,
@@ -78,7 +79,7 @@ MAX_GROUP: Final = 64
 """Most changes one group commit carries."""
 
 
-class SQLiteStore(OrderStore, SQLiteOutbox):
+class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
     """Thread-safe; connections are pooled, one per concurrently active thread."""
 
     def __init__(
@@ -424,4 +425,6 @@ def backend(settings: Mapping[str, str]) -> Backend:
         outbox=store,
         file=path,
         close=store.close,
+        browser=store,
+        inspector=store,
     )

@@ -58,10 +58,12 @@ class SQLiteOutbox(Outbox):
             )
 
     def mark_failed(self, positions: Sequence[int], error: str) -> None:
+        now = us_of(datetime.now(UTC))
         with self._bookkeeping() as conn:
             conn.executemany(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE position = ?",
-                [(error[:500], p) for p in positions],
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, last_attempt_us = ?"
+                " WHERE position = ?",
+                [(error[:500], now, p) for p in positions],
             )
 
     def outbox_entries(

@@ -186,6 +186,28 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             WHERE customer_id IS NOT NULL
         """,
     ),
+    # 6: what the console reads (docs/decisions/0019-console-history-and-redelivery.md). Each
+    # order's status as a column (counting statuses reads it, not every body's JSON: 93 vs
+    # 456 ms for 200,000 orders; no index, which every write would pay for); the command
+    # behind each outbox event, written in the same INSERT; when its last attempt failed;
+    # an index from an order to its events (its timeline); and redelivery requests.
+    (
+        "ALTER TABLE orders ADD COLUMN status TEXT",
+        "UPDATE orders SET status = json_extract(body, '$.status')",
+        "ALTER TABLE outbox ADD COLUMN command TEXT",
+        "ALTER TABLE outbox ADD COLUMN last_attempt_us INTEGER",
+        "CREATE INDEX outbox_by_order ON outbox (order_id, position)",
+        """
+        CREATE TABLE redeliveries (
+            request_id      INTEGER PRIMARY KEY,
+            position        INTEGER NOT NULL,
+            requested_us    INTEGER NOT NULL,
+            requested_by    TEXT NOT NULL,
+            attempts_before INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX redeliveries_by_position ON redeliveries (position, request_id)",
+    ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -18,17 +18,19 @@ from orders_core.errors import ConcurrencyConflict, DuplicateRequest, StoreUnava
 
 _LIVE_KEY: Final = "SELECT 1 FROM idempotency WHERE key = ? AND expires_us > ?"
 _INSERT_ORDER: Final = (
-    "INSERT INTO orders (order_id, customer_id, created_us, version, owner, body)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO orders (order_id, customer_id, created_us, version, owner, status, body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-_UPDATE_ORDER: Final = "UPDATE orders SET version = ?, body = ? WHERE order_id = ? AND version = ?"
+_UPDATE_ORDER: Final = (
+    "UPDATE orders SET version = ?, status = ?, body = ? WHERE order_id = ? AND version = ?"
+)
 _PUT_KEY: Final = (
     "INSERT OR REPLACE INTO idempotency"
     " (key, fingerprint, status, body, order_id, version, expires_us, generation)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_EVENT: Final = (
-    "INSERT INTO outbox (event_id, order_id, record, committed_us) VALUES (?, ?, ?, ?)"
+    "INSERT INTO outbox (event_id, order_id, record, committed_us, command) VALUES (?, ?, ?, ?, ?)"
 )
 
 
@@ -51,7 +53,7 @@ class Queued:
     change: Change
     now_us: int
     body: str
-    events: list[tuple[str, str, str, int]]
+    events: list[tuple[str, str, str, int, str | None]]
     key: tuple[object, ...] | None
     done: bool = False
     error: BaseException | None = None
@@ -59,7 +61,12 @@ class Queued:
     @classmethod
     def of(cls, change: Change, now: datetime) -> Queued:
         order, record, now_us = change.order, change.idempotency, us_of(now)
-        events = [(e.id, order.order_id, e.to_record_json(), now_us) for e in change.events]
+        # The command rides on the change's first event: its timeline entry.
+        note = None if change.command is None else change.command.to_json()
+        events = [
+            (e.id, order.order_id, e.to_record_json(), now_us, note if i == 0 else None)
+            for i, e in enumerate(change.events)
+        ]
         key = None
         if record is not None:
             key = (
@@ -108,6 +115,7 @@ def apply_change(conn: sqlite3.Connection, item: Queued) -> None:
             us_of(order.created_at),
             order.version,
             order.owner,
+            order.status.value,
         )
         try:
             conn.execute(_INSERT_ORDER, (*row, item.body))
@@ -118,7 +126,7 @@ def apply_change(conn: sqlite3.Connection, item: Queued) -> None:
     elif (
         conn.execute(
             _UPDATE_ORDER,
-            (order.version, item.body, order.order_id, change.expected_version),
+            (order.version, order.status.value, item.body, order.order_id, change.expected_version),
         ).rowcount
         != 1
     ):

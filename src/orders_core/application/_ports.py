@@ -19,6 +19,7 @@ from typing import ClassVar, Final, Protocol
 
 from orders_core._immutable import immutable
 from orders_core.application._idempotency import IdempotencyRecord
+from orders_core.application._inspection import CommandNote, OrderBrowser, OutboxInspector
 from orders_core.domain import DomainEvent, Order
 
 MAX_PAGE_SIZE = 100
@@ -31,7 +32,9 @@ class Change:
     ``expected_version`` is the version the decision was based on (0: the order must not
     exist yet). ``idempotency`` may be None for a command that carried no key.
     ``order_json`` is ``order.to_json()``, computed once here (or passed by a caller that
-    has it) so stores do not serialize the order again.
+    has it) so stores do not serialize the order again. ``command`` says what made the
+    change, for stores that keep a history (an :class:`OutboxInspector`'s timeline); the
+    others ignore it.
     """
 
     order: Order
@@ -39,6 +42,7 @@ class Change:
     events: tuple[DomainEvent, ...]
     idempotency: IdempotencyRecord | None = None
     order_json: bytes = b""
+    command: CommandNote | None = None
 
     def __post_init__(self) -> None:
         if not self.order_json:
@@ -214,6 +218,11 @@ class Backend:
     file: str | None = None
     """A database file another process may open (a relay process beside the server)."""
     close: Callable[[], None] = _nothing
+    browser: OrderBrowser | None = None
+    """Every order newest first and counts by status, for the console; None: the store
+    cannot list across customers cheaply (DynamoDB)."""
+    inspector: OutboxInspector | None = None
+    """Timelines, deliveries and redelivery requests, for stores with an outbox table."""
 
 
 BackendFactory = Callable[[Mapping[str, str]], Backend]

@@ -57,6 +57,10 @@ class Relay(Protocol):
     def wake(self) -> None:
         """Something was committed: look now rather than at the next poll."""
 
+    def retry_now(self) -> None:
+        """An operator asked for a failed event again (the console's redeliver, recorded in
+        the outbox first): end the pause after a failure now."""
+
     def stop(self, *, timeout: float = 10.0) -> int:
         """Deliver what is pending (within ``timeout``), stop, and say how many events stay
         undelivered (they go out after the next start)."""
@@ -102,6 +106,7 @@ class OutboxRelay:
         self.restart_after = restart_after
         self._failures = 0
         self._wake = threading.Event()
+        self._retry = threading.Event()
         self._stopping = threading.Event()
         self.gone = threading.Event()
         """Set when the outbox refused a report (:class:`OutboxGone`): the relay stopped."""
@@ -155,6 +160,14 @@ class OutboxRelay:
         is failing it changes nothing: the pause after a failure always runs out."""
         self._wake.set()
 
+    def retry_now(self) -> None:
+        """End the pause after a failure now: someone asked for the failed event again (a
+        redelivery request, recorded in the outbox), which a commit never says. The pass
+        starts from the first undelivered event, as every pass does, so the order of
+        events holds; a pass that fails again pauses longer, as it would have."""
+        self._retry.set()
+        self._wake.set()
+
     def _run(self) -> None:
         """The thread: the loop, run again if it ever dies, so a bug delays events but
         never strands them until the next start."""
@@ -168,6 +181,7 @@ class OutboxRelay:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()  # a commit from here on asks for one more pass
+            self._retry.clear()  # a retry asked for from here on ends the pause below
             try:
                 delivered = self.run_once()
             except OutboxGone:
@@ -178,8 +192,9 @@ class OutboxRelay:
                 self._failures += 1
                 delivered = 0
             if self._failures:
-                # Only a stop ends this pause: a commit says nothing about the sink.
-                self._stopping.wait(self.backoff())
+                # Only a stop or retry_now ends this pause: a commit says nothing about the
+                # sink (stop() sets _retry too).
+                self._retry.wait(self.backoff())
             elif delivered < self.batch_size and self._wake.wait(self.poll_interval):
                 # A wake comes with every commit: let a few more arrive and go out in
                 # one batch, instead of one pass (and one write transaction) each.
@@ -202,6 +217,7 @@ class OutboxRelay:
         again), nor once the outbox is gone. Returns how many events remain undelivered.
         """
         self._stopping.set()
+        self._retry.set()
         self._wake.set()
         flush = True
         if self._thread is not None:

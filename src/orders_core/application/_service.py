@@ -38,6 +38,7 @@ from orders_core.application._idempotency import (
     replayable,
     scoped_key,
 )
+from orders_core.application._inspection import CommandNote, key_hint
 from orders_core.application._ports import (
     MAX_PAGE_SIZE,
     Change,
@@ -301,6 +302,18 @@ class OrderService:
         def load(order_id: str) -> Order:
             return self.get(order_id, principal=principal)
 
+        given, hint, command_id = idempotency_key, key_hint(idempotency_key), command.id
+        if given is not None and hint is not None and command_id == given.parts[0]:
+            command_id = hint  # an HTTP command's id is its caller's key: keep only the hint
+        note = CommandNote(  # what a store that keeps history records with the change
+            command.type,
+            command_id,
+            command.source,
+            principal.kind,
+            hint,
+            None if given is None else given.namespace,
+        )
+
         for attempt in range(1, self.max_attempts + 1):
             deadline.check("commit the command")
             now = self.clock()
@@ -328,7 +341,7 @@ class OrderService:
                 tracestate=tracestate,
                 order_json=body,
             )
-            change = Change(order, based_on, (event,), record, order_json=body)
+            change = Change(order, based_on, (event,), record, order_json=body, command=note)
             try:
                 self.store.commit(change, now=now)
             except ConcurrencyConflict as conflict:

@@ -35,6 +35,8 @@ from orders_core.errors import (
 )
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from orders_core.application import Authenticator, OrderService
 
 DEFAULT_MAX_BODY: Final = 1024 * 1024
@@ -58,6 +60,9 @@ class HttpRequest:
     body: bytes = b""
     principal: Principal = ANONYMOUS
     """Who asks, as the adapter authenticated them (anonymous only with auth off)."""
+    peer: str | None = None
+    """The address the connection came from, as the server saw it (the ASGI scope's
+    ``client``), never a header a caller could write; None where the adapter cannot say."""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -104,6 +109,11 @@ class Route:
     """Answered without authentication (health checks, the OpenAPI document)."""
     command: CommandSpec | None = None
     """The command a command route runs (its OpenAPI text comes from it)."""
+    openapi: Mapping[str, Any] | None = None
+    """The OpenAPI operation of a route added by a runtime (``HttpApi(extra_routes=)``),
+    which documents itself; the core's routes are described in ``edges.openapi``."""
+    schemas: tuple[type[BaseModel], ...] = ()
+    """Models the ``openapi`` operation refers to (``#/components/schemas/<name>``)."""
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -151,6 +151,7 @@ class OrdersAsgi:
                 headers=headers,
                 query=parse_query(scope.get("query_string", b"").decode("latin-1")),
                 body=body,
+                peer=_peer(scope),
             )
             answer = await self.lanes.submit(request, Deadline.after(self.api.timeout), correlation)
         close = answer.close or self.draining
@@ -229,6 +230,12 @@ async def _read(receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _peer(scope: Scope) -> str | None:
+    """The client's address as the server gives it (ASGI ``client``; None: unknown)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def _headers(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -19,6 +19,7 @@ fixed ones; the OpenAPI document at ``GET /openapi.json`` is generated from the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -88,14 +89,18 @@ class HttpApi:
         max_body: int = DEFAULT_MAX_BODY,
         timeout: float = 10.0,
         authenticate: Authenticator | None = None,
+        extra_routes: Sequence[Route] = (),
     ) -> None:
+        """``extra_routes`` come after the API's own (a runtime's console); each documents
+        itself in the OpenAPI document (:attr:`Route.openapi`)."""
         self.service = service
         self.max_body = max_body
         self.timeout = timeout
         self.authenticate = authenticate
         """Verifies every request to a non-public route; None keeps the adapter's principal
         (API Gateway's authorizer, or anonymous with authentication off)."""
-        self.routes = ROUTES if service.commands is COMMANDS else routes_for(service.commands)
+        routes = ROUTES if service.commands is COMMANDS else routes_for(service.commands)
+        self.routes = (*routes, *extra_routes) if extra_routes else routes
         self.openapi_json: bytes | None = None
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:

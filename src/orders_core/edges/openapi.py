@@ -36,6 +36,10 @@ class DescribedRoute(Protocol):
     def public(self) -> bool: ...
     @property
     def command(self) -> CommandSpec | None: ...
+    @property
+    def openapi(self) -> Mapping[str, Any] | None: ...
+    @property
+    def schemas(self) -> tuple[type[BaseModel], ...]: ...
 
 
 class OrderPage(BaseModel):
@@ -261,6 +265,8 @@ def _command_operation(spec: CommandSpec) -> dict[str, Any]:
 
 
 def _operation(route: DescribedRoute, types: list[str]) -> dict[str, Any]:
+    if route.openapi is not None:  # a runtime's route, documented by whoever added it
+        return copy.deepcopy(dict(route.openapi))
     if route.command is not None:
         return _command_operation(route.command)
     common = _problems(400, 401, 405, 413, 500, 503)
@@ -374,6 +380,7 @@ def openapi_document(
             (OrderPage, "serialization"),
             (Problem, "serialization"),
             (Health, "serialization"),
+            *((m, "serialization") for m in dict.fromkeys(m for r in routes for m in r.schemas)),
         ],
         ref_template=_REF,
     )

@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from orders_core.application import (
     Backend,
     Change,
+    CommandNote,
     EventPublisher,
     IdempotencyRecord,
     OrderStore,
@@ -28,20 +30,36 @@ from orders_core.application import (
     Unaccepted,
     decode_cursor,
     encode_cursor,
+    utc_now,
 )
 from orders_core.domain import UNOWNED, DomainEvent, Order
 from orders_core.errors import ConcurrencyConflict, DuplicateRequest
+from orders_core.testing._memory_inspect import MemoryInspection
 
 
-class InMemoryStore(OrderStore, Outbox):
+@dataclass(slots=True)
+class Entry:
+    """What the outbox knows of one event beyond its position and attempts."""
+
+    committed_at: datetime
+    command: CommandNote | None = None
+    delivered_at: datetime | None = None
+    last_error: str | None = None
+    last_attempt_at: datetime | None = None
+
+
+class InMemoryStore(OrderStore, Outbox, MemoryInspection):
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._orders: dict[str, bytes] = {}  # order id -> the order's JSON
+        self._orders: dict[str, bytes] = {}  # order id -> the order's JSON, in commit order
         self._versions: dict[str, int] = {}
         self._owners: dict[str, str] = {}
         self._records: dict[str, IdempotencyRecord] = {}
         self._outbox: list[PendingEvent] = []
         self._delivered: set[int] = set()
+        self._entries: dict[int, Entry] = {}
+        self._redeliveries: list[tuple[int, datetime, str, int]] = []
+        """(position, requested at, by, attempts before), in request order."""
         self._cursor_key = os.urandom(32)
 
     # -- OrderStore --------------------------------------------------------------------
@@ -108,8 +126,10 @@ class InMemoryStore(OrderStore, Outbox):
             self._versions[order.order_id] = order.version
             if record is not None:
                 self._records[record.key] = record
-            for event in change.events:
-                self._outbox.append(PendingEvent(len(self._outbox) + 1, event))
+            for i, event in enumerate(change.events):
+                position = len(self._outbox) + 1
+                self._outbox.append(PendingEvent(position, event))
+                self._entries[position] = Entry(now, change.command if i == 0 else None)
 
     # -- Outbox ------------------------------------------------------------------------
 
@@ -118,14 +138,21 @@ class InMemoryStore(OrderStore, Outbox):
             return [p for p in self._outbox if p.position not in self._delivered][:limit]
 
     def mark_delivered(self, positions: Sequence[int]) -> None:
+        now = utc_now()
         with self._lock:
+            for position in set(positions) - self._delivered:
+                if position in self._entries:
+                    self._entries[position].delivered_at = now
             self._delivered.update(positions)
 
     def mark_failed(self, positions: Sequence[int], error: str) -> None:
+        now = utc_now()
         with self._lock:
             for i, entry in enumerate(self._outbox):
                 if entry.position in positions:
                     self._outbox[i] = PendingEvent(entry.position, entry.event, entry.attempts + 1)
+                    self._entries[entry.position].last_error = error[:500]
+                    self._entries[entry.position].last_attempt_at = now
 
     def undelivered_count(self) -> int:
         with self._lock:
@@ -141,7 +168,14 @@ def backend(settings: Mapping[str, str]) -> Backend:
     """An in-memory backend (nothing survives the process): for demos and tests."""
     del settings  # it takes none
     store = InMemoryStore()
-    return Backend(name="memory", store=store, describe="in memory", outbox=store)
+    return Backend(
+        name="memory",
+        store=store,
+        describe="in memory",
+        outbox=store,
+        browser=store,
+        inspector=store,
+    )
 
 
 class InMemoryPublisher(EventPublisher):
