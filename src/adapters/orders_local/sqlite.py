@@ -331,8 +331,7 @@ class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
                 with self._queue_lock:
                     batch = self._queue[:MAX_GROUP]
                     del self._queue[:MAX_GROUP]
-                with self._connection() as conn:
-                    commit_group(conn, batch)
+                commit_group(self._connection(), batch)
         if item.error is not None:
             raise item.error
 

@@ -138,19 +138,23 @@ def apply_change(conn: sqlite3.Connection, item: Queued) -> None:
         conn.execute(_INSERT_EVENT, event)
 
 
-def commit_group(conn: sqlite3.Connection, batch: list[Queued]) -> None:
-    """Changes queued by several threads, in one transaction on ``conn``: each item ends
-    ``done`` with its ``error`` (a refusal, or StoreUnavailable when nothing committed)."""
+def commit_group(
+    connection: contextlib.AbstractContextManager[sqlite3.Connection], batch: list[Queued]
+) -> None:
+    """Changes queued by several threads, in one transaction on the connection: each item
+    ends ``done`` with its ``error`` (a refusal, or StoreUnavailable when nothing committed,
+    the connection's own failure included: a waiter must never wait for ever)."""
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for item in batch:
-                apply_change(conn, item)  # a refused change writes nothing
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        with connection as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for item in batch:
+                    apply_change(conn, item)  # a refused change writes nothing
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
     except sqlite3.Error as exc:  # nothing of the batch was committed
         for item in batch:
             item.error = StoreUnavailable("the database is unavailable")
