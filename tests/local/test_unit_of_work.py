@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -277,3 +278,12 @@ def test_a_unit_begun_without_waiting_holds_the_write_lock_from_its_start(
         store.commit(placed("a"), now=NOW)
         assert not seen_elsewhere(store, "a")
     assert seen_elsewhere(store, "a")
+
+
+def test_a_commit_on_a_closed_store_is_refused_not_waited_for(tmp_path: Path) -> None:
+    closed = SQLiteStore(tmp_path / "closed.db")
+    closed.close()
+    with pytest.raises(StoreUnavailable):
+        closed.commit(placed("a"), now=NOW)  # outside a unit: the group commit path
+    with pytest.raises(StoreUnavailable), closed.unit_of_work(wait=False):
+        pass  # pragma: no cover - never entered
