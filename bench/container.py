@@ -2,6 +2,7 @@
 doing one PutItem, against a DynamoDB endpoint that answers after 0, 4 or 20 ms.
 
     python bench/container.py [--rounds 2] [--seconds 3] [--delays 0,4,20] [--connections 16,64]
+                              [--workers 1,2] [--granian]
 
 The endpoint is bench/_dynamodb_stub.py (asyncio on loopback, one process per delay), measured
 alone first so it is known not to be the limit. Each server runs in its own process and
@@ -46,6 +47,8 @@ def start(name: str, endpoint: str) -> Server:
         return Server(
             name, [sys.executable, str(HERE / "_fastapi_putitem_server.py"), endpoint, TABLE]
         )
+    if name == "granian":  # the same app on granian (decision 0014 measured it once)
+        return Server(name, [sys.executable, str(HERE / "_granian_server.py"), endpoint, TABLE])
     return Server(
         name,
         [
@@ -98,6 +101,9 @@ def main() -> int:
     parser.add_argument(
         "--workers", default="", help="e.g. 1,2: orders-local serve --workers N for each N"
     )
+    parser.add_argument(
+        "--granian", action="store_true", help="also the same app on granian (pip install granian)"
+    )
     parser.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
@@ -118,7 +124,7 @@ def main() -> int:
     os.environ.update(FAKE_AWS)
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # children read and keep their pycs
     ours = [f"orders-local/w{n}" for n in args.workers.split(",") if n] or ["orders-local"]
-    servers = (*ours, "fastapi")
+    servers = (*ours, *(["granian"] if args.granian else []), "fastapi")
     delays = [float(d) for d in args.delays.split(",")]
     counts = [int(c) for c in args.connections.split(",")]
     stubs = {d: start("stub", f"{d:g}") for d in delays}

@@ -2,6 +2,7 @@
 Starlette on uvicorn[standard] (httptools + uvloop) doing the baseline's work.
 
     python bench/local_http.py [--rounds 3] [--seconds 3] [--connections 4,16]
+                               [--servers baseline,orders-local,starlette,orders-builtin]
 
 Each server runs in its own process; the load comes from a third process: one thread,
 ``selectors``, one keep-alive connection per simulated client. Servers alternate within
@@ -145,7 +146,9 @@ class Server:
                 self.port = int(match.group(1))
                 # Keep draining stderr so access-log lines never block the server.
                 threading.Thread(target=self.proc.stderr.read, daemon=True).start()
-                return
+                if _accepts(self.port, deadline):  # the Starlette peer says it before binding
+                    return
+                break
             if not line:
                 break
         self.proc.kill()
@@ -160,27 +163,27 @@ class Server:
             self.proc.wait()
 
 
+def _accepts(port: int, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
 def start(name: str, tmp: Path) -> Server:
     db = str(tmp / f"{name}-{time.monotonic_ns()}.db")
     if name == "baseline":
         return Server(name, [sys.executable, str(HERE / "_baseline_server.py"), db])
     if name == "starlette":
         return Server(name, [sys.executable, str(HERE / "_starlette_server.py"), db])
-    return Server(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "orders_local.cli",
-            "serve",
-            "--port",
-            "0",
-            "--db",
-            db,
-            "--sink",
-            f"file:{tmp / 'events.jsonl'}",
-        ],
-    )
+    argv = [sys.executable, "-m", "orders_local.cli", "serve", "--port", "0", "--db", db]
+    argv += ["--sink", f"file:{tmp / 'events.jsonl'}"]
+    if name == "orders-builtin":  # the hand-written selectors server (decision 0006)
+        argv += ["--server", "builtin"]
+    return Server(name, argv)
 
 
 def run_load(port: int, connections: int, seconds: float) -> dict[str, Any]:
@@ -199,6 +202,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--connections", default="4,16")
+    parser.add_argument(
+        "--servers",
+        default="baseline,orders-local,starlette",
+        help="among baseline, orders-local, starlette, orders-builtin",
+    )
     parser.add_argument("--load", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
@@ -207,14 +215,14 @@ def main() -> int:
         return 0
 
     counts = [int(c) for c in args.connections.split(",")]
-    servers = ["baseline", "orders-local"]
-    try:
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
-
-        servers.append("starlette")
-    except ImportError:
-        print("starlette/uvicorn not installed: that baseline is left out", file=sys.stderr)
+    servers = args.servers.split(",")
+    if "starlette" in servers:
+        try:
+            import starlette  # noqa: F401
+            import uvicorn  # noqa: F401
+        except ImportError:
+            print("starlette/uvicorn not installed: that baseline is left out", file=sys.stderr)
+            servers.remove("starlette")
     results: dict[tuple[str, int], list[dict[str, Any]]] = {
         (s, c): [] for s in servers for c in counts
     }
@@ -234,10 +242,9 @@ def main() -> int:
         f"\nPOST /orders, 3-item body, {args.rounds} rounds x {args.seconds:g}s, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}"
     )
-    header = ("server", "conns", "req/s", "p50 ms", "p99 ms", "errors", "x base")
-    print("{:<14}{:>6}{:>9}{:>9}{:>9}{:>8}{:>8}".format(*header))
+    header = ("server", "conns", "req/s", "p50 ms", "p99 ms", "errors", "x base", "x star")
+    print("{:<16}{:>6}{:>9}{:>9}{:>9}{:>8}{:>8}{:>8}".format(*header))
     for c in counts:
-        base_rps = statistics.median(r["rps"] for r in results[("baseline", c)])
         for name in servers:
             runs = results[(name, c)]
             row = {
@@ -248,12 +255,15 @@ def main() -> int:
                 "p99_ms": statistics.median(r["p99_ms"] for r in runs),
                 "errors": sum(r["errors"] for r in runs),
                 "runs": runs,
+                # Each round's servers ran in the same minutes: the median of the per-round
+                # ratios is steadier than a ratio of medians on this noisy machine.
+                "ratio": _paired(runs, results.get(("baseline", c))),
+                "x_starlette": _paired(runs, results.get(("starlette", c))),
             }
-            row["ratio"] = row["rps"] / base_rps if base_rps else None
             rows.append(row)
             print(
-                f"{name:<14}{c:>6}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
-                f"{row['errors']:>8}{row['ratio']:>8.2f}"
+                f"{name:<16}{c:>6}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+                f"{row['errors']:>8}{_ratio(row['ratio']):>8}{_ratio(row['x_starlette']):>8}"
             )
     out = save(
         "local_http",
@@ -269,6 +279,17 @@ def main() -> int:
     )
     print(f"wrote {out.relative_to(HERE.parent)}")
     return 0
+
+
+def _paired(runs: list[dict[str, Any]], peer: list[dict[str, Any]] | None) -> float | None:
+    """The median over rounds of this server's req/s over the peer's in the same round."""
+    if not peer:
+        return None
+    return statistics.median(r["rps"] / p["rps"] for r, p in zip(runs, peer, strict=True))
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ problem type it maps to; nothing else in the core needs to know about HTTP codes
     │   └── DuplicateRequest            the idempotency record was written concurrently
     ├── DeadlineExceeded                503  not enough time left to start or finish
     └── StoreUnavailable                503  the store is throttled or down
+        └── StoreBusy                   503  another writer holds it (raised only to
+                                             callers that asked not to wait)
 """
 
 from __future__ import annotations
@@ -192,3 +194,9 @@ class StoreUnavailable(OrdersError):
     slug = "store-unavailable"
     title = "Store unavailable"
     retry_after = 1
+
+
+class StoreBusy(StoreUnavailable):
+    """A unit of work asked to begin without waiting (``unit_of_work(wait=False)``) found
+    another writer holding the store. Nothing ran; the caller may wait for it elsewhere (an
+    event loop hands the work to a thread that may block)."""

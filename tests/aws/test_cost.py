@@ -3,6 +3,7 @@ and the plot."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,39 @@ def test_the_plot_is_written(tmp_path: Path) -> None:
 def test_report_refuses_bad_profiles_directly() -> None:
     with pytest.raises(CostError):
         report(Profile(1, 2, 24), FN, PRICES)
+
+
+def test_container_tasks_are_sized_from_the_container_benchmark() -> None:
+    """The default says which benchmark, when and how; a task serves its vCPUs' share."""
+    measured = PRICES["container_defaults"]
+    assert measured["bench"] == "bench/container.py"
+    assert measured["read_on"] == "2026-12-02"
+    assert "bench/container.py" in measured["source"]
+    per_vcpu = measured["rps_per_vcpu"]
+    assert per_vcpu == measured["rps_per_worker"] > 0
+    assert Function().task_rps == per_vcpu
+    result = report(Profile.flat(per_vcpu * 3), Function(), PRICES)  # 3.6 tasks' worth
+    assert (result["container_tasks"], result["container_task_rps"]) == (4, per_vcpu)
+
+
+def test_task_vcpu_scales_the_measured_figure_and_task_rps_replaces_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    per_vcpu = PRICES["container_defaults"]["rps_per_vcpu"]
+
+    def sized(*args: str) -> tuple[float, int]:
+        assert main(["--peak-rpm", "60000", *args, "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        return result["container_task_rps"], result["container_tasks"]
+
+    assert sized("--task-vcpu", "2") == (2 * per_vcpu, 2)
+    assert sized("--task-rps", "100") == (100, 12)  # 1,000 req/s x 1.2 headroom / 100
+    assert sized("--task-rps", "100", "--task-vcpu", "2") == (100, 12)
+
+
+@pytest.mark.parametrize("args", [["--task-rps", "0"], ["--task-vcpu", "0"]])
+def test_a_task_without_throughput_or_vcpu_is_refused(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--peak-rpm", "10", *args]) == 2
+    assert "orders-cost: error:" in capsys.readouterr().err

@@ -10,12 +10,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from orders_core.application import Change, event_for
 from orders_core.domain import LineItem, Order, OrderStatus
-from orders_core.errors import ConcurrencyConflict, StoreUnavailable
+from orders_core.errors import ConcurrencyConflict, StoreBusy, StoreUnavailable
 from orders_local.sqlite import SQLiteStore
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -216,3 +217,73 @@ def test_the_unit_connection_goes_back_to_the_pool(store: SQLiteStore) -> None:
     with store._connection() as conn:
         assert isinstance(conn, sqlite3.Connection)
         assert not conn.in_transaction
+
+
+# -- begun without waiting (what an event loop runs itself) ------------------------------
+
+
+def _lock_held_elsewhere(store: SQLiteStore) -> sqlite3.Connection:
+    """Another connection (as another process would) holding the file's write lock."""
+    holder = sqlite3.connect(store.path, isolation_level=None, timeout=0)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def test_a_unit_that_cannot_begin_at_once_is_store_busy_and_runs_nothing(
+    store: SQLiteStore,
+) -> None:
+    holder = _lock_held_elsewhere(store)
+    ran: list[int] = []
+    with pytest.raises(StoreBusy), store.unit_of_work(wait=False):
+        ran.append(1)  # pragma: no cover - never entered
+    assert ran == []
+    holder.execute("ROLLBACK")
+    holder.close()
+    with store.unit_of_work(wait=False):
+        store.commit(placed("a"), now=NOW)
+    assert store.get("a") is not None
+
+
+def test_a_unit_another_thread_holds_makes_one_begun_without_waiting_store_busy(
+    store: SQLiteStore,
+) -> None:
+    inside, leave = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with store.unit_of_work():
+            store.commit(placed("other"), now=NOW)
+            inside.set()
+            leave.wait(10)
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    assert inside.wait(10)
+    with pytest.raises(StoreBusy), store.unit_of_work(wait=False):
+        pass  # pragma: no cover - never entered
+    leave.set()
+    worker.join(10)
+    with store.unit_of_work(wait=False):
+        store.commit(placed("mine"), now=NOW)
+    assert [p.event.order_id for p in store.pending()] == ["other", "mine"]
+
+
+def test_a_unit_begun_without_waiting_holds_the_write_lock_from_its_start(
+    store: SQLiteStore,
+) -> None:
+    with store.unit_of_work(wait=False):
+        other = sqlite3.connect(store.path, isolation_level=None, timeout=0)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+        other.close()
+        store.commit(placed("a"), now=NOW)
+        assert not seen_elsewhere(store, "a")
+    assert seen_elsewhere(store, "a")
+
+
+def test_a_commit_on_a_closed_store_is_refused_not_waited_for(tmp_path: Path) -> None:
+    closed = SQLiteStore(tmp_path / "closed.db")
+    closed.close()
+    with pytest.raises(StoreUnavailable):
+        closed.commit(placed("a"), now=NOW)  # outside a unit: the group commit path
+    with pytest.raises(StoreUnavailable), closed.unit_of_work(wait=False):
+        pass  # pragma: no cover - never entered

@@ -1,7 +1,10 @@
 """Order ids: time-ordered version-7 UUIDs (RFC 9562) as 32 hex digits."""
 
+import os
 import time
 import uuid
+
+import pytest
 
 from orders_core.application import new_id
 
@@ -36,3 +39,19 @@ def test_every_random_bit_varies() -> None:
         if len({(value >> bit) & 1 for value in ids}) == 2:
             varying += 1
     assert varying == 74  # 80 less the 4 version bits and 2 variant bits
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_never_repeats_its_parents_ids() -> None:
+    new_id()  # the parent holds random values for its next ids
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, then out without running pytest's teardown
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.waitpid(pid, 0)
+    os.close(read)
+    parent = new_id()
+    assert child[12:] != parent[12:]  # the random part, under the 48-bit timestamp

@@ -12,7 +12,9 @@ event path (line items as AWS charges them: :mod:`orders_aws.lines`):
 2. **provisioned**: the same with provisioned concurrency sized for the peak
    (Little's law: peak rate x p95 duration x headroom);
 3. **container**: Fargate tasks running ``orders-local serve --store dynamodb`` behind an
-   ALB, sized for the peak (``--task-rps`` per task, at least two for availability).
+   ALB, sized for the peak (at least two for availability) at what one worker served per
+   vCPU in ``bench/container.py`` (``container_defaults`` in the prices file says which run)
+   times ``--task-vcpu``, or at ``--task-rps``.
 
 It names the cheapest and the break-even sustained request rate between on demand and each
 alternative, and warns about every default quota the profile would pass
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from orders_aws import cli_numbers, limits, lines
+from orders_aws.cost_output import for_json, render
 from orders_aws.prices import CostError, lambda_durations, load_prices
 
 SECONDS_PER_MONTH: Final = 730 * 3600  # AWS bills a month as 730 hours
@@ -89,7 +92,7 @@ class Function:
     traced: bool = True
     free_tier_12_months: bool = False
     headroom: float = 1.2
-    task_rps: float = 500.0
+    task_rps: float = _BUNDLED["container_defaults"]["rps_per_vcpu"]  # x task_vcpu (1)
     task_vcpu: float = 1.0
     task_gb: float = 2.0
     min_tasks: int = 2
@@ -106,8 +109,8 @@ class Function:
             raise CostError("capacity units and events per request cannot be negative")
         if self.relay_batch < 1 or self.relay_ms <= 0:
             raise CostError("a relay invocation carries at least one record and takes time")
-        if self.task_rps <= 0 or self.min_tasks < 1:
-            raise CostError("a task must serve some requests, and at least one task must run")
+        if self.task_rps <= 0 or self.task_vcpu <= 0 or self.min_tasks < 1:
+            raise CostError("a task must have vCPU and serve requests, and one task must run")
 
     @property
     def gb(self) -> float:
@@ -222,57 +225,11 @@ def report(
         },
         "provisioned_concurrency": provisioned_concurrency(profile, fn),
         "container_tasks": container_tasks(profile, fn),
+        "container_task_rps": fn.task_rps,
         "prices": {"region": prices.get("region"), "read_on": prices.get("read_on")},
         "region": options.region,
         "warnings": limits.check(profile, fn, options),
     }
-
-
-def for_json(result: dict[str, Any]) -> dict[str, Any]:
-    """The report as ``--json`` prints it: money in cents, requests whole, rates to 3
-    decimals (0.1 + 0.2 arithmetic printed 999999.9999999998 requests)."""
-
-    def cents(parts: dict[str, float]) -> dict[str, float]:
-        return {name: round(value, 2) for name, value in parts.items()}
-
-    return {
-        **result,
-        "requests_per_month": round(result["requests_per_month"]),
-        "peak_rps": round(result["peak_rps"], 3),
-        "costs": {name: cents(parts) for name, parts in result["costs"].items()},
-        "totals": cents(result["totals"]),
-        "break_even_rps": {
-            name: None if rps is None else round(rps, 3)
-            for name, rps in result["break_even_rps"].items()
-        },
-        "warnings": limits.for_json(result["warnings"]),
-    }
-
-
-def render(result: dict[str, Any]) -> str:
-    lines = [
-        f"{result['requests_per_month']:,.0f} requests/month; prices {result['prices']['region']}, "
-        f"read {result['prices']['read_on']}",
-        "",
-        f"{'option':<14}{'USD/month':>12}  breakdown",
-    ]
-    for name, parts in result["costs"].items():
-        detail = ", ".join(f"{k} {v:,.2f}" for k, v in parts.items() if v)
-        lines.append(f"{name:<14}{result['totals'][name]:>12,.2f}  {detail}")
-    lines.append("")
-    lines.append(
-        f"cheapest: {result['cheapest']}  (provisioned concurrency "
-        f"{result['provisioned_concurrency']}, container tasks {result['container_tasks']})"
-    )
-    for name, rps in result["break_even_rps"].items():
-        where = (
-            "never, up to 1M req/s"
-            if rps is None
-            else f"{rps:,.1f} req/s ({rps * 60:,.0f} req/min)"
-        )
-        lines.append(f"break-even on demand vs {name}: {where}")
-    lines += ["", limits.render(result["warnings"], result["region"])]
-    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,8 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fn.add_argument("--read-units", type=float, default=0.0)
     fn.add_argument(
-        "--task-rps", type=float, default=500.0, help="requests/s one Fargate task serves"
+        "--task-rps",
+        type=float,
+        help="requests/s one Fargate task serves; None: prices.json's container_defaults "
+        "(per vCPU, measured by bench/container.py) x --task-vcpu",
     )
+    fn.add_argument("--task-vcpu", type=float, default=1.0, help="vCPU per Fargate task")
     fn.add_argument("--free-tier", action="store_true", help="subtract the always-free allowances")
     parser.add_argument("--prices", type=Path, help="a prices JSON file (default: the bundled one)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -370,7 +331,12 @@ def _run(args: argparse.Namespace) -> int:
             p95_ms=p95 if args.p95_ms is None else args.p95_ms,
             write_units=args.write_units,
             read_units=args.read_units,
-            task_rps=args.task_rps,
+            task_rps=(
+                prices["container_defaults"]["rps_per_vcpu"] * args.task_vcpu
+                if args.task_rps is None
+                else args.task_rps
+            ),
+            task_vcpu=args.task_vcpu,
             free_tier=args.free_tier,
             free_tier_12_months=args.free_tier_12_months,
             sqs_requests_per_event=args.sqs_per_event,

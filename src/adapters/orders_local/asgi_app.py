@@ -6,8 +6,10 @@
 ``orders-local serve`` (store, database or table, sink, relay, limits, authentication) and
 builds the backend, the service and the relay; the relay starts with the app's lifespan
 and makes its final pass at shutdown. The server's own options (host, port, workers,
-limits) are the server's: give it at least ``limit_concurrency`` and a keep-alive timeout,
-as ``orders-local serve`` does (orders_local.uvicorn_server.uvicorn_config).
+limits) are the server's: give it at least ``--lifespan on``, ``--limit-concurrency`` and a
+keep-alive timeout. uvicorn's flags bound neither the time a head may take nor, with
+httptools, its size; ``orders_local.uvicorn_server.uvicorn_config`` (what ``orders-local
+serve`` runs) adds both. The README's "Your own server" lists the flags and what each gives.
 """
 
 from __future__ import annotations

@@ -44,14 +44,18 @@ from orders_core.application import (
     encode_cursor,
 )
 from orders_core.domain import Order
-from orders_core.errors import (
-    MalformedRequest,
-    StoreUnavailable,
-)
+from orders_core.errors import MalformedRequest, StoreBusy, StoreUnavailable
 from orders_local.sqlite_inspect import SQLiteInspection
 from orders_local.sqlite_outbox import SQLiteOutbox
-from orders_local.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, migrate
-from orders_local.sqlite_writes import Queued, Unit, apply_change, from_us
+from orders_local.sqlite_schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SYNCHRONOUS_MODES,
+    SchemaTooNew,
+    migrate,
+    synchronous_mode,
+)
+from orders_local.sqlite_writes import Queued, Unit, apply_change, commit_group, from_us
 
 __all__ = [
     "MIGRATIONS",
@@ -73,20 +77,6 @@ BACKSTOP_CHECKPOINT_PAGES: Final = 20_000
 
 MAX_GROUP: Final = 64
 """Most changes one group commit carries."""
-
-
-SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
-"""SQLite ``synchronous`` levels offered: NORMAL (default) can lose the last commits to a
-power loss, FULL cannot. OFF risks corruption; SQLite silently reads unknown words as
-NORMAL, so anything else is refused here."""
-
-
-def synchronous_mode(value: str) -> str:
-    """``value`` as one of :data:`SYNCHRONOUS_MODES` (any case); ValueError otherwise."""
-    mode = value.strip().upper()
-    if mode not in SYNCHRONOUS_MODES:
-        raise ValueError(f"synchronous must be FULL or NORMAL, not {value!r}")
-    return mode
 
 
 class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
@@ -112,6 +102,7 @@ class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
         self._queue_lock = threading.Lock()
         self._queue: list[Queued] = []
         self._units = threading.local()
+        self._nowait_conn: sqlite3.Connection | None = None
         self._closed = False
         with self._connection() as conn:
             self._migrate(conn)
@@ -126,16 +117,16 @@ class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
 
     # -- connections -------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self.path,
-            timeout=BUSY_TIMEOUT_MS / 1000,
+            timeout=busy_timeout_ms / 1000,
             isolation_level=None,  # we issue BEGIN ourselves
             check_same_thread=False,  # pooled: one thread at a time, never shared at once
         )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")  # one of SYNCHRONOUS_MODES
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA wal_autocheckpoint={self._autocheckpoint}")
         with self._lock:
@@ -181,20 +172,38 @@ class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
             raise StoreUnavailable("the database is unavailable") from exc
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE under the in-process write lock; COMMIT, or ROLLBACK on error."""
-        with self._write_lock, self._connection() as conn:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable("the database is busy") from exc
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+    def _transaction(self, *, wait: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE under the in-process write lock; COMMIT, or ROLLBACK on error.
+
+        ``wait=False``: StoreBusy at once if another thread holds the lock, or another
+        process SQLite's (a connection with no busy timeout, used only under the lock).
+        """
+        if not self._write_lock.acquire(blocking=wait):
+            raise StoreBusy("another thread of this process is writing")
+        try:
+            with self._connection() if wait else self._nowait() as conn:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    error = StoreUnavailable if wait else StoreBusy
+                    raise error("the database is busy") from exc
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        finally:
+            self._write_lock.release()
+
+    @contextlib.contextmanager
+    def _nowait(self) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        if self._nowait_conn is None:
+            self._nowait_conn = self._connect(busy_timeout_ms=0)
+        yield self._nowait_conn
 
     def checkpoint(self) -> tuple[int, int]:
         """A PASSIVE checkpoint: copies what it can without waiting for readers or writers.
@@ -322,14 +331,15 @@ class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
                 with self._queue_lock:
                     batch = self._queue[:MAX_GROUP]
                     del self._queue[:MAX_GROUP]
-                self._commit_group(batch)
+                commit_group(self._connection(), batch)
         if item.error is not None:
             raise item.error
 
     groups_commits = True
+    begins_without_waiting = True
 
     @contextlib.contextmanager
-    def unit_of_work(self) -> Iterator[None]:
+    def unit_of_work(self, *, wait: bool = True) -> Iterator[None]:
         """Group commit for a single thread: every change this thread commits inside the block
         joins one transaction, committed when the block ends.
 
@@ -339,10 +349,16 @@ class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
         hold every answer until then. If the final COMMIT fails, or a change failed for a
         reason other than a refusal, the block raises StoreUnavailable and none of it is
         committed. The local server runs each turn of its loop in one (docs/decisions/0006).
+
+        ``wait=False`` begins the transaction before the block runs, or raises StoreBusy if
+        another writer (thread or process) holds the file: an event loop may then run the
+        unit itself and never block on a lock (orders_core.edges.lanes).
         """
         if self._current_unit() is not None:
             raise RuntimeError("units of work do not nest")
         unit = Unit()
+        if not wait:
+            self._unit_connection(unit, wait=False)
         self._units.current = unit
         try:
             yield
@@ -353,12 +369,13 @@ class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
         self._units.current = None
         self._end_unit(unit, commit=True)
 
-    def _unit_connection(self, unit: Unit) -> sqlite3.Connection:
-        """The unit's connection, its transaction opened by the unit's first write."""
+    def _unit_connection(self, unit: Unit, *, wait: bool = True) -> sqlite3.Connection:
+        """The unit's connection, its transaction opened by the unit's first write (or by
+        ``unit_of_work(wait=False)``, before the block)."""
         if unit.failure is not None:
             raise StoreUnavailable("the database is unavailable") from unit.failure
         if unit.conn is None:
-            unit.conn = unit.transaction.enter_context(self._transaction())
+            unit.conn = unit.transaction.enter_context(self._transaction(wait=wait))
         return unit.conn
 
     def _commit_in_unit(self, unit: Unit, change: Change, now: datetime) -> None:
@@ -390,29 +407,6 @@ class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
             raise StoreUnavailable(
                 "the database is unavailable; nothing of this unit was committed"
             ) from unit.failure
-
-    def _commit_group(self, batch: list[Queued]) -> None:
-        try:
-            with self._connection() as conn:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for item in batch:
-                        apply_change(conn, item)  # a refused change writes nothing
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error as exc:  # nothing of the batch was committed
-            for item in batch:
-                item.error = StoreUnavailable("the database is unavailable")
-                item.error.__cause__ = exc
-        except BaseException as exc:
-            for item in batch:
-                item.error = exc
-        finally:
-            for item in batch:
-                item.done = True
 
 
 def backend(settings: Mapping[str, str]) -> Backend:

@@ -1,4 +1,5 @@
-"""The SQLite schema as forward migrations, keyed by ``PRAGMA user_version``.
+"""The SQLite schema as forward migrations, keyed by ``PRAGMA user_version``, and the
+``synchronous`` levels a file may be opened with.
 
 Each entry of :data:`MIGRATIONS` takes a file from the version before it to its own; the
 reasons for each change are beside it (and in docs/decisions/0004-sqlite-store.md). A file
@@ -10,6 +11,19 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 from typing import Final
+
+SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
+"""SQLite ``synchronous`` levels offered: NORMAL (default) can lose the last commits to a
+power loss, FULL cannot. OFF risks corruption; SQLite silently reads unknown words as
+NORMAL, so anything else is refused here."""
+
+
+def synchronous_mode(value: str) -> str:
+    """``value`` as one of :data:`SYNCHRONOUS_MODES` (any case); ValueError otherwise."""
+    mode = value.strip().upper()
+    if mode not in SYNCHRONOUS_MODES:
+        raise ValueError(f"synchronous must be FULL or NORMAL, not {value!r}")
+    return mode
 
 
 class SchemaTooNew(RuntimeError):

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from orders_core.application import Change
-from orders_core.errors import ConcurrencyConflict, DuplicateRequest
+from orders_core.errors import ConcurrencyConflict, DuplicateRequest, StoreUnavailable
 
 _LIVE_KEY: Final = "SELECT 1 FROM idempotency WHERE key = ? AND expires_us > ?"
 _INSERT_ORDER: Final = (
@@ -136,3 +136,32 @@ def apply_change(conn: sqlite3.Connection, item: Queued) -> None:
         conn.execute(_PUT_KEY, item.key)
     for event in item.events:
         conn.execute(_INSERT_EVENT, event)
+
+
+def commit_group(
+    connection: contextlib.AbstractContextManager[sqlite3.Connection], batch: list[Queued]
+) -> None:
+    """Changes queued by several threads, in one transaction on the connection: each item
+    ends ``done`` with its ``error`` (a refusal, or StoreUnavailable when nothing committed,
+    the connection's own failure included: a waiter must never wait for ever)."""
+    try:
+        with connection as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for item in batch:
+                    apply_change(conn, item)  # a refused change writes nothing
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+    except sqlite3.Error as exc:  # nothing of the batch was committed
+        for item in batch:
+            item.error = StoreUnavailable("the database is unavailable")
+            item.error.__cause__ = exc
+    except BaseException as exc:
+        for item in batch:
+            item.error = exc
+    finally:
+        for item in batch:
+            item.done = True

@@ -10,7 +10,9 @@ module adds in a small subclass of its httptools protocol:
   first byte, so a head dribbled byte by byte would be held open for ever: slowloris);
 - a head size cap (:data:`MAX_HEAD` bytes, :data:`MAX_HEADERS` fields of at most
   :data:`MAX_FIELD` bytes each): 431, counted as bytes arrive, not once the head is whole;
-- HTTP versions other than 1.0 and 1.1: 505; every refusal as problem+json, then close.
+- HTTP versions other than 1.0 and 1.1: 505; every refusal as problem+json, then close;
+- one ``send()`` per response: uvicorn writes a response's head and its body separately,
+  two syscalls and two packets where one does (:class:`_JoinedWrites`).
 
 The body limit and the body deadline are the ASGI app's (:mod:`orders_core.edges.asgi`).
 """
@@ -53,6 +55,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     class must be importable by name), else its keep-alive timeout."""
 
     _head_timer: asyncio.TimerHandle | None = None
+    _head_deadline = 0.0
     _in_head = True
     _head_bytes = 0
     _fields = 0
@@ -98,14 +101,16 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._cancel_head_timer()
-        self._in_head = False
+        self._in_head = False  # the head timer, if it fires now, finds no head to time
         self._head_bytes = 0
         version = self.parser.get_http_version()
         if version not in ("1.0", "1.1"):
             self._refusal = _Refused(505, f"HTTP/{version} is not supported: use HTTP/1.1")
             raise self._refusal
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle is not previous:  # its task has not run yet
+            self.cycle.transport = _JoinedWrites(self.transport, self.loop)  # type: ignore[assignment]
         if version == "1.0" and self.parser.should_keep_alive() and self.cycle is not None:
             self.cycle.keep_alive = True  # uvicorn closes every HTTP/1.0 connection
 
@@ -116,9 +121,12 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._arm_head_timer()
 
     def _arm_head_timer(self) -> None:
-        self._cancel_head_timer()
+        """A next head is due by now + the timeout. One timer per connection, moved on
+        when it fires early rather than cancelled and made again for every request."""
         timeout = getattr(self.config, "orders_head_timeout", self.config.timeout_keep_alive)
-        self._head_timer = self.loop.call_later(timeout, self._head_timed_out)
+        self._head_deadline = self.loop.time() + timeout
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_at(self._head_deadline, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -126,9 +134,15 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._head_timer = None
 
     def _head_timed_out(self) -> None:
-        """No complete head in time: idle, or dribbling one (slowloris). Close."""
+        """No complete head in time: idle, or dribbling one (slowloris). Close. A request
+        under way is not timed (its answer arms the timer again); a deadline moved on
+        since the timer was set is waited for."""
         self._head_timer = None
-        if self._in_head and (self.cycle is None or self.cycle.response_complete):
+        if not self._in_head or self.transport.is_closing():
+            return
+        if self.loop.time() < self._head_deadline:
+            self._head_timer = self.loop.call_at(self._head_deadline, self._head_timed_out)
+        elif self.cycle is None or self.cycle.response_complete:
             self.transport.close()
 
     def _refuse(self, refusal: _Refused) -> None:
@@ -155,6 +169,45 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+class _JoinedWrites:
+    """A request cycle's view of the connection's transport: a write is held until the
+    next one (a response's head until its body, written in the same step of the app's
+    task) and both go out in one ``write``; whatever is still held at the end of the loop
+    iteration goes out then, and ``close`` sends it first."""
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if self._held:
+            self._held.append(data)
+            self._flush()
+            return
+        self._held.append(data)
+        self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        if self._held:
+            data = b"".join(self._held)
+            self._held.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def uvicorn_config(
     app: Any,
     *,
@@ -171,6 +224,7 @@ def uvicorn_config(
         lifespan="on",
         log_config=None,
         access_log=False,  # the app writes the JSON access-log line
+        proxy_headers=False,  # the app reads no client address: a middleware layer saved
         limit_concurrency=max_connections,
         backlog=backlog,
         timeout_keep_alive=int(max(1, read_timeout)),

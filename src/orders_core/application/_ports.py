@@ -7,6 +7,7 @@ callable of the right shape will do.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import time
@@ -74,10 +75,20 @@ class OrderStore(ABC):
     """Whether :meth:`unit_of_work` joins the changes committed inside it into one
     transaction (SQLite's group commit). False: each commit is durable on its own."""
 
+    begins_without_waiting: ClassVar[bool] = False
+    """Whether ``unit_of_work(wait=False)`` begins a unit at once or raises
+    :class:`~orders_core.errors.StoreBusy`, never blocking on another writer (SQLite tries
+    its write lock with no busy timeout), so an event loop may run the unit itself. False:
+    a unit may block, and runtimes run it on a thread."""
+
     @contextlib.contextmanager
-    def unit_of_work(self) -> Iterator[None]:
+    def unit_of_work(self, *, wait: bool = True) -> Iterator[None]:
         """Changes committed by this thread inside the block, committed together when it
-        ends (stores that group commits); by default each is durable when committed."""
+        ends (stores that group commits); by default each is durable when committed.
+
+        ``wait=False`` (for stores that declare :attr:`begins_without_waiting`): take what
+        the unit needs now, or raise :class:`~orders_core.errors.StoreBusy` before the block
+        runs, rather than wait for another writer."""
         yield
 
     @abstractmethod
@@ -250,4 +261,27 @@ def new_id() -> str:
     order was created, which the order's ``createdAt`` says anyway.
     """
     millis = time.time_ns() // 1_000_000
-    return f"{millis << 80 | int.from_bytes(os.urandom(10)) & _V7_RANDOM | _V7_MARKS:032x}"
+    try:
+        random = _RANDOM.popleft()
+    except IndexError:
+        random = _refill()
+    return f"{millis << 80 | random & _V7_RANDOM | _V7_MARKS:032x}"
+
+
+_RANDOM: Final[collections.deque[int]] = collections.deque()
+"""Random 80-bit values for :func:`new_id`, cut from one ``os.urandom`` call at a time: a
+syscall per id (three per create) showed in the event loop's profile (docs/decisions/0014).
+``popleft`` is atomic, so threads share it; a forked child starts empty, or it would hand
+out its parent's values."""
+_BATCH: Final = 256
+
+
+def _refill() -> int:
+    chunk = os.urandom(10 * _BATCH)
+    values = [int.from_bytes(chunk[i : i + 10]) for i in range(0, len(chunk), 10)]
+    _RANDOM.extend(values[1:])
+    return values[0]
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_RANDOM.clear)

@@ -152,14 +152,19 @@ class OrderService:
         """What this service runs: the command table every reader of it shares."""
 
     @contextlib.contextmanager
-    def unit_of_work(self) -> Iterator[Unit]:
+    def unit_of_work(self, *, wait: bool = True) -> Iterator[Unit]:
         """Run the commands handled with ``unit=`` inside one unit of the store's: a store
         that groups commits (SQLite) makes them one transaction, committed when the block
         ends; others commit each at once. A runtime answers what the unit carried only
         after the block has ended, and learns from :attr:`Unit.committed` what was
-        written (a replay writes nothing), so it need not guess from status codes."""
+        written (a replay writes nothing), so it need not guess from status codes.
+
+        ``wait=False``: raise :class:`~orders_core.errors.StoreBusy` before the block runs
+        if the store cannot begin the unit without waiting for another writer (see
+        :attr:`OrderStore.begins_without_waiting`)."""
         unit = Unit([])
-        with self.store.unit_of_work():
+        # Without the keyword when waiting: stores written before it keep working.
+        with self.store.unit_of_work() if wait else self.store.unit_of_work(wait=False):
             yield unit
 
     # -- queries -----------------------------------------------------------------------

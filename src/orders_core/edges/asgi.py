@@ -12,10 +12,12 @@ imports this module. What it does on top of :class:`HttpApi`:
 - a total body deadline (``body_timeout``): a body that never finishes is a 408, not a
   request held open for ever;
 - the request reaches the service through :class:`Lanes` (how a runtime schedules store
-  work: one writer grouping commits, or a thread per request: :mod:`orders_core.edges.lanes`);
+  work: groups of writes in one unit each, or a thread per request:
+  :mod:`orders_core.edges.lanes`);
 - ``x-request-id`` in (if well-formed), ``x-correlation-id`` out, the correlation id and
   order id on every log line, one JSON access-log line per request (method, path, status,
-  durationMs, correlationId, traceId from a valid ``traceparent``), never the body;
+  durationMs, correlationId, traceId from a valid ``traceparent``), never the body; the
+  lines are written together, at most :data:`LOG_INTERVAL` after the first of them;
 - lifespan startup/shutdown: the lanes start and stop, then the runtime's own hooks.
 """
 
@@ -43,6 +45,9 @@ Hook = Callable[[], None]
 
 _REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 DEFAULT_BODY_TIMEOUT: Final = 10.0
+LOG_INTERVAL: Final = 0.01
+"""Seconds access-log lines wait to be written together: each write wakes whoever reads
+the stream (journald, a container runtime), a cost the loop paid once per request."""
 
 
 class LengthRequired(OrdersError):
@@ -84,6 +89,8 @@ class OrdersAsgi:
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
         self.draining = False
+        self._held = telemetry.HeldLines()
+        self._flush_due = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -120,6 +127,7 @@ class OrdersAsgi:
         final pass after the last commit)."""
         self.draining = True
         self.lanes.stop(timeout)
+        self._held.flush()
         for hook in self.on_shutdown:
             hook()
 
@@ -168,7 +176,8 @@ class OrdersAsgi:
         if declared == 0:
             return b""
         try:
-            return await asyncio.wait_for(_read(receive, limit), self.body_timeout)
+            async with asyncio.timeout(self.body_timeout):  # a timer, not a task: wait_for's
+                return await _read(receive, limit)
         except TimeoutError:
             raise RequestTimeout(
                 f"the body did not arrive within {self.body_timeout:g} s"
@@ -195,13 +204,16 @@ class OrdersAsgi:
         parent = telemetry.valid_traceparent(traceparent)
         if parent:
             fields["traceId"] = parent.split("-")[1]
-        token = telemetry.correlation_id.set(correlation)
-        order_token = telemetry.order_id.set(answer.order_id)
-        try:
-            telemetry.log_line(self.access_log, "request", fields)
-        finally:
-            telemetry.order_id.reset(order_token)
-            telemetry.correlation_id.reset(token)
+        if answer.order_id is not None:
+            fields["orderId"] = answer.order_id  # in the record, whenever it is formatted
+        telemetry.log_line(self.access_log, "request", fields, held=self._held)
+        if self._held and not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_later(LOG_INTERVAL, self._flush_lines)
+
+    def _flush_lines(self) -> None:
+        self._flush_due = False
+        self._held.flush()
 
 
 async def _read(receive: Receive, limit: int) -> bytes:
@@ -259,7 +271,7 @@ def create_app(
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
 ) -> OrdersAsgi:
-    """The ASGI app for ``api``. Without ``lanes``: one writer grouping commits if the
+    """The ASGI app for ``api``. Without ``lanes``: writes grouped into units if the
     store declares ``groups_commits``, else a bounded thread pool
     (:mod:`orders_core.edges.lanes`)."""
     if lanes is None:

@@ -22,6 +22,7 @@ from orders_core.telemetry._context import (
 )
 from orders_core.telemetry._providers import TRACER_NAME, sdk_configured, sdk_installed_now
 from orders_core.telemetry.logs import (
+    HeldLines,
     JsonLogFormatter,
     batched_log_lines,
     correlation_id,
@@ -42,6 +43,7 @@ from orders_core.telemetry.traces import (
 __all__ = [
     "METRICS",
     "TRACER_NAME",
+    "HeldLines",
     "JsonLogFormatter",
     "Metrics",
     "batched_log_lines",

@@ -121,7 +121,13 @@ class JsonLogFormatter(logging.Formatter):
         return f"{self._second[1]}.{millis:03d}+00:00"
 
 
-def log_line(logger: logging.Logger, message: str, fields: dict[str, Any]) -> None:
+def log_line(
+    logger: logging.Logger,
+    message: str,
+    fields: dict[str, Any],
+    *,
+    held: HeldLines | None = None,
+) -> None:
     """``logger.info(message, extra=fields)`` for the one line per request, made cheap.
 
     When the logger's records would reach exactly one handler, a plain StreamHandler with
@@ -129,7 +135,9 @@ def log_line(logger: logging.Logger, message: str, fields: dict[str, Any]) -> No
     line is rendered and written under that handler's lock without a LogRecord: the same
     bytes for a fraction of the cost (docs/decisions/0007, bench/warm.py). Any other set-up
     (more handlers, pytest's caplog, a file or syslog handler) gets the ordinary
-    ``logger.info``. Levels and ``logging.disable`` apply either way.
+    ``logger.info``. Levels and ``logging.disable`` apply either way. On the fast path a
+    line goes into ``held`` if given (its owner writes it later), else into the block of
+    :func:`batched_log_lines` if one is open, else straight out.
     """
     if not logger.isEnabledFor(logging.INFO):
         return
@@ -142,9 +150,10 @@ def log_line(logger: logging.Logger, message: str, fields: dict[str, Any]) -> No
     for log_filter in handler.filters:
         extra = {**extra, **log_filter.fields()}  # type: ignore[union-attr]
     line = handler.formatter.render(time.time(), "INFO", logger.name, message, extra)
-    batch = _log_batch.get()
-    if batch is not None:
-        batch.setdefault(handler, []).append(line + handler.terminator)
+    if held is None:
+        held = _log_batch.get()
+    if held is not None:
+        held.add(handler, line + handler.terminator)
         return
     handler.acquire()
     try:
@@ -156,8 +165,30 @@ def log_line(logger: logging.Logger, message: str, fields: dict[str, Any]) -> No
         handler.release()
 
 
-_log_batch: contextvars.ContextVar[dict[logging.StreamHandler[Any], list[str]] | None] = (
-    contextvars.ContextVar("orders_core_log_batch", default=None)
+class HeldLines:
+    """Log lines held for one write per handler (:meth:`flush`): one syscall, and one
+    wake-up of whoever reads the stream, for many requests' lines."""
+
+    __slots__ = ("_lines",)
+
+    def __init__(self) -> None:
+        self._lines: dict[logging.StreamHandler[Any], list[str]] = {}
+
+    def add(self, handler: logging.StreamHandler[Any], text: str) -> None:
+        self._lines.setdefault(handler, []).append(text)
+
+    def __bool__(self) -> bool:
+        return bool(self._lines)
+
+    def flush(self) -> None:
+        """Write what is held, in the order it came, and hold nothing."""
+        lines, self._lines = self._lines, {}
+        for handler, texts in lines.items():
+            _write_lines(handler, "".join(texts))
+
+
+_log_batch: contextvars.ContextVar[HeldLines | None] = contextvars.ContextVar(
+    "orders_core_log_batch", default=None
 )
 
 
@@ -172,14 +203,13 @@ def batched_log_lines() -> Iterator[None]:
     before the request lines of its turn (every line has its own timestamp). Lines still
     held when the process dies are lost; the local server holds a turn's answers as long.
     """
-    batch: dict[logging.StreamHandler[Any], list[str]] = {}
+    batch = HeldLines()
     token = _log_batch.set(batch)
     try:
         yield
     finally:
         _log_batch.reset(token)
-        for handler, lines in batch.items():
-            _write_lines(handler, "".join(lines))
+        batch.flush()
 
 
 def _write_lines(handler: logging.StreamHandler[Any], text: str) -> None:

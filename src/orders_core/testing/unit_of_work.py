@@ -76,3 +76,13 @@ class UnitOfWorkContract(ContractBase):
         # A store that groups commits rolls the whole unit back; any other had committed
         # each change when it was made, as its declaration says.
         assert len(kept) == (0 if store.groups_commits else 1)
+
+    def test_a_unit_begun_without_waiting_commits_like_any_other(
+        self, service: OrderService, store: OrderStore
+    ) -> None:
+        if not store.begins_without_waiting:
+            pytest.skip("the store does not declare begins_without_waiting")
+        with service.unit_of_work(wait=False) as unit:
+            created = service.handle(self._create_command(1), unit=unit)
+        assert [r.order_id for r in unit.committed] == [created.order_id]
+        assert store.get(created.order_id) is not None

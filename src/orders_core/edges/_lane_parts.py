@@ -1,0 +1,79 @@
+"""What both kinds of lanes share: the answer they give the ASGI app, one request answered
+on the current thread with its log context, and a thread that watches a descriptor."""
+
+from __future__ import annotations
+
+import logging
+import select
+import threading
+from collections.abc import Callable
+from typing import Final
+
+from orders_core import telemetry
+from orders_core.application import Deadline, Unit
+from orders_core.edges.http import HttpApi, HttpRequest, HttpResponse, problem_response
+from orders_core.errors import StoreUnavailable
+
+log = logging.getLogger("orders_core.lanes")
+
+READS: Final = frozenset({"GET", "HEAD"})
+
+
+class Answer:
+    """What the lanes answered: the response, the order it named (for the access log),
+    and whether the connection must close after it (a withdrawn answer)."""
+
+    __slots__ = ("close", "order_id", "response")
+
+    def __init__(
+        self, response: HttpResponse, order_id: str | None = None, *, close: bool = False
+    ) -> None:
+        self.response = response
+        self.order_id = order_id
+        self.close = close
+
+
+def unavailable(path: str) -> Answer:
+    error = StoreUnavailable("the database is unavailable; nothing was committed")
+    return Answer(problem_response(error, path), close=True)
+
+
+def answer(api: HttpApi, request: HttpRequest, deadline: Deadline, unit: Unit | None) -> Answer:
+    """One request on this thread, with its correlation id on the thread's log lines."""
+    order_token = telemetry.order_id.set(None)
+    try:
+        response = api.handle(request, deadline, unit=unit)
+        return Answer(response, telemetry.order_id.get())
+    finally:
+        telemetry.order_id.reset(order_token)
+
+
+def in_context(correlation: str, fn: Callable[[], Answer]) -> Answer:
+    token = telemetry.correlation_id.set(correlation)
+    try:
+        return fn()
+    finally:
+        telemetry.correlation_id.reset(token)
+
+
+class Watcher:
+    """A thread that calls ``fn`` whenever ``fd`` is readable, until stopped (the relay
+    process's delivery reports)."""
+
+    def __init__(self, fd: int, fn: Callable[[], None], stopped: threading.Event) -> None:
+        self.thread = threading.Thread(
+            target=self._run, args=(fd, fn, stopped), name="fd-watcher", daemon=True
+        )
+
+    @staticmethod
+    def _run(fd: int, fn: Callable[[], None], stopped: threading.Event) -> None:
+        while not stopped.is_set():
+            try:
+                readable, _, _ = select.select([fd], [], [], 0.1)
+            except (OSError, ValueError):  # closed under us: the runtime is stopping
+                return
+            if readable and not stopped.is_set():
+                try:
+                    fn()
+                except Exception:
+                    log.exception("fd watcher callback failed")
