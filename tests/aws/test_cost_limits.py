@@ -154,11 +154,10 @@ def test_the_plot_draws_the_first_quota_line(tmp_path: Path) -> None:
     pytest.importorskip(
         "matplotlib", reason="the plot extra is installed by the dynamodb-moto session"
     )
-    from orders_aws.cost import report
-    from orders_aws.cost_plot import plot
+    from orders_aws.cost import draw, report
     from orders_aws.prices import load_prices
 
     prices = load_prices()
-    drawn = plot(tmp_path / "c.png", FN, prices, report(Profile.flat(1), FN, prices))
+    drawn = draw(tmp_path / "c.png", FN, prices, report(Profile.flat(1), FN, prices))
     assert STAGE in drawn  # the lowest limit is always within the picture
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

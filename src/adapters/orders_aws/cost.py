@@ -296,6 +296,28 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--no-tracing", action="store_true", help="price without X-Ray")
 
 
+def draw(
+    path: Path,
+    fn: Function,
+    prices: dict[str, Any],
+    result: dict[str, Any],
+    options: limits.Options | None = None,
+) -> dict[str, float]:
+    """``--plot``: the three options' monthly cost against a sustained rate, the report's
+    break-evens, and the rate at which each default quota is passed (returned)."""
+    from orders_aws.cost_plot import plot
+
+    def curve(name: str) -> Callable[[float], float]:
+        return lambda rps: monthly(name, Profile.flat(rps), fn, prices)
+
+    quotas = limits.thresholds(Profile.flat, fn, options or limits.Options())
+    title = (
+        f"orders-core monthly cost ({fn.arch}, {fn.memory_mb} MB, "
+        f"p50 {fn.p50_ms:.1f} ms; prices {result['prices']['read_on']})"
+    )
+    return plot(path, {name: curve(name) for name in OPTIONS}, result, quotas, title)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -355,9 +377,7 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(for_json(result), indent=2) if args.json else render(result))
         sys.stdout.flush()  # a closed pipe raises here, inside the handler, not at exit
         if args.plot is not None:
-            from orders_aws.cost_plot import plot
-
-            plot(args.plot, function, prices, result, options)
+            draw(args.plot, function, prices, result, options)
             print(f"plot written to {args.plot}")
     except CostError as exc:
         print(f"orders-cost: error: {exc}", file=sys.stderr)

@@ -6,23 +6,23 @@ matplotlib is imported only here, and only when a plot is asked for.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from orders_aws import limits
-from orders_aws.cost import OPTIONS, Function, Profile, monthly
 from orders_aws.prices import CostError
 
 
 def plot(
     path: Path,
-    fn: Function,
-    prices: dict[str, Any],
+    curves: Mapping[str, Callable[[float], float]],
     result: dict[str, Any],
-    options: limits.Options | None = None,
+    quotas: Mapping[str, float],
+    title: str,
 ) -> dict[str, float]:
-    """Cost per month against a sustained request rate, break-even points and quota lines
-    marked; returns the quota lines drawn (name -> requests per second)."""
+    """Draw ``curves`` (option -> USD per month at a sustained rate), the report's break-even
+    points and a line at each quota's rate; returns the quota lines drawn (name -> req/s).
+    What to draw is :func:`orders_aws.cost.draw`'s; this module only draws."""
     try:
         import matplotlib
 
@@ -31,21 +31,16 @@ def plot(
     except ImportError:
         raise CostError("--plot needs matplotlib: pip install 'orders-core[plot]'") from None
     marks = [r for r in result["break_even_rps"].values() if r is not None]
-    quotas = limits.thresholds(Profile.flat, fn, options or limits.Options())
     top = max(max([*marks, 1.0]) * 2, result["peak_rps"] * 1.2)
     if quotas:  # reach at least the first limit, so the picture shows where it is
         top = max(top, min(quotas.values()) * 1.15)
     rates = [top * i / 200 for i in range(201)]
     figure, axes = plt.subplots(figsize=(8, 5))
-    for name in OPTIONS:
-        axes.plot(
-            [r * 60 for r in rates],
-            [monthly(name, Profile.flat(r), fn, prices) for r in rates],
-            label=name,
-        )
+    for name, cost_at in curves.items():
+        axes.plot([r * 60 for r in rates], [cost_at(r) for r in rates], label=name)
     for name, rps in result["break_even_rps"].items():
         if rps is not None:
-            cost = monthly("on demand", Profile.flat(rps), fn, prices)
+            cost = curves["on demand"](rps)
             axes.plot([rps * 60], [cost], "o", color="black")
             axes.annotate(
                 f"vs {name}: {rps * 60:,.0f}/min",
@@ -69,10 +64,7 @@ def plot(
         )
     axes.set_xlabel("sustained requests per minute")
     axes.set_ylabel("USD per month")
-    axes.set_title(
-        f"orders-core monthly cost ({fn.arch}, {fn.memory_mb} MB, "
-        f"p50 {fn.p50_ms:.1f} ms; prices {result['prices']['read_on']})"
-    )
+    axes.set_title(title)
     axes.legend()
     axes.grid(alpha=0.3)
     figure.tight_layout()

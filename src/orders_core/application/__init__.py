@@ -55,6 +55,7 @@ from orders_core.application._inspection import (
     TimelineEntry,
     key_hint,
 )
+from orders_core.application._page import Page
 from orders_core.application._ports import (
     MAX_PAGE_SIZE,
     Backend,
@@ -65,7 +66,6 @@ from orders_core.application._ports import (
     IdFactory,
     OrderStore,
     Outbox,
-    Page,
     PendingEvent,
     PublishFailed,
     Unaccepted,

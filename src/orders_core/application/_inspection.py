@@ -24,10 +24,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from orders_core._immutable import immutable
+from orders_core.application._page import Page
 
-if TYPE_CHECKING:  # _ports imports this module (Change carries a CommandNote)
+if TYPE_CHECKING:
     from orders_core.application._idempotency import IdempotencyKey
-    from orders_core.application._ports import Page
 
 KEY_HINT_LENGTH: Final = 8
 """Characters of a caller's idempotency key kept for display; the rest is never stored."""

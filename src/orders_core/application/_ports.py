@@ -20,6 +20,7 @@ from typing import ClassVar, Final, Protocol
 from orders_core._immutable import immutable
 from orders_core.application._idempotency import IdempotencyRecord
 from orders_core.application._inspection import CommandNote, OrderBrowser, OutboxInspector
+from orders_core.application._page import Page
 from orders_core.domain import DomainEvent, Order
 
 MAX_PAGE_SIZE = 100
@@ -47,12 +48,6 @@ class Change:
     def __post_init__(self) -> None:
         if not self.order_json:
             object.__setattr__(self, "order_json", self.order.to_json())
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    orders: list[Order]
-    next_cursor: str | None = None
 
 
 @immutable()

@@ -39,13 +39,13 @@ from orders_core.application._idempotency import (
     scoped_key,
 )
 from orders_core.application._inspection import CommandNote, key_hint
+from orders_core.application._page import Page
 from orders_core.application._ports import (
     MAX_PAGE_SIZE,
     Change,
     Clock,
     IdFactory,
     OrderStore,
-    Page,
     new_id,
     utc_now,
 )

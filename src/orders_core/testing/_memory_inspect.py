@@ -7,10 +7,11 @@ the contract both pass is ``orders_core.testing.contract.InspectionContract``.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from orders_core.application import (
+    CommandNote,
     Delivery,
     OrderBrowser,
     OutboxInspector,
@@ -25,8 +26,16 @@ from orders_core.application import (
 from orders_core.domain import Order, OrderStatus
 from orders_core.errors import MalformedRequest, NotFound, NotRedeliverable
 
-if TYPE_CHECKING:
-    from orders_core.testing.memory import Entry
+
+@dataclass(slots=True)
+class Entry:
+    """What the outbox knows of one event beyond its position and attempts."""
+
+    committed_at: datetime
+    command: CommandNote | None = None
+    delivered_at: datetime | None = None
+    last_error: str | None = None
+    last_attempt_at: datetime | None = None
 
 
 class MemoryInspection(OrderBrowser, OutboxInspector):

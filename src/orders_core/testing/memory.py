@@ -13,13 +13,11 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from orders_core.application import (
     Backend,
     Change,
-    CommandNote,
     EventPublisher,
     IdempotencyRecord,
     OrderStore,
@@ -34,18 +32,7 @@ from orders_core.application import (
 )
 from orders_core.domain import UNOWNED, DomainEvent, Order
 from orders_core.errors import ConcurrencyConflict, DuplicateRequest
-from orders_core.testing._memory_inspect import MemoryInspection
-
-
-@dataclass(slots=True)
-class Entry:
-    """What the outbox knows of one event beyond its position and attempts."""
-
-    committed_at: datetime
-    command: CommandNote | None = None
-    delivered_at: datetime | None = None
-    last_error: str | None = None
-    last_attempt_at: datetime | None = None
+from orders_core.testing._memory_inspect import Entry, MemoryInspection
 
 
 class InMemoryStore(OrderStore, Outbox, MemoryInspection):
