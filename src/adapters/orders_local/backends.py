@@ -17,6 +17,7 @@ BACKENDS: Final[dict[str, tuple[str, str | None]]] = {
     # name: ("module:factory", the extra its driver needs)
     "sqlite": ("orders_local.sqlite:backend", None),
     "dynamodb": ("orders_aws.dynamodb:backend", "aws"),
+    "postgres": ("orders_postgres.backend:backend", "postgres"),
     "memory": ("orders_core.testing.memory:backend", None),
 }
 
