@@ -1,12 +1,13 @@
 """``orders-local``: run the local runtime, or look at its outbox.
 
     orders-local serve [--db PATH] [--host HOST] [--port PORT] [--sink SINK] ...
-    orders-local relay [--db PATH] [--sink SINK] [--poll-interval SECONDS]
-    orders-local events [--db PATH] [--pending] [--limit N] [--json]
+    orders-local relay [--db PATH | --store postgres --database-url URL] [--sink SINK] ...
+    orders-local events [--db PATH | --store postgres --database-url URL] [--pending] ...
 
 Every option can also come from an ORDERS_LOCAL_* environment variable (see --help), the
 JWT ones from ORDERS_JWT_* (shared with other runtimes); a command-line option wins over the
-environment.
+environment. The PostgreSQL connection URL comes only from --database-url or
+ORDERS_DATABASE_URL, and is never printed: it may hold a password.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from orders_local.backends import BACKENDS
 
 if TYPE_CHECKING:
     from orders_local.runtime import LocalConfig
+    from orders_postgres.store import PostgresStore
 
 ENV = "ORDERS_LOCAL_"
 T = TypeVar("T")
@@ -93,6 +95,56 @@ def _db_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     )
 
 
+def _database_options(parser: argparse.ArgumentParser, *, pool: bool = True) -> None:
+    group = parser.add_argument_group("PostgreSQL", "With --store postgres (the postgres extra).")
+    group.add_argument(
+        "--database-url",
+        default=None,  # read in _database_settings: a default would print in --help
+        metavar="URL",
+        help="connection URL, e.g. postgresql://user:password@host:5432/orders?"
+        "sslmode=verify-full; never printed [ORDERS_DATABASE_URL]",
+    )
+    group.add_argument(
+        "--database-schema",
+        default=os.environ.get("ORDERS_DATABASE_SCHEMA", "orders_core"),
+        help="the PostgreSQL schema holding the tables; created and migrated forward "
+        "[ORDERS_DATABASE_SCHEMA]",
+    )
+    if not pool:
+        return
+    for bound, default, meaning in (
+        ("min", "2", "kept open"),
+        ("max", "16", "at most; size it to --threads"),
+    ):
+        group.add_argument(
+            f"--pool-{bound}",
+            type=_positive_int,
+            default=_env_value(parser, f"POOL_{bound.upper()}", default, _positive_int),
+            help=f"connections per process {meaning} [ORDERS_LOCAL_POOL_{bound.upper()}]",
+        )
+
+
+def _database_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The postgres backend's settings from the options (orders_postgres.backend)."""
+    return {
+        "database_url": args.database_url or os.environ.get("ORDERS_DATABASE_URL", ""),
+        "database_schema": args.database_schema,
+        "pool_min": str(getattr(args, "pool_min", 1)),
+        "pool_max": str(getattr(args, "pool_max", 1)),
+    }
+
+
+def _outbox_store_option(parser: argparse.ArgumentParser) -> None:
+    store = _env("STORE", "sqlite")
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "postgres"],
+        default=store if store == "postgres" else "sqlite",
+        help="whose outbox: a SQLite file (--db) or PostgreSQL (--database-url) "
+        "[ORDERS_LOCAL_STORE]",
+    )
+
+
 def _sink_option(parser: argparse.ArgumentParser, choices: str) -> None:
     parser.add_argument(
         "--sink",
@@ -153,10 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--store",
         choices=list(BACKENDS),
         default=_env("STORE", "sqlite"),
-        help="where orders live (memory keeps nothing); dynamodb needs the aws extra "
-        "[ORDERS_LOCAL_STORE]",
+        help="where orders live (memory keeps nothing); dynamodb needs the aws extra, "
+        "postgres the postgres extra [ORDERS_LOCAL_STORE]",
     )
     _db_option(serve, "SQLite database file; created if missing")
+    _database_options(serve)
     serve.add_argument(
         "--synchronous",
         type=_synchronous,
@@ -261,7 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
         "database whose server relays nothing (--sink none).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _outbox_store_option(relay)
     _db_option(relay, "SQLite database file")
+    _database_options(relay)
     _sink_option(relay, "stdout, file:PATH or webhook:URL")
     relay.add_argument(
         "--poll-interval",
@@ -292,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="list outbox events and their delivery state",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _outbox_store_option(events)
     _db_option(events, "SQLite database file")
+    _database_options(events, pool=False)
     events.add_argument("--pending", action="store_true", help="only events not yet delivered")
     events.add_argument("--limit", type=_positive_int, default=100, help="at most this many")
     events.add_argument("--json", action="store_true", help="JSON lines instead of a table")
@@ -391,9 +448,9 @@ def prepare(args: argparse.Namespace) -> tuple[LocalConfig, dict[str, str]]:
                 "HTTP: terminate TLS in front of it",
                 file=sys.stderr,
             )
-    if args.workers > 1 and args.store != "dynamodb":
+    if args.workers > 1 and args.store not in ("dynamodb", "postgres"):
         raise UsageError(
-            f"--workers {args.workers} needs a networked store (--store dynamodb): "
+            f"--workers {args.workers} needs a networked store (--store dynamodb or postgres): "
             f"{'SQLite has one writer, and group commit lives in one process' if args.store == 'sqlite' else 'each worker would keep orders of its own'}"  # noqa: E501
         )
     if args.workers > 1 and args.server != "uvicorn":
@@ -406,6 +463,7 @@ def prepare(args: argparse.Namespace) -> tuple[LocalConfig, dict[str, str]]:
         "table": args.table or "",
         "endpoint_url": args.endpoint_url or "",
         "max_pool_connections": str(args.threads),
+        **_database_settings(args),
     }
     config = LocalConfig(
         db=args.db,
@@ -488,9 +546,14 @@ def _serve_workers(args: argparse.Namespace, config: LocalConfig) -> int:
         ("THREADS", str(args.threads)),
         ("ALLOW_REMOTE", "1" if args.allow_remote else ""),
         ("SINK", args.sink),
+        ("POOL_MIN", str(args.pool_min)),
+        ("POOL_MAX", str(args.pool_max)),
     ):
         os.environ[ENV + name] = value
+    database = _database_settings(args)
     for name, value in (
+        ("ORDERS_DATABASE_URL", database["database_url"]),
+        ("ORDERS_DATABASE_SCHEMA", database["database_schema"]),
         ("ORDERS_JWT_ISSUER", args.jwt_issuer),
         ("ORDERS_JWT_AUDIENCE", args.jwt_audience),
         ("ORDERS_JWKS_URL", args.jwks_url),
@@ -510,9 +573,13 @@ def _serve_workers(args: argparse.Namespace, config: LocalConfig) -> int:
         read_timeout=config.read_timeout,
         max_connections=config.max_connections,
     )
+    data = f"DynamoDB table {args.table}"
+    if args.store == "postgres":
+        from orders_postgres.backend import describe_url
+
+        data = f"PostgreSQL {describe_url(database['database_url'])}"
     print(
-        f"orders-local listening on http://{host}:{port} (data: DynamoDB table {args.table}; "
-        f"{args.workers} workers)",
+        f"orders-local listening on http://{host}:{port} (data: {data}; {args.workers} workers)",
         file=sys.stderr,
         flush=True,
     )
@@ -528,7 +595,7 @@ def run_relay(args: argparse.Namespace) -> int:
     from orders_local.sinks import JsonLinesSink, sink_from_spec
     from orders_local.sqlite import SchemaTooNew, SQLiteStore
 
-    if not args.db.is_file():
+    if args.store == "sqlite" and not args.db.is_file():
         return fail(f"no database at {args.db}")
     try:
         publisher = sink_from_spec(args.sink)
@@ -538,11 +605,24 @@ def run_relay(args: argparse.Namespace) -> int:
         return fail("--sink none: there is nowhere to relay to")
     configure_logging()
     setup.configure("orders-local")
-    try:
-        store = SQLiteStore(args.db)
-    except (sqlite3.Error, SchemaTooNew) as exc:
-        return fail(f"cannot open database {args.db}: {exc}")
-    outbox = store if args.marks_fd is None else MarksThroughServer(store, args.marks_fd)
+    watch_commits = None
+    if args.store == "postgres":  # one relay per schema publishes; others stand by
+        from orders_local.backends import open_backend
+
+        try:
+            backend = open_backend("postgres", _database_settings(args))
+        except ValueError as exc:
+            return fail(str(exc))
+        assert backend.outbox is not None
+        outbox, close, where = backend.outbox, backend.close, backend.describe
+        watch_commits = backend.watch_commits
+    else:
+        try:
+            store = SQLiteStore(args.db)
+        except (sqlite3.Error, SchemaTooNew) as exc:
+            return fail(f"cannot open database {args.db}: {exc}")
+        close, where = store.close, str(args.db)
+        outbox = store if args.marks_fd is None else MarksThroughServer(store, args.marks_fd)
     relay = OutboxRelay(
         outbox,
         publisher,
@@ -551,6 +631,8 @@ def run_relay(args: argparse.Namespace) -> int:
         destination=args.sink,
     )
     stop = _stop_on_signals()
+    if watch_commits is not None:
+        watch_commits(relay.wake)
     relay.start()
     if args.marks_fd is not None:  # the server it reports to may die: then stop at once
 
@@ -567,12 +649,12 @@ def run_relay(args: argparse.Namespace) -> int:
 
         threading.Thread(target=follow, name="lifeline", daemon=True).start()
     else:
-        print(f"orders-local: relaying {args.db} to {args.sink}", file=sys.stderr, flush=True)
+        print(f"orders-local: relaying {where} to {args.sink}", file=sys.stderr, flush=True)
     stop.wait()
     undelivered = relay.stop(timeout=10.0)
     if isinstance(publisher, JsonLinesSink):
         publisher.close()
-    store.close()
+    close()
     setup.flush()
     if not args.lifeline:  # the server reports its relay's count itself
         _report_undelivered(undelivered)
@@ -582,12 +664,23 @@ def run_relay(args: argparse.Namespace) -> int:
 def list_events(args: argparse.Namespace) -> int:
     from orders_local.sqlite import SchemaTooNew, SQLiteStore
 
-    try:
-        if not args.db.is_file():
-            return fail(f"no database at {args.db}")
-        store = SQLiteStore(args.db)
-    except (sqlite3.Error, SchemaTooNew, OSError) as exc:
-        return fail(f"cannot open database {args.db}: {exc}{_write_hint(args.db)}")
+    store: SQLiteStore | PostgresStore
+    if args.store == "postgres":
+        try:
+            from orders_postgres.backend import open_store
+        except ImportError:
+            return fail("--store postgres needs the postgres extra: orders-core[postgres]")
+        try:
+            store = open_store(_database_settings(args))
+        except ValueError as exc:
+            return fail(str(exc))
+    else:
+        try:
+            if not args.db.is_file():
+                return fail(f"no database at {args.db}")
+            store = SQLiteStore(args.db)
+        except (sqlite3.Error, SchemaTooNew, OSError) as exc:
+            return fail(f"cannot open database {args.db}: {exc}{_write_hint(args.db)}")
     try:
         entries = store.outbox_entries(pending_only=args.pending, limit=args.limit)
     finally:

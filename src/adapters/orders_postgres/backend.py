@@ -48,14 +48,9 @@ def _size(settings: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def backend(settings: Mapping[str, str]) -> Backend:
-    """The PostgreSQL backend (:data:`orders_core.ports.BackendFactory`).
-
-    ``settings``: ``database_url`` (required: a ``postgresql://`` URL or a conninfo string;
-    TLS with ``sslmode=verify-full`` and ``sslrootcert=`` in it), ``pool_min`` and
-    ``pool_max`` (connections per process), ``database_schema`` (``orders_core``). The
-    connection is tried and the schema migrated here, so a wrong URL fails at startup.
-    """
+def open_store(settings: Mapping[str, str]) -> PostgresStore:
+    """The store alone, from the same ``settings`` as :func:`backend` (``orders-local
+    events``); ValueError, naming host and database only, when it cannot be opened."""
     url = settings.get("database_url") or ""
     if not url:
         raise ValueError("--store postgres needs --database-url (or ORDERS_DATABASE_URL)")
@@ -72,10 +67,22 @@ def backend(settings: Mapping[str, str]) -> Backend:
     database = Database(url, min_size=pool_min, max_size=pool_max)
     try:
         database.open()
-        store = PostgresStore(database, schema=schema)
+        return PostgresStore(database, schema=schema)
     except (StoreUnavailable, SchemaTooNew, psycopg.Error) as exc:
         database.close()
         raise ValueError(f"cannot use PostgreSQL {where}: {_reason(exc, url)}") from None
+
+
+def backend(settings: Mapping[str, str]) -> Backend:
+    """The PostgreSQL backend (:data:`orders_core.ports.BackendFactory`).
+
+    ``settings``: ``database_url`` (required: a ``postgresql://`` URL or a conninfo string;
+    TLS with ``sslmode=verify-full`` and ``sslrootcert=`` in it), ``pool_min`` and
+    ``pool_max`` (connections per process), ``database_schema`` (``orders_core``). The
+    connection is tried and the schema migrated here, so a wrong URL fails at startup. The
+    outbox is the elected relay's view (:class:`ElectedOutbox`); ``watch_commits`` LISTENs.
+    """
+    store = open_store(settings)
     outbox = ElectedOutbox(store)
     listener = CommitListener(store)
 
@@ -84,10 +91,12 @@ def backend(settings: Mapping[str, str]) -> Backend:
         outbox.close()
         store.close()
 
+    database = store.database
     return Backend(
         name="postgres",
         store=store,
-        describe=f"PostgreSQL {where}, schema {schema}, pool {pool_min}-{pool_max}",
+        describe=f"PostgreSQL {describe_url(database.url)}, schema {store.schema}, "
+        f"pool {database.min_size}-{database.max_size}",
         outbox=outbox,
         watch_commits=listener.subscribe,
         close=close,

@@ -30,6 +30,7 @@ from typing import Any, Final, TypeVar
 import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
+from psycopg.conninfo import make_conninfo
 
 from orders_core.errors import ConcurrencyConflict, DuplicateRequest, StoreUnavailable
 from orders_postgres.schema import DUPLICATE_REQUEST, VERSION_CONFLICT
@@ -126,7 +127,8 @@ class Database:
     def connect(self) -> Connection:
         """A connection of its own, outside the pool (the relay's lock, LISTEN)."""
         try:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5, **KEEPALIVES)
+            conninfo = make_conninfo(self.url, connect_timeout=5, **KEEPALIVES)
+            conn: Connection = psycopg.connect(conninfo, autocommit=True)
         except psycopg.Error as exc:
             raise translate(exc) from exc
         _configure(conn)

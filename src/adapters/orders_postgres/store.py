@@ -137,18 +137,20 @@ class PostgresStore(OrderStore, Outbox):
         cursor: str | None = None,
         owner: str | None = None,
     ) -> Page:
-        after_us, after_id = -1, ""
+        after: tuple[object, object] = (-1, "")
         if cursor is not None:
             position = cursors.decode(cursor, self._cursor_key)
-            after_us, after_id = position.get("t"), position.get("id")
-            if type(after_us) is not int or after_us not in _BIGINT or type(after_id) is not str:
+            after = (position.get("t"), position.get("id"))
+            # Signed by us, so well-formed unless our key leaked; checked all the same, so
+            # that no cursor can reach the database as anything but a bigint and a text.
+            if type(after[0]) is not int or after[0] not in _BIGINT or type(after[1]) is not str:
                 raise MalformedRequest("invalid pagination cursor")
         if not storable(customer_id) or (owner is not None and not storable(owner)):
             return Page([])
-        if owner is None:
-            query, params = self._page_all, (customer_id, after_us, after_id, limit + 1)
-        else:
-            query, params = self._page_owned, (customer_id, after_us, after_id, owner, limit + 1)
+        params: tuple[object, ...] = (customer_id, *after, limit + 1)
+        query = self._page_all
+        if owner is not None:
+            query, params = self._page_owned, (customer_id, *after, owner, limit + 1)
         rows = self.database.run(lambda conn: conn.execute(query, params).fetchall(), read=True)
         orders = [Order.model_validate_json(body).owned_by(who) for body, who, _, _ in rows[:limit]]
         next_cursor = None
@@ -206,8 +208,7 @@ class PostgresStore(OrderStore, Outbox):
     def pending(self, limit: int = 100) -> list[PendingEvent]:
         """Undelivered events in commit order, read on a pooled connection (any replica
         may look; publishing is the elected relay's: :mod:`orders_postgres.relay`)."""
-        rows = self.database.run(lambda conn: self.pending_on(conn, limit), read=True)
-        return rows
+        return self.database.run(lambda conn: self.pending_on(conn, limit), read=True)
 
     def pending_on(self, conn: Connection, limit: int) -> list[PendingEvent]:
         rows = conn.execute(self._pending, (limit,)).fetchall()
