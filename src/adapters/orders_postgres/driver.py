@@ -46,6 +46,8 @@ STATEMENT_TIMEOUT_MS: Final = 10_000
 """No statement runs longer: a stuck one frees its connection and answers 503."""
 LOCK_TIMEOUT_MS: Final = 5_000
 """No statement waits longer for a lock another session holds."""
+RECONNECT_TIMEOUT: Final = 2.0
+"""Seconds the pool keeps retrying one failed connect before it gives that slot up."""
 KEEPALIVES: Final[Mapping[str, int]] = {
     "keepalives": 1,
     "keepalives_idle": 30,
@@ -73,12 +75,14 @@ def _lost_connection(exc: BaseException, conn: Connection | None) -> bool:
 def probe(conn: Connection) -> None:
     """The pool's check on every checkout, without a round trip: an idle connection that
     has something to read has been told it is terminated (a server restart, an
-    administrator), as pool connections LISTEN to nothing. Raising discards it."""
-    if conn.closed or conn.broken:
-        raise psycopg.OperationalError("the connection is closed")
-    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-    if readable:
-        raise psycopg.OperationalError("the server closed this idle connection")
+    administrator), as pool connections LISTEN to nothing. It is closed, then refused: the
+    pool discards a closed connection and opens another (one merely refused, it keeps)."""
+    if not (conn.closed or conn.broken):
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+        if not readable:
+            return
+    conn.close()
+    raise psycopg.OperationalError("the server closed this idle connection")
 
 
 def _configure(conn: Connection) -> None:
@@ -110,6 +114,11 @@ class Database:
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
+            # psycopg_pool retries a failed connect with a backoff that doubles without a
+            # cap: after a minute's outage its next try could be a minute away. Giving a
+            # slot up after a couple of seconds instead lets the next request's demand
+            # start a fresh attempt at once, so recovery follows the database's return.
+            reconnect_timeout=RECONNECT_TIMEOUT,
             configure=_configure,
             check=probe,
             name=name,
