@@ -5,13 +5,14 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     from orders_postgres.store import PostgresStore
     from orders_postgres.testing import TestServer
+    from tests.local.support import Client
 
 _names = itertools.count()
 
@@ -31,7 +32,7 @@ class Postgres:
     def new_schema() -> str:
         return f"t{os.getpid()}_{next(_names)}"
 
-    def store(self, schema: str | None = None, **pool: int) -> PostgresStore:
+    def store(self, schema: str | None = None, **pool: Any) -> PostgresStore:
         from orders_postgres.driver import Database
         from orders_postgres.store import PostgresStore
 
@@ -52,3 +53,41 @@ class Postgres:
         with psycopg.connect(self.url, autocommit=True) as conn:
             cur = conn.execute(query, params or None)  # type: ignore[arg-type]
             return cur.fetchall() if cur.description else []
+
+
+class DrainedServer:
+    """``orders-local serve`` in a child process (tests.local.support.ServerProcess) whose
+    stderr is read all along: an access-log line per request fills an unread pipe within a
+    few hundred requests, and the server then blocks on its next log line."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        import threading
+
+        from tests.local.support import ServerProcess
+
+        self.inner = ServerProcess(*args, env=env)
+        self.proc = self.inner.proc
+        self.port = self.inner.port
+        self.stderr_lines = self.inner.stderr_lines
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_lines.append(line)
+
+    def client(self) -> Client:
+        from tests.local.support import Client
+
+        return Client(self.port)
+
+    def stop(self, signum: int | None = None, timeout: float = 20) -> tuple[int, str]:
+        import signal
+
+        self.proc.send_signal(signum if signum is not None else signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self._reader.join(timeout)
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+        return code, "".join(self.stderr_lines)

@@ -205,7 +205,7 @@ def test_the_server_restarting_is_503_then_recovers_without_reopening(
     postgres: Postgres,
 ) -> None:
     server = postgres.restartable()
-    store = postgres.store(min_size=4, max_size=4)
+    store = postgres.store(min_size=4, max_size=4, timeout=1.0)
     try:
         _create(store, _order("before"))
         server.stop()
