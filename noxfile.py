@@ -56,6 +56,9 @@ ADAPTERS: dict[str, tuple[str, list[str], list[list[str]]]] = {
         ],
     ),
     "dynamodb-moto-server": ("dev,aws", AWS_TEST_DEPS, [[DYNAMO, "-k", "Server"]]),
+    # A real PostgreSQL started by the tests: the system's (initdb, pg_ctl) where installed,
+    # else the binaries the pgserver wheel bundles; ORDERS_TEST_DATABASE_URL for your own.
+    "postgres": ("dev,jwt,postgres", ["pgserver>=0.1.4"], [["tests/postgres", "-rs"]]),
     # AWS's engine in a JVM (no Docker): the contract suite and `orders-local serve --store
     # dynamodb`, in one pytest run so one server serves both. See _dynamodb_local_jar.
     "dynamodb-local": (
@@ -76,7 +79,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[dev,aws,otel,plot,jwt]", "boto3-stubs[dynamodb,events,sqs]")
+    session.install("-e", ".[dev,aws,otel,plot,jwt,postgres]", "boto3-stubs[dynamodb,events,sqs]")
     session.run("mypy", "src")
 
 
@@ -159,7 +162,7 @@ def reliability(session: nox.Session) -> None:
 @nox.session
 @nox.parametrize("mode", ["wheel", "editable"])
 def packaging(session: nox.Session, mode: str) -> None:
-    """A built wheel and an editable install must both import all three packages."""
+    """A built wheel and an editable install must both import all four packages."""
     if mode == "wheel":
         tmp = session.create_tmp()
         session.install("build")

@@ -1,4 +1,4 @@
-"""The distribution ships three top-level packages, typed, from a wheel or an editable install.
+"""The distribution ships four top-level packages, typed, from a wheel or an editable install.
 
 Run by the ``packaging`` nox session, which sets ORDERS_INSTALL_MODE after installing.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 MODE = os.environ.get("ORDERS_INSTALL_MODE")
-PACKAGES = ("orders_core", "orders_local", "orders_aws")
+PACKAGES = ("orders_core", "orders_local", "orders_aws", "orders_postgres")
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 pytestmark = pytest.mark.skipif(MODE is None, reason="run through `nox -s packaging`")
@@ -34,6 +34,6 @@ def test_package_imports_from_the_install(name: str) -> None:
 def test_distribution_metadata_declares_the_extras() -> None:
     dist = metadata.distribution("orders-core")
     extras = set(dist.metadata.get_all("Provides-Extra") or [])
-    assert {"aws", "otel", "dev"} <= extras
+    assert {"aws", "otel", "dev", "postgres"} <= extras
     requires = dist.requires or []
     assert any(r.startswith("python-dateutil") and "<3" in r for r in requires)

@@ -14,6 +14,9 @@ FORBIDDEN = (
     "opentelemetry.sdk",
     "orders_local",
     "orders_aws",
+    "orders_postgres",
+    "psycopg",
+    "psycopg_pool",
     "jwt",
     "cryptography",
 )
