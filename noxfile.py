@@ -58,7 +58,7 @@ ADAPTERS: dict[str, tuple[str, list[str], list[list[str]]]] = {
     "dynamodb-moto-server": ("dev,aws", AWS_TEST_DEPS, [[DYNAMO, "-k", "Server"]]),
     # A real PostgreSQL started by the tests: the system's (initdb, pg_ctl) where installed,
     # else the binaries the pgserver wheel bundles; ORDERS_TEST_DATABASE_URL for your own.
-    "postgres": ("dev,jwt,postgres", ["pgserver>=0.1.4"], [["tests/postgres", "-rs"]]),
+    "postgres": ("dev,jwt,postgres", ["pgserver>=0.1.4", "pyyaml>=6"], [["tests/postgres", "-rs"]]),
     # AWS's engine in a JVM (no Docker): the contract suite and `orders-local serve --store
     # dynamodb`, in one pytest run so one server serves both. See _dynamodb_local_jar.
     "dynamodb-local": (

@@ -3,7 +3,7 @@ so Python is not the limit), with the outbox's advisory lock and without it.
 
     python bench/postgres_commit.py [--rounds 3] [--seconds 3] [--clients 1,16,64]
 
-The lock (docs/decisions/0016) serializes every change's outbox insert and commit, so
+The lock (docs/decisions/0019) serializes every change's outbox insert and commit, so
 creates/s can reach at most 1 / (insert + WAL flush); without it PostgreSQL may share one
 flush among concurrent commits. The variant without the lock is the same function with
 that one statement removed, in a schema of its own: a measurement, not an option of the

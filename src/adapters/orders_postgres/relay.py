@@ -1,7 +1,7 @@
 """One relay among replicas: the outbox as the elected relay sees it, and its wake-ups.
 
 The core's :class:`~orders_core.relay.OutboxRelay` does the relaying, as for SQLite; what
-PostgreSQL adds is who may do it, and when to look (docs/decisions/0016):
+PostgreSQL adds is who may do it, and when to look (docs/decisions/0019):
 
 * :class:`ElectedOutbox` is the store's outbox seen through one session that holds a
   session-level advisory lock. Every process with a relay (each ``serve`` replica or

@@ -115,7 +115,7 @@ def _initial(s: str) -> tuple[str, ...]:
         # outbox insert draws its positions. PostgreSQL makes a commit visible before it
         # releases the transaction's locks, so the next writer draws higher positions only
         # once every lower one is visible: a reader never sees position n+1 without n
-        # (docs/decisions/0016-postgres-outbox-order.md).
+        # (docs/decisions/0019-postgres-outbox-order.md).
         f"""
         CREATE FUNCTION {s}.apply_change(
             p_order_id text, p_customer_id text, p_created_us bigint, p_version integer,

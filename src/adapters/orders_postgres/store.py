@@ -12,7 +12,7 @@ Why it is safe with many threads, processes and replicas:
   hold a connection and its locks across them).
 * Outbox positions are drawn in commit order, and the relay selects what is undelivered
   rather than what comes after a cursor: no event is skipped, however late its
-  transaction commits (docs/decisions/0016-postgres-outbox-order.md).
+  transaction commits (docs/decisions/0019-postgres-outbox-order.md).
 
 Every psycopg error is translated in :mod:`orders_postgres.driver`, nowhere else.
 """
