@@ -3,8 +3,12 @@ default synchronous=NORMAL, and FULL), PostgreSQL (a local server started here, 
 durable defaults: fsync and synchronous_commit on) and DynamoDB (bench/_dynamodb_stub.py,
 answering at once: it stands for the round trip, not for the database).
 
-    python bench/stores.py [--rounds 3] [--seconds 3] [--connections 16,64]
-                           [--stores sqlite,sqlite-full,postgres,dynamodb] [--database-url URL]
+    python bench/stores.py [--rounds 3] [--seconds 3] [--connections 16,64] [--database-url URL]
+                           [--stores sqlite,sqlite-full,postgres,postgres-unordered,dynamodb]
+
+``postgres-unordered`` is PostgreSQL with the outbox's commit-order lock taken out of
+``apply_change`` (in a schema of its own): what that lock costs through the front end, a
+measurement, not an option of the store (docs/decisions/0019).
 
 Load: bench/local_http.py's generator (one selectors thread, keep-alive connections, 3-item
 body) in its own process; stores alternate within each round. SQLite and PostgreSQL relay
@@ -36,7 +40,7 @@ from container import run_load
 from local_http import Server
 
 HERE = Path(__file__).resolve().parent
-STORES = ("sqlite", "sqlite-full", "postgres", "dynamodb")
+STORES = ("sqlite", "sqlite-full", "postgres", "postgres-unordered", "dynamodb")
 RELAY_QUERIES = ("FROM {s}.outbox WHERE delivered_at IS NULL ORDER", "UPDATE {s}.outbox SET")
 
 
@@ -50,6 +54,9 @@ def serve_argv(store: str, tmp: Path, database_url: str, stub_port: int) -> list
         return [*argv, *db, "--synchronous", "FULL", *sink]
     if store == "postgres":
         return [*argv, "--store", "postgres", "--database-url", database_url, *sink]
+    if store == "postgres-unordered":
+        pg = ["--store", "postgres", "--database-url", database_url]
+        return [*argv, *pg, "--database-schema", "unordered", *sink]
     endpoint = f"http://127.0.0.1:{stub_port}"
     return [*argv, "--store", "dynamodb", "--table", "bench", "--endpoint-url", endpoint]
 
@@ -80,11 +87,32 @@ def postgres(url: str) -> Iterator[tuple[str, Any]]:
         print("pg_stat_statements not loaded: no statement counts", file=sys.stderr)
         counters = None
     try:
+        unordered(url)
         yield url, counters
     finally:
         conn.close()
         if server is not None:
             server.destroy()
+
+
+def unordered(url: str) -> None:
+    """The ``unordered`` schema: apply_change without its pg_advisory_xact_lock."""
+    import re
+
+    from orders_postgres.driver import Database
+    from orders_postgres.store import PostgresStore
+
+    database = Database(url, min_size=1, max_size=1)
+    database.open()
+    try:
+        PostgresStore(database, schema="unordered")
+        query = "SELECT pg_get_functiondef('unordered.apply_change'::regproc)"
+        source = database.run(lambda conn: conn.execute(query).fetchone()[0], read=True)
+        patched = re.sub(r"PERFORM pg_advisory_xact_lock\([-0-9]+\);", "", source)
+        assert patched != source
+        database.run(lambda conn: conn.execute(patched), read=False)
+    finally:
+        database.close()
 
 
 def reset(conn: Any) -> int:
@@ -152,7 +180,7 @@ def main() -> int:
         f"{args.seconds:g}s, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
     print(
-        "{:<13}{:>6}{:>9}{:>9}{:>9}{:>8}".format(
+        "{:<20}{:>6}{:>9}{:>9}{:>9}{:>8}".format(
             "store", "conns", "req/s", "p50 ms", "p99 ms", "errors"
         )
     )
@@ -171,7 +199,7 @@ def main() -> int:
             }
             rows.append(row)
             print(
-                f"{store:<13}{c:>6}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+                f"{store:<20}{c:>6}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
                 f"{row['errors']:>8}"
             )
     cost_rows = {}
