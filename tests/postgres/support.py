@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -91,3 +95,43 @@ class DrainedServer:
         assert self.proc.stderr is not None
         self.proc.stderr.close()
         return code, "".join(self.stderr_lines)
+
+
+def serve(postgres: Postgres, schema: str, *args: str) -> DrainedServer:
+    """``orders-local serve --store postgres`` on ``schema``, the URL in its environment."""
+    env = {"ORDERS_DATABASE_URL": postgres.url, "ORDERS_DATABASE_SCHEMA": schema}
+    return DrainedServer("--store", "postgres", *args, env=env)
+
+
+def password(postgres: Postgres) -> str:
+    """The test server's password: no output may contain it."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    return str(conninfo_to_dict(postgres.url)["password"])
+
+
+def stop(server: DrainedServer, postgres: Postgres) -> str:
+    """SIGTERM: it must exit 0, and its stderr must not hold the password."""
+    code, err = server.stop()
+    assert code == 0, err
+    assert password(postgres) not in err
+    return err
+
+
+def events_in(path: Path) -> list[str]:
+    """The event ids a file sink holds."""
+    if not path.exists():
+        return []
+    return [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def child_env(postgres: Postgres, schema: str) -> dict[str, str]:
+    """This process's environment with the server's URL and ``schema``, for a child."""
+    return {**os.environ, "ORDERS_DATABASE_URL": postgres.url, "ORDERS_DATABASE_SCHEMA": schema}

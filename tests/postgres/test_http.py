@@ -1,32 +1,34 @@
 """End to end through ``orders-local serve --store postgres`` (uvicorn) in a child process:
-the API, races of 64, SIGKILL mid-burst, the database restarted under load, the password
-never printed."""
+the API and hostile paths, another tenant's orders, relay processes and workers, the
+password never printed. (Races, SIGKILL and database restarts: test_http_load.py.)"""
 
 from __future__ import annotations
 
-import http.client
 import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.local.support import Client, Reply
-from tests.postgres.support import DrainedServer, Postgres
+from tests.postgres.support import (
+    Postgres,
+    child_env,
+    events_in,
+    password,
+    serve,
+    stop,
+    wait_for,
+)
 
 pytest.importorskip("psycopg")
 
-from orders_postgres.store import PostgresStore
 
 pytestmark = pytest.mark.slow
-RACERS = 64
 BODY = b'{"items":[{"id":"sku-1","qty":2}],"customerId":"c-pg"}'
 
 
@@ -37,37 +39,6 @@ def schema(postgres: Postgres) -> Iterator[str]:
         yield name
     finally:
         postgres.drop(name)
-
-
-def serve(postgres: Postgres, schema: str, *args: str) -> DrainedServer:
-    env = {"ORDERS_DATABASE_URL": postgres.url, "ORDERS_DATABASE_SCHEMA": schema}
-    return DrainedServer("--store", "postgres", *args, env=env)
-
-
-def password(postgres: Postgres) -> str:
-    from psycopg.conninfo import conninfo_to_dict
-
-    return str(conninfo_to_dict(postgres.url)["password"])
-
-
-def stop(server: DrainedServer, postgres: Postgres) -> str:
-    code, err = server.stop()
-    assert code == 0, err
-    assert password(postgres) not in err
-    return err
-
-
-def events_in(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    return [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_the_api_on_postgres_from_the_command_line(
@@ -117,19 +88,13 @@ def test_the_api_on_postgres_from_the_command_line(
         capture_output=True,
         text=True,
         timeout=60,
-        env={**_env(postgres, schema)},
+        env=child_env(postgres, schema),
     )
     assert listed.returncode == 0, listed.stderr
     entries = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [e["type"].split(".")[3] for e in entries].count("created") == 5
     assert all(e["deliveredAt"] for e in entries)
     assert sorted(e["id"] for e in entries) == sorted(events_in(sink))
-
-
-def _env(postgres: Postgres, schema: str) -> dict[str, str]:
-    import os
-
-    return {**os.environ, "ORDERS_DATABASE_URL": postgres.url, "ORDERS_DATABASE_SCHEMA": schema}
 
 
 def test_another_tenants_order_is_404_everywhere(postgres: Postgres, schema: str) -> None:
@@ -163,165 +128,6 @@ def test_another_tenants_order_is_404_everywhere(postgres: Postgres, schema: str
             stop(server, postgres)
 
 
-def race(
-    port: int, method: str, path: str, body: bytes | None, headers: dict[str, str]
-) -> list[Reply]:
-    barrier = threading.Barrier(RACERS)
-
-    def one(_: int) -> Reply:
-        client = Client(port)
-        try:
-            barrier.wait(timeout=30)
-            return client.request(method, path, body, headers)
-        finally:
-            client.close()
-
-    with ThreadPoolExecutor(max_workers=RACERS) as pool:
-        return list(pool.map(one, range(RACERS), timeout=120))
-
-
-@pytest.fixture
-def server(postgres: Postgres, schema: str) -> Iterator[DrainedServer]:
-    proc = serve(postgres, schema, "--sink", "none")
-    try:
-        yield proc
-    finally:
-        stop(proc, postgres)
-
-
-@pytest.fixture
-def store(postgres: Postgres, schema: str, server: DrainedServer) -> Iterator[PostgresStore]:
-    s = postgres.store(schema, min_size=1, max_size=2)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-def test_64_creates_with_one_key_make_one_order_one_event_and_64_equal_answers(
-    server: DrainedServer, store: PostgresStore
-) -> None:
-    replies = race(server.port, "POST", "/orders", BODY, {"idempotency-key": "one"})
-    assert {r.status for r in replies} == {201}, [r.body for r in replies if r.status != 201][:3]
-    assert len({r.body for r in replies}) == 1
-    (order,) = store.list_by_customer("c-pg", limit=100).orders
-    assert [e.id for e in store.events_for(order.order_id)] == [f"{order.order_id}.v1"]
-
-
-def test_64_confirms_with_one_etag_let_exactly_one_win(
-    server: DrainedServer, store: PostgresStore
-) -> None:
-    client = server.client()
-    created = client.request("POST", "/orders", BODY)
-    client.close()
-    location = created.headers["location"]
-    replies = race(server.port, "POST", f"{location}/confirm", None, {"if-match": '"1"'})
-    assert sorted(r.status for r in replies) == [200] + [412] * (RACERS - 1)
-    order_id = created.json()["orderId"]
-    order = store.get(order_id)
-    assert order is not None
-    assert order.version == 2
-    assert [e.id for e in store.events_for(order_id)] == [f"{order_id}.v1", f"{order_id}.v2"]
-
-
-def burst(
-    port: int, acked: list[str], stop: threading.Event, log: list[Reply] | None = None
-) -> None:
-    """Create orders until told to stop or the server dies; record what was acknowledged."""
-    client = Client(port)
-    try:
-        while not stop.is_set():
-            reply = client.request("POST", "/orders", BODY)
-            if log is not None:
-                log.append(reply)
-            if reply.status == 201:
-                acked.append(reply.json()["orderId"])
-    except (OSError, http.client.HTTPException):
-        return  # killed under us, maybe mid-response
-    finally:
-        client.close()
-
-
-@pytest.mark.parametrize("kill_after", [30, 150])
-def test_sigkill_mid_burst_loses_no_acknowledged_order_or_event(
-    postgres: Postgres, schema: str, tmp_path: Path, kill_after: int
-) -> None:
-    sink = tmp_path / "events.jsonl"
-    server = serve(postgres, schema, "--sink", f"file:{sink}")
-    acked: list[str] = []
-    stop_burst = threading.Event()
-    workers = [
-        threading.Thread(target=burst, args=(server.port, acked, stop_burst)) for _ in range(8)
-    ]
-    for w in workers:
-        w.start()
-    wait_for(lambda: len(acked) >= kill_after)
-    code, err = server.stop(signal.SIGKILL)
-    assert code == -signal.SIGKILL
-    stop_burst.set()
-    for w in workers:
-        w.join(30)
-    assert password(postgres) not in err
-
-    restarted = serve(postgres, schema, "--sink", f"file:{sink}")
-    store = postgres.store(schema, min_size=1, max_size=2)
-    try:
-        client = restarted.client()
-        for order_id in acked:
-            assert client.request("GET", f"/orders/{order_id}").status == 200, order_id
-        client.close()
-        for order_id in acked:
-            assert [e.id for e in store.events_for(order_id)] == [f"{order_id}.v1"]
-        wait_for(lambda: store.undelivered_count() == 0)
-    finally:
-        store.close()
-        stop(restarted, postgres)
-    assert {f"{o}.v1" for o in acked} <= set(events_in(sink))
-
-
-def test_a_database_restart_under_load_is_503s_then_service_without_our_restart(
-    postgres: Postgres, schema: str, tmp_path: Path
-) -> None:
-    database = postgres.restartable()
-    sink = tmp_path / "events.jsonl"
-    server = serve(postgres, schema, "--sink", f"file:{sink}", "--handler-timeout", "5")
-    acked: list[str] = []
-    replies: list[Reply] = []
-    stop_burst = threading.Event()
-    workers = [
-        threading.Thread(target=burst, args=(server.port, acked, stop_burst, replies))
-        for _ in range(8)
-    ]
-    try:
-        for w in workers:
-            w.start()
-        wait_for(lambda: len(acked) >= 100)
-        database.restart(down_for=1.0)
-        restarted_at = len(replies)
-        wait_for(lambda: len(acked) >= 100 + 200)  # serving again, the same process
-        stop_burst.set()
-        for w in workers:
-            w.join(30)
-        assert server.proc.poll() is None
-        unavailable = [r for r in replies if r.status == 503]
-        assert unavailable, "the restart was not noticed"
-        assert all(r.headers.get("retry-after") for r in unavailable)
-        assert {r.status for r in replies} <= {201, 503}
-        assert [r.status for r in replies[-50:]] == [201] * 50  # recovered for good
-        assert restarted_at < len(replies)
-        store = postgres.store(schema, min_size=1, max_size=2)
-        try:
-            for order_id in acked:
-                assert [e.id for e in store.events_for(order_id)] == [f"{order_id}.v1"]
-            wait_for(lambda: store.undelivered_count() == 0)  # the relay recovered too
-        finally:
-            store.close()
-    finally:
-        stop_burst.set()
-        stop(server, postgres)
-    assert {f"{o}.v1" for o in acked} <= set(events_in(sink))
-
-
 def test_relay_processes_racing_publish_each_event_once(
     postgres: Postgres, schema: str, tmp_path: Path
 ) -> None:
@@ -333,7 +139,7 @@ def test_relay_processes_racing_publish_each_event_once(
         argv = [sys.executable, "-m", "orders_local.cli", "relay", "--store", "postgres"]
         argv += ["--sink", f"file:{sink}", "--pool-min", "1", "--pool-max", "1"]
         with log.open("w") as err:
-            relays.append(subprocess.Popen(argv, stderr=err, env=_env(postgres, schema)))
+            relays.append(subprocess.Popen(argv, stderr=err, env=child_env(postgres, schema)))
     try:
         where = f"relaying PostgreSQL {postgres.url.rsplit('@', 1)[1]}"
         for log in logs:

@@ -114,7 +114,7 @@ def _database_options(parser: argparse.ArgumentParser, *, pool: bool = True) -> 
         return
     for bound, default, meaning in (
         ("min", "2", "kept open"),
-        ("max", "16", "at most; size it to --threads"),
+        ("max", "16", "at most (serve uses no more than --threads)"),
     ):
         group.add_argument(
             f"--pool-{bound}",
@@ -551,6 +551,18 @@ def _serve_workers(args: argparse.Namespace, config: LocalConfig) -> int:
     ):
         os.environ[ENV + name] = value
     database = _database_settings(args)
+    data = f"DynamoDB table {args.table}"
+    if args.store == "postgres":  # checked here: each worker failing alone would loop
+        if not database["database_url"]:
+            return fail("--store postgres needs --database-url (or ORDERS_DATABASE_URL)")
+        try:
+            from orders_postgres.backend import describe_url
+
+            data = f"PostgreSQL {describe_url(database['database_url'])}"
+        except ImportError:
+            return fail("--store postgres needs the postgres extra: orders-core[postgres]")
+        except ValueError as exc:
+            return fail(str(exc))
     for name, value in (
         ("ORDERS_DATABASE_URL", database["database_url"]),
         ("ORDERS_DATABASE_SCHEMA", database["database_schema"]),
@@ -573,11 +585,6 @@ def _serve_workers(args: argparse.Namespace, config: LocalConfig) -> int:
         read_timeout=config.read_timeout,
         max_connections=config.max_connections,
     )
-    data = f"DynamoDB table {args.table}"
-    if args.store == "postgres":
-        from orders_postgres.backend import describe_url
-
-        data = f"PostgreSQL {describe_url(database['database_url'])}"
     print(
         f"orders-local listening on http://{host}:{port} (data: {data}; {args.workers} workers)",
         file=sys.stderr,

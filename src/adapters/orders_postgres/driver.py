@@ -46,6 +46,9 @@ STATEMENT_TIMEOUT_MS: Final = 10_000
 """No statement runs longer: a stuck one frees its connection and answers 503."""
 LOCK_TIMEOUT_MS: Final = 5_000
 """No statement waits longer for a lock another session holds."""
+CONNECT_TIMEOUT: Final = 5
+"""Seconds a connect may take: a server whose address drops packets fails in that time,
+not the kernel's (minutes)."""
 RECONNECT_TIMEOUT: Final = 2.0
 """Seconds the pool keeps retrying one failed connect before it gives that slot up."""
 KEEPALIVES: Final[Mapping[str, int]] = {
@@ -110,7 +113,7 @@ class Database:
         self.max_size = max_size
         self.pool: psycopg_pool.ConnectionPool[Connection] = psycopg_pool.ConnectionPool(
             url,
-            kwargs={"autocommit": True, **KEEPALIVES},
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT, **KEEPALIVES},
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
@@ -136,7 +139,7 @@ class Database:
     def connect(self) -> Connection:
         """A connection of its own, outside the pool (the relay's lock, LISTEN)."""
         try:
-            conninfo = make_conninfo(self.url, connect_timeout=5, **KEEPALIVES)
+            conninfo = make_conninfo(self.url, connect_timeout=CONNECT_TIMEOUT, **KEEPALIVES)
             conn: Connection = psycopg.connect(conninfo, autocommit=True)
         except psycopg.Error as exc:
             raise translate(exc) from exc
