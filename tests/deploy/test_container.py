@@ -100,7 +100,7 @@ def test_port_healthcheck_and_bytecode() -> None:
     assert "--no-compile" in build
     assert "compileall" in build
     assert "--invalidation-mode unchecked-hash" in build
-    assert '".[aws,jwt]"' in build
+    assert '".[aws,jwt,postgres]"' in build
 
 
 def test_the_build_copies_only_what_the_ignore_file_lets_in() -> None:

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 MODE = os.environ.get("ORDERS_INSTALL_MODE")
-PACKAGES = ("orders_core", "orders_local", "orders_aws", "orders_gcp", "orders_nats")
+PACKAGES = (
+    "orders_core",
+    "orders_local",
+    "orders_aws",
+    "orders_gcp",
+    "orders_nats",
+    "orders_postgres",
+)
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 pytestmark = pytest.mark.skipif(MODE is None, reason="run through `nox -s packaging`")
@@ -34,7 +41,7 @@ def test_package_imports_from_the_install(name: str) -> None:
 def test_distribution_metadata_declares_the_extras() -> None:
     dist = metadata.distribution("orders-core")
     extras = set(dist.metadata.get_all("Provides-Extra") or [])
-    assert {"aws", "gcp", "nats", "otel", "dev"} <= extras
+    assert {"aws", "gcp", "nats", "otel", "dev", "postgres"} <= extras
     requires = dist.requires or []
     assert any(r.startswith("python-dateutil") and "<3" in r for r in requires)
 

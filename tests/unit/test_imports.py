@@ -16,6 +16,9 @@ FORBIDDEN = (
     "orders_aws",
     "orders_nats",
     "nats",
+    "orders_postgres",
+    "psycopg",
+    "psycopg_pool",
     "jwt",
     "cryptography",
 )

@@ -79,6 +79,56 @@ def _db_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     )
 
 
+def _database_options(parser: argparse.ArgumentParser, *, pool: bool = True) -> None:
+    group = parser.add_argument_group("PostgreSQL", "With --store postgres (the postgres extra).")
+    group.add_argument(
+        "--database-url",
+        default=None,  # read in _database_settings: a default would print in --help
+        metavar="URL",
+        help="connection URL, e.g. postgresql://user:password@host:5432/orders?"
+        "sslmode=verify-full; never printed [ORDERS_DATABASE_URL]",
+    )
+    group.add_argument(
+        "--database-schema",
+        default=os.environ.get("ORDERS_DATABASE_SCHEMA", "orders_core"),
+        help="the PostgreSQL schema holding the tables; created and migrated forward "
+        "[ORDERS_DATABASE_SCHEMA]",
+    )
+    if not pool:
+        return
+    for bound, default, meaning in (
+        ("min", "2", "kept open"),
+        ("max", "16", "at most (serve uses no more than --threads)"),
+    ):
+        group.add_argument(
+            f"--pool-{bound}",
+            type=_positive_int,
+            default=_env_value(parser, f"POOL_{bound.upper()}", default, _positive_int),
+            help=f"connections per process {meaning} [ORDERS_LOCAL_POOL_{bound.upper()}]",
+        )
+
+
+def database_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The postgres backend's settings from the options (orders_postgres.backend)."""
+    return {
+        "database_url": args.database_url or os.environ.get("ORDERS_DATABASE_URL", ""),
+        "database_schema": args.database_schema,
+        "pool_min": str(getattr(args, "pool_min", 1)),
+        "pool_max": str(getattr(args, "pool_max", 1)),
+    }
+
+
+def _outbox_store_option(parser: argparse.ArgumentParser) -> None:
+    store = _env("STORE", "sqlite")
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "postgres"],
+        default=store if store == "postgres" else "sqlite",
+        help="whose outbox: a SQLite file (--db) or PostgreSQL (--database-url) "
+        "[ORDERS_LOCAL_STORE]",
+    )
+
+
 def _sink_option(parser: argparse.ArgumentParser, choices: str) -> None:
     parser.add_argument(
         "--sink",
@@ -141,10 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--store",
         choices=list(BACKENDS),
         default=_env("STORE", "sqlite"),
-        help="where orders live (memory keeps nothing); dynamodb needs the aws extra "
-        "[ORDERS_LOCAL_STORE]",
+        help="where orders live (memory keeps nothing); dynamodb needs the aws extra, "
+        "postgres the postgres extra [ORDERS_LOCAL_STORE]",
     )
     _db_option(serve, "SQLite database file; created if missing")
+    _database_options(serve)
     serve.add_argument(
         "--synchronous",
         type=_synchronous,
@@ -277,7 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
         "database whose server relays nothing (--sink none).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _outbox_store_option(relay)
     _db_option(relay, "SQLite database file")
+    _database_options(relay)
     _sink_option(relay, "stdout, file:PATH or webhook:URL")
     relay.add_argument(
         "--poll-interval",
@@ -314,7 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="list outbox events and their delivery state",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _outbox_store_option(events)
     _db_option(events, "SQLite database file")
+    _database_options(events, pool=False)
     events.add_argument("--pending", action="store_true", help="only events not yet delivered")
     events.add_argument("--limit", type=_positive_int, default=100, help="at most this many")
     events.add_argument("--json", action="store_true", help="JSON lines instead of a table")

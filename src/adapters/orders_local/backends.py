@@ -18,6 +18,7 @@ BACKENDS: Final[dict[str, tuple[str, str | None]]] = {
     "sqlite": ("orders_local.sqlite:backend", None),
     "dynamodb": ("orders_aws.dynamodb:backend", "aws"),
     "firestore": ("orders_gcp.firestore:backend", "gcp"),
+    "postgres": ("orders_postgres.backend:backend", "postgres"),
     "memory": ("orders_core.testing.memory:backend", None),
 }
 

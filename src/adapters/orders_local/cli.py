@@ -1,12 +1,13 @@
 """``orders-local``: run the local runtime, or look at its outbox.
 
     orders-local serve [--db PATH] [--host HOST] [--port PORT] [--sink SINK] ...
-    orders-local relay [--db PATH] [--sink SINK] [--poll-interval SECONDS]
-    orders-local events [--db PATH] [--pending] [--limit N] [--json]
+    orders-local relay [--db PATH | --store postgres --database-url URL] [--sink SINK] ...
+    orders-local events [--db PATH | --store postgres --database-url URL] [--pending] ...
 
 Every option can also come from an ORDERS_LOCAL_* environment variable (see --help), the
 JWT ones from ORDERS_JWT_* (shared with other runtimes); a command-line option wins over the
-environment.
+environment. The PostgreSQL connection URL comes only from --database-url or
+ORDERS_DATABASE_URL, and is never printed: it may hold a password.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orders_local.arguments import ENV, build_parser
+from orders_local.arguments import ENV, build_parser, database_settings
 
 if TYPE_CHECKING:
     from orders_local.runtime import LocalConfig
+    from orders_postgres.store import PostgresStore
 
 
 def fail(message: str) -> int:
@@ -122,9 +124,9 @@ def prepare(args: argparse.Namespace) -> tuple[LocalConfig, dict[str, str]]:
                 "HTTP: terminate TLS in front of it",
                 file=sys.stderr,
             )
-    if args.workers > 1 and args.store != "dynamodb":
+    if args.workers > 1 and args.store not in ("dynamodb", "postgres"):
         raise UsageError(
-            f"--workers {args.workers} needs a networked store (--store dynamodb): "
+            f"--workers {args.workers} needs a networked store (--store dynamodb or postgres): "
             f"{'SQLite has one writer, and group commit lives in one process' if args.store == 'sqlite' else 'each worker would keep orders of its own'}"  # noqa: E501
         )
     if args.workers > 1 and args.server != "uvicorn":
@@ -141,6 +143,7 @@ def prepare(args: argparse.Namespace) -> tuple[LocalConfig, dict[str, str]]:
         "table": args.table or "",
         "endpoint_url": args.endpoint_url or "",
         "max_pool_connections": str(args.threads),
+        **database_settings(args),
     }
     config = LocalConfig(
         db=args.db,
@@ -231,9 +234,26 @@ def _serve_workers(args: argparse.Namespace, config: LocalConfig) -> int:
         ("RELAY_BACKOFF_CAP", str(args.relay_backoff_cap)),
         ("CONSOLE", args.console),
         ("TRACES_UI_URL", args.traces_ui_url),
+        ("POOL_MIN", str(args.pool_min)),
+        ("POOL_MAX", str(args.pool_max)),
     ):
         os.environ[ENV + name] = value
+    database = database_settings(args)
+    data = f"DynamoDB table {args.table}"
+    if args.store == "postgres":  # checked here: each worker failing alone would loop
+        if not database["database_url"]:
+            return fail("--store postgres needs --database-url (or ORDERS_DATABASE_URL)")
+        try:
+            from orders_postgres.backend import describe_url
+
+            data = f"PostgreSQL {describe_url(database['database_url'])}"
+        except ImportError:
+            return fail("--store postgres needs the postgres extra: orders-core[postgres]")
+        except ValueError as exc:
+            return fail(str(exc))
     for name, value in (
+        ("ORDERS_DATABASE_URL", database["database_url"]),
+        ("ORDERS_DATABASE_SCHEMA", database["database_schema"]),
         ("ORDERS_JWT_ISSUER", args.jwt_issuer),
         ("ORDERS_JWT_AUDIENCE", args.jwt_audience),
         ("ORDERS_JWKS_URL", args.jwks_url),
@@ -254,8 +274,7 @@ def _serve_workers(args: argparse.Namespace, config: LocalConfig) -> int:
         max_connections=config.max_connections,
     )
     print(
-        f"orders-local listening on http://{host}:{port} (data: DynamoDB table {args.table}; "
-        f"{args.workers} workers)",
+        f"orders-local listening on http://{host}:{port} (data: {data}; {args.workers} workers)",
         file=sys.stderr,
         flush=True,
     )
@@ -271,7 +290,7 @@ def run_relay(args: argparse.Namespace) -> int:
     from orders_local.sinks import sink_from_spec
     from orders_local.sqlite import SchemaTooNew, SQLiteStore
 
-    if not args.db.is_file():
+    if args.store == "sqlite" and not args.db.is_file():
         return fail(f"no database at {args.db}")
     try:
         publisher = sink_from_spec(args.sink)
@@ -281,11 +300,24 @@ def run_relay(args: argparse.Namespace) -> int:
         return fail("--sink none: there is nowhere to relay to")
     configure_logging()
     setup.configure("orders-local")
-    try:
-        store = SQLiteStore(args.db)
-    except (sqlite3.Error, SchemaTooNew) as exc:
-        return fail(f"cannot open database {args.db}: {exc}")
-    outbox = store if args.marks_fd is None else MarksThroughServer(store, args.marks_fd)
+    watch_commits = None
+    if args.store == "postgres":  # one relay per schema publishes; others stand by
+        from orders_local.backends import open_backend
+
+        try:
+            backend = open_backend("postgres", database_settings(args))
+        except ValueError as exc:
+            return fail(str(exc))
+        assert backend.outbox is not None
+        outbox, close, where = backend.outbox, backend.close, backend.describe
+        watch_commits = backend.watch_commits
+    else:
+        try:
+            store = SQLiteStore(args.db)
+        except (sqlite3.Error, SchemaTooNew) as exc:
+            return fail(f"cannot open database {args.db}: {exc}")
+        close, where = store.close, str(args.db)
+        outbox = store if args.marks_fd is None else MarksThroughServer(store, args.marks_fd)
     relay = OutboxRelay(
         outbox,
         publisher,
@@ -295,6 +327,8 @@ def run_relay(args: argparse.Namespace) -> int:
         destination=args.sink,
     )
     stop = _stop_on_signals()
+    if watch_commits is not None:
+        watch_commits(relay.wake)
     relay.start()
     if args.marks_fd is not None:  # the server it reports to may die: then stop at once
 
@@ -311,11 +345,11 @@ def run_relay(args: argparse.Namespace) -> int:
 
         threading.Thread(target=follow, name="lifeline", daemon=True).start()
     else:
-        print(f"orders-local: relaying {args.db} to {args.sink}", file=sys.stderr, flush=True)
+        print(f"orders-local: relaying {where} to {args.sink}", file=sys.stderr, flush=True)
     stop.wait()
     undelivered = relay.stop(timeout=10.0)
     publisher.close()
-    store.close()
+    close()
     setup.flush()
     if not args.lifeline:  # the server reports its relay's count itself
         _report_undelivered(undelivered)
@@ -325,12 +359,23 @@ def run_relay(args: argparse.Namespace) -> int:
 def list_events(args: argparse.Namespace) -> int:
     from orders_local.sqlite import SchemaTooNew, SQLiteStore
 
-    try:
-        if not args.db.is_file():
-            return fail(f"no database at {args.db}")
-        store = SQLiteStore(args.db)
-    except (sqlite3.Error, SchemaTooNew, OSError) as exc:
-        return fail(f"cannot open database {args.db}: {exc}{_write_hint(args.db)}")
+    store: SQLiteStore | PostgresStore
+    if args.store == "postgres":
+        try:
+            from orders_postgres.backend import open_store
+        except ImportError:
+            return fail("--store postgres needs the postgres extra: orders-core[postgres]")
+        try:
+            store = open_store(database_settings(args))
+        except ValueError as exc:
+            return fail(str(exc))
+    else:
+        try:
+            if not args.db.is_file():
+                return fail(f"no database at {args.db}")
+            store = SQLiteStore(args.db)
+        except (sqlite3.Error, SchemaTooNew, OSError) as exc:
+            return fail(f"cannot open database {args.db}: {exc}{_write_hint(args.db)}")
     try:
         entries = store.outbox_entries(pending_only=args.pending, limit=args.limit)
     finally:

@@ -257,6 +257,8 @@ class LocalRuntime:
         if warm is not None:  # fetch the signing keys before the first request waits on it
             warm()
         if self.relay is not None:
+            if self.backend.watch_commits is not None:
+                self.backend.watch_commits(self.relay.wake)
             self.relay.start()
         if self.server is None:  # the app's lifespan called this: the server is running
             return

@@ -216,6 +216,10 @@ class Backend:
     """Where events go without an outbox (DynamoDB: ``the table's stream``)."""
     file: str | None = None
     """A database file another process may open (a relay process beside the server)."""
+    watch_commits: Callable[[Callable[[], None]], None] | None = None
+    """Subscribes a relay's wake-up to commits made by other processes too (PostgreSQL's
+    LISTEN/NOTIFY: another replica's, a worker's); None when a runtime sees only its own
+    (it wakes its relay after those itself)."""
     close: Callable[[], None] = _nothing
     browser: OrderBrowser | None = None
     """Every order newest first and counts by status, for the console; None: the store

@@ -1,0 +1,143 @@
+"""The schema: created, migrated forward, a newer one refused, indexes the listings use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import pytest
+
+from orders_core.application import Change, event_for
+from orders_core.domain import LineItem, Order
+from tests.postgres.support import Postgres
+
+pytest.importorskip("psycopg")
+
+from orders_postgres import schema as schemas
+from orders_postgres.store import PostgresStore
+
+
+@pytest.fixture
+def name(postgres: Postgres) -> Iterator[str]:
+    schema = postgres.new_schema()
+    try:
+        yield schema
+    finally:
+        postgres.drop(schema)
+
+
+def _place(store: PostgresStore, order_id: str, customer: str = "c-1") -> None:
+    order = Order.place(order_id, [LineItem(sku="sku-1", quantity=1)], customer, datetime.now(UTC))
+    store.commit(Change(order, 0, (event_for(order),)), now=datetime.now(UTC))
+
+
+def test_a_new_schema_is_created_at_the_current_version_and_reopened_as_is(
+    postgres: Postgres, name: str
+) -> None:
+    store = postgres.store(name)
+    try:
+        assert store.migrated_from == 0
+        assert store.schema_version() == schemas.SCHEMA_VERSION
+        _place(store, "o-1")
+    finally:
+        store.close()
+    again = postgres.store(name)
+    try:
+        assert again.migrated_from == schemas.SCHEMA_VERSION  # nothing left to run
+        assert again.get("o-1") is not None
+    finally:
+        again.close()
+
+
+def test_an_older_schema_is_migrated_forward_keeping_its_rows(
+    postgres: Postgres, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = postgres.store(name)
+    _place(store, "o-1")
+    store.close()
+
+    def add_note(s: str) -> tuple[str, ...]:
+        return (f"ALTER TABLE {s}.orders ADD COLUMN note text NOT NULL DEFAULT 'migrated'",)
+
+    monkeypatch.setattr(schemas, "MIGRATIONS", (*schemas.MIGRATIONS, add_note))
+    monkeypatch.setattr(schemas, "SCHEMA_VERSION", schemas.SCHEMA_VERSION + 1)
+    upgraded = postgres.store(name)
+    try:
+        assert upgraded.migrated_from == schemas.SCHEMA_VERSION - 1
+        assert upgraded.schema_version() == schemas.SCHEMA_VERSION
+        assert upgraded.get("o-1") is not None
+        assert postgres.sql(f"SELECT note FROM {name}.orders") == [("migrated",)]
+    finally:
+        upgraded.close()
+
+
+def test_a_schema_written_by_a_newer_orders_core_is_refused(postgres: Postgres, name: str) -> None:
+    postgres.store(name).close()
+    newer = schemas.SCHEMA_VERSION + 1
+    postgres.sql(f"UPDATE {name}.meta SET value = %s WHERE name = 'schema_version'", str(newer))
+    with pytest.raises(schemas.SchemaTooNew, match=f"version {newer}"):
+        postgres.store(name)
+    from orders_postgres.backend import backend
+
+    with pytest.raises(ValueError, match="Upgrade orders-core") as refused:
+        backend({"database_url": postgres.url, "database_schema": name})
+    assert postgres.url not in str(refused.value)
+
+
+def test_replicas_opening_a_new_schema_together_migrate_it_once(
+    postgres: Postgres, name: str
+) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        stores = list(pool.map(lambda _: postgres.store(name, min_size=1, max_size=2), range(8)))
+    try:
+        assert sorted(s.migrated_from for s in stores).count(0) == 1  # one created it
+        for i in range(3):
+            _place(stores[0], f"o-{i}")
+        cursor = stores[0].list_by_customer("c-1", limit=1).next_cursor
+        assert cursor is not None
+        # One cursor key for every replica: a page begun on one continues on another.
+        assert [o.order_id for o in stores[7].list_by_customer("c-1", cursor=cursor).orders] == [
+            "o-1",
+            "o-2",
+        ]
+    finally:
+        for store in stores:
+            store.close()
+
+
+@pytest.mark.parametrize(
+    ("owner", "index"),
+    [("jwt:1", "orders_by_customer_owner"), (None, "orders_by_customer")],
+)
+def test_customer_listings_read_an_index(
+    postgres: Postgres, name: str, owner: str | None, index: str
+) -> None:
+    store = postgres.store(name)
+    try:
+        # A customer with 20 owners' orders, 5,000 in all, and fresh statistics.
+        postgres.sql(
+            f"INSERT INTO {name}.orders (order_id, customer_id, created_us, version, owner, body)"
+            " SELECT 'o-' || n, 'c-' || (n % 5), n, 1, 'jwt:' || (n % 20), '{}'"
+            "   FROM generate_series(1, 5000) AS n"
+        )
+        postgres.sql(f"ANALYZE {name}.orders")
+        query = store._page_all if owner is None else store._page_owned
+        params: tuple[object, ...] = ("c-1", 10, "", 21)
+        if owner is not None:
+            params = ("c-1", 10, "", owner, 21)
+        plan = "\n".join(str(r[0]) for r in postgres.sql(f"EXPLAIN {query}", *params))
+        assert f"Index Scan using {index} " in plan, plan
+        assert "Sort" not in plan, plan  # the index gives the order: no sort step
+        assert "Filter" not in plan, plan  # and holds every condition
+    finally:
+        store.close()
+
+
+def test_schema_names_are_plain_identifiers_and_locks_are_per_schema() -> None:
+    for bad in ("Orders", "1st", "a-b", 'x"; DROP SCHEMA public; --', "", "a" * 49):
+        with pytest.raises(ValueError, match="database schema"):
+            schemas.schema_name(bad)
+    assert schemas.lock_key("a", "relay") != schemas.lock_key("b", "relay")
+    assert schemas.lock_key("a", "relay") != schemas.lock_key("a", "outbox")
+    assert -(2**63) <= schemas.lock_key("a", "relay") < 2**63
