@@ -104,7 +104,7 @@ class PostgresInspection(OrderBrowser, OutboxInspector):
                 where.append("status = %s")
                 params.append(status)
             query = (
-                f"SELECT seq, body, owner FROM {s}.orders WHERE {' AND '.join(where)}"  # noqa: S608
+                f"SELECT seq, body, owner FROM {s}.orders WHERE {' AND '.join(where)}"
                 " ORDER BY seq DESC LIMIT %s"
             )
             rows = self._read(query, (*params, limit + 1))
@@ -112,7 +112,7 @@ class PostgresInspection(OrderBrowser, OutboxInspector):
         # A status across every order: look at most SCAN_WINDOW rows back, in one statement
         # that also says where the window ended (its one row of totals comes first).
         query = (
-            f"WITH w AS MATERIALIZED (SELECT seq, status FROM {s}.orders"  # noqa: S608
+            f"WITH w AS MATERIALIZED (SELECT seq, status FROM {s}.orders"
             f" WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT %s)"
             " SELECT 0, min(seq), count(*)::text, NULL::text FROM w"
             " UNION ALL"
@@ -148,7 +148,7 @@ class PostgresInspection(OrderBrowser, OutboxInspector):
         counts = dict.fromkeys((s.value for s in OrderStatus), 0)
         if customer_id is not None and not storable(customer_id):
             return counts
-        query = f"SELECT status, count(*) FROM {self.schema}.orders"  # noqa: S608
+        query = f"SELECT status, count(*) FROM {self.schema}.orders"
         params: tuple[object, ...] = ()
         if customer_id is not None:
             query, params = query + " WHERE customer_id = %s", (customer_id,)
@@ -163,7 +163,7 @@ class PostgresInspection(OrderBrowser, OutboxInspector):
             return []
         s = self.schema
         rows = self._read(
-            f"SELECT {_DELIVERY.format(s=s)} FROM {s}.outbox o WHERE o.order_id = %s"  # noqa: S608
+            f"SELECT {_DELIVERY.format(s=s)} FROM {s}.outbox o WHERE o.order_id = %s"
             " ORDER BY o.position",
             (order_id,),
         )
@@ -188,7 +188,7 @@ class PostgresInspection(OrderBrowser, OutboxInspector):
         s = self.schema
         failed = " AND o.attempts > 0" if failed_only else ""
         rows = self._read(
-            f"SELECT {_DELIVERY.format(s=s)} FROM {s}.outbox o"  # noqa: S608 - fixed text
+            f"SELECT {_DELIVERY.format(s=s)} FROM {s}.outbox o"
             f" WHERE o.delivered_at IS NULL AND o.position > %s{failed}"
             " ORDER BY o.position LIMIT %s",
             (after, limit),
@@ -201,10 +201,10 @@ class PostgresInspection(OrderBrowser, OutboxInspector):
         def read(conn: Connection) -> tuple[Row, Row | None]:
             waiting = conn.execute(
                 "SELECT count(*), count(*) FILTER (WHERE attempts > 0), min(committed_at)"
-                f" FROM {s}.outbox WHERE delivered_at IS NULL"  # noqa: S608
+                f" FROM {s}.outbox WHERE delivered_at IS NULL"
             ).fetchone()
             last = conn.execute(
-                f"SELECT committed_at, delivered_at FROM {s}.outbox"  # noqa: S608
+                f"SELECT committed_at, delivered_at FROM {s}.outbox"
                 " WHERE delivered_at IS NOT NULL ORDER BY position DESC LIMIT 1"
             ).fetchone()
             assert waiting is not None
@@ -232,7 +232,7 @@ class PostgresInspection(OrderBrowser, OutboxInspector):
             # (and the unique (position, attempts_before) holds even if they did not).
             with conn.transaction():
                 row = conn.execute(
-                    f"SELECT position, delivered_at, attempts FROM {s}.outbox"  # noqa: S608
+                    f"SELECT position, delivered_at, attempts FROM {s}.outbox"
                     " WHERE order_id = %s AND event_id = %s FOR UPDATE",
                     (order_id, event_id),
                 ).fetchone()
@@ -244,7 +244,7 @@ class PostgresInspection(OrderBrowser, OutboxInspector):
                 if attempts == 0:
                     raise NotRedeliverable(f"event {event_id} has not failed: it waits its turn")
                 found = conn.execute(
-                    f"SELECT request_id, requested_at, requested_by FROM {s}.redeliveries"  # noqa: S608
+                    f"SELECT request_id, requested_at, requested_by FROM {s}.redeliveries"
                     " WHERE position = %s AND attempts_before = %s",
                     (position, attempts),
                 ).fetchone()
@@ -254,7 +254,7 @@ class PostgresInspection(OrderBrowser, OutboxInspector):
                         request_id, event_id, asked.astimezone(UTC), who, created=False
                     )
                 made = conn.execute(
-                    f"INSERT INTO {s}.redeliveries"  # noqa: S608
+                    f"INSERT INTO {s}.redeliveries"
                     " (position, requested_at, requested_by, attempts_before)"
                     " VALUES (%s, %s, %s, %s) RETURNING request_id",
                     (position, now, requested_by, attempts),

@@ -171,6 +171,11 @@ class PostgresStore(OrderStore, Outbox, PostgresInspection):
 
     def commit(self, change: Change, *, now: datetime) -> None:
         """One ``apply_change`` call: one statement, one transaction, one round trip."""
+        params = self.apply_params(change, now)
+        self.database.run(lambda conn: conn.execute(self._apply, params), read=False)
+
+    def apply_params(self, change: Change, now: datetime) -> tuple[object, ...]:
+        """``apply_change``'s parameters for ``change`` (the command's note included)."""
         order, record = change.order, change.idempotency
         if not storable(order.owner):
             raise MalformedRequest("the caller's identity cannot be stored (NUL or invalid UTF-8)")
@@ -185,7 +190,7 @@ class PostgresStore(OrderStore, Outbox, PostgresInspection):
                 record.expires_at,
                 record.generation,
             )
-        params = (
+        return (
             order.order_id,
             order.customer_id,
             us_of(order.created_at),
@@ -200,7 +205,6 @@ class PostgresStore(OrderStore, Outbox, PostgresInspection):
             order.status.value,
             None if change.command is None else change.command.to_json(),
         )
-        self.database.run(lambda conn: conn.execute(self._apply, params), read=False)
 
     # -- Outbox ------------------------------------------------------------------------
 
