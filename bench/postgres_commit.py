@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 CREATE = (
     "SELECT {s}.apply_change(gen_random_uuid()::text, 'c-1', 1, 1, 'anonymous:', "
     '\'{{"orderId":"x"}}\', 0, now(), ARRAY[gen_random_uuid()::text], '
-    'ARRAY[\'{{"id":"x"}}\'], NULL, NULL, NULL, NULL, NULL, NULL, NULL);\n'
+    "ARRAY['{{\"id\":\"x\"}}'], NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'PENDING', NULL);\n"
 )
 
 

@@ -1,4 +1,5 @@
-"""The store, outbox and unit-of-work contract suites against a real PostgreSQL."""
+"""The store, outbox, unit-of-work and console (inspection) contract suites against a real
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from orders_core.application import OrderStore, Outbox
 from orders_core.domain import DomainEvent
-from orders_core.testing.contract import OutboxContract, StoreContract
+from orders_core.testing.contract import InspectionContract, OutboxContract, StoreContract
 from orders_core.testing.unit_of_work import UnitOfWorkContract
 from tests.postgres.support import Postgres
 
@@ -69,3 +70,7 @@ class TestElectedOutbox(_OnPostgres, OutboxContract):
         assert isinstance(outbox, ElectedOutbox)
         outbox.close()
         self.close_store(store)
+
+
+class TestPostgresInspection(_OnPostgres, InspectionContract):
+    """The console's ports: OrderBrowser and OutboxInspector on the store itself."""

@@ -230,7 +230,7 @@ def test_a_transaction_that_commits_late_holds_back_the_commits_after_it(
     late = Change(order, 0, (event_for(order),))
     done = threading.Event()
     with psycopg.connect(postgres.url) as slow:  # a writer that stalls before its COMMIT
-        slow.execute(store._apply, _params(late))
+        slow.execute(store._apply, store.apply_params(late, datetime.now(UTC)))
         worker = threading.Thread(target=lambda: (place(store, "early"), done.set()))
         worker.start()
         # "early" drew no position past "late" while "late" was uncommitted: it waits.
@@ -239,17 +239,6 @@ def test_a_transaction_that_commits_late_holds_back_the_commits_after_it(
         slow.commit()
     worker.join(10)
     assert [p.event.order_id for p in store.pending()] == ["late", "early"]
-
-
-def _params(change: Change) -> tuple[object, ...]:
-    """apply_change's parameters for ``change``, as PostgresStore.commit passes them."""
-    order = change.order
-    return (
-        order.order_id, order.customer_id, int(order.created_at.timestamp() * 1e6),
-        order.version, order.owner, change.order_json.decode(), change.expected_version,
-        datetime.now(UTC), [e.id for e in change.events],
-        [e.to_record_json() for e in change.events], *([None] * 7),
-    )  # fmt: skip
 
 
 def test_a_commit_on_another_replica_wakes_the_relay_within_milliseconds(

@@ -141,3 +141,46 @@ def test_schema_names_are_plain_identifiers_and_locks_are_per_schema() -> None:
     assert schemas.lock_key("a", "relay") != schemas.lock_key("b", "relay")
     assert schemas.lock_key("a", "relay") != schemas.lock_key("a", "outbox")
     assert -(2**63) <= schemas.lock_key("a", "relay") < 2**63
+
+
+def test_schema_1_is_migrated_for_the_console_and_old_rows_show_no_command(
+    postgres: Postgres, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows written before schema 2 keep their order and status and show "not recorded";
+    changes after it record their command with the change."""
+    from orders_core.application import CONFIRM, Command, OrderService
+
+    with monkeypatch.context() as patched:
+        patched.setattr(schemas, "MIGRATIONS", schemas.MIGRATIONS[:1])
+        patched.setattr(schemas, "SCHEMA_VERSION", 1)
+        postgres.store(name).close()
+    now = datetime.now(UTC)
+    for n in range(3):  # as schema 1's apply_change left them
+        order = Order.place(f"o-{n}", [LineItem(sku="s", quantity=1)], "c-1", now)
+        event = event_for(order)
+        postgres.sql(
+            f"INSERT INTO {name}.orders (order_id, customer_id, created_us, version, owner, body)"
+            " VALUES (%s, 'c-1', %s, 1, %s, %s)",
+            order.order_id, int(now.timestamp() * 1e6) + n, order.owner, order.to_json().decode(),
+        )  # fmt: skip
+        postgres.sql(
+            f"INSERT INTO {name}.outbox (event_id, order_id, record, committed_at)"
+            " VALUES (%s, %s, %s, %s)",
+            event.id, order.order_id, event.to_record_json(), now,
+        )  # fmt: skip
+    store = postgres.store(name)
+    try:
+        assert (store.migrated_from, store.schema_version()) == (1, 2)
+        assert [o.order_id for o in store.browse().orders] == ["o-2", "o-1", "o-0"]
+        assert store.status_counts()["PENDING"] == 3
+        (old,) = store.timeline("o-0")
+        assert old.command is None
+        OrderService(store).handle(Command(CONFIRM, "urn:test", "c-9", {"orderId": "o-0"}))
+        assert [o.order_id for o in store.browse(status="CONFIRMED").orders] == ["o-0"]
+        _, new = store.timeline("o-0")
+        assert new.command is not None
+        assert (new.command.type, new.command.command_id) == (CONFIRM, "c-9")
+        _place(store, "o-3")
+        assert store.browse(limit=1).orders[0].order_id == "o-3"  # numbered after the old
+    finally:
+        store.close()

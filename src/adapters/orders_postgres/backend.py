@@ -80,7 +80,8 @@ def backend(settings: Mapping[str, str]) -> Backend:
     TLS with ``sslmode=verify-full`` and ``sslrootcert=`` in it), ``pool_min`` and
     ``pool_max`` (connections per process), ``database_schema`` (``orders_core``). The
     connection is tried and the schema migrated here, so a wrong URL fails at startup. The
-    outbox is the elected relay's view (:class:`ElectedOutbox`); ``watch_commits`` LISTENs.
+    outbox is the elected relay's view (:class:`ElectedOutbox`); ``watch_commits`` LISTENs;
+    the store is also the console's ``browser`` and ``inspector`` (orders_postgres.inspect).
     """
     store = open_store(settings)
     outbox = ElectedOutbox(store)
@@ -100,4 +101,6 @@ def backend(settings: Mapping[str, str]) -> Backend:
         outbox=outbox,
         watch_commits=listener.subscribe,
         close=close,
+        browser=store,
+        inspector=store,
     )

@@ -94,6 +94,18 @@ def _configure(conn: Connection) -> None:
     )
 
 
+def storable(text: str) -> bool:
+    """Whether PostgreSQL ``text`` can hold ``text``: no NUL, valid UTF-8. A value that
+    cannot be stored cannot match a stored one either (an order id in a URL's path)."""
+    if text.isascii():
+        return "\x00" not in text
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return "\x00" not in text
+
+
 class Database:
     """A psycopg pool, and the one place its errors are translated (:meth:`run`)."""
 

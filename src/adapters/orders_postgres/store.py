@@ -37,7 +37,8 @@ from orders_core.application import (
 )
 from orders_core.domain import DomainEvent, Order
 from orders_core.errors import MalformedRequest
-from orders_postgres.driver import Connection, Database
+from orders_postgres.driver import Connection, Database, storable
+from orders_postgres.inspect import PostgresInspection
 from orders_postgres.schema import channel, current_version, lock_key, migrate, schema_name
 
 DEFAULT_SCHEMA: Final = "orders_core"
@@ -46,6 +47,7 @@ _APPLY_TYPES: Final = (
     "text", "text", "bigint", "integer", "text", "text", "integer", "timestamptz",
     "text[]", "text[]",
     "text", "text", "integer", "bytea", "integer", "timestamptz", "integer",
+    "text", "text",
 )  # fmt: skip
 """apply_change's parameter types, cast explicitly: an empty list or a NULL carries none."""
 
@@ -55,20 +57,9 @@ def us_of(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
 
 
-def storable(text: str) -> bool:
-    """Whether PostgreSQL ``text`` can hold ``text``: no NUL, valid UTF-8. A value that
-    cannot be stored cannot match a stored one either (an order id in a URL's path)."""
-    if text.isascii():
-        return "\x00" not in text
-    try:
-        text.encode()
-    except UnicodeEncodeError:  # a lone surrogate
-        return False
-    return "\x00" not in text
-
-
-class PostgresStore(OrderStore, Outbox):
-    """Thread-safe: every call takes a pooled connection for one statement."""
+class PostgresStore(OrderStore, Outbox, PostgresInspection):
+    """Thread-safe: every call takes a pooled connection for one statement. Also the
+    console's ports (:mod:`orders_postgres.inspect`)."""
 
     def __init__(self, database: Database, *, schema: str = DEFAULT_SCHEMA) -> None:
         self.database = database
@@ -101,8 +92,8 @@ class PostgresStore(OrderStore, Outbox):
             " WHERE position = ANY(%s) AND delivered_at IS NULL"
         )
         self._failed = (
-            f"UPDATE {s}.outbox SET attempts = attempts + 1, last_error = left(%s, 500)"
-            " WHERE position = ANY(%s)"
+            f"UPDATE {s}.outbox SET attempts = attempts + 1, last_error = left(%s, 500),"
+            " last_attempt_at = clock_timestamp() WHERE position = ANY(%s)"
         )
 
     def _load_cursor_key(self, conn: Connection) -> bytes:
@@ -180,6 +171,11 @@ class PostgresStore(OrderStore, Outbox):
 
     def commit(self, change: Change, *, now: datetime) -> None:
         """One ``apply_change`` call: one statement, one transaction, one round trip."""
+        params = self.apply_params(change, now)
+        self.database.run(lambda conn: conn.execute(self._apply, params), read=False)
+
+    def apply_params(self, change: Change, now: datetime) -> tuple[object, ...]:
+        """``apply_change``'s parameters for ``change`` (the command's note included)."""
         order, record = change.order, change.idempotency
         if not storable(order.owner):
             raise MalformedRequest("the caller's identity cannot be stored (NUL or invalid UTF-8)")
@@ -194,7 +190,7 @@ class PostgresStore(OrderStore, Outbox):
                 record.expires_at,
                 record.generation,
             )
-        params = (
+        return (
             order.order_id,
             order.customer_id,
             us_of(order.created_at),
@@ -206,8 +202,9 @@ class PostgresStore(OrderStore, Outbox):
             [e.id for e in change.events],
             [e.to_record_json() for e in change.events],
             *keyed,
+            order.status.value,
+            None if change.command is None else change.command.to_json(),
         )
-        self.database.run(lambda conn: conn.execute(self._apply, params), read=False)
 
     # -- Outbox ------------------------------------------------------------------------
 
