@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any, Final
 
 from orders_core.application import (
-    CommandNote,
     Delivery,
     OrderBrowser,
     OutboxInspector,
@@ -46,18 +45,15 @@ Row = tuple[int, str, str, int, int | None, int, str | None, int | None, str | N
 def _delivery(row: Row) -> tuple[Delivery, dict[str, Any]]:
     position, event_id, record_text, committed, delivered, attempts, error, tried, _, asked = row
     record = json.loads(record_text)
-    delivery = Delivery(
-        position=position,
-        event_id=event_id,
-        event_type=str(record["type"]),
-        order_id=str(record["subject"]),
-        version=int(record["version"]),
+    delivery = Delivery.of_record(
+        position,
+        event_id,
+        record,
         committed_at=from_us(committed),
         delivered_at=from_us(delivered) if delivered is not None else None,
         attempts=attempts,
         last_error=error,
         last_attempt_at=from_us(tried) if tried is not None else None,
-        traceparent=record.get("traceparent"),
         redelivery_requested_at=from_us(asked) if asked is not None else None,
     )
     return delivery, record
@@ -155,16 +151,7 @@ class SQLiteInspection(OrderBrowser, OutboxInspector):
         entries = []
         for row in rows:
             delivery, record = _delivery(row)
-            note = row[8]
-            entries.append(
-                TimelineEntry(
-                    version=delivery.version,
-                    status=str(record["data"]["status"]),
-                    at=datetime.fromisoformat(record["time"]),
-                    delivery=delivery,
-                    command=CommandNote.from_json(note) if note else None,
-                )
-            )
+            entries.append(TimelineEntry.of(delivery, record, row[8]))
         return entries
 
     def undelivered(

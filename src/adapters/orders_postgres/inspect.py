@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from orders_core.application import (
-    CommandNote,
     Delivery,
     OrderBrowser,
     OutboxInspector,
@@ -53,18 +52,15 @@ def _utc(moment: datetime | None) -> datetime | None:
 def _delivery(row: Row) -> tuple[Delivery, dict[str, Any]]:
     position, event_id, record_text, committed, delivered, attempts, error, tried, _, asked = row
     record = json.loads(record_text)
-    delivery = Delivery(
-        position=position,
-        event_id=event_id,
-        event_type=str(record["type"]),
-        order_id=str(record["subject"]),
-        version=int(record["version"]),
+    delivery = Delivery.of_record(
+        position,
+        event_id,
+        record,
         committed_at=committed.astimezone(UTC),
         delivered_at=_utc(delivered),
         attempts=attempts,
         last_error=error,
         last_attempt_at=_utc(tried),
-        traceparent=record.get("traceparent"),
         redelivery_requested_at=_utc(asked),
     )
     return delivery, record
@@ -170,16 +166,7 @@ class PostgresInspection(OrderBrowser, OutboxInspector):
         entries = []
         for row in rows:
             delivery, record = _delivery(row)
-            note = row[8]
-            entries.append(
-                TimelineEntry(
-                    version=delivery.version,
-                    status=str(record["data"]["status"]),
-                    at=datetime.fromisoformat(record["time"]),
-                    delivery=delivery,
-                    command=CommandNote.from_json(note) if note else None,
-                )
-            )
+            entries.append(TimelineEntry.of(delivery, record, row[8]))
         return entries
 
     def undelivered(

@@ -105,6 +105,23 @@ class Delivery:
     redelivery_requested_at: datetime | None = None
     """The latest redelivery request for this event, if any."""
 
+    @classmethod
+    def of_record(
+        cls, position: int, event_id: str, record: dict[str, Any], **state: Any
+    ) -> Delivery:
+        """An entry from its stored event record (``DomainEvent.to_record``); ``state`` is
+        what the outbox row adds (``committed_at``, ``attempts``, ...). Every store that
+        implements :class:`OutboxInspector` reads its rows through here."""
+        return cls(
+            position=position,
+            event_id=event_id,
+            event_type=str(record["type"]),
+            order_id=str(record["subject"]),
+            version=int(record["version"]),
+            traceparent=record.get("traceparent"),
+            **state,
+        )
+
     @property
     def state(self) -> DeliveryState:
         """``delivered`` once a sink accepted it; ``failed`` while its last attempt failed
@@ -132,6 +149,18 @@ class TimelineEntry:
     delivery: Delivery
     command: CommandNote | None = None
     """None for changes committed before commands were recorded."""
+
+    @classmethod
+    def of(cls, delivery: Delivery, record: dict[str, Any], note: str | None) -> TimelineEntry:
+        """The version ``delivery``'s event announced; ``note`` is the stored
+        :meth:`CommandNote.to_json` of the command behind it, if one was recorded."""
+        return cls(
+            version=delivery.version,
+            status=str(record["data"]["status"]),
+            at=datetime.fromisoformat(record["time"]),
+            delivery=delivery,
+            command=CommandNote.from_json(note) if note else None,
+        )
 
 
 @immutable()
