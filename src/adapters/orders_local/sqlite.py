@@ -451,13 +451,12 @@ class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
         if commit and unit.failure is None:
             try:
                 self._finish(unit, commit=True)  # COMMIT (nothing, if nothing was written)
-            except sqlite3.Error as exc:  # rolled back by _transaction
+            except sqlite3.Error as exc:  # rolled back by _finish
                 raise StoreUnavailable(
                     "the database is unavailable; nothing of this unit was committed"
                 ) from exc
             return
-        rollback = unit.failure or StoreUnavailable("the unit of work was abandoned")
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(sqlite3.Error):  # ROLLBACK; the lock is released anyway
             self._finish(unit, commit=False)
         if commit:
             raise StoreUnavailable(
