@@ -35,14 +35,15 @@ _INSERT_EVENT: Final = (
 
 
 class Unit:
-    """One thread's unit of work: its open transaction (:meth:`SQLiteStore._transaction`,
-    entered on the first change), the connection it runs on, and what spent it, if anything."""
+    """One thread's unit of work: the connection its transaction runs on (begun by
+    :meth:`SQLiteStore._begin` on the first change, or before the block), whether that
+    connection came from the pool, and what spent the unit, if anything."""
 
-    __slots__ = ("conn", "failure", "transaction")
+    __slots__ = ("conn", "failure", "pooled")
 
     def __init__(self) -> None:
-        self.transaction = contextlib.ExitStack()
         self.conn: sqlite3.Connection | None = None
+        self.pooled = False
         self.failure: BaseException | None = None
 
 
