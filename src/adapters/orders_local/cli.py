@@ -307,14 +307,18 @@ def run_relay(args: argparse.Namespace) -> int:
         try:
             backend = open_backend("postgres", database_settings(args))
         except ValueError as exc:
+            publisher.close()
             return fail(str(exc))
         assert backend.outbox is not None
         outbox, close, where = backend.outbox, backend.close, backend.describe
         watch_commits = backend.watch_commits
     else:
         try:
-            store = SQLiteStore(args.db)
+            # Beside a server (--marks-fd), the server checkpoints: a second checkpointer
+            # here would hold SQLite's checkpoint lock when the server's wants it.
+            store = SQLiteStore(args.db, background_checkpoints=args.marks_fd is None)
         except (sqlite3.Error, SchemaTooNew) as exc:
+            publisher.close()
             return fail(f"cannot open database {args.db}: {exc}")
         close, where = store.close, str(args.db)
         outbox = store if args.marks_fd is None else MarksThroughServer(store, args.marks_fd)
