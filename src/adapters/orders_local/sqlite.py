@@ -13,9 +13,9 @@ Why it is safe with many threads and several processes on one file:
   commit (group commit shares one fsync between a turn's requests) and loses none.
 * Checkpoints (copying the WAL back into the database file, with its fsync) run on a
   background thread, not inside whichever commit crosses SQLite's 1,000-page mark, which
-  stalled that commit for milliseconds. The thread copies in two steps: first alongside
-  the writers, then, under this process's write lock, the few frames written meanwhile.
-  Only a checkpoint that reaches the end of the WAL lets the next writer start it again
+  stalled that commit for milliseconds. The thread copies beside the writers; when the
+  WAL was long, the next writer copies the few frames written meanwhile right after its
+  COMMIT, still under this process's write lock. Only a checkpoint that reaches the end of the WAL lets the next writer start it again
   from the top; one that always runs beside the writers never does, and commits then
   append to an ever longer WAL, which cost each create more CPU
   (docs/decisions/0014-asgi-front-end.md). A high ``wal_autocheckpoint`` stays as the
