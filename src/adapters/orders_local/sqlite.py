@@ -15,9 +15,9 @@ Why it is safe with many threads and several processes on one file:
   background thread, not inside whichever commit crosses SQLite's 1,000-page mark, which
   stalled that commit for milliseconds. The thread copies beside the writers; when the
   WAL was long, the next writer copies the few frames written meanwhile right after its
-  COMMIT, still under this process's write lock. Only a checkpoint that reaches the end of the WAL lets the next writer start it again
-  from the top; one that always runs beside the writers never does, and commits then
-  append to an ever longer WAL, which cost each create more CPU
+  COMMIT, still under this process's write lock. Only a checkpoint that reaches the end
+  of the WAL lets the next writer start it again from the top; one that always runs
+  beside the writers never does, and commits then append to an ever longer WAL
   (docs/decisions/0014-asgi-front-end.md). A high ``wal_autocheckpoint`` stays as the
   backstop should that thread fall behind.
 
