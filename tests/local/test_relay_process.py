@@ -319,31 +319,29 @@ def test_a_relay_orphaned_by_a_server_sigkill_stops_at_its_first_failed_report(
         hook.close()
 
 
-@pytest.mark.parametrize(("beside_a_server", "checkpoints"), [(True, False), (False, True)])
-def test_beside_a_server_the_relay_leaves_checkpoints_to_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, beside_a_server: bool, checkpoints: bool
+def test_a_relay_that_cannot_open_its_database_closes_its_sink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two checkpointers on one file take SQLiteStore's checkpoint lock from each other: the
-    server's then cannot finish one, and its WAL grows for as long as writes go on."""
-    from orders_local import cli
+    from orders_local import cli, runtime, sinks
     from orders_local import sqlite as sqlite_module
 
     db = tmp_path / "o.db"
     SQLiteStore(db).close()
-    opened: dict[str, object] = {}
+    closed: list[bool] = []
 
-    class Recorded(SQLiteStore):
+    class Sink:
+        def publish(self, events: object) -> None:
+            raise AssertionError("nothing may be published")
+
+        def close(self) -> None:
+            closed.append(True)
+
+    class Unopenable(SQLiteStore):
         def __init__(self, path: Path, **options: object) -> None:
-            opened.update(options)
-            raise sqlite3.OperationalError("stop here: the test saw how it was opened")
+            raise sqlite3.DatabaseError("file is not a database")
 
-    monkeypatch.setattr(sqlite_module, "SQLiteStore", Recorded)
-    argv = ["relay", "--db", str(db), "--sink", f"file:{tmp_path / 'e.jsonl'}"]
-    if beside_a_server:
-        read_end, write_end = os.pipe()
-        argv += ["--marks-fd", str(write_end)]
-    assert cli.main(argv) != 0
-    assert opened.get("background_checkpoints", True) is checkpoints
-    if beside_a_server:
-        os.close(read_end)
-        os.close(write_end)
+    monkeypatch.setattr(sinks, "sink_from_spec", lambda spec: Sink())
+    monkeypatch.setattr(sqlite_module, "SQLiteStore", Unopenable)
+    monkeypatch.setattr(runtime, "configure_logging", lambda: None)  # the test's logging stays
+    assert cli.main(["relay", "--db", str(db), "--sink", "stdout"]) != 0
+    assert closed == [True]

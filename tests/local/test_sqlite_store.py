@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orders_core.application import ANONYMOUS, CREATE, Change, Command, OrderService, event_for
+from orders_core.application import CREATE, Change, Command, OrderService, event_for
 from orders_core.domain import LineItem, Order
 from orders_local.sqlite import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, SQLiteStore
 
@@ -189,53 +189,6 @@ def test_checkpoints_run_in_the_background_not_in_commits(tmp_path: Path) -> Non
     assert main_file.stat().st_size > before  # pages copied back by the checkpoint thread
     store.close()
     assert not any(t.name == "sqlite-checkpoint" and t.is_alive() for t in threading.enumerate())
-
-
-def test_a_long_wal_is_checkpointed_to_its_end_and_starts_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A checkpoint beside the writers stops short of the WAL's end (here: a reader's
-    snapshot holds it back, as writers appending meanwhile do under load); the next writer
-    finishes it after its COMMIT, under its lock, so the WAL starts again from the top
-    instead of growing for as long as writes go on."""
-    monkeypatch.setattr("orders_local.sqlite.RESTART_FRAMES", 10)
-    path = tmp_path / "o.db"
-    store = SQLiteStore(path, background_checkpoints=False)  # the test is the thread
-    service = OrderService(store)
-
-    def create(n: int) -> None:
-        with service.unit_of_work() as unit:
-            service.handle(
-                Command(CREATE, "test", f"e-{n}", {"items": [{"id": "a", "qty": 1}]}), unit=unit
-            )
-
-    def restarts() -> int:  # the WAL header's checkpoint sequence: +1 per restart
-        return int.from_bytes(Path(f"{path}-wal").read_bytes()[12:16], "big")
-
-    for n in range(20):
-        create(n)
-    reader = sqlite3.connect(path, isolation_level=None)
-    reader.execute("BEGIN")
-    reader.execute("SELECT count(*) FROM orders").fetchone()  # a snapshot: frames up to here
-    for n in range(20, 25):
-        create(n)
-    frames, copied = store.checkpoint()  # what the thread's first step gets
-    assert copied < frames  # held back by the snapshot
-    store._checkpoint_to_end()  # the thread's turn: the WAL is long, finish it next commit
-    reader.execute("COMMIT")
-    reader.close()
-    before = restarts()
-    create(100)  # finishes the checkpoint after its COMMIT
-    create(101)  # starts the WAL again
-    assert restarts() == before + 1
-    assert store.checkpoint()[0] < frames
-    assert service.get(store_order_ids(store)[-1], principal=ANONYMOUS).version == 1
-    store.close()
-
-
-def store_order_ids(store: SQLiteStore) -> list[str]:
-    with store._connection() as conn:
-        return [row[0] for row in conn.execute("SELECT order_id FROM orders ORDER BY rowid")]
 
 
 def test_without_background_checkpoints_no_thread_runs(tmp_path: Path) -> None:

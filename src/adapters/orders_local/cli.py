@@ -314,9 +314,7 @@ def run_relay(args: argparse.Namespace) -> int:
         watch_commits = backend.watch_commits
     else:
         try:
-            # Beside a server (--marks-fd), the server checkpoints: a second checkpointer
-            # here would hold SQLite's checkpoint lock when the server's wants it.
-            store = SQLiteStore(args.db, background_checkpoints=args.marks_fd is None)
+            store = SQLiteStore(args.db)
         except (sqlite3.Error, SchemaTooNew) as exc:
             publisher.close()
             return fail(f"cannot open database {args.db}: {exc}")

@@ -12,14 +12,9 @@ Why it is safe with many threads and several processes on one file:
   is the local runtime's default trade-off; ``synchronous="FULL"`` fsyncs the WAL on every
   commit (group commit shares one fsync between a turn's requests) and loses none.
 * Checkpoints (copying the WAL back into the database file, with its fsync) run on a
-  background thread, not inside whichever commit crosses SQLite's 1,000-page mark, which
-  stalled that commit for milliseconds. The thread copies beside the writers; when the
-  WAL was long, the next writer copies the few frames written meanwhile right after its
-  COMMIT, still under this process's write lock. Only a checkpoint that reaches the end
-  of the WAL lets the next writer start it again from the top; one that always runs
-  beside the writers never does, and commits then append to an ever longer WAL
-  (docs/decisions/0014-asgi-front-end.md). A high ``wal_autocheckpoint`` stays as the
-  backstop should that thread fall behind.
+  background thread, not inside whichever commit crosses SQLite's 1,000-page mark: that
+  stall set p99 at 4 connections (7.0 ms with, 4.3 ms without, bench/local_http.py). A high
+  ``wal_autocheckpoint`` stays as the backstop should that thread fall behind.
 
 Schema changes are forward migrations keyed by ``PRAGMA user_version``
 (:mod:`orders_local.sqlite_schema`); a file written by a newer orders-core is refused rather
@@ -78,9 +73,6 @@ BUSY_TIMEOUT_MS: Final = 5_000
 CHECKPOINT_INTERVAL_S: Final = 0.25
 BACKSTOP_CHECKPOINT_PAGES: Final = 20_000
 """With background checkpoints, SQLite's own autocheckpoint fires only past ~80 MB of WAL."""
-RESTART_FRAMES: Final = 1_000
-"""A WAL this long after a checkpoint beside the writers is finished under the write lock,
-so that the next writer starts it again from the top (SQLite's own autocheckpoint size)."""
 
 
 MAX_GROUP: Final = 64
@@ -111,7 +103,6 @@ class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
         self._queue: list[Queued] = []
         self._units = threading.local()
         self._nowait_conn: sqlite3.Connection | None = None
-        self._checkpoint_due = False
         self._closed = False
         with self._connection() as conn:
             self._migrate(conn)
@@ -199,7 +190,6 @@ class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
                 try:
                     yield conn
                     conn.execute("COMMIT")
-                    self._after_commit(conn)
                 except BaseException:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
@@ -227,26 +217,8 @@ class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
     def _checkpoint_loop(self) -> None:
         while not self._stop_checkpoints.wait(CHECKPOINT_INTERVAL_S):
             try:
-                self._checkpoint_to_end()
+                self.checkpoint()
             except (sqlite3.Error, StoreUnavailable) as exc:  # busy or closing: next turn
-                log.debug("checkpoint skipped: %s", exc)
-
-    def _checkpoint_to_end(self) -> None:
-        """Copy the WAL beside the writers; if it was long, ask the next writer to copy
-        the frames this missed right after its COMMIT, while it still holds the write
-        lock: that checkpoint reaches the end. (Taking the lock from this thread starved:
-        the writer releases and takes it again without a switch.)"""
-        frames, _ = self.checkpoint()
-        if frames >= RESTART_FRAMES:
-            self._checkpoint_due = True
-
-    def _after_commit(self, conn: sqlite3.Connection) -> None:
-        """Under the write lock, outside a transaction: finish a checkpoint if one is due."""
-        if self._checkpoint_due:
-            self._checkpoint_due = False
-            try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            except sqlite3.Error as exc:  # busy (another process): the next turn tries again
                 log.debug("checkpoint skipped: %s", exc)
 
     def close(self) -> None:
@@ -360,9 +332,6 @@ class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
                     batch = self._queue[:MAX_GROUP]
                     del self._queue[:MAX_GROUP]
                 commit_group(self._connection(), batch)
-                if self._checkpoint_due:
-                    with self._connection() as conn:
-                        self._after_commit(conn)
         if item.error is not None:
             raise item.error
 
@@ -458,7 +427,6 @@ class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
-                self._after_commit(conn)
             elif conn.in_transaction:
                 conn.execute("ROLLBACK")
         finally:
