@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from orders_core.domain import DomainEvent
 
@@ -101,6 +101,12 @@ class ServerProcess:
             match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
             if match:
                 self.port = int(match.group(1))
+                # Keep reading: a full pipe blocks the server's next log write, and with it
+                # its event loop (a test that sent ~250 requests then waited for ever).
+                self._drain = threading.Thread(
+                    target=self._read_rest, args=(self.proc.stderr,), daemon=True
+                )
+                self._drain.start()
                 return
         self.proc.kill()
         _, rest = self.proc.communicate(timeout=10)
@@ -114,5 +120,11 @@ class ServerProcess:
         import signal as signals
 
         self.proc.send_signal(signum if signum is not None else signals.SIGTERM)
-        _, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, "".join(self.stderr_lines) + err
+        self.proc.wait(timeout=timeout)
+        self._drain.join(timeout)
+        return self.proc.returncode, "".join(self.stderr_lines)
+
+    def _read_rest(self, stream: TextIO) -> None:
+        for line in stream:
+            self.stderr_lines.append(line)
+        stream.close()
