@@ -121,8 +121,14 @@ class ServerProcess:
 
         self.proc.send_signal(signum if signum is not None else signals.SIGTERM)
         self.proc.wait(timeout=timeout)
+        return self.proc.returncode, self.output(timeout)
+
+    def output(self, timeout: float = 20) -> str:
+        """All of stderr, once everyone holding it (the server, its relay) has closed it."""
         self._drain.join(timeout)
-        return self.proc.returncode, "".join(self.stderr_lines)
+        if self._drain.is_alive():
+            raise TimeoutError(f"stderr still open after {timeout} s")
+        return "".join(self.stderr_lines)
 
     def _read_rest(self, stream: TextIO) -> None:
         for line in stream:

@@ -301,7 +301,7 @@ def test_a_relay_orphaned_by_a_server_sigkill_stops_at_its_first_failed_report(
         server.proc.send_signal(signal.SIGKILL)
         server.proc.wait(10)
         hook.release.set()  # delivered; its report now goes to a pipe nobody reads
-        _, err = server.proc.communicate(timeout=30)  # the relay held stderr: it has exited
+        err = server.output(timeout=30)  # the relay held stderr: it has exited
         eventually(lambda: gone(relay_pid))
         assert "Traceback" not in err, err
         assert "BrokenPipe" not in err, err

@@ -16,7 +16,8 @@ import pytest
 if TYPE_CHECKING:
     from orders_postgres.store import PostgresStore
     from orders_postgres.testing import TestServer
-    from tests.local.support import Client
+
+from tests.local.support import ServerProcess
 
 _names = itertools.count()
 
@@ -59,48 +60,10 @@ class Postgres:
             return cur.fetchall() if cur.description else []
 
 
-class DrainedServer:
-    """``orders-local serve`` in a child process (tests.local.support.ServerProcess) whose
-    stderr is read all along: an access-log line per request fills an unread pipe within a
-    few hundred requests, and the server then blocks on its next log line."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        import threading
-
-        from tests.local.support import ServerProcess
-
-        self.inner = ServerProcess(*args, env=env)
-        self.proc = self.inner.proc
-        self.port = self.inner.port
-        self.stderr_lines = self.inner.stderr_lines
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr_lines.append(line)
-
-    def client(self) -> Client:
-        from tests.local.support import Client
-
-        return Client(self.port)
-
-    def stop(self, signum: int | None = None, timeout: float = 20) -> tuple[int, str]:
-        import signal
-
-        self.proc.send_signal(signum if signum is not None else signal.SIGTERM)
-        code = self.proc.wait(timeout)
-        self._reader.join(timeout)
-        assert self.proc.stderr is not None
-        self.proc.stderr.close()
-        return code, "".join(self.stderr_lines)
-
-
-def serve(postgres: Postgres, schema: str, *args: str) -> DrainedServer:
+def serve(postgres: Postgres, schema: str, *args: str) -> ServerProcess:
     """``orders-local serve --store postgres`` on ``schema``, the URL in its environment."""
     env = {"ORDERS_DATABASE_URL": postgres.url, "ORDERS_DATABASE_SCHEMA": schema}
-    return DrainedServer("--store", "postgres", *args, env=env)
+    return ServerProcess("--store", "postgres", *args, env=env)
 
 
 def password(postgres: Postgres) -> str:
@@ -110,7 +73,7 @@ def password(postgres: Postgres) -> str:
     return str(conninfo_to_dict(postgres.url)["password"])
 
 
-def stop(server: DrainedServer, postgres: Postgres) -> str:
+def stop(server: ServerProcess, postgres: Postgres) -> str:
     """SIGTERM: it must exit 0, and its stderr must not hold the password."""
     code, err = server.stop()
     assert code == 0, err

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.local.support import Client, Reply
+from tests.local.support import Client, Reply, ServerProcess
 from tests.postgres.support import (
-    DrainedServer,
     Postgres,
     events_in,
     password,
@@ -59,7 +58,7 @@ def race(
 
 
 @pytest.fixture
-def server(postgres: Postgres, schema: str) -> Iterator[DrainedServer]:
+def server(postgres: Postgres, schema: str) -> Iterator[ServerProcess]:
     proc = serve(postgres, schema, "--sink", "none")
     try:
         yield proc
@@ -68,7 +67,7 @@ def server(postgres: Postgres, schema: str) -> Iterator[DrainedServer]:
 
 
 @pytest.fixture
-def store(postgres: Postgres, schema: str, server: DrainedServer) -> Iterator[PostgresStore]:
+def store(postgres: Postgres, schema: str, server: ServerProcess) -> Iterator[PostgresStore]:
     s = postgres.store(schema, min_size=1, max_size=2)
     try:
         yield s
@@ -77,7 +76,7 @@ def store(postgres: Postgres, schema: str, server: DrainedServer) -> Iterator[Po
 
 
 def test_64_creates_with_one_key_make_one_order_one_event_and_64_equal_answers(
-    server: DrainedServer, store: PostgresStore
+    server: ServerProcess, store: PostgresStore
 ) -> None:
     replies = race(server.port, "POST", "/orders", BODY, {"idempotency-key": "one"})
     assert {r.status for r in replies} == {201}, [r.body for r in replies if r.status != 201][:3]
@@ -87,7 +86,7 @@ def test_64_creates_with_one_key_make_one_order_one_event_and_64_equal_answers(
 
 
 def test_64_confirms_with_one_etag_let_exactly_one_win(
-    server: DrainedServer, store: PostgresStore
+    server: ServerProcess, store: PostgresStore
 ) -> None:
     client = server.client()
     created = client.request("POST", "/orders", BODY)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.postgres.support import DrainedServer
+from tests.local.support import ServerProcess
 
 pytest.importorskip("psycopg")
 x509 = pytest.importorskip("cryptography.x509", reason="needs cryptography (the jwt extra)")
@@ -145,7 +145,7 @@ def test_serve_runs_every_session_over_tls(tls: tuple[str, Path, Path], tmp_path
     url, ca, _ = tls
     tls_url = f"{url}?sslmode=verify-full&sslrootcert={ca}&application_name=orders-tls"
     sink = f"file:{tmp_path / 'events.jsonl'}"
-    server = DrainedServer(
+    server = ServerProcess(
         "--store", "postgres", "--sink", sink, env={"ORDERS_DATABASE_URL": tls_url}
     )
     try:
