@@ -72,7 +72,8 @@ def test_provisioned_and_container_by_hand() -> None:
     )
     assert result["container_tasks"] == 2  # the availability minimum
     assert result["totals"]["container"] == pytest.approx(
-        2 * 730 * (0.03238 + 2 * 0.00356) + 730 * (0.0225 + 0.008) + 6.25 + 10 + RELAY
+        # two tasks of 0.5 vCPU and 1 GB (deploy/aws), the ALB and its LCU
+        2 * 730 * (0.5 * 0.03238 + 1 * 0.00356) + 730 * (0.0225 + 0.008) + 6.25 + 10 + RELAY
     )
     assert result["cheapest"] == "on demand"
 
@@ -153,9 +154,10 @@ def test_container_tasks_are_sized_from_the_container_benchmark() -> None:
     assert "bench/container.py" in measured["source"]
     per_vcpu = measured["rps_per_vcpu"]
     assert per_vcpu == measured["rps_per_worker"] > 0
-    assert Function().task_rps == per_vcpu
-    result = report(Profile.flat(per_vcpu * 3), Function(), PRICES)  # 3.6 tasks' worth
-    assert (result["container_tasks"], result["container_task_rps"]) == (4, per_vcpu)
+    task = Function()
+    assert task.task_rps == per_vcpu * task.task_vcpu == per_vcpu / 2  # deploy/aws: 0.5 vCPU
+    result = report(Profile.flat(task.task_rps * 3), task, PRICES)  # 3.6 tasks' worth
+    assert (result["container_tasks"], result["container_task_rps"]) == (4, task.task_rps)
 
 
 def test_task_vcpu_scales_the_measured_figure_and_task_rps_replaces_it(
@@ -173,7 +175,17 @@ def test_task_vcpu_scales_the_measured_figure_and_task_rps_replaces_it(
     assert sized("--task-rps", "100", "--task-vcpu", "2") == (100, 12)
 
 
-@pytest.mark.parametrize("args", [["--task-rps", "0"], ["--task-vcpu", "0"]])
+def test_a_bigger_task_costs_more_per_hour(capsys: pytest.CaptureFixture[str]) -> None:
+    def monthly(*args: str) -> float:
+        assert main(["--peak-rpm", "600", "--task-rps", "1000", *args, "--json"]) == 0
+        return float(json.loads(capsys.readouterr().out)["costs"]["container"]["fargate"])
+
+    small, more_memory = monthly(), monthly("--task-gb", "4")
+    assert more_memory > small
+    assert monthly("--task-vcpu", "1", "--task-gb", "2") > small
+
+
+@pytest.mark.parametrize("args", [["--task-rps", "0"], ["--task-vcpu", "0"], ["--task-gb", "0"]])
 def test_a_task_without_throughput_or_vcpu_is_refused(
     args: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:

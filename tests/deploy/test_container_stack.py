@@ -85,6 +85,15 @@ def test_the_task_runs_the_image_on_8080_as_non_root_with_the_health_check(
     assert container["LogConfiguration"]["LogDriver"] == "awslogs"
 
 
+def test_orders_cost_prices_the_task_size_that_is_deployed(resources: dict[str, Any]) -> None:
+    from orders_aws.cost import Function
+
+    task = one(resources, "AWS::ECS::TaskDefinition")
+    priced = Function()
+    assert int(task["Cpu"]) == priced.task_vcpu * 1024
+    assert int(task["Memory"]) == priced.task_gb * 1024
+
+
 def test_the_environment_names_the_table_and_the_jwt_settings_only(
     resources: dict[str, Any],
 ) -> None:

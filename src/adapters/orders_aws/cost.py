@@ -77,6 +77,12 @@ class Profile:
             raise CostError("peak hours must be between 0 and 24")
 
 
+TASK_VCPU: Final = 0.5
+TASK_GB: Final = 1.0
+"""The task size deploy/aws's Fargate service gets without ``containerCpu`` and
+``containerMemory`` (512 CPU units, 1,024 MiB): what is priced is what is deployed."""
+
+
 @dataclass(frozen=True)
 class Function:
     memory_mb: int = 512
@@ -92,9 +98,9 @@ class Function:
     traced: bool = True
     free_tier_12_months: bool = False
     headroom: float = 1.2
-    task_rps: float = _BUNDLED["container_defaults"]["rps_per_vcpu"]  # x task_vcpu (1)
-    task_vcpu: float = 1.0
-    task_gb: float = 2.0
+    task_vcpu: float = TASK_VCPU
+    task_gb: float = TASK_GB
+    task_rps: float = _BUNDLED["container_defaults"]["rps_per_vcpu"] * TASK_VCPU
     min_tasks: int = 2
     free_tier: bool = False
 
@@ -109,8 +115,10 @@ class Function:
             raise CostError("capacity units and events per request cannot be negative")
         if self.relay_batch < 1 or self.relay_ms <= 0:
             raise CostError("a relay invocation carries at least one record and takes time")
-        if self.task_rps <= 0 or self.task_vcpu <= 0 or self.min_tasks < 1:
-            raise CostError("a task must have vCPU and serve requests, and one task must run")
+        if self.task_rps <= 0 or self.task_vcpu <= 0 or self.task_gb <= 0 or self.min_tasks < 1:
+            raise CostError(
+                "a task must have vCPU and memory and serve requests, and one task must run"
+            )
 
     @property
     def gb(self) -> float:
@@ -263,7 +271,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests/s one Fargate task serves; None: prices.json's container_defaults "
         "(per vCPU, measured by bench/container.py) x --task-vcpu",
     )
-    fn.add_argument("--task-vcpu", type=float, default=1.0, help="vCPU per Fargate task")
+    fn.add_argument(
+        "--task-vcpu",
+        type=float,
+        default=TASK_VCPU,
+        help="vCPU per Fargate task (default: what deploy/aws deploys)",
+    )
+    fn.add_argument(
+        "--task-gb",
+        type=float,
+        default=TASK_GB,
+        help="memory per Fargate task, GB (default: what deploy/aws deploys)",
+    )
     fn.add_argument("--free-tier", action="store_true", help="subtract the always-free allowances")
     parser.add_argument("--prices", type=Path, help="a prices JSON file (default: the bundled one)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -359,6 +378,7 @@ def _run(args: argparse.Namespace) -> int:
                 else args.task_rps
             ),
             task_vcpu=args.task_vcpu,
+            task_gb=args.task_gb,
             free_tier=args.free_tier,
             free_tier_12_months=args.free_tier_12_months,
             sqs_requests_per_event=args.sqs_per_event,
