@@ -318,7 +318,14 @@ class OrderService:
             deadline.check("commit the command")
             now = self.clock()
             decision = Decision(load, (lambda: new_id) if new_id else self.ids, principal.id, now)
-            order, based_on = spec.decide(payload, decision)
+            try:
+                order, based_on = spec.decide(payload, decision)
+            except (InvalidTransition, PreconditionFailed):
+                # A twin of this command committed after our key read (two copies of one
+                # delivery at once): the order moved on under its record. Replay that.
+                if (winner := self._winner(key, fp)) is not None:
+                    return winner
+                raise
             status = 201 if based_on == 0 else 200
             body = order.to_json()
             record = None
@@ -347,10 +354,8 @@ class OrderService:
             except ConcurrencyConflict as conflict:
                 # A concurrent duplicate committed first (a keyed create collides on the
                 # record or on its derived order id): answer exactly as it did.
-                if key is not None and fp is not None:
-                    winner = replayable(self.store.get_idempotency(key), fp, self.clock())
-                    if winner is not None:
-                        return CommandResult.replay_of(winner)
+                if (winner := self._winner(key, fp)) is not None:
+                    return winner
                 if isinstance(conflict, DuplicateRequest):
                     continue
                 # Someone else changed the order since we read it. With If-Match the caller
@@ -368,3 +373,10 @@ class OrderService:
         raise ConcurrencyConflict(
             f"order changed concurrently {self.max_attempts} times; retry the request"
         )
+
+    def _winner(self, key: str | None, fp: str | None) -> CommandResult | None:
+        """The answer a concurrent copy of this keyed command committed, if one did."""
+        if key is None or fp is None:
+            return None
+        record = replayable(self.store.get_idempotency(key), fp, self.clock())
+        return None if record is None else CommandResult.replay_of(record)

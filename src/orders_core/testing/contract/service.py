@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -143,6 +144,39 @@ class ServiceCases(ContractBase):
         assert (order.status, order.version) == (OrderStatus.CONFIRMED, 2)
         assert len(self.committed_events(store, order_id)) == 2
 
+    @pytest.mark.parametrize("if_match", [False, True], ids=["plain", "if-match"])
+    def test_a_duplicate_whose_twin_commits_after_its_key_read_replays_it(
+        self, service: OrderService, store: OrderStore, clock: FakeClock, if_match: bool
+    ) -> None:
+        """At-least-once delivery: two copies of one confirm run at once. The second reads
+        no idempotency record, the first then commits, and the second finds the order
+        already confirmed: that is the first's answer to replay, not a 409 (or a 412 for
+        the version both copies expected) that a push endpoint would dead-letter."""
+        created = service.handle(Command(CREATE, "t", "c", json.loads(CREATE_BODY)))
+        data: dict[str, Any] = {"orderId": created.order_id}
+        if if_match:
+            data["expectedVersion"] = created.version
+        confirm = Command(CONFIRM, "urn:payments", "pay-2", data)
+        key = event_key(confirm.source, confirm.id)
+        first: list[Any] = []
+        racing = OrderService(
+            cast(
+                OrderStore,
+                _TwinCommitsAfterTheKeyRead(
+                    store, lambda: first.append(service.handle(confirm, idempotency_key=key))
+                ),
+            ),
+            clock=clock,
+        )
+        second = racing.handle(confirm, idempotency_key=key)
+        (won,) = first
+        assert (won.replayed, second.replayed) == (False, True)
+        assert (second.status, second.body) == (won.status, won.body)
+        order = store.get(created.order_id)
+        assert order is not None
+        assert (order.status, order.version) == (OrderStatus.CONFIRMED, 2)
+        assert len(self.committed_events(store, created.order_id)) == 2
+
     def test_concurrent_transitions_without_etag_never_double_apply(
         self, service: OrderService, store: OrderStore
     ) -> None:
@@ -248,3 +282,22 @@ class ServiceCases(ContractBase):
             service.handle(
                 Command(CONFIRM, "t", "2", {"orderId": created.order_id, "expectedVersion": 7})
             )
+
+
+class _TwinCommitsAfterTheKeyRead:
+    """The store, except that its first idempotency read lets ``twin`` run to its commit
+    before it returns what it read: the race, made deterministic."""
+
+    def __init__(self, store: OrderStore, twin: Callable[[], None]) -> None:
+        self._store = store
+        self._twin: Callable[[], None] | None = twin
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def get_idempotency(self, key: str) -> Any:
+        seen = self._store.get_idempotency(key)
+        twin, self._twin = self._twin, None
+        if twin is not None:
+            twin()
+        return seen
