@@ -124,6 +124,17 @@ def test_http_1_0_closes_unless_keep_alive_is_asked(rt: LocalRuntime) -> None:
     assert b"connection: keep-alive" in replies[0].lower()
 
 
+def test_http_1_0_closes_unless_keep_alive(rt: LocalRuntime) -> None:
+    with connect(rt) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200")  # a server names its own version
+    assert b"connection: close" in reply.lower()
+    assert reply.endswith(b'{"status":"ok"}')
+
+
 def test_an_oversized_head_is_refused_with_431(rt: LocalRuntime) -> None:
     with connect(rt) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\n" + b"x-a: " + b"b" * 200_000)
