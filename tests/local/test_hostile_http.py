@@ -193,6 +193,7 @@ def test_the_server_answers_bad_heads_and_closes(
     assert reply.split(b" ", 2)[1] == status
     assert b"content-type: application/problem+json" in head
     assert b"connection: close" in head
+    assert b"problem:malformed-request" in reply  # refused by the front end, not the API
     assert orders_in(hostile_db) == before  # nothing behind the refused head was run
 
 
