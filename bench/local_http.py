@@ -2,7 +2,7 @@
 Starlette on uvicorn[standard] (httptools + uvloop) doing the baseline's work.
 
     python bench/local_http.py [--rounds 3] [--seconds 3] [--connections 4,16]
-                               [--servers baseline,orders-local,starlette,orders-builtin]
+                               [--servers baseline,orders-local,starlette]
 
 Each server runs in its own process; the load comes from a third process: one thread,
 ``selectors``, one keep-alive connection per simulated client. Servers alternate within
@@ -173,6 +173,9 @@ def _accepts(port: int, deadline: float) -> bool:
     return False
 
 
+SERVERS = ("baseline", "orders-local", "starlette")
+
+
 def start(name: str, tmp: Path) -> Server:
     db = str(tmp / f"{name}-{time.monotonic_ns()}.db")
     if name == "baseline":
@@ -181,8 +184,6 @@ def start(name: str, tmp: Path) -> Server:
         return Server(name, [sys.executable, str(HERE / "_starlette_server.py"), db])
     argv = [sys.executable, "-m", "orders_local.cli", "serve", "--port", "0", "--db", db]
     argv += ["--sink", f"file:{tmp / 'events.jsonl'}"]
-    if name == "orders-builtin":  # the hand-written selectors server (decision 0006)
-        argv += ["--server", "builtin"]
     return Server(name, argv)
 
 
@@ -205,7 +206,7 @@ def main() -> int:
     parser.add_argument(
         "--servers",
         default="baseline,orders-local,starlette",
-        help="among baseline, orders-local, starlette, orders-builtin",
+        help=f"among {', '.join(SERVERS)}",
     )
     parser.add_argument("--load", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -216,6 +217,8 @@ def main() -> int:
 
     counts = [int(c) for c in args.connections.split(",")]
     servers = args.servers.split(",")
+    if unknown := [s for s in servers if s not in SERVERS]:
+        parser.error(f"unknown server(s) {', '.join(unknown)}: choose among {', '.join(SERVERS)}")
     if "starlette" in servers:
         try:
             import starlette  # noqa: F401

@@ -77,7 +77,13 @@ class Collected:
 class ServerProcess:
     """``orders-local serve`` in a child process on a free loopback port."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
+        """``preexec`` runs in the child before the server starts (resource limits)."""
         import os
         import re
         import subprocess
@@ -89,6 +95,7 @@ class ServerProcess:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **(env or {})},
+            preexec_fn=preexec,
         )
         self.stderr_lines: list[str] = []
         assert self.proc.stderr is not None

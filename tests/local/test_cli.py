@@ -63,6 +63,31 @@ def test_bad_options_fail_clearly(tmp_path: Path, args: list[str], message: str)
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(["--server", "builtin"], {}), ([], {"ORDERS_LOCAL_SERVER": "builtin"})],
+    ids=["option", "variable"],
+)
+def test_the_removed_builtin_server_is_a_usage_error(
+    tmp_path: Path, args: list[str], env: dict[str, str]
+) -> None:
+    result = cli("serve", "--port", "0", "--db", str(tmp_path / "o.db"), *args, env=env)
+    assert result.returncode == 2
+    assert "'builtin'" in result.stderr
+    assert "uvicorn" in result.stderr.splitlines()[-1]  # the error names the valid choice
+    assert "Traceback" not in result.stderr
+
+
+def test_the_server_variable_still_takes_uvicorn(tmp_path: Path) -> None:
+    server = ServerProcess("--db", str(tmp_path / "o.db"), env={"ORDERS_LOCAL_SERVER": "uvicorn"})
+    client = server.client()
+    try:
+        assert client.request("GET", "/healthz").status == 200
+    finally:
+        client.close()
+        server.stop()
+
+
 def test_an_unusable_database_path_fails_clearly(tmp_path: Path) -> None:
     result = cli("serve", "--port", "0", "--db", str(tmp_path / "missing-dir" / "o.db"))
     assert result.returncode == 1

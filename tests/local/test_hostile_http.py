@@ -3,7 +3,9 @@ issue names, tried on the running server, with the time it may take."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,10 +22,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    db = tmp_path_factory.mktemp("hostile") / "o.db"
+def hostile_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hostile") / "o.db"
+
+
+@pytest.fixture(scope="module")
+def server(hostile_db: Path) -> Iterator[ServerProcess]:
     proc = ServerProcess(
-        "--db", str(db), "--sink", "none", "--read-timeout", "1", "--max-connections", "8"
+        "--db", str(hostile_db), "--sink", "none", "--read-timeout", "1", "--max-connections", "8"
     )
     yield proc
     proc.stop()
@@ -110,16 +116,109 @@ def test_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None
     assert statuses == [b"201", b"404"] * 10
 
 
+def orders_in(db: Path) -> int:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return int(conn.execute("SELECT count(*) FROM orders").fetchone()[0])
+
+
+def order(line: bytes = b"POST /orders HTTP/1.1", head: bytes = b"") -> bytes:
+    """A valid create but for ``line`` and the extra ``head`` fields: were either ignored,
+    an order would be created."""
+    return (
+        line + b"\r\nhost: x\r\ncontent-type: application/json\r\n" + head
+        + (b"" if b"content-length" in head.lower() else b"content-length: %d\r\n" % len(SEED))
+        + b"\r\n" + SEED
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    "value", [b"a\rb", b"a\x00b", "\u00b2".encode("latin-1")], ids=["bare-cr", "nul", "sup2"]
+    ("raw", "status"),
+    [
+        # Field values: RFC 9110 5.5 (no CR, LF or NUL in a value), RFC 9112 5.2 (obs-fold).
+        (order(head=b"x-a: a\rb\r\n"), b"400"),
+        (order(head=b"x-a: a\x00b\r\n"), b"400"),
+        (order(head=b"x-a: a\r\n  b\r\n"), b"400"),
+        # Field names: RFC 9112 5.1 (no whitespace before the colon: MUST be a 400).
+        (order(head=b"bad name: x\r\n"), b"400"),
+        (order(head=b"content-length : %d\r\n" % len(SEED)), b"400"),
+        (order(head=b"NoColon\r\n"), b"400"),
+        # Framing: RFC 9112 6.3 (one valid Content-Length; duplicates MAY be refused) and
+        # 6.1 (Transfer-Encoding with Content-Length: MAY be refused, smuggling otherwise).
+        (order(head=b"content-length: %d\r\ncontent-length: 3\r\n" % len(SEED)), b"400"),
+        (order(head=b"content-length: %d\r\n" % len(SEED) * 2), b"400"),
+        (order(head="content-length: \u00b2\r\n".encode("latin-1")), b"400"),
+        (order(head=b"content-length: %d\r\ntransfer-encoding: chunked\r\n" % len(SEED)), b"400"),
+        # Head size: a field over MAX_FIELD, more than MAX_HEADERS fields.
+        (order(head=b"x-a: " + b"a" * 70_000 + b"\r\n"), b"431"),
+        (order(head=b"".join(b"x-%d: 1\r\n" % i for i in range(101))), b"431"),
+        # Request lines: RFC 9112 3 (method token, version), RFC 9110 15.6.6 (505).
+        (order(b"P(ST /orders HTTP/1.1"), b"400"),
+        (order(b"POST /orders HTTP/x"), b"400"),
+        (order(b"POST /orders HTTP/1"), b"400"),
+        (order(b"POST /orders"), b"505"),  # no version: HTTP/0.9, which is not served
+        (order(b"POST /orders HTTP/2.0"), b"505"),
+        (order(b"POST /orders HTTP/3.0"), b"505"),
+    ],
+    ids=[
+        "bare-cr",
+        "nul",
+        "obs-fold",
+        "space-in-name",
+        "space-before-colon",
+        "no-colon",
+        "conflicting-length",
+        "repeated-length",
+        "sup2-length",
+        "length-and-chunked",
+        "long-field",
+        "too-many-fields",
+        "bad-method",
+        "bad-version",
+        "version-without-minor",
+        "http-0.9",
+        "http-2.0",
+        "http-3.0",
+    ],
 )
-def test_hostile_header_bytes_are_a_400(server: ServerProcess, value: bytes) -> None:
-    name = b"content-length" if value == "\u00b2".encode("latin-1") else b"x-a"
+def test_the_server_answers_bad_heads_and_closes(
+    server: ServerProcess, hostile_db: Path, raw: bytes, status: bytes
+) -> None:
+    before = orders_in(hostile_db)
     with connect(server) as sock:
-        sock.sendall(b"POST /orders HTTP/1.1\r\nhost: x\r\n" + name + b": " + value + b"\r\n\r\n")
+        sock.sendall(raw)
+        reply = b""
+        while chunk := sock.recv(4096):  # the server closes after a bad head
+            reply += chunk
+    head = reply.split(b"\r\n\r\n", 1)[0].lower()
+    assert reply.split(b" ", 2)[1] == status
+    assert b"content-type: application/problem+json" in head
+    assert b"connection: close" in head
+    assert b"problem:malformed-request" in reply  # refused by the front end, not the API
+    assert orders_in(hostile_db) == before  # nothing behind the refused head was run
+
+
+@pytest.mark.parametrize(
+    ("line", "status", "created"),
+    [
+        # RFC 9112 3.2.2: a server MUST accept the absolute form (what proxies are sent).
+        (b"POST http://x/orders HTTP/1.1", b"201", 1),
+        # RFC 9112 3: a recipient MAY split the request line on whitespace runs (llhttp does).
+        (b"POST  /orders HTTP/1.1", b"201", 1),
+        # Targets that name no route: an ordinary 404 (the asterisk form is OPTIONS' only).
+        (b"POST * HTTP/1.1", b"404", 0),
+        (b"POST //orders HTTP/1.1", b"404", 0),
+    ],
+    ids=["absolute-form", "double-space", "asterisk", "double-slash"],
+)
+def test_unusual_request_lines_mean_one_thing(
+    server: ServerProcess, hostile_db: Path, line: bytes, status: bytes, created: int
+) -> None:
+    before = orders_in(hostile_db)
+    with connect(server) as sock:
+        sock.sendall(order(line))
         (reply,) = read_responses(sock, 1, timeout=5)
-    assert reply.startswith(b"HTTP/1.1 400")
-    assert b"application/problem+json" in reply
+    assert reply.split(b" ", 2)[1] == status
+    assert orders_in(hostile_db) == before + created
 
 
 HOLD_LOCK = """

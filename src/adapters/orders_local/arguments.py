@@ -52,6 +52,19 @@ def _port(text: str) -> int:
     return value
 
 
+SERVERS = ["uvicorn"]
+"""``--server``'s choices: one since 2026-12-02 (decision 0014), kept for the variable and
+for a next one."""
+
+
+def _server(text: str) -> str:
+    if text not in SERVERS:  # argparse checks the option's value, not its default
+        raise argparse.ArgumentTypeError(
+            f"invalid choice {text!r}: choose from {', '.join(SERVERS)}"
+        )
+    return text
+
+
 def _seconds(text: str) -> float:
     value = ascii_decimal(text)  # float() takes "1_0", "inf", "nan"
     if value is None:
@@ -293,10 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--server",
-        choices=["uvicorn", "builtin"],
-        default=_env("SERVER", "uvicorn"),
-        help="HTTP front end: the ASGI app on uvicorn (httptools, uvloop), or the older "
-        "hand-written server [ORDERS_LOCAL_SERVER]",
+        choices=SERVERS,
+        default=_env_value(serve, "SERVER", "uvicorn", _server),
+        help="HTTP front end: the ASGI app on uvicorn (httptools, uvloop); the one choice "
+        "[ORDERS_LOCAL_SERVER]",
     )
     serve.add_argument(
         "--workers",

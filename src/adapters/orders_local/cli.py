@@ -129,8 +129,6 @@ def prepare(args: argparse.Namespace) -> tuple[LocalConfig, dict[str, str]]:
             f"--workers {args.workers} needs a networked store (--store dynamodb or postgres): "
             f"{'SQLite has one writer, and group commit lives in one process' if args.store == 'sqlite' else 'each worker would keep orders of its own'}"  # noqa: E501
         )
-    if args.workers > 1 and args.server != "uvicorn":
-        raise UsageError("--workers needs --server uvicorn")
     if args.store == "sqlite" and (reason := check_db_path(args.db)) is not None:
         raise UsageError(reason)
     if args.traces_ui_url:

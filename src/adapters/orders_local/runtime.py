@@ -34,7 +34,6 @@ from orders_local.sinks import check_sink_spec, sink_from_spec
 
 if TYPE_CHECKING:
     from orders_local.bearer import BearerConfig
-    from orders_local.server import OrdersHTTPServer
     from orders_local.uvicorn_server import UvicornServer
 
 log = logging.getLogger("orders_local")
@@ -60,8 +59,9 @@ class LocalConfig:
     beside the server's; docs/decisions/0009) or ``thread`` (in the server's process).
     A ``publisher`` object passed to the runtime always runs in a thread."""
     server: str = "uvicorn"
-    """The HTTP front end: ``uvicorn`` (the ASGI app on uvicorn[standard]; decision 0014)
-    or ``builtin`` (the hand-written selectors server of decision 0006)."""
+    """The HTTP front end: ``uvicorn`` (the ASGI app on uvicorn[standard], in a thread of
+    this process; decision 0014) or ``external`` (only the app: someone else's server runs
+    it and its lifespan starts and stops the runtime; ``orders_local.asgi_app``)."""
     threads: int = 32
     """Threads for a networked store's requests (each in its own unit of work); the
     DynamoDB client's connection pool is sized alike."""
@@ -202,22 +202,10 @@ class LocalRuntime:
             extra_routes=extra,
         )
         on_commit = self.relay.wake if self.relay else None
-        self.server: UvicornServer | OrdersHTTPServer | None = None
+        self.server: UvicornServer | None = None
         self._wait_started: Callable[[], bool] | None = None
         self.app: OrdersAsgi | None = None
-        if config.server == "builtin":
-            from orders_local.server import OrdersHTTPServer
-
-            self.server = OrdersHTTPServer(
-                (config.host, config.port),
-                api,
-                read_timeout=config.read_timeout,
-                on_commit=on_commit,
-                group_commit=self.store.groups_commits,
-            )
-            if isinstance(self.relay, RelayProcess):
-                self.server.add_reader(self.relay.marks_fd, self.relay.apply_marks)
-        elif config.server in ("uvicorn", "external"):
+        if config.server in ("uvicorn", "external"):
             lanes = lanes_for(api, threads=config.threads, on_commit=on_commit)
             if isinstance(self.relay, RelayProcess):
                 lanes.watch(self.relay.marks_fd, self.relay.apply_marks)
@@ -243,7 +231,7 @@ class LocalRuntime:
                 )
                 self._wait_started = self.server.wait_started
         else:
-            raise ValueError(f"unknown server {config.server!r}: use uvicorn or builtin")
+            raise ValueError(f"unknown server {config.server!r}: use uvicorn or external")
         self._thread: threading.Thread | None = None
 
     @property
