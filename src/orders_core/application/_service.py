@@ -375,7 +375,8 @@ class OrderService:
         )
 
     def _winner(self, key: str | None, fp: str | None) -> CommandResult | None:
-        """The answer a concurrent copy of this keyed command committed, if one did."""
+        """The answer a concurrent copy of this keyed command committed, if one did;
+        raises IdempotencyKeyReused if the key's record holds another payload."""
         if key is None or fp is None:
             return None
         record = replayable(self.store.get_idempotency(key), fp, self.clock())

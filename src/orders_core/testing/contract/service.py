@@ -145,13 +145,23 @@ class ServiceCases(ContractBase):
         assert len(self.committed_events(store, order_id)) == 2
 
     @pytest.mark.parametrize("if_match", [False, True], ids=["plain", "if-match"])
-    def test_a_duplicate_whose_twin_commits_after_its_key_read_replays_it(
-        self, service: OrderService, store: OrderStore, clock: FakeClock, if_match: bool
+    @pytest.mark.parametrize(
+        "after", ["get_idempotency", "get"], ids=["after-the-key-read", "after-the-load"]
+    )
+    def test_a_duplicate_whose_twin_commits_first_replays_it(
+        self,
+        service: OrderService,
+        store: OrderStore,
+        clock: FakeClock,
+        after: str,
+        if_match: bool,
     ) -> None:
-        """At-least-once delivery: two copies of one confirm run at once. The second reads
-        no idempotency record, the first then commits, and the second finds the order
-        already confirmed: that is the first's answer to replay, not a 409 (or a 412 for
-        the version both copies expected) that a push endpoint would dead-letter."""
+        """At-least-once delivery: two copies of one confirm run at once, and the first
+        commits while the second is under way: after the second read no idempotency
+        record (it then finds the order already confirmed), or after it loaded the order
+        (its commit then fails its version check). Either way the second replays the
+        first's answer: no 409, and no 412 for the version both copies expected, which a
+        push endpoint would dead-letter as poison."""
         created = service.handle(Command(CREATE, "t", "c", json.loads(CREATE_BODY)))
         data: dict[str, Any] = {"orderId": created.order_id}
         if if_match:
@@ -159,15 +169,11 @@ class ServiceCases(ContractBase):
         confirm = Command(CONFIRM, "urn:payments", "pay-2", data)
         key = event_key(confirm.source, confirm.id)
         first: list[Any] = []
-        racing = OrderService(
-            cast(
-                OrderStore,
-                _TwinCommitsAfterTheKeyRead(
-                    store, lambda: first.append(service.handle(confirm, idempotency_key=key))
-                ),
-            ),
-            clock=clock,
-        )
+
+        def twin() -> None:
+            first.append(service.handle(confirm, idempotency_key=key))
+
+        racing = OrderService(_twin_commits_after(store, after, twin), clock=clock)
         second = racing.handle(confirm, idempotency_key=key)
         (won,) = first
         assert (won.replayed, second.replayed) == (False, True)
@@ -176,6 +182,28 @@ class ServiceCases(ContractBase):
         assert order is not None
         assert (order.status, order.version) == (OrderStatus.CONFIRMED, 2)
         assert len(self.committed_events(store, created.order_id)) == 2
+
+    def test_a_twin_with_another_payload_under_the_key_is_422_as_one_after_the_other(
+        self, service: OrderService, store: OrderStore, clock: FakeClock
+    ) -> None:
+        """A cancel under the key commits after a confirm under the same key read none:
+        the confirm is told its key was used for something else, as it would be had it
+        come second, not 409 for the order it then finds cancelled."""
+        created = service.handle(Command(CREATE, "t", "c", json.loads(CREATE_BODY)))
+        key = event_key("urn:payments", "pay-3")
+        target = {"orderId": created.order_id}
+        cancel = Command(CANCEL, "urn:payments", "pay-3", {**target, "reason": "x"})
+        confirm = Command(CONFIRM, "urn:payments", "pay-3", target)
+
+        def twin() -> None:
+            service.handle(cancel, idempotency_key=key)
+
+        racing = OrderService(_twin_commits_after(store, "get_idempotency", twin), clock=clock)
+        with pytest.raises(IdempotencyKeyReused):
+            racing.handle(confirm, idempotency_key=key)
+        order = store.get(created.order_id)
+        assert order is not None
+        assert (order.status, order.version) == (OrderStatus.CANCELLED, 2)
 
     def test_concurrent_transitions_without_etag_never_double_apply(
         self, service: OrderService, store: OrderStore
@@ -284,20 +312,29 @@ class ServiceCases(ContractBase):
             )
 
 
-class _TwinCommitsAfterTheKeyRead:
-    """The store, except that its first idempotency read lets ``twin`` run to its commit
-    before it returns what it read: the race, made deterministic."""
+def _twin_commits_after(store: OrderStore, method: str, twin: Callable[[], None]) -> OrderStore:
+    """``store``, except that its first call of ``method`` lets ``twin`` run to its commit
+    before it returns what it read: a race between two copies of a command, made
+    deterministic."""
+    return cast(OrderStore, _Interleaved(store, method, twin))
 
-    def __init__(self, store: OrderStore, twin: Callable[[], None]) -> None:
+
+class _Interleaved:
+    def __init__(self, store: OrderStore, method: str, twin: Callable[[], None]) -> None:
         self._store = store
+        self._method = method
         self._twin: Callable[[], None] | None = twin
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+        attribute = getattr(self._store, name)
+        if name != self._method:
+            return attribute
 
-    def get_idempotency(self, key: str) -> Any:
-        seen = self._store.get_idempotency(key)
-        twin, self._twin = self._twin, None
-        if twin is not None:
-            twin()
-        return seen
+        def call(*args: Any, **kwargs: Any) -> Any:
+            seen = attribute(*args, **kwargs)
+            twin, self._twin = self._twin, None
+            if twin is not None:
+                twin()
+            return seen
+
+        return call
