@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -52,17 +52,25 @@ def _port(text: str) -> int:
     return value
 
 
+def _env_choice(
+    parser: argparse.ArgumentParser, name: str, default: str, choices: Sequence[str]
+) -> str:
+    """A ``choices`` option's default from ``ORDERS_LOCAL_<name>``, checked against them:
+    argparse checks an option's value, never its default."""
+
+    def choice(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice {text!r}: choose from {', '.join(choices)}"
+            )
+        return text
+
+    return _env_value(parser, name, default, choice)
+
+
 SERVERS = ["uvicorn"]
 """``--server``'s choices: one since 2026-12-02 (decision 0014), kept for the variable and
 for a next one."""
-
-
-def _server(text: str) -> str:
-    if text not in SERVERS:  # argparse checks the option's value, not its default
-        raise argparse.ArgumentTypeError(
-            f"invalid choice {text!r}: choose from {', '.join(SERVERS)}"
-        )
-    return text
 
 
 def _seconds(text: str) -> float:
@@ -307,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--server",
         choices=SERVERS,
-        default=_env_value(serve, "SERVER", "uvicorn", _server),
+        default=_env_choice(serve, "SERVER", "uvicorn", SERVERS),
         help="HTTP front end: the ASGI app on uvicorn (httptools, uvloop); the one choice "
         "[ORDERS_LOCAL_SERVER]",
     )
