@@ -78,6 +78,26 @@ def test_the_removed_builtin_server_is_a_usage_error(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "valid"),
+    [
+        ("ORDERS_LOCAL_CONSOLE", "maybe", "on, off"),  # was taken as "off", silently
+        ("ORDERS_LOCAL_RELAY", "bogus", "process, thread"),
+        ("ORDERS_LOCAL_STORE", "sqlite3", "sqlite"),
+    ],
+)
+def test_a_bad_choice_in_a_variable_is_a_usage_error_naming_it(
+    tmp_path: Path, variable: str, value: str, valid: str
+) -> None:
+    result = cli("serve", "--port", "0", "--db", str(tmp_path / "o.db"), env={variable: value})
+    assert result.returncode == 2
+    last = result.stderr.splitlines()[-1]
+    assert variable in last
+    assert repr(value) in last
+    assert valid in last
+    assert "Traceback" not in result.stderr
+
+
 def test_the_server_variable_still_takes_uvicorn(tmp_path: Path) -> None:
     server = ServerProcess("--db", str(tmp_path / "o.db"), env={"ORDERS_LOCAL_SERVER": "uvicorn"})
     client = server.client()

@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--store",
         choices=list(BACKENDS),
-        default=_env("STORE", "sqlite"),
+        default=_env_choice(serve, "STORE", "sqlite", list(BACKENDS)),
         help="where orders live (memory keeps nothing); dynamodb needs the aws extra, "
         "postgres the postgres extra [ORDERS_LOCAL_STORE]",
     )
@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--relay",
         choices=["process", "thread"],
-        default=_env("RELAY", "process"),
+        default=_env_choice(serve, "RELAY", "process", ["process", "thread"]),
         help="run the outbox relay in its own process or in a thread of the server's "
         "[ORDERS_LOCAL_RELAY]",
     )
@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--console",
         choices=["on", "off"],
-        default=_env("CONSOLE", "on"),
+        default=_env_choice(serve, "CONSOLE", "on", ["on", "off"]),
         help="serve the browser console at /console: admins only with authentication on, "
         "loopback callers only with it off [ORDERS_LOCAL_CONSOLE]",
     )
