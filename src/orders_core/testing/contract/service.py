@@ -30,11 +30,13 @@ from orders_core.errors import (
     DeadlineExceeded,
     IdempotencyKeyReused,
     InvalidTransition,
+    NotFound,
     PreconditionFailed,
     ValidationFailed,
 )
 from orders_core.testing.clock import FakeClock
 from orders_core.testing.contract._base import (
+    ADMIN,
     ALICE,
     BOB,
     CREATE_BODY,
@@ -182,6 +184,33 @@ class ServiceCases(ContractBase):
         assert order is not None
         assert (order.status, order.version) == (OrderStatus.CONFIRMED, 2)
         assert len(self.committed_events(store, created.order_id)) == 2
+
+    @pytest.mark.parametrize("intruder", [BOB, ADMIN], ids=["another-tenant", "an-admin"])
+    def test_another_principal_racing_with_the_same_key_gets_no_replay_of_it(
+        self, service: OrderService, store: OrderStore, clock: FakeClock, intruder: Principal
+    ) -> None:
+        """Keys are scoped by principal: someone who sends Alice's key for Alice's order
+        while her confirm commits gets his own answer (404 for Bob, who may not see the
+        order; 409 for an admin, who finds it confirmed), never her recorded one."""
+        created = service.handle(
+            Command(CREATE, "t", "c", json.loads(CREATE_BODY)), principal=ALICE
+        )
+        key = http_key("alices-key")
+        confirm = Command(CONFIRM, "t", "alices-key", {"orderId": created.order_id})
+
+        def twin() -> None:
+            service.handle(confirm, principal=ALICE, idempotency_key=key)
+
+        racing = OrderService(_twin_commits_after(store, "get_idempotency", twin), clock=clock)
+        with pytest.raises(NotFound if intruder is BOB else InvalidTransition):
+            racing.handle(confirm, principal=intruder, idempotency_key=key)
+        order = store.get(created.order_id)
+        assert order is not None
+        assert (order.status, order.version, order.owner) == (
+            OrderStatus.CONFIRMED,
+            2,
+            ALICE.id,
+        )
 
     def test_a_twin_with_another_payload_under_the_key_is_422_as_one_after_the_other(
         self, service: OrderService, store: OrderStore, clock: FakeClock
