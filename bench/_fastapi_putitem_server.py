@@ -1,7 +1,7 @@
 """FastAPI on uvicorn[standard] doing one DynamoDB PutItem per POST /orders, for
 bench/container.py.
 
-    python bench/_fastapi_putitem_server.py ENDPOINT_URL TABLE
+    python bench/_fastapi_putitem_server.py ENDPOINT_URL TABLE [--pin]
 
 The peer as users write it: a sync endpoint (FastAPI runs it in its thread pool, 40
 threads), pydantic validation of the body, one boto3 client with its connection pool sized
@@ -12,6 +12,7 @@ no events, no access log.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import uuid
@@ -34,6 +35,8 @@ class CreateOrder(BaseModel):
 
 
 ENDPOINT, TABLE = sys.argv[1], sys.argv[2]
+if "--pin" in sys.argv[3:]:  # one CPU, as `orders-local serve --cpu-affinity auto` runs
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 client = boto3.client(
     "dynamodb",
     endpoint_url=ENDPOINT,

@@ -2,7 +2,7 @@
 doing one PutItem, against a DynamoDB endpoint that answers after 0, 4 or 20 ms.
 
     python bench/container.py [--rounds 2] [--seconds 3] [--delays 0,4,20] [--connections 16,64]
-                              [--workers 1,2] [--granian]
+                              [--workers 1,2] [--cpu-affinity] [--granian]
 
 The endpoint is bench/_dynamodb_stub.py (asyncio on loopback, one process per delay), measured
 alone first so it is known not to be the limit. Each server runs in its own process and
@@ -43,10 +43,9 @@ PUT_REQUEST = (
 def start(name: str, endpoint: str) -> Server:
     if name == "stub":
         return Server(name, [sys.executable, str(HERE / "_dynamodb_stub.py"), endpoint])
-    if name == "fastapi":
-        return Server(
-            name, [sys.executable, str(HERE / "_fastapi_putitem_server.py"), endpoint, TABLE]
-        )
+    if name.startswith("fastapi"):  # "fastapi+pin": the peer on one CPU, as ours pins
+        argv = [sys.executable, str(HERE / "_fastapi_putitem_server.py"), endpoint, TABLE]
+        return Server(name, [*argv, *(["--pin"] if name.endswith("+pin") else [])])
     if name == "granian":  # the same app on granian (decision 0014 measured it once)
         return Server(name, [sys.executable, str(HERE / "_granian_server.py"), endpoint, TABLE])
     return Server(
@@ -65,7 +64,8 @@ def start(name: str, endpoint: str) -> Server:
             "--endpoint-url",
             endpoint,
             # "orders-local/w2": `--workers 2`, once the front end has the option (issue 18)
-            *(["--workers", name.partition("/w")[2]] if "/w" in name else []),
+            *(["--workers", name.partition("/w")[2].removesuffix("+pin")] if "/w" in name else []),
+            *(["--cpu-affinity", "auto"] if name.endswith("+pin") else []),
         ],
     )
 
@@ -102,6 +102,12 @@ def main() -> int:
         "--workers", default="", help="e.g. 1,2: orders-local serve --workers N for each N"
     )
     parser.add_argument(
+        "--cpu-affinity",
+        action="store_true",
+        help="also each orders-local setup with --cpu-affinity auto (+pin), and the peer "
+        "pinned to one CPU alike (fastapi+pin)",
+    )
+    parser.add_argument(
         "--granian", action="store_true", help="also the same app on granian (pip install granian)"
     )
     parser.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
@@ -124,7 +130,10 @@ def main() -> int:
     os.environ.update(FAKE_AWS)
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # children read and keep their pycs
     ours = [f"orders-local/w{n}" for n in args.workers.split(",") if n] or ["orders-local"]
-    servers = (*ours, *(["granian"] if args.granian else []), "fastapi")
+    if args.cpu_affinity:
+        ours += [f"{name}+pin" for name in ours]
+    peers = ["fastapi", *(["fastapi+pin"] if args.cpu_affinity else [])]
+    servers = (*ours, *(["granian"] if args.granian else []), *peers)
     delays = [float(d) for d in args.delays.split(",")]
     counts = [int(c) for c in args.connections.split(",")]
     stubs = {d: start("stub", f"{d:g}") for d in delays}
@@ -166,7 +175,7 @@ def main() -> int:
         "x bound",
         "x fastapi",
     )
-    print("{:<16}{:>6}{:>6}{:>9}{:>9}{:>9}{:>7}{:>9}{:>10}".format(*header))
+    print("{:<20}{:>6}{:>6}{:>9}{:>9}{:>9}{:>7}{:>9}{:>10}".format(*header))
     rows = []
     for d in delays:
         for c in counts:
@@ -186,7 +195,7 @@ def main() -> int:
                 of_bound = f"{row['of_bound']:.2f}" if row["of_bound"] is not None else "-"
                 x_peer = f"{row['x_fastapi']:.2f}" if row["x_fastapi"] is not None else "-"
                 print(
-                    f"{name:<16}{d:>6g}{c:>6}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}"
+                    f"{name:<20}{d:>6g}{c:>6}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}"
                     f"{row['p99_ms']:>9.2f}{row['errors']:>7}{of_bound:>9}{x_peer:>10}"
                 )
     commit = subprocess.run(

@@ -3,7 +3,9 @@ DynamoDB Local."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +105,56 @@ def test_two_workers_serve_one_table(endpoint: str) -> None:
     finally:
         code, err = server.stop()
     assert code == 0, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("endpoint", ["moto_server"], indirect=True)
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only")
+def test_cpu_affinity_puts_each_worker_on_a_cpu_of_its_own(endpoint: str, tmp_path: Path) -> None:
+    new_table(make_client(endpoint_url=endpoint), "orders-pinned")
+    server = ServerProcess(
+        "--store", "dynamodb", "--table", "orders-pinned", "--endpoint-url", endpoint,
+        "--workers", "2", "--cpu-affinity", "auto",
+        env={"TMPDIR": str(tmp_path)},  # its own lock directory, apart from other runs
+    )  # fmt: skip
+    try:
+        clients = [server.client() for _ in range(4)]
+        assert [c.request("POST", "/orders", SEED).status for c in clients] == [201] * 4
+        for c in clients:
+            c.close()
+        allowed = sorted(os.sched_getaffinity(0))
+        workers = [pid for pid in _children(server.proc.pid) if _threads(pid) > 1]
+        assert len(workers) == 2
+        pinned = [_cpus_of_every_thread(pid) for pid in workers]
+        for cpus in pinned:
+            assert len(cpus) == 1  # every thread of the worker on the same one CPU
+        expected = allowed[:2] if len(allowed) > 1 else [allowed[0]]
+        assert sorted({cpu for cpus in pinned for cpu in cpus}) == expected
+        assert _cpus_of_every_thread(server.proc.pid) == set(allowed)  # the supervisor: not
+    finally:
+        code, err = server.stop()
+    assert code == 0, err
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _threads(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+def _cpus_of_every_thread(pid: int) -> set[int]:
+    cpus: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        cpus |= os.sched_getaffinity(int(task.name))
+    return cpus

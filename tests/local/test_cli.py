@@ -54,6 +54,8 @@ def test_help_explains_every_option() -> None:
         (["serve", "--sink", "carrier-pigeon"], "unknown sink"),
         (["serve", "--bogus"], "unrecognized arguments"),
         (["serve", "--host", "0.0.0.0"], "refusing to listen on non-loopback"),
+        # SQLite's server is one thread, and pinning it would pin its relay process beside it
+        (["serve", "--cpu-affinity", "auto"], "--cpu-affinity auto is for a networked store"),
     ],
 )
 def test_bad_options_fail_clearly(tmp_path: Path, args: list[str], message: str) -> None:
@@ -84,6 +86,7 @@ def test_the_removed_builtin_server_is_a_usage_error(
         ("ORDERS_LOCAL_CONSOLE", "maybe", "on, off"),  # was taken as "off", silently
         ("ORDERS_LOCAL_RELAY", "bogus", "process, thread"),
         ("ORDERS_LOCAL_STORE", "sqlite3", "sqlite"),
+        ("ORDERS_LOCAL_CPU_AFFINITY", "on", "off, auto"),
     ],
 )
 def test_a_bad_choice_in_a_variable_is_a_usage_error_naming_it(

@@ -68,6 +68,9 @@ def _env_choice(
     return _env_value(parser, name, default, choice)
 
 
+AFFINITY = ["off", "auto"]
+"""``--cpu-affinity``'s choices (orders_local.affinity)."""
+
 SERVERS = ["uvicorn"]
 """``--server``'s choices: one since 2026-12-02 (decision 0014), kept for the variable and
 for a next one."""
@@ -323,8 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive_int,
         default=_env_value(serve, "WORKERS", "1", _positive_int),
-        help="server processes; more than 1 only with --store dynamodb (SQLite has one "
-        "writer) [ORDERS_LOCAL_WORKERS]",
+        help="server processes; more than 1 only with a networked store, dynamodb or "
+        "postgres (SQLite has one writer) [ORDERS_LOCAL_WORKERS]",
+    )
+    serve.add_argument(
+        "--cpu-affinity",
+        choices=AFFINITY,
+        default=_env_choice(serve, "CPU_AFFINITY", "off", AFFINITY),
+        help="auto: pin each server process to a CPU of its own (Linux; networked stores; "
+        "for hosts or pods whose CPUs are this server's alone) [ORDERS_LOCAL_CPU_AFFINITY]",
     )
     serve.add_argument(
         "--threads",

@@ -31,6 +31,10 @@ def factory() -> OrdersAsgi:
     config, settings = prepare(args)
     config = dataclasses.replace(config, server="external")
     configure_logging()
+    if args.cpu_affinity == "auto":  # each worker its own CPU, before its threads start
+        from orders_local.affinity import claim_cpu
+
+        claim_cpu()
     runtime = LocalRuntime(config, backend=open_backend(args.store, settings))
     assert runtime.app is not None
     return runtime.app

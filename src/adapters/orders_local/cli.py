@@ -129,6 +129,16 @@ def prepare(args: argparse.Namespace) -> tuple[LocalConfig, dict[str, str]]:
             f"--workers {args.workers} needs a networked store (--store dynamodb or postgres): "
             f"{'SQLite has one writer, and group commit lives in one process' if args.store == 'sqlite' else 'each worker would keep orders of its own'}"  # noqa: E501
         )
+    if args.cpu_affinity == "auto":
+        from orders_local import affinity
+
+        if args.store not in ("dynamodb", "postgres"):
+            raise UsageError(
+                "--cpu-affinity auto is for a networked store (--store dynamodb or postgres): "
+                "the SQLite server runs one thread, and its relay is a process of its own"
+            )
+        if not affinity.supported():
+            raise UsageError("--cpu-affinity auto needs Linux (sched_setaffinity)")
     if args.store == "sqlite" and (reason := check_db_path(args.db)) is not None:
         raise UsageError(reason)
     if args.traces_ui_url:
@@ -181,6 +191,10 @@ def serve(args: argparse.Namespace) -> int:
 
     if setup.configure("orders-local"):
         print("orders-local: OpenTelemetry SDK configured from OTEL_* variables", file=sys.stderr)
+    if args.cpu_affinity == "auto":  # before the first thread: each inherits it
+        from orders_local.affinity import claim_cpu
+
+        claim_cpu()
     try:
         from orders_local.backends import open_backend
 
@@ -226,6 +240,7 @@ def _serve_workers(args: argparse.Namespace, config: LocalConfig) -> int:
         ("READ_TIMEOUT", str(args.read_timeout)),
         ("HANDLER_TIMEOUT", str(args.handler_timeout)),
         ("THREADS", str(args.threads)),
+        ("CPU_AFFINITY", args.cpu_affinity),
         ("ALLOW_REMOTE", "1" if args.allow_remote else ""),
         ("SINK", args.sink),
         ("RELAY_BACKOFF_BASE", str(args.relay_backoff_base)),
