@@ -83,6 +83,7 @@ class NatsPublisher(EventPublisher):
         self._js: JetStreamContext | None = None
         self._closed = False
         self._last_error = ""
+        self._auth_error = ""  # the last refused credential, kept past later resets
 
     @classmethod
     def from_spec(cls, spec: str, env: Mapping[str, str] | None = None) -> NatsPublisher:
@@ -128,7 +129,9 @@ class NatsPublisher(EventPublisher):
         try:
             js = await self._connected()
         except Exception as exc:
-            reason = self._last_error or f"{type(exc).__name__}: {exc}"
+            # A refused credential is the error to name, even when a later attempt of the
+            # same connect saw only the socket the server then reset.
+            reason = self._auth_error or self._last_error or f"{type(exc).__name__}: {exc}"
             for i, event in enumerate(events):
                 failed[i] = Unaccepted(event, "Unreachable", f"cannot connect to NATS: {reason}")
             return accepted, failed
@@ -180,7 +183,7 @@ class NatsPublisher(EventPublisher):
                 await nc.close()
             raise
         self._nc, self._js = nc, nc.jetstream(timeout=self.config.ack_timeout)
-        self._last_error = ""
+        self._last_error = self._auth_error = ""
         log.info("connected to NATS", extra={"server": _where(nc)})
         return self._js
 
@@ -212,6 +215,8 @@ class NatsPublisher(EventPublisher):
         if error != self._last_error:  # once per kind, not once per reconnection attempt
             log.warning("NATS connection error", extra={"error": error})
         self._last_error = error
+        if "Authorization" in error:  # nats-py's AuthorizationError, or the server's -ERR
+            self._auth_error = error
 
     async def _on_disconnect(self) -> None:
         if not self._closed:  # nats-py says so on close() too
