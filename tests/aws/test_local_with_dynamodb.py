@@ -4,6 +4,7 @@ DynamoDB Local."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,12 +124,20 @@ def test_cpu_affinity_puts_each_worker_on_a_cpu_of_its_own(endpoint: str, tmp_pa
         for c in clients:
             c.close()
         allowed = sorted(os.sched_getaffinity(0))
-        workers = [pid for pid in _children(server.proc.pid) if _threads(pid) > 1]
+        expected = allowed[:2] if len(allowed) > 1 else [allowed[0]]
+        # Four answers may all come from one worker while the other still starts: wait,
+        # bounded, until two workers are up and pinned, then check what they settled on.
+        deadline = time.monotonic() + 20
+        while True:
+            workers = [pid for pid in _children(server.proc.pid) if _threads(pid) > 1]
+            pinned = [_cpus_of_every_thread(pid) for pid in workers]
+            settled = len(workers) == 2 and all(len(cpus) == 1 for cpus in pinned)
+            if settled or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert len(workers) == 2
-        pinned = [_cpus_of_every_thread(pid) for pid in workers]
         for cpus in pinned:
             assert len(cpus) == 1  # every thread of the worker on the same one CPU
-        expected = allowed[:2] if len(allowed) > 1 else [allowed[0]]
         assert sorted({cpu for cpus in pinned for cpu in cpus}) == expected
         assert _cpus_of_every_thread(server.proc.pid) == set(allowed)  # the supervisor: not
     finally:
@@ -156,5 +165,8 @@ def _threads(pid: int) -> int:
 def _cpus_of_every_thread(pid: int) -> set[int]:
     cpus: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
-        cpus |= os.sched_getaffinity(int(task.name))
+        try:
+            cpus |= os.sched_getaffinity(int(task.name))
+        except ProcessLookupError:  # a thread that ended meanwhile
+            continue
     return cpus

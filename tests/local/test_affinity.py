@@ -24,9 +24,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 HOLDER = """
-import json, os, sys, threading
+import json, os, sys, tempfile, threading
 from pathlib import Path
-from orders_local.affinity import claim_cpu
+from orders_local import affinity
+
+options = json.loads(sys.argv[1])
+os.sched_setaffinity(0, options["allowed"])  # the CPUs this "container" may use
 
 def affinity_of_new_thread():
     seen = []
@@ -34,24 +37,47 @@ def affinity_of_new_thread():
     t.start(); t.join()
     return seen[0]
 
-before = threading.Event(); release = threading.Event(); seen = {}
-def early():  # a thread that exists before the claim
-    before.set(); release.wait(); seen["early"] = sorted(os.sched_getaffinity(0))
-t = threading.Thread(target=early); t.start(); before.wait()
-cpu = claim_cpu(Path(sys.argv[1]))
-release.set(); t.join()
-print(json.dumps({"cpu": cpu, "main": sorted(os.sched_getaffinity(0)),
-                  "early": seen["early"], "later": affinity_of_new_thread()}), flush=True)
+release = threading.Event(); seen = {}
+def record(name, started):
+    started.set(); release.wait(); seen[name] = sorted(os.sched_getaffinity(0))
+def start(name):
+    started = threading.Event()
+    threading.Thread(target=record, args=(name, started)).start(); started.wait()
+
+start("early")  # a thread that exists before the claim
+if options.get("late"):  # a thread started while the claim walks the list of threads
+    listdir = os.listdir
+    def stale_listing(path):
+        names = listdir(path)
+        if path == "/proc/self/task" and "late" not in seen:
+            seen["late"] = None
+            start("late")  # after the listing was taken, so it is not in it
+        return names
+    affinity.os.listdir = stale_listing
+if options.get("no_tempdir"):
+    def no_tempdir():
+        raise FileNotFoundError("No usable temporary directory found")
+    tempfile.gettempdir = no_tempdir
+cpu = affinity.claim_cpu(Path(options["dir"]) if options["dir"] else None)
+release.set()
+for t in threading.enumerate():
+    if t is not threading.current_thread():
+        t.join()
+print(json.dumps({"cpu": cpu, "main": sorted(os.sched_getaffinity(0)), "early": seen["early"],
+                  "late": seen.get("late"), "later": affinity_of_new_thread()}), flush=True)
 sys.stdin.read()  # hold the claim until the test closes stdin
 """
 
-ALLOWED = sorted(os.sched_getaffinity(0))
+# Two CPUs are enough to show every property, and keep the count of holders small on a
+# machine with many.
+ALLOWED = sorted(os.sched_getaffinity(0))[:2]
 
 
 class Holder:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path | None, **options: object) -> None:
+        options = {"dir": str(directory) if directory else None, "allowed": ALLOWED, **options}
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, str(directory)],
+            [sys.executable, "-c", HOLDER, json.dumps(options)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -62,8 +88,9 @@ class Holder:
         assert line, self.proc.stderr.read() if self.proc.stderr else "holder died"
         self.seen = json.loads(line)
 
-    def release(self) -> None:
-        self.proc.communicate(timeout=10)  # closes stdin (the holder exits), reads the rest
+    def release(self) -> str:
+        _, err = self.proc.communicate(timeout=10)  # closes stdin: the holder exits
+        return err
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -71,11 +98,11 @@ class Holder:
 
 
 @contextmanager
-def holders(directory: Path, count: int) -> Iterator[list[Holder]]:
+def holders(directory: Path | None, count: int, **options: object) -> Iterator[list[Holder]]:
     started: list[Holder] = []
     try:
         for _ in range(count):
-            started.append(Holder(directory))
+            started.append(Holder(directory, **options))
         yield started
     finally:
         for holder in started:
@@ -130,3 +157,36 @@ def test_a_symlink_in_place_of_a_lock_file_is_skipped(tmp_path: Path) -> None:
         expected = ALLOWED[1] if len(ALLOWED) > 1 else None
         assert holder.seen["cpu"] == expected
     assert not target.exists()  # O_NOFOLLOW: nothing created through the link
+
+
+def test_a_thread_started_during_the_claim_is_pinned_too(tmp_path: Path) -> None:
+    with holders(tmp_path, 1, late=True) as (holder,):
+        cpu = holder.seen["cpu"]
+        assert holder.seen["late"] == holder.seen["early"] == holder.seen["main"] == [cpu]
+
+
+@pytest.mark.skipif(len(ALLOWED) < 2, reason="needs two CPUs to leave one out")
+def test_only_the_cpus_a_process_may_use_are_claimed(tmp_path: Path) -> None:
+    with holders(tmp_path, 1, allowed=[ALLOWED[1]]) as (holder,):
+        assert holder.seen["cpu"] == ALLOWED[1]
+    assert not (tmp_path / f"cpu-{ALLOWED[0]}.lock").exists()
+
+
+def test_a_lock_directory_others_can_write_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "cpus"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone could plant or hold its lock files
+    with holders(shared, 1) as (holder,):
+        assert holder.seen["cpu"] is None
+        assert holder.seen["main"] == ALLOWED
+    assert list(shared.iterdir()) == []
+
+
+def test_no_usable_temporary_directory_leaves_the_process_unpinned_and_says_so() -> None:
+    holder = Holder(None, no_tempdir=True)
+    assert holder.seen["cpu"] is None
+    assert holder.seen["main"] == ALLOWED
+    err = holder.release()
+    assert holder.proc.returncode == 0
+    assert "no temporary directory" in err
+    assert "Traceback" not in err

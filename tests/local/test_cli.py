@@ -55,7 +55,11 @@ def test_help_explains_every_option() -> None:
         (["serve", "--bogus"], "unrecognized arguments"),
         (["serve", "--host", "0.0.0.0"], "refusing to listen on non-loopback"),
         # SQLite's server is one thread, and pinning it would pin its relay process beside it
-        (["serve", "--cpu-affinity", "auto"], "--cpu-affinity auto is for a networked store"),
+        (["serve", "--cpu-affinity", "auto"], "its relay is a process of its own"),
+        (
+            ["serve", "--store", "memory", "--cpu-affinity", "auto"],
+            "the memory store makes no round trips",
+        ),
     ],
 )
 def test_bad_options_fail_clearly(tmp_path: Path, args: list[str], message: str) -> None:

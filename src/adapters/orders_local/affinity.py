@@ -34,57 +34,96 @@ def supported() -> bool:
 
 
 def lock_dir() -> Path:
-    """Per user, so another account's files can neither block nor redirect the claims."""
+    """Per user, so another account's files can neither block nor redirect the claims.
+
+    Raises FileNotFoundError when no temporary directory is usable (``tempfile``'s own)."""
     return Path(tempfile.gettempdir()) / f"orders-local-cpus-{os.getuid()}"
 
 
 def claim_cpu(directory: Path | None = None) -> int | None:
     """Pin every thread of this process (and the threads it starts later) to the first
     allowed CPU that no other process has claimed. Returns it, or None: nothing is free,
-    or the lock directory is not ours. Then the process stays as it was."""
-    directory = lock_dir() if directory is None else directory
-    if not _own_directory(directory):
-        log.warning("CPU affinity off: %s is not a directory of this user's", directory)
+    or there is no lock directory this user alone controls. Then the process stays as it
+    was: affinity is an optimisation, never a reason not to serve."""
+    try:
+        directory = lock_dir() if directory is None else directory
+    except OSError as exc:  # no usable temporary directory at all
+        log.warning("CPU affinity off: no temporary directory for the CPU claims: %s", exc)
         return None
+    dir_fd = _open_own_directory(directory)
+    if dir_fd is None:
+        log.warning(
+            "CPU affinity off: %s is not a directory that only this user can write", directory
+        )
+        return None
+    try:
+        cpu = _claim_first_free(dir_fd, directory)
+    finally:
+        os.close(dir_fd)
+    if cpu is None:
+        log.warning("CPU affinity off: every allowed CPU is claimed by another process")
+        return None
+    _pin(cpu)
+    log.info("pinned to CPU %d", cpu)
+    return cpu
+
+
+def _claim_first_free(dir_fd: int, directory: Path) -> int | None:
     for cpu in sorted(os.sched_getaffinity(0)):
-        path = directory / f"cpu-{cpu}.lock"
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        name = f"cpu-{cpu}.lock"
+        try:  # relative to the directory we checked, so a swapped path cannot redirect it
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
         except OSError as exc:  # a symlink in its place (ELOOP), a directory: not claimable
-            log.warning("CPU %d not claimable: %s: %s", cpu, path, exc.strerror)
+            log.warning("CPU %d not claimable: %s: %s", cpu, directory / name, exc.strerror)
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError:  # another process holds it
+            os.close(fd)
+            continue
+        except OSError as exc:  # ENOLCK on some network file systems: skip, do not crash
+            log.warning("CPU %d not claimable: %s: %s", cpu, directory / name, exc.strerror)
             os.close(fd)
             continue
         _held.append(fd)
-        _pin(cpu)
-        log.info("pinned to CPU %d", cpu)
         return cpu
-    log.warning("CPU affinity off: every allowed CPU is claimed by another process")
     return None
 
 
-def _own_directory(directory: Path) -> bool:
+def _open_own_directory(directory: Path) -> int | None:
+    """A descriptor for the lock directory if it is a real directory (not a symlink) that
+    this user owns and nobody else can write, else None."""
     try:
         directory.mkdir(mode=0o700)
     except FileExistsError:
         pass
     except OSError:
-        return False
+        return None
     try:
-        info = directory.lstat()  # a symlink planted in /tmp is not followed
-    except OSError:
-        return False
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:  # ELOOP: a symlink planted in /tmp is not followed
+        return None
+    info = os.fstat(fd)
+    writable_by_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or writable_by_others:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _pin(cpu: int) -> None:
-    """Every thread now, not just the caller: ``sched_setaffinity(0)`` sets one thread's."""
-    for name in os.listdir("/proc/self/task"):
-        try:
-            os.sched_setaffinity(int(name), {cpu})
-        except OSError as exc:  # a thread that ended meanwhile
-            if exc.errno != errno.ESRCH:
-                raise
+    """Every thread, not just the caller: ``sched_setaffinity(0)`` sets one thread's. A
+    thread started while we walk the list may be missed (it inherits its creator's mask),
+    so the walk repeats until a pass finds no thread it has not pinned."""
+    pinned: set[int] = set()
+    while True:
+        tids = {int(name) for name in os.listdir("/proc/self/task")} - pinned
+        if not tids:
+            return
+        for tid in tids:
+            try:
+                os.sched_setaffinity(tid, {cpu})
+            except OSError as exc:  # a thread that ended meanwhile
+                if exc.errno != errno.ESRCH:
+                    raise
+        pinned |= tids

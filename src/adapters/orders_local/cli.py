@@ -133,9 +133,14 @@ def prepare(args: argparse.Namespace) -> tuple[LocalConfig, dict[str, str]]:
         from orders_local import affinity
 
         if args.store not in ("dynamodb", "postgres"):
-            raise UsageError(
-                "--cpu-affinity auto is for a networked store (--store dynamodb or postgres): "
+            why = (
                 "the SQLite server runs one thread, and its relay is a process of its own"
+                if args.store == "sqlite"
+                else "the memory store makes no round trips to wait on"
+            )
+            raise UsageError(
+                "--cpu-affinity auto is for a networked store "
+                f"(--store dynamodb or postgres): {why}"
             )
         if not affinity.supported():
             raise UsageError("--cpu-affinity auto needs Linux (sched_setaffinity)")
@@ -191,7 +196,7 @@ def serve(args: argparse.Namespace) -> int:
 
     if setup.configure("orders-local"):
         print("orders-local: OpenTelemetry SDK configured from OTEL_* variables", file=sys.stderr)
-    if args.cpu_affinity == "auto":  # before the first thread: each inherits it
+    if args.cpu_affinity == "auto":  # pins the threads OTel started too; later ones inherit
         from orders_local.affinity import claim_cpu
 
         claim_cpu()
