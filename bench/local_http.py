@@ -187,15 +187,52 @@ def start(name: str, tmp: Path) -> Server:
     return Server(name, argv)
 
 
-def run_load(port: int, connections: int, seconds: float) -> dict[str, Any]:
+def run_load(server: Server, connections: int, seconds: float) -> dict[str, Any]:
+    """The load's figures, plus the CPU the server spent per answer: its own process (all
+    threads) and its children (the relay process), read from /proc around the load."""
+    before = _cpu(server.proc.pid)
     out = subprocess.run(
-        [sys.executable, __file__, "--load", str(port), str(connections), str(seconds)],
+        [sys.executable, __file__, "--load", str(server.port), str(connections), str(seconds)],
         capture_output=True,
         text=True,
         check=True,
         timeout=seconds + 120,
     )
-    return dict(json.loads(out.stdout))
+    after = _cpu(server.proc.pid)
+    result = dict(json.loads(out.stdout))
+    answers = max(1, result["requests"])
+    if before is not None and after is not None:
+        result["cpu_us"] = (after[0] - before[0]) / answers * 1e6
+        result["children_cpu_us"] = (after[1] - before[1]) / answers * 1e6
+    return result
+
+
+def _cpu(pid: int) -> tuple[float, float] | None:
+    """CPU seconds of ``pid`` and of its live descendants (Linux /proc; None elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    if pid not in stats:
+        return None
+    children = 0.0
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, cpu) in stats.items():
+            if ppid == parent:
+                children += cpu
+                frontier.append(child)
+    return stats[pid][1], children
 
 
 def main() -> int:
@@ -234,9 +271,9 @@ def main() -> int:
             for name in servers if rnd % 2 == 0 else reversed(servers):
                 server = start(name, Path(tmp))
                 try:
-                    run_load(server.port, 4, 0.5)  # warm-up: imports, connections, page cache
+                    run_load(server, 4, 0.5)  # warm-up: imports, connections, page cache
                     for c in counts:
-                        results[(name, c)].append(run_load(server.port, c, args.seconds))
+                        results[(name, c)].append(run_load(server, c, args.seconds))
                 finally:
                     server.stop()
 
@@ -246,7 +283,8 @@ def main() -> int:
         f"{os.cpu_count()} cores, Python {platform.python_version()}"
     )
     header = ("server", "conns", "req/s", "p50 ms", "p99 ms", "errors", "x base", "x star")
-    print("{:<16}{:>6}{:>9}{:>9}{:>9}{:>8}{:>8}{:>8}".format(*header))
+    header += ("cpu us", "+child")
+    print("{:<16}{:>6}{:>9}{:>9}{:>9}{:>8}{:>8}{:>8}{:>8}{:>8}".format(*header))
     for c in counts:
         for name in servers:
             runs = results[(name, c)]
@@ -262,11 +300,15 @@ def main() -> int:
                 # ratios is steadier than a ratio of medians on this noisy machine.
                 "ratio": _paired(runs, results.get(("baseline", c))),
                 "x_starlette": _paired(runs, results.get(("starlette", c))),
+                # server CPU per answer, all its threads; +child: its relay process
+                "cpu_us": _median_of(runs, "cpu_us"),
+                "children_cpu_us": _median_of(runs, "children_cpu_us"),
             }
             rows.append(row)
             print(
                 f"{name:<16}{c:>6}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
                 f"{row['errors']:>8}{_ratio(row['ratio']):>8}{_ratio(row['x_starlette']):>8}"
+                f"{_us(row['cpu_us']):>8}{_us(row['children_cpu_us']):>8}"
             )
     out = save(
         "local_http",
@@ -289,6 +331,15 @@ def _paired(runs: list[dict[str, Any]], peer: list[dict[str, Any]] | None) -> fl
     if not peer:
         return None
     return statistics.median(r["rps"] / p["rps"] for r, p in zip(runs, peer, strict=True))
+
+
+def _median_of(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in runs if key in r]
+    return statistics.median(values) if values else None
+
+
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _ratio(value: float | None) -> str:
