@@ -105,6 +105,30 @@ def test_a_bad_choice_in_a_variable_is_a_usage_error_naming_it(
     assert "Traceback" not in result.stderr
 
 
+def test_a_bad_serve_variable_leaves_the_other_commands_alone(tmp_path: Path) -> None:
+    db = tmp_path / "o.db"
+    bad = {"ORDERS_LOCAL_CONSOLE": "maybe", "ORDERS_LOCAL_PORT": "http"}  # serve's alone
+    assert cli("serve", "--port", "0", "--db", str(db), env=bad).returncode == 2
+    listed = cli("events", "--db", str(db), env=bad)  # the file serve never created
+    assert listed.returncode == 1
+    assert "no database" in listed.stderr
+    assert "ORDERS_LOCAL" not in listed.stderr  # no word of serve's variables
+    relayed = cli("relay", "--db", str(db), "--sink", "none", env=bad)
+    assert "ORDERS_LOCAL" not in relayed.stderr
+    assert "orders-local serve" not in relayed.stderr
+
+
+def test_an_option_given_wins_over_a_bad_variable(tmp_path: Path) -> None:
+    # ServerProcess passes --port 0: the variable's bad value is never used, so never fatal
+    server = ServerProcess("--db", str(tmp_path / "o.db"), env={"ORDERS_LOCAL_PORT": "http"})
+    client = server.client()
+    try:
+        assert client.request("GET", "/healthz").status == 200
+    finally:
+        client.close()
+        server.stop()
+
+
 def test_the_server_variable_still_takes_uvicorn(tmp_path: Path) -> None:
     server = ServerProcess("--db", str(tmp_path / "o.db"), env={"ORDERS_LOCAL_SERVER": "uvicorn"})
     client = server.client()

@@ -11,29 +11,56 @@ import argparse
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 from orders_core.edges.numbers import ascii_decimal, ascii_int
 from orders_local.backends import BACKENDS
 
 ENV = "ORDERS_LOCAL_"
-T = TypeVar("T")
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(ENV + name, default)
 
 
-def _env_value(
-    parser: argparse.ArgumentParser, name: str, default: str, parse: Callable[[str], T]
-) -> T:
-    """An option's default from ``ORDERS_LOCAL_<name>``: a bad value is a usage error naming
-    the variable (exit 2), not a traceback from inside the parser's construction."""
-    text = _env(name, default)
-    try:
-        return parse(text)
-    except argparse.ArgumentTypeError as exc:
-        parser.error(f"{ENV}{name}: {exc}")
+class _FromEnv:
+    """An option's default as ``ORDERS_LOCAL_<name>`` gave it, parsed only once the command
+    it belongs to is the one being run: a bad ``serve`` variable must not stop ``relay``.
+    Not a ``str``, so argparse does not run the option's ``type`` on it (its error would
+    name the option, not the variable)."""
+
+    __slots__ = ("parse", "text", "variable")
+
+    def __init__(self, variable: str, text: str, parse: Callable[[str], object]) -> None:
+        self.variable = variable
+        self.text = text
+        self.parse = parse
+
+    def __str__(self) -> str:  # what --help shows as the default
+        return self.text
+
+
+def _env_value(name: str, default: str, parse: Callable[[str], object]) -> Any:
+    """An option's default from ``ORDERS_LOCAL_<name>``, parsed after the command line: a
+    bad value is then a usage error naming the variable (exit 2), not a traceback."""
+    return _FromEnv(ENV + name, _env(name, default), parse)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Parses the defaults that came from the environment (:func:`_env_value`) once the
+    command line is in, for the (sub)command being run only."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        for dest, value in vars(parsed).items():
+            if isinstance(value, _FromEnv):
+                try:
+                    setattr(parsed, dest, value.parse(value.text))
+                except argparse.ArgumentTypeError as exc:
+                    self.error(f"{value.variable}: {exc}")
+        return parsed, extras
 
 
 def _positive_int(text: str) -> int:
@@ -52,9 +79,7 @@ def _port(text: str) -> int:
     return value
 
 
-def _env_choice(
-    parser: argparse.ArgumentParser, name: str, default: str, choices: Sequence[str]
-) -> str:
+def _env_choice(name: str, default: str, choices: Sequence[str]) -> Any:
     """A ``choices`` option's default from ``ORDERS_LOCAL_<name>``, checked against them:
     argparse checks an option's value, never its default."""
 
@@ -65,7 +90,7 @@ def _env_choice(
             )
         return text
 
-    return _env_value(parser, name, default, choice)
+    return _env_value(name, default, choice)
 
 
 AFFINITY = ["off", "auto"]
@@ -127,7 +152,7 @@ def _database_options(parser: argparse.ArgumentParser, *, pool: bool = True) -> 
         group.add_argument(
             f"--pool-{bound}",
             type=_positive_int,
-            default=_env_value(parser, f"POOL_{bound.upper()}", default, _positive_int),
+            default=_env_value(f"POOL_{bound.upper()}", default, _positive_int),
             help=f"connections per process {meaning} [ORDERS_LOCAL_POOL_{bound.upper()}]",
         )
 
@@ -199,7 +224,7 @@ def _jwt_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="orders-local",
         description="The orders-core local runtime: SQLite, an HTTP server and an outbox relay.",
     )
@@ -214,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--store",
         choices=list(BACKENDS),
-        default=_env_choice(serve, "STORE", "sqlite", list(BACKENDS)),
+        default=_env_choice("STORE", "sqlite", list(BACKENDS)),
         help="where orders live (memory keeps nothing); dynamodb needs the aws extra, "
         "postgres the postgres extra [ORDERS_LOCAL_STORE]",
     )
@@ -223,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--synchronous",
         type=_synchronous,
-        default=_env_value(serve, "SYNCHRONOUS", "NORMAL", _synchronous),
+        default=_env_value("SYNCHRONOUS", "NORMAL", _synchronous),
         metavar="FULL|NORMAL",
         help="SQLite durability: NORMAL can lose the last acknowledged writes to a power loss "
         "or OS crash (not to a process crash); FULL fsyncs every commit [ORDERS_LOCAL_SYNCHRONOUS]",
@@ -247,28 +272,28 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port",
         type=_port,
-        default=_env_value(serve, "PORT", "8080", _port),
+        default=_env_value("PORT", "8080", _port),
         help="TCP port; 0 picks a free one [ORDERS_LOCAL_PORT]",
     )
     _sink_option(serve, "stdout, file:PATH, webhook:URL, or none")
     serve.add_argument(
         "--max-body",
         type=_positive_int,
-        default=_env_value(serve, "MAX_BODY", "65536", _positive_int),
+        default=_env_value("MAX_BODY", "65536", _positive_int),
         help="largest request body in bytes, checked before it is read (100 items take a "
         "few KB); larger is 413 [ORDERS_LOCAL_MAX_BODY]",
     )
     serve.add_argument(
         "--read-timeout",
         type=_seconds,
-        default=_env_value(serve, "READ_TIMEOUT", "5", _seconds),
+        default=_env_value("READ_TIMEOUT", "5", _seconds),
         help="seconds a connection may take to send a request head, and then its body; "
         "an idle keep-alive connection closes after it too [ORDERS_LOCAL_READ_TIMEOUT]",
     )
     serve.add_argument(
         "--handler-timeout",
         type=_seconds,
-        default=_env_value(serve, "HANDLER_TIMEOUT", "10", _seconds),
+        default=_env_value("HANDLER_TIMEOUT", "10", _seconds),
         help="deadline for handling one request [ORDERS_LOCAL_HANDLER_TIMEOUT]",
     )
     serve.add_argument(
@@ -282,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--relay",
         choices=["process", "thread"],
-        default=_env_choice(serve, "RELAY", "process", ["process", "thread"]),
+        default=_env_choice("RELAY", "process", ["process", "thread"]),
         help="run the outbox relay in its own process or in a thread of the server's "
         "[ORDERS_LOCAL_RELAY]",
     )
@@ -290,21 +315,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--relay-backoff-base",
         type=_seconds,
-        default=_env_value(serve, "RELAY_BACKOFF_BASE", "0.1", _seconds),
+        default=_env_value("RELAY_BACKOFF_BASE", "0.1", _seconds),
         help="seconds the relay pauses after a first failed delivery; each next pause "
         "doubles, with jitter [ORDERS_LOCAL_RELAY_BACKOFF_BASE]",
     )
     serve.add_argument(
         "--relay-backoff-cap",
         type=_seconds,
-        default=_env_value(serve, "RELAY_BACKOFF_CAP", "10", _seconds),
+        default=_env_value("RELAY_BACKOFF_CAP", "10", _seconds),
         help="longest pause between delivery attempts while the sink fails; the console's "
         "redeliver ends a pause at once [ORDERS_LOCAL_RELAY_BACKOFF_CAP]",
     )
     serve.add_argument(
         "--console",
         choices=["on", "off"],
-        default=_env_choice(serve, "CONSOLE", "on", ["on", "off"]),
+        default=_env_choice("CONSOLE", "on", ["on", "off"]),
         help="serve the browser console at /console: admins only with authentication on, "
         "loopback callers only with it off [ORDERS_LOCAL_CONSOLE]",
     )
@@ -318,35 +343,35 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--server",
         choices=SERVERS,
-        default=_env_choice(serve, "SERVER", "uvicorn", SERVERS),
+        default=_env_choice("SERVER", "uvicorn", SERVERS),
         help="HTTP front end: the ASGI app on uvicorn (httptools, uvloop); the one choice "
         "[ORDERS_LOCAL_SERVER]",
     )
     serve.add_argument(
         "--workers",
         type=_positive_int,
-        default=_env_value(serve, "WORKERS", "1", _positive_int),
+        default=_env_value("WORKERS", "1", _positive_int),
         help="server processes; more than 1 only with a networked store, dynamodb or "
         "postgres (SQLite has one writer) [ORDERS_LOCAL_WORKERS]",
     )
     serve.add_argument(
         "--cpu-affinity",
         choices=AFFINITY,
-        default=_env_choice(serve, "CPU_AFFINITY", "off", AFFINITY),
+        default=_env_choice("CPU_AFFINITY", "off", AFFINITY),
         help="auto: pin each server process to a CPU of its own (Linux; networked stores; "
         "for hosts or pods whose CPUs are this server's alone) [ORDERS_LOCAL_CPU_AFFINITY]",
     )
     serve.add_argument(
         "--threads",
         type=_positive_int,
-        default=_env_value(serve, "THREADS", "32", _positive_int),
+        default=_env_value("THREADS", "32", _positive_int),
         help="threads per process for a networked store's requests, and the DynamoDB "
         "client's connection pool [ORDERS_LOCAL_THREADS]",
     )
     serve.add_argument(
         "--max-connections",
         type=_positive_int,
-        default=_env_value(serve, "MAX_CONNECTIONS", "1024", _positive_int),
+        default=_env_value("MAX_CONNECTIONS", "1024", _positive_int),
         help="concurrent connections or requests beyond which requests get 503 "
         "[ORDERS_LOCAL_MAX_CONNECTIONS]",
     )
