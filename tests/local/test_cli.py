@@ -118,19 +118,17 @@ def test_a_bad_serve_variable_leaves_the_other_commands_alone(tmp_path: Path) ->
     assert "orders-local serve" not in relayed.stderr
 
 
-def test_an_option_given_wins_over_a_bad_variable(tmp_path: Path) -> None:
-    # ServerProcess passes --port 0: the variable's bad value is never used, so never fatal
-    server = ServerProcess("--db", str(tmp_path / "o.db"), env={"ORDERS_LOCAL_PORT": "http"})
-    client = server.client()
-    try:
-        assert client.request("GET", "/healthz").status == 200
-    finally:
-        client.close()
-        server.stop()
-
-
-def test_the_server_variable_still_takes_uvicorn(tmp_path: Path) -> None:
-    server = ServerProcess("--db", str(tmp_path / "o.db"), env={"ORDERS_LOCAL_SERVER": "uvicorn"})
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"ORDERS_LOCAL_SERVER": "uvicorn"},  # the one server left still takes its variable
+        # ServerProcess passes --port 0: the option given wins, the bad variable goes unused
+        {"ORDERS_LOCAL_PORT": "http"},
+    ],
+    ids=["server-variable", "option-over-bad-variable"],
+)
+def test_the_server_starts_and_answers(tmp_path: Path, env: dict[str, str]) -> None:
+    server = ServerProcess("--db", str(tmp_path / "o.db"), env=env)
     client = server.client()
     try:
         assert client.request("GET", "/healthz").status == 200
