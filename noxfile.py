@@ -324,6 +324,11 @@ def checkov(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks print figures; they pass or fail on nothing but crashes."""
+    # uv, unlike pip, installs no .pyc; the cold-start benchmarks run with
+    # PYTHONDONTWRITEBYTECODE=1 (as a Lambda's read-only files do), so each run would
+    # compile whatever no earlier script happened to import: figures then depend on the
+    # order the scripts ran in. A Lambda bundle and a pip install carry bytecode.
+    session.env["UV_COMPILE_BYTECODE"] = "1"
     session.install(
         "pip",  # cold_start_bundle.py builds the Lambda bundle with `python -m pip`
         "-e",

@@ -51,9 +51,7 @@ def configure(service_name: str, *, batch: bool = True) -> bool:
     if exporter_name is None or _PROVIDERS:
         return bool(_PROVIDERS)
     try:
-        from opentelemetry import metrics, trace
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
@@ -92,6 +90,12 @@ def configure(service_name: str, *, batch: bool = True) -> bool:
 
         metric_exporter = OTLPMetricExporter()
     if metric_exporter is not None:
+        # Only here: the metrics SDK is the largest import of the set-up, and
+        # OTEL_METRICS_EXPORTER=none (traces only) should not pay for it at a cold start.
+        from opentelemetry import metrics
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
         meter_provider = MeterProvider(
             resource=resource, metric_readers=[PeriodicExportingMetricReader(metric_exporter)]
         )
