@@ -233,7 +233,7 @@ def test_workers_get_every_serve_variable_the_supervisor_resolved(
         "--pool-max": "16",
         "--synchronous": "FULL",
         "--max-body": "1000",
-        "--read-timeout": "5",
+        "--read-timeout": "0.00001",  # str() would give 1e-05
         "--handler-timeout": "10",
         "--relay": "thread",
         "--relay-backoff-base": "0.1",

@@ -228,6 +228,13 @@ def _listen_failed(args: argparse.Namespace, exc: OSError) -> int:
     return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
 
 
+def _seconds_text(value: float) -> str:
+    """``value`` as the seconds options read it back: plain digits, never ``1e-05``."""
+    from decimal import Decimal
+
+    return format(Decimal(repr(value)), "f")
+
+
 def worker_environment(args: argparse.Namespace) -> dict[str, str]:
     """The ORDERS_LOCAL_* variables a worker's factory parses its options from: every one
     the supervisor resolved, not only those the worker uses. The factory parses every serve
@@ -242,8 +249,8 @@ def worker_environment(args: argparse.Namespace) -> dict[str, str]:
             ("HOST", args.host),
             ("PORT", str(args.port)),
             ("MAX_BODY", str(args.max_body)),
-            ("READ_TIMEOUT", str(args.read_timeout)),
-            ("HANDLER_TIMEOUT", str(args.handler_timeout)),
+            ("READ_TIMEOUT", _seconds_text(args.read_timeout)),
+            ("HANDLER_TIMEOUT", _seconds_text(args.handler_timeout)),
             ("THREADS", str(args.threads)),
             ("MAX_CONNECTIONS", str(args.max_connections)),
             ("WORKERS", str(args.workers)),
@@ -251,8 +258,8 @@ def worker_environment(args: argparse.Namespace) -> dict[str, str]:
             ("ALLOW_REMOTE", "1" if args.allow_remote else ""),
             ("SINK", args.sink),
             ("RELAY", args.relay),
-            ("RELAY_BACKOFF_BASE", str(args.relay_backoff_base)),
-            ("RELAY_BACKOFF_CAP", str(args.relay_backoff_cap)),
+            ("RELAY_BACKOFF_BASE", _seconds_text(args.relay_backoff_base)),
+            ("RELAY_BACKOFF_CAP", _seconds_text(args.relay_backoff_cap)),
             ("CONSOLE", args.console),
             ("TRACES_UI_URL", args.traces_ui_url),
             ("SERVER", args.server),
