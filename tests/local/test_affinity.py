@@ -42,7 +42,9 @@ def record(name, started):
     started.set(); release.wait(); seen[name] = sorted(os.sched_getaffinity(0))
 def start(name):
     started = threading.Event()
-    threading.Thread(target=record, args=(name, started)).start(); started.wait()
+    # daemon: a claim that raises must end this process (the test then reads its
+    # traceback), not leave it waiting on release for ever
+    threading.Thread(target=record, args=(name, started), daemon=True).start(); started.wait()
 
 start("early")  # a thread that exists before the claim
 if options.get("late"):  # a thread started while the claim walks the list of threads
@@ -58,8 +60,10 @@ if options.get("no_tempdir"):
     def no_tempdir():
         raise FileNotFoundError("No usable temporary directory found")
     tempfile.gettempdir = no_tempdir
-cpu = affinity.claim_cpu(Path(options["dir"]) if options["dir"] else None)
-release.set()
+try:
+    cpu = affinity.claim_cpu(Path(options["dir"]) if options["dir"] else None)
+finally:
+    release.set()
 for t in threading.enumerate():
     if t is not threading.current_thread():
         t.join()

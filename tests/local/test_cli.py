@@ -210,3 +210,48 @@ def test_events_lists_the_outbox_and_its_delivery_state(tmp_path: Path) -> None:
     assert (entry["id"], entry["deliveredAt"]) == (f"{order_id}.v1", None)
     missing = cli("events", "--db", str(tmp_path / "nope.db"))
     assert (missing.returncode, "no database" in missing.stderr) == (1, True)
+
+
+def test_workers_get_every_serve_variable_the_supervisor_resolved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--workers N: each worker's factory parses `serve` from ORDERS_LOCAL_* alone. A bad
+    inherited variable that the supervisor's command line overrode must not reach it, or
+    every worker exits at start and uvicorn respawns it for ever."""
+    from orders_local.arguments import _FromEnv, build_parser
+    from orders_local.cli import worker_environment
+
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    from_env = [a for a in serve._actions if isinstance(a.default, _FromEnv)]
+    parsed_from_env = {a.default.variable for a in from_env}
+    for variable in parsed_from_env:
+        monkeypatch.setenv(variable, "bad")
+    given = {
+        "--store": "dynamodb",
+        "--port": "0",
+        "--pool-min": "2",
+        "--pool-max": "16",
+        "--synchronous": "FULL",
+        "--max-body": "1000",
+        "--read-timeout": "0.00001",  # str() would give 1e-05
+        "--handler-timeout": "10",
+        "--relay": "thread",
+        "--relay-backoff-base": "0.1",
+        "--relay-backoff-cap": "10",
+        "--console": "off",
+        "--server": "uvicorn",
+        "--workers": "2",
+        "--cpu-affinity": "auto",
+        "--threads": "8",
+        "--max-connections": "100",
+    }
+    options = {a.option_strings[-1] for a in from_env}
+    assert options <= set(given), "give each env-parsed option on the command line here"
+    argv = ["serve", "--table", "t", *(x for item in given.items() for x in item)]
+    supervisor = build_parser().parse_args(argv)
+    exported = worker_environment(supervisor)
+    assert parsed_from_env <= set(exported)
+    for name, value in exported.items():
+        monkeypatch.setenv(name, value)
+    worker = build_parser().parse_args(["serve"])  # what orders_local.asgi_app.factory does
+    assert vars(worker) == vars(supervisor)

@@ -228,6 +228,48 @@ def _listen_failed(args: argparse.Namespace, exc: OSError) -> int:
     return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
 
 
+def _seconds_text(value: float) -> str:
+    """``value`` as the seconds options read it back: plain digits, never ``1e-05``."""
+    from decimal import Decimal
+
+    return format(Decimal(repr(value)), "f")
+
+
+def worker_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The ORDERS_LOCAL_* variables a worker's factory parses its options from: every one
+    the supervisor resolved, not only those the worker uses. The factory parses every serve
+    variable, so one left out would reach it as inherited, and a bad inherited value that
+    the command line overrode here would make each worker exit at start, and be respawned."""
+    return {
+        ENV + name: value
+        for name, value in (
+            ("STORE", args.store),
+            ("TABLE", args.table or ""),
+            ("DYNAMODB_ENDPOINT", args.endpoint_url or ""),
+            ("HOST", args.host),
+            ("PORT", str(args.port)),
+            ("MAX_BODY", str(args.max_body)),
+            ("READ_TIMEOUT", _seconds_text(args.read_timeout)),
+            ("HANDLER_TIMEOUT", _seconds_text(args.handler_timeout)),
+            ("THREADS", str(args.threads)),
+            ("MAX_CONNECTIONS", str(args.max_connections)),
+            ("WORKERS", str(args.workers)),
+            ("CPU_AFFINITY", args.cpu_affinity),
+            ("ALLOW_REMOTE", "1" if args.allow_remote else ""),
+            ("SINK", args.sink),
+            ("RELAY", args.relay),
+            ("RELAY_BACKOFF_BASE", _seconds_text(args.relay_backoff_base)),
+            ("RELAY_BACKOFF_CAP", _seconds_text(args.relay_backoff_cap)),
+            ("CONSOLE", args.console),
+            ("TRACES_UI_URL", args.traces_ui_url),
+            ("SERVER", args.server),
+            ("SYNCHRONOUS", args.synchronous),
+            ("POOL_MIN", str(args.pool_min)),
+            ("POOL_MAX", str(args.pool_max)),
+        )
+    }
+
+
 def _serve_workers(args: argparse.Namespace, config: LocalConfig) -> int:
     """``--workers N``: uvicorn's supervisor runs N processes on one listening socket, each
     building its runtime with ``orders_local.asgi_app:factory`` from the same options,
@@ -236,26 +278,7 @@ def _serve_workers(args: argparse.Namespace, config: LocalConfig) -> int:
 
     from orders_local.uvicorn_server import listen, uvicorn_config
 
-    for name, value in (
-        ("STORE", args.store),
-        ("TABLE", args.table or ""),
-        ("DYNAMODB_ENDPOINT", args.endpoint_url or ""),
-        ("HOST", args.host),
-        ("MAX_BODY", str(args.max_body)),
-        ("READ_TIMEOUT", str(args.read_timeout)),
-        ("HANDLER_TIMEOUT", str(args.handler_timeout)),
-        ("THREADS", str(args.threads)),
-        ("CPU_AFFINITY", args.cpu_affinity),
-        ("ALLOW_REMOTE", "1" if args.allow_remote else ""),
-        ("SINK", args.sink),
-        ("RELAY_BACKOFF_BASE", str(args.relay_backoff_base)),
-        ("RELAY_BACKOFF_CAP", str(args.relay_backoff_cap)),
-        ("CONSOLE", args.console),
-        ("TRACES_UI_URL", args.traces_ui_url),
-        ("POOL_MIN", str(args.pool_min)),
-        ("POOL_MAX", str(args.pool_max)),
-    ):
-        os.environ[ENV + name] = value
+    os.environ.update(worker_environment(args))
     database = database_settings(args)
     data = f"DynamoDB table {args.table}"
     if args.store == "postgres":  # checked here: each worker failing alone would loop
