@@ -56,6 +56,13 @@ if options.get("late"):  # a thread started while the claim walks the list of th
             start("late")  # after the listing was taken, so it is not in it
         return names
     affinity.os.listdir = stale_listing
+if options.get("refuse_threads"):  # the kernel refuses to pin any thread but main
+    setaffinity, main_tid = os.sched_setaffinity, threading.get_native_id()
+    def refusing(tid, mask):
+        if tid != main_tid and len(mask) == 1:
+            raise OSError(22, "Invalid argument")
+        setaffinity(tid, mask)
+    affinity.os.sched_setaffinity = refusing
 if options.get("no_tempdir"):
     def no_tempdir():
         raise FileNotFoundError("No usable temporary directory found")
@@ -193,4 +200,16 @@ def test_no_usable_temporary_directory_leaves_the_process_unpinned_and_says_so()
     err = holder.release()
     assert holder.proc.returncode == 0
     assert "no temporary directory" in err
+    assert "Traceback" not in err
+
+
+def test_a_thread_the_kernel_will_not_pin_leaves_the_process_unpinned(tmp_path: Path) -> None:
+    holder = Holder(tmp_path, refuse_threads=True)
+    assert holder.seen["cpu"] is None
+    assert holder.seen["main"] == holder.seen["early"] == ALLOWED  # the main thread undone
+    with holders(tmp_path, 1) as (next_one,):
+        assert next_one.seen["cpu"] == ALLOWED[0]  # the claim was given back
+    err = holder.release()
+    assert holder.proc.returncode == 0
+    assert "could not be pinned" in err
     assert "Traceback" not in err

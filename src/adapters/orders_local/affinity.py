@@ -63,7 +63,14 @@ def claim_cpu(directory: Path | None = None) -> int | None:
     if cpu is None:
         log.warning("CPU affinity off: every allowed CPU is claimed by another process")
         return None
-    _pin(cpu)
+    allowed = os.sched_getaffinity(0)
+    try:
+        _pin(cpu)
+    except OSError as exc:  # EINVAL from a cpuset, EBUSY for a deadline thread: unpin all
+        _pin(allowed, strict=False)
+        os.close(_held.pop())  # give the CPU back: this process does not run on it
+        log.warning("CPU affinity off: a thread could not be pinned: %s", exc.strerror)
+        return None
     log.info("pinned to CPU %d", cpu)
     return cpu
 
@@ -111,10 +118,12 @@ def _open_own_directory(directory: Path) -> int | None:
     return fd
 
 
-def _pin(cpu: int) -> None:
+def _pin(cpus: int | set[int], *, strict: bool = True) -> None:
     """Every thread, not just the caller: ``sched_setaffinity(0)`` sets one thread's. A
     thread started while we walk the list may be missed (it inherits its creator's mask),
-    so the walk repeats until a pass finds no thread it has not pinned."""
+    so the walk repeats until a pass finds no thread it has not pinned. ``strict``: raise
+    what the kernel refuses (a thread that ended meanwhile is never an error)."""
+    mask = {cpus} if isinstance(cpus, int) else cpus
     pinned: set[int] = set()
     while True:
         tids = {int(name) for name in os.listdir("/proc/self/task")} - pinned
@@ -122,8 +131,8 @@ def _pin(cpu: int) -> None:
             return
         for tid in tids:
             try:
-                os.sched_setaffinity(tid, {cpu})
-            except OSError as exc:  # a thread that ended meanwhile
-                if exc.errno != errno.ESRCH:
+                os.sched_setaffinity(tid, mask)
+            except OSError as exc:
+                if exc.errno != errno.ESRCH and strict:
                     raise
         pinned |= tids
