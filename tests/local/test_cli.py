@@ -219,7 +219,7 @@ def test_workers_get_every_serve_variable_the_supervisor_resolved(
     inherited variable that the supervisor's command line overrode must not reach it, or
     every worker exits at start and uvicorn respawns it for ever."""
     from orders_local.arguments import _FromEnv, build_parser
-    from orders_local.cli import worker_environment
+    from orders_local.workers import worker_environment
 
     serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
     from_env = [a for a in serve._actions if isinstance(a.default, _FromEnv)]

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orders_local.arguments import ENV, build_parser, database_settings
+from orders_local.arguments import build_parser, database_settings
 
 if TYPE_CHECKING:
     from orders_local.runtime import LocalConfig
@@ -191,7 +191,9 @@ def serve(args: argparse.Namespace) -> int:
         return fail(str(exc))
     configure_logging()
     if args.workers > 1:
-        return _serve_workers(args, config)
+        from orders_local.workers import serve_workers
+
+        return serve_workers(args, config)
     from orders_core.telemetry import setup
 
     if setup.configure("orders-local"):
@@ -207,7 +209,7 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return fail(str(exc))
     except OSError as exc:
-        return _listen_failed(args, exc)
+        return listen_failed(args, exc)
     except (sqlite3.Error, SchemaTooNew) as exc:
         return fail(f"cannot open database {args.db}: {exc}")
 
@@ -222,105 +224,10 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _listen_failed(args: argparse.Namespace, exc: OSError) -> int:
+def listen_failed(args: argparse.Namespace, exc: OSError) -> int:
     if exc.errno == errno.EADDRINUSE:
         return fail(f"port {args.port} on {args.host} is already in use")
     return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
-
-
-def _seconds_text(value: float) -> str:
-    """``value`` as the seconds options read it back: plain digits, never ``1e-05``."""
-    from decimal import Decimal
-
-    return format(Decimal(repr(value)), "f")
-
-
-def worker_environment(args: argparse.Namespace) -> dict[str, str]:
-    """The ORDERS_LOCAL_* variables a worker's factory parses its options from: every one
-    the supervisor resolved, not only those the worker uses. The factory parses every serve
-    variable, so one left out would reach it as inherited, and a bad inherited value that
-    the command line overrode here would make each worker exit at start, and be respawned."""
-    return {
-        ENV + name: value
-        for name, value in (
-            ("STORE", args.store),
-            ("TABLE", args.table or ""),
-            ("DYNAMODB_ENDPOINT", args.endpoint_url or ""),
-            ("HOST", args.host),
-            ("PORT", str(args.port)),
-            ("MAX_BODY", str(args.max_body)),
-            ("READ_TIMEOUT", _seconds_text(args.read_timeout)),
-            ("HANDLER_TIMEOUT", _seconds_text(args.handler_timeout)),
-            ("THREADS", str(args.threads)),
-            ("MAX_CONNECTIONS", str(args.max_connections)),
-            ("WORKERS", str(args.workers)),
-            ("CPU_AFFINITY", args.cpu_affinity),
-            ("ALLOW_REMOTE", "1" if args.allow_remote else ""),
-            ("SINK", args.sink),
-            ("RELAY", args.relay),
-            ("RELAY_BACKOFF_BASE", _seconds_text(args.relay_backoff_base)),
-            ("RELAY_BACKOFF_CAP", _seconds_text(args.relay_backoff_cap)),
-            ("CONSOLE", args.console),
-            ("TRACES_UI_URL", args.traces_ui_url),
-            ("SERVER", args.server),
-            ("SYNCHRONOUS", args.synchronous),
-            ("POOL_MIN", str(args.pool_min)),
-            ("POOL_MAX", str(args.pool_max)),
-        )
-    }
-
-
-def _serve_workers(args: argparse.Namespace, config: LocalConfig) -> int:
-    """``--workers N``: uvicorn's supervisor runs N processes on one listening socket, each
-    building its runtime with ``orders_local.asgi_app:factory`` from the same options,
-    passed on as ORDERS_LOCAL_* variables. uvicorn handles SIGINT/SIGTERM."""
-    from uvicorn.supervisors import Multiprocess
-
-    from orders_local.uvicorn_server import listen, uvicorn_config
-
-    os.environ.update(worker_environment(args))
-    database = database_settings(args)
-    data = f"DynamoDB table {args.table}"
-    if args.store == "postgres":  # checked here: each worker failing alone would loop
-        if not database["database_url"]:
-            return fail("--store postgres needs --database-url (or ORDERS_DATABASE_URL)")
-        try:
-            from orders_postgres.backend import describe_url
-
-            data = f"PostgreSQL {describe_url(database['database_url'])}"
-        except ImportError:
-            return fail("--store postgres needs the postgres extra: orders-core[postgres]")
-        except ValueError as exc:
-            return fail(str(exc))
-    for name, value in (
-        ("ORDERS_DATABASE_URL", database["database_url"]),
-        ("ORDERS_DATABASE_SCHEMA", database["database_schema"]),
-        ("ORDERS_JWT_ISSUER", args.jwt_issuer),
-        ("ORDERS_JWT_AUDIENCE", args.jwt_audience),
-        ("ORDERS_JWKS_URL", args.jwks_url),
-        ("ORDERS_JWT_ALGORITHMS", args.jwt_algorithms),
-        ("ORDERS_ADMIN_SCOPE", args.admin_scope),
-    ):
-        os.environ[name] = value
-    try:
-        sock = listen((args.host, args.port), 128)
-    except OSError as exc:
-        return _listen_failed(args, exc)
-    host, port = sock.getsockname()[:2]
-    uconfig = uvicorn_config(
-        "orders_local.asgi_app:factory",
-        factory=True,
-        workers=args.workers,
-        read_timeout=config.read_timeout,
-        max_connections=config.max_connections,
-    )
-    print(
-        f"orders-local listening on http://{host}:{port} (data: {data}; {args.workers} workers)",
-        file=sys.stderr,
-        flush=True,
-    )
-    Multiprocess(uconfig, sockets=[sock]).run()
-    return 0
 
 
 def run_relay(args: argparse.Namespace) -> int:

@@ -1,0 +1,114 @@
+"""``orders-local serve --workers N``: uvicorn's supervisor and the options its workers get.
+
+Each worker builds its runtime with ``orders_local.asgi_app:factory``, which parses
+``serve``'s options from ORDERS_LOCAL_* alone; the supervisor resolves them once (command
+line over environment) and hands every one on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from orders_local.arguments import ENV, database_settings
+from orders_local.cli import fail, listen_failed
+
+if TYPE_CHECKING:
+    from orders_local.runtime import LocalConfig
+
+
+def _seconds_text(value: float) -> str:
+    """``value`` as the seconds options read it back: plain digits, never ``1e-05``."""
+    from decimal import Decimal
+
+    return format(Decimal(repr(value)), "f")
+
+
+def worker_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The ORDERS_LOCAL_* variables a worker's factory parses its options from: every one
+    the supervisor resolved, not only those the worker uses. The factory parses every serve
+    variable, so one left out would reach it as inherited, and a bad inherited value that
+    the command line overrode here would make each worker exit at start, and be respawned."""
+    return {
+        ENV + name: value
+        for name, value in (
+            ("STORE", args.store),
+            ("TABLE", args.table or ""),
+            ("DYNAMODB_ENDPOINT", args.endpoint_url or ""),
+            ("HOST", args.host),
+            ("PORT", str(args.port)),
+            ("MAX_BODY", str(args.max_body)),
+            ("READ_TIMEOUT", _seconds_text(args.read_timeout)),
+            ("HANDLER_TIMEOUT", _seconds_text(args.handler_timeout)),
+            ("THREADS", str(args.threads)),
+            ("MAX_CONNECTIONS", str(args.max_connections)),
+            ("WORKERS", str(args.workers)),
+            ("CPU_AFFINITY", args.cpu_affinity),
+            ("ALLOW_REMOTE", "1" if args.allow_remote else ""),
+            ("SINK", args.sink),
+            ("RELAY", args.relay),
+            ("RELAY_BACKOFF_BASE", _seconds_text(args.relay_backoff_base)),
+            ("RELAY_BACKOFF_CAP", _seconds_text(args.relay_backoff_cap)),
+            ("CONSOLE", args.console),
+            ("TRACES_UI_URL", args.traces_ui_url),
+            ("SERVER", args.server),
+            ("SYNCHRONOUS", args.synchronous),
+            ("POOL_MIN", str(args.pool_min)),
+            ("POOL_MAX", str(args.pool_max)),
+        )
+    }
+
+
+def serve_workers(args: argparse.Namespace, config: LocalConfig) -> int:
+    """``--workers N``: uvicorn's supervisor runs N processes on one listening socket, each
+    building its runtime with ``orders_local.asgi_app:factory`` from the same options,
+    passed on as ORDERS_LOCAL_* variables. uvicorn handles SIGINT/SIGTERM."""
+    from uvicorn.supervisors import Multiprocess
+
+    from orders_local.uvicorn_server import listen, uvicorn_config
+
+    os.environ.update(worker_environment(args))
+    database = database_settings(args)
+    data = f"DynamoDB table {args.table}"
+    if args.store == "postgres":  # checked here: each worker failing alone would loop
+        if not database["database_url"]:
+            return fail("--store postgres needs --database-url (or ORDERS_DATABASE_URL)")
+        try:
+            from orders_postgres.backend import describe_url
+
+            data = f"PostgreSQL {describe_url(database['database_url'])}"
+        except ImportError:
+            return fail("--store postgres needs the postgres extra: orders-core[postgres]")
+        except ValueError as exc:
+            return fail(str(exc))
+    for name, value in (
+        ("ORDERS_DATABASE_URL", database["database_url"]),
+        ("ORDERS_DATABASE_SCHEMA", database["database_schema"]),
+        ("ORDERS_JWT_ISSUER", args.jwt_issuer),
+        ("ORDERS_JWT_AUDIENCE", args.jwt_audience),
+        ("ORDERS_JWKS_URL", args.jwks_url),
+        ("ORDERS_JWT_ALGORITHMS", args.jwt_algorithms),
+        ("ORDERS_ADMIN_SCOPE", args.admin_scope),
+    ):
+        os.environ[name] = value
+    try:
+        sock = listen((args.host, args.port), 128)
+    except OSError as exc:
+        return listen_failed(args, exc)
+    host, port = sock.getsockname()[:2]
+    uconfig = uvicorn_config(
+        "orders_local.asgi_app:factory",
+        factory=True,
+        workers=args.workers,
+        read_timeout=config.read_timeout,
+        max_connections=config.max_connections,
+    )
+    print(
+        f"orders-local listening on http://{host}:{port} (data: {data}; {args.workers} workers)",
+        file=sys.stderr,
+        flush=True,
+    )
+    Multiprocess(uconfig, sockets=[sock]).run()
+    return 0
