@@ -13,7 +13,6 @@ ORDERS_DATABASE_URL, and is never printed: it may hold a password.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import logging
 import os
@@ -26,15 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orders_local.arguments import build_parser, database_settings
+from orders_local.exits import fail, listen_failed
 
 if TYPE_CHECKING:
     from orders_local.runtime import LocalConfig
     from orders_postgres.store import PostgresStore
-
-
-def fail(message: str) -> int:
-    print(f"orders-local: error: {message}", file=sys.stderr)
-    return 1
 
 
 def check_db_path(db: Path) -> str | None:
@@ -222,12 +217,6 @@ def serve(args: argparse.Namespace) -> int:
     setup.flush()
     _report_undelivered(undelivered)
     return 0
-
-
-def listen_failed(args: argparse.Namespace, exc: OSError) -> int:
-    if exc.errno == errno.EADDRINUSE:
-        return fail(f"port {args.port} on {args.host} is already in use")
-    return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
 
 
 def run_relay(args: argparse.Namespace) -> int:

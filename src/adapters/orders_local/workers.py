@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from orders_local.arguments import ENV, database_settings
-from orders_local.cli import fail, listen_failed
+from orders_local.exits import fail, listen_failed
 
 if TYPE_CHECKING:
     from orders_local.runtime import LocalConfig
