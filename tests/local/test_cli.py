@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,41 @@ def test_workers_get_every_serve_variable_the_supervisor_resolved(
         monkeypatch.setenv(name, value)
     worker = build_parser().parse_args(["serve"])  # what orders_local.asgi_app.factory does
     assert vars(worker) == vars(supervisor)
+
+
+def test_the_relay_process_runs_as_serve_was_told_not_as_the_environment_says(
+    tmp_path: Path,
+) -> None:
+    """serve's relay is a child `orders-local relay`: it must relay this SQLite file with
+    these backoffs, whatever ORDERS_LOCAL_STORE says and however small the seconds."""
+    out = tmp_path / "events.jsonl"
+    server = ServerProcess(
+        "--store", "sqlite", "--db", str(tmp_path / "o.db"), "--sink", f"file:{out}",
+        "--relay-backoff-base", "0.00001", "--relay-backoff-cap", "0.00002",
+        env={"ORDERS_LOCAL_STORE": "postgres"},  # set for another program, overridden here
+    )  # fmt: skip
+    client = server.client()
+    order_id = client.request("POST", "/orders", SEED).json()["orderId"]
+    client.close()
+    deadline = time.monotonic() + 15
+    while not (out.exists() and out.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code, err = server.stop()
+    assert code == 0, err
+    assert "relay process exited" not in err  # it never had to be started again
+    assert [json.loads(line)["subject"] for line in out.read_text().splitlines()] == [order_id]
+
+
+def test_a_store_without_an_outbox_here_is_a_usage_error_for_events(tmp_path: Path) -> None:
+    db = tmp_path / "o.db"
+    server = ServerProcess("--db", str(db), "--sink", "none")
+    server.stop()
+    refused = cli("events", "--db", str(db), env={"ORDERS_LOCAL_STORE": "dynamodb"})
+    assert refused.returncode == 2
+    last = refused.stderr.splitlines()[-1]
+    assert "ORDERS_LOCAL_STORE" in last
+    assert "--store sqlite or postgres" in last  # was read as sqlite, silently
+    given = cli(
+        "events", "--db", str(db), "--store", "sqlite", env={"ORDERS_LOCAL_STORE": "dynamodb"}
+    )
+    assert given.returncode == 0, given.stderr

@@ -110,6 +110,14 @@ def _seconds(text: str) -> float:
     return value
 
 
+def seconds_text(value: float) -> str:
+    """``value`` as the seconds options read it back: plain digits, never ``1e-05`` (what
+    ``str`` gives), for a child process that parses it again."""
+    from decimal import Decimal
+
+    return format(Decimal(repr(value)), "f")
+
+
 def _synchronous(text: str) -> str:
     from orders_local.sqlite import synchronous_mode
 
@@ -167,12 +175,21 @@ def database_settings(args: argparse.Namespace) -> dict[str, str]:
     }
 
 
+def _outbox_store(text: str) -> str:
+    if text in ("sqlite", "postgres"):
+        return text
+    if text in BACKENDS:  # it was read as "sqlite", silently, and the wrong file opened
+        raise argparse.ArgumentTypeError(
+            f"{text!r} keeps no outbox this command reads: give --store sqlite or postgres"
+        )
+    raise argparse.ArgumentTypeError(f"invalid choice {text!r}: choose from sqlite, postgres")
+
+
 def _outbox_store_option(parser: argparse.ArgumentParser) -> None:
-    store = _env("STORE", "sqlite")
     parser.add_argument(
         "--store",
         choices=["sqlite", "postgres"],
-        default=store if store == "postgres" else "sqlite",
+        default=_env_value("STORE", "sqlite", _outbox_store),
         help="whose outbox: a SQLite file (--db) or PostgreSQL (--database-url) "
         "[ORDERS_LOCAL_STORE]",
     )

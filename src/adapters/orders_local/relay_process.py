@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from orders_core.application import Outbox, OutboxGone, PendingEvent
+from orders_local.arguments import seconds_text
 
 if TYPE_CHECKING:
     from orders_local.sqlite import SQLiteStore
@@ -94,14 +95,24 @@ class RelayProcess:
                 "-c",
                 _CHILD,
                 "relay",
+                "--store",  # given: the child must not take ORDERS_LOCAL_STORE's word for it
+                "sqlite",
                 "--db",
                 self.file,
                 "--sink",
                 self.sink,
                 "--poll-interval",
-                str(self.poll_interval),
-                *([] if self.backoff_cap is None else ["--backoff-cap", str(self.backoff_cap)]),
-                *([] if self.backoff_base is None else ["--backoff-base", str(self.backoff_base)]),
+                seconds_text(self.poll_interval),  # str() would give 1e-05, which is refused
+                *(
+                    []
+                    if self.backoff_cap is None
+                    else ["--backoff-cap", seconds_text(self.backoff_cap)]
+                ),
+                *(
+                    []
+                    if self.backoff_base is None
+                    else ["--backoff-base", seconds_text(self.backoff_base)]
+                ),
                 "--marks-fd",
                 str(self._marks_w),
                 "--lifeline",

@@ -12,18 +12,11 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from orders_local.arguments import ENV, database_settings
+from orders_local.arguments import ENV, database_settings, seconds_text
 from orders_local.exits import fail, listen_failed
 
 if TYPE_CHECKING:
     from orders_local.runtime import LocalConfig
-
-
-def _seconds_text(value: float) -> str:
-    """``value`` as the seconds options read it back: plain digits, never ``1e-05``."""
-    from decimal import Decimal
-
-    return format(Decimal(repr(value)), "f")
 
 
 def worker_environment(args: argparse.Namespace) -> dict[str, str]:
@@ -40,8 +33,8 @@ def worker_environment(args: argparse.Namespace) -> dict[str, str]:
             ("HOST", args.host),
             ("PORT", str(args.port)),
             ("MAX_BODY", str(args.max_body)),
-            ("READ_TIMEOUT", _seconds_text(args.read_timeout)),
-            ("HANDLER_TIMEOUT", _seconds_text(args.handler_timeout)),
+            ("READ_TIMEOUT", seconds_text(args.read_timeout)),
+            ("HANDLER_TIMEOUT", seconds_text(args.handler_timeout)),
             ("THREADS", str(args.threads)),
             ("MAX_CONNECTIONS", str(args.max_connections)),
             ("WORKERS", str(args.workers)),
@@ -49,8 +42,8 @@ def worker_environment(args: argparse.Namespace) -> dict[str, str]:
             ("ALLOW_REMOTE", "1" if args.allow_remote else ""),
             ("SINK", args.sink),
             ("RELAY", args.relay),
-            ("RELAY_BACKOFF_BASE", _seconds_text(args.relay_backoff_base)),
-            ("RELAY_BACKOFF_CAP", _seconds_text(args.relay_backoff_cap)),
+            ("RELAY_BACKOFF_BASE", seconds_text(args.relay_backoff_base)),
+            ("RELAY_BACKOFF_CAP", seconds_text(args.relay_backoff_cap)),
             ("CONSOLE", args.console),
             ("TRACES_UI_URL", args.traces_ui_url),
             ("SERVER", args.server),
