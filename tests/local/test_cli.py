@@ -294,3 +294,25 @@ def test_a_store_without_an_outbox_here_is_a_usage_error_for_events(tmp_path: Pa
         "events", "--db", str(db), "--store", "sqlite", env={"ORDERS_LOCAL_STORE": "dynamodb"}
     )
     assert given.returncode == 0, given.stderr
+
+
+def test_the_relay_process_parses_no_variable_the_server_was_told_over(tmp_path: Path) -> None:
+    """The relay child's parser reads ORDERS_LOCAL_POOL_MIN/MAX too, which serve's command
+    line overrode here: inherited, they were a usage error at each start, for ever."""
+    out = tmp_path / "events.jsonl"
+    server = ServerProcess(
+        "--db", str(tmp_path / "o.db"), "--sink", f"file:{out}",
+        "--pool-min", "2", "--pool-max", "4",
+        env={"ORDERS_LOCAL_POOL_MIN": "0", "ORDERS_LOCAL_POOL_MAX": "many"},
+    )  # fmt: skip
+    client = server.client()
+    order_id = client.request("POST", "/orders", SEED).json()["orderId"]
+    client.close()
+    deadline = time.monotonic() + 15
+    while not (out.exists() and out.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code, err = server.stop()
+    assert code == 0, err
+    assert "ORDERS_LOCAL_POOL" not in err
+    assert "relay process exited" not in err
+    assert [json.loads(line)["subject"] for line in out.read_text().splitlines()] == [order_id]

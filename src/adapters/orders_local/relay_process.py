@@ -33,11 +33,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from orders_core.application import Outbox, OutboxGone, PendingEvent
-from orders_local.arguments import seconds_text
+from orders_local.arguments import ENV, seconds_text
 
 if TYPE_CHECKING:
     from orders_local.sqlite import SQLiteStore
@@ -119,6 +119,7 @@ class RelayProcess:
                 *_package_dirs(),
             ],
             stdin=subprocess.PIPE,
+            env=relay_environment(),
             start_new_session=True,
             pass_fds=(self._marks_w,),
         )
@@ -246,6 +247,14 @@ sys.exit(main(args))
 """The relay's entry: ``orders-local relay ... --lifeline``, able to import what the server
 runs however the server found it (the directories follow ``--lifeline``; they go last on
 ``sys.path``, so an installed copy is not shadowed and nothing shadows the stdlib)."""
+
+
+def relay_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The relay child's environment: the server's, without ORDERS_LOCAL_*. Its command line
+    says all it needs, and its parser would still parse an inherited variable it has no
+    option for on that line (``ORDERS_LOCAL_POOL_MIN=0`` with ``serve --pool-min 2``): a
+    usage error at each start, and a relay restarted for ever, relaying nothing."""
+    return {name: value for name, value in environ.items() if not name.startswith(ENV)}
 
 
 def _package_dirs() -> list[str]:
