@@ -316,3 +316,28 @@ def test_the_relay_process_parses_no_variable_the_server_was_told_over(tmp_path:
     assert "ORDERS_LOCAL_POOL" not in err
     assert "relay process exited" not in err
     assert [json.loads(line)["subject"] for line in out.read_text().splitlines()] == [order_id]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],  # no --table
+        ["--table", "t", "--endpoint-url", "http://127.0.0.1:9"],  # nothing listens there
+    ],
+    ids=["no-table", "unreachable"],
+)
+def test_workers_on_a_store_they_cannot_open_fail_at_start(tmp_path: Path, args: list[str]) -> None:
+    """Each worker opens the store itself: one that cannot failed alone, with a traceback,
+    and uvicorn started it again, for ever. The supervisor opens it first."""
+    result = subprocess.run(
+        [sys.executable, "-m", "orders_local.cli", "serve", "--store", "dynamodb",
+         "--workers", "2", "--port", "0", "--sink", "none", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,  # it used to run (and restart its workers) until killed
+        env={**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
+             "AWS_DEFAULT_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "--store dynamodb needs" in result.stderr or "DynamoDB table" in result.stderr
+    assert "Traceback" not in result.stderr

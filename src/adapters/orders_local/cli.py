@@ -188,7 +188,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         from orders_local.workers import serve_workers
 
-        return serve_workers(args, config)
+        return serve_workers(args, config, settings)
     from orders_core.telemetry import setup
 
     if setup.configure("orders-local"):

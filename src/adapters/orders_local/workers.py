@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from orders_local.arguments import ENV, database_settings, seconds_text
@@ -54,10 +55,17 @@ def worker_environment(args: argparse.Namespace) -> dict[str, str]:
     }
 
 
-def serve_workers(args: argparse.Namespace, config: LocalConfig) -> int:
+def serve_workers(
+    args: argparse.Namespace, config: LocalConfig, settings: Mapping[str, str]
+) -> int:
     """``--workers N``: uvicorn's supervisor runs N processes on one listening socket, each
     building its runtime with ``orders_local.asgi_app:factory`` from the same options,
-    passed on as ORDERS_LOCAL_* variables. uvicorn handles SIGINT/SIGTERM."""
+    passed on as ORDERS_LOCAL_* variables. uvicorn handles SIGINT/SIGTERM.
+
+    The backend is opened (and closed) here first, from the same ``settings``: a store a
+    worker cannot open (``--store dynamodb`` without ``--table``, a wrong table, endpoint
+    or database) would make each worker exit at start, with a traceback, and uvicorn would
+    start it again, for ever."""
     from uvicorn.supervisors import Multiprocess
 
     from orders_local.uvicorn_server import listen, uvicorn_config
@@ -76,6 +84,13 @@ def serve_workers(args: argparse.Namespace, config: LocalConfig) -> int:
             return fail("--store postgres needs the postgres extra: orders-core[postgres]")
         except ValueError as exc:
             return fail(str(exc))
+    from orders_local.backends import open_backend
+
+    try:
+        probe = open_backend(args.store, settings)
+    except (ValueError, OSError) as exc:
+        return fail(str(exc))
+    probe.close()
     for name, value in (
         ("ORDERS_DATABASE_URL", database["database_url"]),
         ("ORDERS_DATABASE_SCHEMA", database["database_schema"]),
