@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -227,6 +228,21 @@ def test_workers_get_every_serve_variable_the_supervisor_resolved(
     parsed_from_env = {a.default.variable for a in from_env}
     for variable in parsed_from_env:
         monkeypatch.setenv(variable, "bad")
+    # The options read as plain text (no parse to fail) must be handed on too: an inherited
+    # ORDERS_LOCAL_SINK would otherwise win over the supervisor's --sink in every worker.
+    plain = {
+        "ORDERS_LOCAL_DB": ("--db", "given.db"),
+        "ORDERS_LOCAL_TABLE": ("--table", "t"),
+        "ORDERS_LOCAL_DYNAMODB_ENDPOINT": ("--endpoint-url", "http://127.0.0.1:8000"),
+        "ORDERS_LOCAL_HOST": ("--host", "127.0.0.1"),
+        "ORDERS_LOCAL_SINK": ("--sink", "none"),
+        "ORDERS_LOCAL_TRACES_UI_URL": ("--traces-ui-url", ""),
+    }
+    named = {m for a in serve._actions for m in re.findall(r"ORDERS_LOCAL_\w+", a.help or "")}
+    unchecked = named - parsed_from_env - set(plain) - {"ORDERS_LOCAL_ALLOW_REMOTE"}
+    assert not unchecked, "set each serve variable here and give its option below"
+    for variable in plain:
+        monkeypatch.setenv(variable, "bad")
     given = {
         "--store": "dynamodb",
         "--port": "0",
@@ -248,7 +264,7 @@ def test_workers_get_every_serve_variable_the_supervisor_resolved(
     }
     options = {a.option_strings[-1] for a in from_env}
     assert options <= set(given), "give each env-parsed option on the command line here"
-    argv = ["serve", "--table", "t", *(x for item in given.items() for x in item)]
+    argv = ["serve", *(x for item in [*given.items(), *plain.values()] for x in item)]
     supervisor = build_parser().parse_args(argv)
     exported = worker_environment(supervisor)
     assert parsed_from_env <= set(exported)

@@ -29,6 +29,7 @@ def worker_environment(args: argparse.Namespace) -> dict[str, str]:
         ENV + name: value
         for name, value in (
             ("STORE", args.store),
+            ("DB", str(args.db)),
             ("TABLE", args.table or ""),
             ("DYNAMODB_ENDPOINT", args.endpoint_url or ""),
             ("HOST", args.host),
