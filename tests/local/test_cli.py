@@ -220,7 +220,7 @@ def test_workers_get_every_serve_variable_the_supervisor_resolved(
     """--workers N: each worker's factory parses `serve` from ORDERS_LOCAL_* alone. A bad
     inherited variable that the supervisor's command line overrode must not reach it, or
     every worker exits at start and uvicorn respawns it for ever."""
-    from orders_local.arguments import _FromEnv, build_parser
+    from orders_local.arguments import _FromEnv, build_parser, database_settings
     from orders_local.workers import worker_environment
 
     serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
@@ -243,6 +243,17 @@ def test_workers_get_every_serve_variable_the_supervisor_resolved(
     assert not unchecked, "set each serve variable here and give its option below"
     for variable in plain:
         monkeypatch.setenv(variable, "bad")
+    shared = {  # read by other runtimes too; the command line wins over them as well
+        "ORDERS_JWT_ISSUER": ("--jwt-issuer", "https://issuer.example"),
+        "ORDERS_JWT_AUDIENCE": ("--jwt-audience", "orders-api"),
+        "ORDERS_JWKS_URL": ("--jwks-url", "https://issuer.example/keys"),
+        "ORDERS_JWT_ALGORITHMS": ("--jwt-algorithms", "ES256"),
+        "ORDERS_ADMIN_SCOPE": ("--admin-scope", "orders:root"),
+        "ORDERS_DATABASE_URL": ("--database-url", "postgresql://given@127.0.0.1/orders"),
+        "ORDERS_DATABASE_SCHEMA": ("--database-schema", "given"),
+    }
+    for variable in shared:
+        monkeypatch.setenv(variable, "bad")
     given = {
         "--store": "dynamodb",
         "--port": "0",
@@ -264,14 +275,18 @@ def test_workers_get_every_serve_variable_the_supervisor_resolved(
     }
     options = {a.option_strings[-1] for a in from_env}
     assert options <= set(given), "give each env-parsed option on the command line here"
-    argv = ["serve", *(x for item in [*given.items(), *plain.values()] for x in item)]
+    pairs = [*given.items(), *plain.values(), *shared.values()]
+    argv = ["serve", *(x for item in pairs for x in item)]
     supervisor = build_parser().parse_args(argv)
     exported = worker_environment(supervisor)
-    assert parsed_from_env <= set(exported)
+    assert parsed_from_env | set(shared) <= set(exported)
     for name, value in exported.items():
         monkeypatch.setenv(name, value)
     worker = build_parser().parse_args(["serve"])  # what orders_local.asgi_app.factory does
-    assert vars(worker) == vars(supervisor)
+    # --database-url has no default (it would print in --help): the worker reads its URL
+    # through database_settings, from the variable
+    assert database_settings(worker) == database_settings(supervisor)
+    assert vars(worker) == vars(supervisor) | {"database_url": None}
 
 
 def test_the_relay_process_runs_as_serve_was_told_not_as_the_environment_says(

@@ -25,7 +25,17 @@ def worker_environment(args: argparse.Namespace) -> dict[str, str]:
     the supervisor resolved, not only those the worker uses. The factory parses every serve
     variable, so one left out would reach it as inherited, and a bad inherited value that
     the command line overrode here would make each worker exit at start, and be respawned."""
-    return {
+    database = database_settings(args)
+    shared = {  # the variables other runtimes read too, as the supervisor resolved them
+        "ORDERS_DATABASE_URL": database["database_url"],
+        "ORDERS_DATABASE_SCHEMA": database["database_schema"],
+        "ORDERS_JWT_ISSUER": args.jwt_issuer,
+        "ORDERS_JWT_AUDIENCE": args.jwt_audience,
+        "ORDERS_JWKS_URL": args.jwks_url,
+        "ORDERS_JWT_ALGORITHMS": args.jwt_algorithms,
+        "ORDERS_ADMIN_SCOPE": args.admin_scope,
+    }
+    return shared | {
         ENV + name: value
         for name, value in (
             ("STORE", args.store),
@@ -92,16 +102,6 @@ def serve_workers(
     except (ValueError, OSError) as exc:
         return fail(str(exc))
     probe.close()
-    for name, value in (
-        ("ORDERS_DATABASE_URL", database["database_url"]),
-        ("ORDERS_DATABASE_SCHEMA", database["database_schema"]),
-        ("ORDERS_JWT_ISSUER", args.jwt_issuer),
-        ("ORDERS_JWT_AUDIENCE", args.jwt_audience),
-        ("ORDERS_JWKS_URL", args.jwks_url),
-        ("ORDERS_JWT_ALGORITHMS", args.jwt_algorithms),
-        ("ORDERS_ADMIN_SCOPE", args.admin_scope),
-    ):
-        os.environ[name] = value
     try:
         sock = listen((args.host, args.port), 128)
     except OSError as exc:
