@@ -95,7 +95,7 @@ class RelayProcess:
                 "-c",
                 _CHILD,
                 "relay",
-                "--store",  # given: the child must not take ORDERS_LOCAL_STORE's word for it
+                "--store",  # said, not inherited: it relays this SQLite file
                 "sqlite",
                 "--db",
                 self.file,

@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 
 
 def worker_environment(args: argparse.Namespace) -> dict[str, str]:
-    """The ORDERS_LOCAL_* variables a worker's factory parses its options from: every one
-    the supervisor resolved, not only those the worker uses. The factory parses every serve
-    variable, so one left out would reach it as inherited, and a bad inherited value that
-    the command line overrode here would make each worker exit at start, and be respawned."""
+    """The variables a worker's factory parses its options from (ORDERS_LOCAL_*, and the
+    ORDERS_DATABASE_* and ORDERS_JWT_* other runtimes share): every one the supervisor
+    resolved, not only those the worker uses. One left out would reach the worker as
+    inherited, and a bad inherited value that the command line overrode here would make
+    each worker exit at start, and be respawned (decision 0023)."""
     database = database_settings(args)
     shared = {  # the variables other runtimes read too, as the supervisor resolved them
         "ORDERS_DATABASE_URL": database["database_url"],
@@ -82,15 +83,14 @@ def serve_workers(
     from orders_local.uvicorn_server import listen, uvicorn_config
 
     os.environ.update(worker_environment(args))
-    database = database_settings(args)
     data = f"DynamoDB table {args.table}"
     if args.store == "postgres":  # checked here: each worker failing alone would loop
-        if not database["database_url"]:
+        if not settings["database_url"]:
             return fail("--store postgres needs --database-url (or ORDERS_DATABASE_URL)")
         try:
             from orders_postgres.backend import describe_url
 
-            data = f"PostgreSQL {describe_url(database['database_url'])}"
+            data = f"PostgreSQL {describe_url(settings['database_url'])}"
         except ImportError:
             return fail("--store postgres needs the postgres extra: orders-core[postgres]")
         except ValueError as exc:
