@@ -93,7 +93,9 @@ def test_the_removed_builtin_server_is_a_usage_error(
         ("ORDERS_LOCAL_RELAY", "bogus", "process, thread"),
         ("ORDERS_LOCAL_STORE", "sqlite3", "sqlite"),
         ("ORDERS_LOCAL_CPU_AFFINITY", "on", "off, auto"),
+        ("ORDERS_LOCAL_MAX_BODY", "9" * 5000, "not an integer"),  # past int()'s digit limit
     ],
+    ids=["console", "relay", "store", "cpu-affinity", "max-body-5000-digits"],
 )
 def test_a_bad_choice_in_a_variable_is_a_usage_error_naming_it(
     tmp_path: Path, variable: str, value: str, valid: str
