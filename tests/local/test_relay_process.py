@@ -3,7 +3,9 @@ gone when the server dies, started again when it dies, and runnable on its own."
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import os
 import select
 import signal
@@ -186,12 +188,9 @@ def test_the_relay_stops_when_the_server_dies(tmp_path: Path, store: SQLiteStore
     eventually(lambda: gone(child))
 
 
-def test_a_relay_that_died_is_started_again(
-    tmp_path: Path, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(relay_process, "RESTART_AFTER", 0.0)
+def test_a_relay_that_died_is_started_again(tmp_path: Path, store: SQLiteStore) -> None:
     out = tmp_path / "events.jsonl"
-    relay = RelayProcess.for_store(store, f"file:{out}", poll_interval=600)
+    relay = RelayProcess.for_store(store, f"file:{out}", poll_interval=600, restart_after=0.0)
     relay.start()
     try:
         assert relay.proc is not None
@@ -204,6 +203,97 @@ def test_a_relay_that_died_is_started_again(
         eventually(lambda: published(out) == ["o-1"])
     finally:
         relay.stop()
+
+
+def test_the_wait_between_starts_doubles_up_to_its_cap() -> None:
+    assert [relay_process.restart_delay(n, 1.0, 60.0) for n in range(9)] == [
+        1.0,
+        1.0,
+        2.0,
+        4.0,
+        8.0,
+        16.0,
+        32.0,
+        60.0,
+        60.0,
+    ]
+    assert relay_process.restart_delay(10**6, 1.0, 60.0) == 60.0  # no overflow
+
+
+def serve_reports(relay: RelayProcess, seconds: float) -> None:
+    """Read the relay's reports as the server's loop does, for ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([relay.marks_fd], [], [], 0.02)
+        if readable:
+            relay.apply_marks()
+
+
+def logged_delays(caplog: pytest.LogCaptureFixture) -> list[float]:
+    return [
+        float(r.getMessage().rsplit(" in ", 1)[1].split()[0])
+        for r in caplog.records
+        if r.name == "orders_local.relay" and "starting it again in" in r.getMessage()
+    ]
+
+
+def test_a_relay_that_cannot_run_is_tried_less_and_less_often(
+    tmp_path: Path, store: SQLiteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A relay that exits as soon as it starts (here no Python at all: `false`) is not
+    started again once a second for ever: each quick exit doubles the wait, up to its cap,
+    and the server goes on serving; the events wait in the outbox."""
+    caplog.set_level(logging.ERROR, logger="orders_local.relay")
+    place(store, "o-1")
+    relay = RelayProcess.for_store(
+        store, f"file:{tmp_path / 'e.jsonl'}", python="false", restart_after=0.05, restart_cap=0.2
+    )
+    started: list[float] = []
+    start = relay.start
+
+    def timed_start() -> None:
+        started.append(time.monotonic())
+        start()
+
+    relay.start = timed_start  # type: ignore[method-assign]
+    relay.start()
+    try:
+        serve_reports(relay, 1.2)
+    finally:
+        relay.stop(timeout=1)
+    delays = logged_delays(caplog)
+    assert delays[:4] == [0.05, 0.1, 0.2, 0.2]  # doubled, then held at the cap
+    assert set(delays[3:]) == {0.2}
+    # Never sooner than the wait: each start came at least its delay after the one before.
+    gaps = [b - a for a, b in itertools.pairwise(started)]
+    assert len(gaps) >= 3
+    assert all(gap >= delay for gap, delay in zip(gaps, delays, strict=False))
+    assert len(started) < 10  # a fixed 0.05 s wait would have started ~24
+    assert store.undelivered_count() == 1
+
+
+def test_a_relay_that_ran_a_while_is_started_again_after_the_first_wait(
+    tmp_path: Path,
+    store: SQLiteStore,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The doubling is for exits that follow their start closely; one that ran past
+    RESTART_RESET (here 0 s: every run counts as long) starts the count again."""
+    monkeypatch.setattr(relay_process, "RESTART_RESET", 0.0)
+    caplog.set_level(logging.ERROR, logger="orders_local.relay")
+    relay = RelayProcess.for_store(
+        store, f"file:{tmp_path / 'e.jsonl'}", python="false", restart_after=0.05, restart_cap=0.2
+    )
+    relay.start()
+    try:
+        serve_reports(relay, 0.6)
+    finally:
+        relay.stop(timeout=1)
+    delays = logged_delays(caplog)
+    assert len(delays) >= 3
+    assert set(delays) == {0.05}
+    assert relay.starts >= 3
 
 
 def relay_cli(*args: str) -> subprocess.Popen[str]:

@@ -45,7 +45,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("orders_local.relay")
 
 RESTART_AFTER: Final = 1.0
-"""Seconds between restarts of a relay process that exited on its own."""
+"""Seconds before a relay process that exited on its own is started again, the first time."""
+RESTART_CAP: Final = 60.0
+"""The longest wait between starts: each quick exit doubles the wait up to this."""
+RESTART_RESET: Final = 30.0
+"""A relay that ran this long before it exited is started again after :data:`RESTART_AFTER`."""
+
+
+def restart_delay(
+    quick_exits: int, first: float = RESTART_AFTER, cap: float = RESTART_CAP
+) -> float:
+    """Seconds to wait before the next start, after ``quick_exits`` exits in a row that each
+    came less than :data:`RESTART_RESET` after its start: a relay that cannot run (a sink
+    it cannot import, a file it cannot open) is tried less and less often, as a supervisor
+    would, instead of once a second for ever; its events wait in the outbox meanwhile."""
+    if quick_exits <= 1:
+        return first
+    return min(cap, first * 2.0 ** min(quick_exits - 1, 64))
 
 
 class RelayProcess:
@@ -53,9 +69,10 @@ class RelayProcess:
 
     The same surface as :class:`~orders_core.application.OutboxRelay` (``start``, ``wake``,
     ``stop``), so the runtime uses either. A relay that exits on its own (a crash, a kill)
-    is started again, at most once a second, on the server's loop: a wake notices it, and
-    so does the report a watcher thread sends when the process exits (an empty line on the
-    marks pipe), so events committed before it died do not wait for another commit.
+    is started again on the server's loop: a wake notices it, and so does the report a
+    watcher thread sends when the process exits (an empty line on the marks pipe), so
+    events committed before it died do not wait for another commit. The wait before a
+    start doubles with each exit that came soon after its start (:func:`restart_delay`).
     """
 
     def __init__(
@@ -68,6 +85,8 @@ class RelayProcess:
         backoff_cap: float | None = None,
         backoff_base: float | None = None,
         python: str = sys.executable,
+        restart_after: float = RESTART_AFTER,
+        restart_cap: float = RESTART_CAP,
     ) -> None:
         self.outbox = outbox
         self.file = file
@@ -77,8 +96,13 @@ class RelayProcess:
         self.backoff_cap = backoff_cap
         self.backoff_base = backoff_base
         self.python = python
+        self.restart_after = restart_after
+        self.restart_cap = restart_cap
         self.proc: subprocess.Popen[bytes] | None = None
-        self._started_at = float("-inf")
+        self.starts = 0
+        """Relay processes started, for tests and the console."""
+        self._quick_exits = 0  # exits in a row, each soon after its start
+        self._restart_at = float("inf")  # set by the watcher once the process has exited
         self._stopping = False
         self._stopped = threading.Event()
         self._fds_lock = threading.Lock()  # the watcher never writes to a closed descriptor
@@ -125,9 +149,10 @@ class RelayProcess:
         )
         assert self.proc.stdin is not None
         os.set_blocking(self.proc.stdin.fileno(), False)
-        self._started_at = time.monotonic()
+        self.starts += 1
+        self._restart_at = float("inf")
         threading.Thread(
-            target=self._watch, args=(self.proc, self._started_at), name="relay-watch", daemon=True
+            target=self._watch, args=(self.proc, time.monotonic()), name="relay-watch", daemon=True
         ).start()
 
     def retry_now(self) -> None:
@@ -135,10 +160,23 @@ class RelayProcess:
         self._signal(RETRY)
 
     def _watch(self, proc: subprocess.Popen[bytes], started_at: float) -> None:
-        """Wait for ``proc`` to exit; unless stopping, once a restart is allowed, wake the
+        """Wait for ``proc`` to exit; unless stopping, once a restart is due, wake the
         server's loop with an empty report, so that :meth:`apply_marks` starts a new one."""
-        proc.wait()
-        if self._stopped.wait(max(0.0, started_at + RESTART_AFTER - time.monotonic())):
+        code = proc.wait()
+        exited_at = time.monotonic()
+        ran = exited_at - started_at
+        self._quick_exits = 0 if ran >= RESTART_RESET else self._quick_exits + 1
+        delay = restart_delay(max(1, self._quick_exits), self.restart_after, self.restart_cap)
+        self._restart_at = exited_at + delay  # one watcher at a time: the only writer
+        if self._stopped.is_set():
+            return
+        log.error(
+            "the relay process exited (code %s) after %.1f s; starting it again in %g s",
+            code,
+            ran,
+            delay,
+        )
+        if self._stopped.wait(delay):
             return
         with self._fds_lock:
             if not self._stopped.is_set():
@@ -167,10 +205,8 @@ class RelayProcess:
         assert self.proc is not None
         # The watcher thread reaps the process: returncode, not poll() (which answers None
         # while another thread waits).
-        code = self.proc.returncode
-        if code is None or time.monotonic() - self._started_at < RESTART_AFTER:
-            return  # still exiting, or it just started: a later wake or report tries again
-        log.error("the relay process exited (code %s); starting it again", code)
+        if self.proc.returncode is None or time.monotonic() < self._restart_at:
+            return  # still exiting, or its wait is not over: a later wake or report tries again
         self._close_lifeline()
         self._read_marks()
         self._partial = b""  # the end of a line the dead relay was writing: never finished
