@@ -220,31 +220,13 @@ def test_the_wait_between_starts_doubles_up_to_its_cap() -> None:
     assert relay_process.restart_delay(10**6, 1.0, 60.0) == 60.0  # no overflow
 
 
-def serve_reports(relay: RelayProcess, seconds: float) -> None:
-    """Read the relay's reports as the server's loop does, for ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        readable, _, _ = select.select([relay.marks_fd], [], [], 0.02)
-        if readable:
-            relay.apply_marks()
-
-
-def logged_delays(caplog: pytest.LogCaptureFixture) -> list[float]:
-    return [
-        float(r.getMessage().rsplit(" in ", 1)[1].split()[0])
-        for r in caplog.records
-        if r.name == "orders_local.relay" and "starting it again in" in r.getMessage()
-    ]
-
-
-def test_a_relay_that_cannot_run_is_tried_less_and_less_often(
-    tmp_path: Path, store: SQLiteStore, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A relay that exits as soon as it starts (here no Python at all: `false`) is not
-    started again once a second for ever: each quick exit doubles the wait, up to its cap,
-    and the server goes on serving; the events wait in the outbox."""
+def run_a_relay_that_cannot_run(
+    store: SQLiteStore, tmp_path: Path, caplog: pytest.LogCaptureFixture, seconds: float
+) -> tuple[list[float], list[float]]:
+    """A relay with no Python at all (`false`: it exits as soon as it starts), its reports
+    read as the server's loop reads them, for ``seconds``. The times of its starts, and the
+    waits it logged before each next one."""
     caplog.set_level(logging.ERROR, logger="orders_local.relay")
-    place(store, "o-1")
     relay = RelayProcess.for_store(
         store, f"file:{tmp_path / 'e.jsonl'}", python="false", restart_after=0.05, restart_cap=0.2
     )
@@ -257,11 +239,29 @@ def test_a_relay_that_cannot_run_is_tried_less_and_less_often(
 
     relay.start = timed_start  # type: ignore[method-assign]
     relay.start()
+    deadline = time.monotonic() + seconds
     try:
-        serve_reports(relay, 1.2)
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([relay.marks_fd], [], [], 0.02)
+            if readable:
+                relay.apply_marks()
     finally:
         relay.stop(timeout=1)
-    delays = logged_delays(caplog)
+    delays = [
+        float(r.getMessage().rsplit(" in ", 1)[1].split()[0])
+        for r in caplog.records
+        if r.name == "orders_local.relay" and "starting it again in" in r.getMessage()
+    ]
+    return started, delays
+
+
+def test_a_relay_that_cannot_run_is_tried_less_and_less_often(
+    tmp_path: Path, store: SQLiteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not started again once a second for ever: each quick exit doubles the wait, up to
+    its cap, and the server goes on serving; the events wait in the outbox."""
+    place(store, "o-1")
+    started, delays = run_a_relay_that_cannot_run(store, tmp_path, caplog, 1.2)
     assert delays[:4] == [0.05, 0.1, 0.2, 0.2]  # doubled, then held at the cap
     assert set(delays[3:]) == {0.2}
     # Never sooner than the wait: each start came at least its delay after the one before.
@@ -281,19 +281,10 @@ def test_a_relay_that_ran_a_while_is_started_again_after_the_first_wait(
     """The doubling is for exits that follow their start closely; one that ran past
     RESTART_RESET (here 0 s: every run counts as long) starts the count again."""
     monkeypatch.setattr(relay_process, "RESTART_RESET", 0.0)
-    caplog.set_level(logging.ERROR, logger="orders_local.relay")
-    relay = RelayProcess.for_store(
-        store, f"file:{tmp_path / 'e.jsonl'}", python="false", restart_after=0.05, restart_cap=0.2
-    )
-    relay.start()
-    try:
-        serve_reports(relay, 0.6)
-    finally:
-        relay.stop(timeout=1)
-    delays = logged_delays(caplog)
+    started, delays = run_a_relay_that_cannot_run(store, tmp_path, caplog, 0.6)
     assert len(delays) >= 3
     assert set(delays) == {0.05}
-    assert relay.starts >= 3
+    assert len(started) >= 3
 
 
 def relay_cli(*args: str) -> subprocess.Popen[str]:
