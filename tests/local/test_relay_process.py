@@ -426,3 +426,41 @@ def test_a_relay_that_cannot_open_its_database_closes_its_sink(
     monkeypatch.setattr(runtime, "configure_logging", lambda: None)  # the test's logging stays
     assert cli.main(["relay", "--db", str(db), "--sink", "stdout"]) != 0
     assert closed == [True]
+
+
+@pytest.mark.parametrize("mode", ["NORMAL", "FULL"])
+def test_the_relay_child_writes_at_the_servers_durability(tmp_path: Path, mode: str) -> None:
+    """The child records failed attempts itself: with `serve --synchronous FULL` it opened
+    the file at NORMAL whatever the server said."""
+    rt = LocalRuntime(
+        LocalConfig(db=tmp_path / "o.db", port=0, sink=f"file:{tmp_path / 'e'}", synchronous=mode)
+    )
+    assert isinstance(rt.relay, RelayProcess)
+    rt.start()
+    try:
+        assert rt.relay.proc is not None
+        with open(f"/proc/{rt.relay.proc.pid}/cmdline", "rb") as cmdline:
+            argv = cmdline.read().split(b"\0")
+        assert argv[argv.index(b"--synchronous") + 1] == mode.encode()
+    finally:
+        rt.stop()
+
+
+def test_orders_local_relay_takes_a_durability_and_refuses_a_bad_one(
+    store: SQLiteStore,
+) -> None:
+    from orders_local.arguments import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["relay", "--synchronous", "full"]).synchronous == "FULL"
+    proc = subprocess.run(
+        [sys.executable, "-m", "orders_local.cli", "relay", "--db", str(store.path)],
+        env={**os.environ, "ORDERS_LOCAL_SYNCHRONOUS": "sometimes"},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "ORDERS_LOCAL_SYNCHRONOUS" in proc.stderr
+    assert "Traceback" not in proc.stderr

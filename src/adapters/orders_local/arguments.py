@@ -240,6 +240,17 @@ def _jwt_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _synchronous_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--synchronous",
+        type=_synchronous,
+        default=_env_value("SYNCHRONOUS", "NORMAL", _synchronous),
+        metavar="FULL|NORMAL",
+        help="SQLite durability: NORMAL can lose the last acknowledged writes to a power loss "
+        "or OS crash (not to a process crash); FULL fsyncs every commit [ORDERS_LOCAL_SYNCHRONOUS]",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="orders-local",
@@ -262,14 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _db_option(serve, "SQLite database file; created if missing")
     _database_options(serve)
-    serve.add_argument(
-        "--synchronous",
-        type=_synchronous,
-        default=_env_value("SYNCHRONOUS", "NORMAL", _synchronous),
-        metavar="FULL|NORMAL",
-        help="SQLite durability: NORMAL can lose the last acknowledged writes to a power loss "
-        "or OS crash (not to a process crash); FULL fsyncs every commit [ORDERS_LOCAL_SYNCHRONOUS]",
-    )
+    _synchronous_option(serve)
     serve.add_argument(
         "--table",
         default=_env("TABLE", ""),
@@ -403,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _outbox_store_option(relay)
     _db_option(relay, "SQLite database file")
+    _synchronous_option(relay)  # its own writes: the failed attempts it records
     _database_options(relay)
     _sink_option(relay, "stdout, file:PATH or webhook:URL")
     relay.add_argument(

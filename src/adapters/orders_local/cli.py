@@ -251,7 +251,7 @@ def run_relay(args: argparse.Namespace) -> int:
         watch_commits = backend.watch_commits
     else:
         try:
-            store = SQLiteStore(args.db)
+            store = SQLiteStore(args.db, synchronous=args.synchronous)
         except (sqlite3.Error, SchemaTooNew) as exc:
             publisher.close()
             return fail(f"cannot open database {args.db}: {exc}")

@@ -87,7 +87,10 @@ class RelayProcess:
         python: str = sys.executable,
         restart_after: float = RESTART_AFTER,
         restart_cap: float = RESTART_CAP,
+        synchronous: str = "NORMAL",
     ) -> None:
+        """``synchronous``: the SQLite durability the child's own writes get (the failed
+        attempts it records), the server's ``--synchronous``."""
         self.outbox = outbox
         self.file = file
         """The database the child opens (``orders-local relay --db``)."""
@@ -96,6 +99,7 @@ class RelayProcess:
         self.backoff_cap = backoff_cap
         self.backoff_base = backoff_base
         self.python = python
+        self.synchronous = synchronous
         self.restart_after = restart_after
         self.restart_cap = restart_cap
         self.proc: subprocess.Popen[bytes] | None = None
@@ -123,6 +127,8 @@ class RelayProcess:
                 "sqlite",
                 "--db",
                 self.file,
+                "--synchronous",
+                self.synchronous,
                 "--sink",
                 self.sink,
                 "--poll-interval",
@@ -240,7 +246,8 @@ class RelayProcess:
 
     @classmethod
     def for_store(cls, store: SQLiteStore, sink: str, **options: Any) -> RelayProcess:
-        """A relay process for a SQLite store's own file."""
+        """A relay process for a SQLite store's own file, at its durability."""
+        options.setdefault("synchronous", store.synchronous)
         return cls(store, sink, file=str(store.path), **options)
 
     def stop(self, *, timeout: float = 10.0) -> int:

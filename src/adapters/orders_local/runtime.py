@@ -167,6 +167,7 @@ class LocalRuntime:
                     file=backend.file,
                     backoff_base=config.relay_backoff_base,
                     backoff_cap=config.relay_backoff_cap,
+                    synchronous=config.synchronous,
                 )
         elif outbox is not None:
             self.publisher = publisher if publisher is not None else sink_from_spec(config.sink)
