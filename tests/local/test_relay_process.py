@@ -8,10 +8,12 @@ import json
 import logging
 import os
 import select
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -287,6 +289,104 @@ def test_a_relay_that_ran_a_while_is_started_again_after_the_first_wait(
     assert len(started) >= 3
 
 
+def test_commits_do_not_start_a_relay_before_its_wait_is_over(
+    tmp_path: Path, store: SQLiteStore
+) -> None:
+    """Every commit wakes the relay, and a dead relay shows as a broken pipe: without the
+    wait, each commit would start a relay that cannot run."""
+    relay = RelayProcess.for_store(
+        store, f"file:{tmp_path / 'e.jsonl'}", python="false", restart_after=0.5, restart_cap=0.5
+    )
+    relay.start()
+    try:
+        assert relay.proc is not None
+        relay.proc.wait(10)
+        deadline = time.monotonic() + 0.3  # inside its 0.5 s wait
+        while time.monotonic() < deadline:
+            relay.wake()  # a commit
+            time.sleep(0.005)
+        assert relay.starts == 1
+    finally:
+        relay.stop(timeout=1)
+
+
+def test_a_start_that_fails_is_tried_again_and_commits_meanwhile_are_answered(
+    tmp_path: Path, store: SQLiteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restart whose Popen fails (the interpreter gone under a running server, no file
+    descriptors left) left no watcher and a closed lifeline: every later commit's wake
+    raised ValueError (on the writer thread, ending it), and the relay never ran again."""
+    caplog.set_level(logging.ERROR, logger="orders_local.relay")
+    python = tmp_path / "python"
+    false = shutil.which("false")
+    assert false is not None
+    shutil.copy(false, python)
+    relay = RelayProcess.for_store(
+        store,
+        f"file:{tmp_path / 'e.jsonl'}",
+        python=str(python),
+        restart_after=0.05,
+        restart_cap=0.05,
+    )
+    relay.start()
+    python.unlink()  # from now on every start fails
+
+    def serve_for(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([relay.marks_fd], [], [], 0.01)
+            if readable:
+                relay.apply_marks()
+            relay.wake()  # commits go on meanwhile; none may raise
+
+    try:
+        serve_for(0.5)
+        assert relay.starts == 1
+        failed = [r for r in caplog.records if "could not be started" in r.getMessage()]
+        assert len(failed) >= 2  # tried again, with no commit needed
+        shutil.copy(false, python)  # back
+        serve_for(0.5)
+        assert relay.starts > 1
+    finally:
+        relay.stop(timeout=1)
+
+
+def test_two_threads_restarting_at_once_start_one_relay(tmp_path: Path, store: SQLiteStore) -> None:
+    """The loop and the writer thread both wake the relay: two restarts at once started two
+    children, one of which nothing would ever stop."""
+    relay = RelayProcess.for_store(
+        store, f"file:{tmp_path / 'e.jsonl'}", python="false", restart_after=0.0
+    )
+    relay.start()
+    try:
+        assert relay.proc is not None
+        relay.proc.wait(10)
+        eventually(lambda: relay._restart_at != float("inf"))
+        relay.python = sys.executable  # the next relay runs: one start, and no more after it
+        gate = threading.Barrier(8)
+
+        def restart() -> None:
+            gate.wait()
+            relay.apply_marks()
+
+        threads = [threading.Thread(target=restart) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert relay.starts == 2
+    finally:
+        relay.stop(timeout=1)
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [(1, "exited (code 1)"), (-9, "was killed by SIGKILL"), (-200, "was killed by signal 200")],
+)
+def test_the_log_says_how_the_relay_ended(code: int, said: str) -> None:
+    assert relay_process._how_it_ended(code) == said
+
+
 def relay_cli(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "orders_local.cli", "relay", *args],
@@ -428,19 +528,32 @@ def test_a_relay_that_cannot_open_its_database_closes_its_sink(
     assert closed == [True]
 
 
+def child_argv(relay: RelayProcess) -> list[bytes]:
+    assert relay.proc is not None
+    with open(f"/proc/{relay.proc.pid}/cmdline", "rb") as cmdline:
+        return cmdline.read().split(b"\0")
+
+
 @pytest.mark.parametrize("mode", ["NORMAL", "FULL"])
-def test_the_relay_child_writes_at_the_servers_durability(tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize("given", ["config", "backend"])
+def test_the_relay_child_writes_at_the_servers_durability(
+    tmp_path: Path, mode: str, given: str
+) -> None:
     """The child records failed attempts itself: with `serve --synchronous FULL` it opened
-    the file at NORMAL whatever the server said."""
-    rt = LocalRuntime(
-        LocalConfig(db=tmp_path / "o.db", port=0, sink=f"file:{tmp_path / 'e'}", synchronous=mode)
-    )
+    the file at NORMAL whatever the server said. A runtime given a backend takes the
+    store's own setting (embedding code may not set the config's)."""
+    from orders_local.backends import open_backend
+
+    db, sink = tmp_path / "o.db", f"file:{tmp_path / 'e'}"
+    if given == "config":
+        rt = LocalRuntime(LocalConfig(db=db, port=0, sink=sink, synchronous=mode))
+    else:
+        backend = open_backend("sqlite", {"db": str(db), "synchronous": mode})
+        rt = LocalRuntime(LocalConfig(db=db, port=0, sink=sink), backend=backend)
     assert isinstance(rt.relay, RelayProcess)
     rt.start()
     try:
-        assert rt.relay.proc is not None
-        with open(f"/proc/{rt.relay.proc.pid}/cmdline", "rb") as cmdline:
-            argv = cmdline.read().split(b"\0")
+        argv = child_argv(rt.relay)
         assert argv[argv.index(b"--synchronous") + 1] == mode.encode()
     finally:
         rt.stop()
@@ -453,6 +566,15 @@ def test_orders_local_relay_takes_a_durability_and_refuses_a_bad_one(
 
     parser = build_parser()
     assert parser.parse_args(["relay", "--synchronous", "full"]).synchronous == "FULL"
+    given = relay_cli("--db", str(store.path), "--sink", "stdout", "--synchronous", "full")
+    try:
+        assert given.stderr is not None
+        line = given.stderr.readline()  # the startup line names the file as opened
+        assert "synchronous FULL" in line, line
+    finally:
+        given.send_signal(signal.SIGTERM)
+        given.communicate(timeout=20)
+    assert given.returncode == 0
     proc = subprocess.run(
         [sys.executable, "-m", "orders_local.cli", "relay", "--db", str(store.path)],
         env={**os.environ, "ORDERS_LOCAL_SYNCHRONOUS": "sometimes"},

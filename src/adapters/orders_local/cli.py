@@ -255,7 +255,7 @@ def run_relay(args: argparse.Namespace) -> int:
         except (sqlite3.Error, SchemaTooNew) as exc:
             publisher.close()
             return fail(f"cannot open database {args.db}: {exc}")
-        close, where = store.close, str(args.db)
+        close, where = store.close, f"{args.db}, synchronous {store.synchronous}"
         outbox = store if args.marks_fd is None else MarksThroughServer(store, args.marks_fd)
     relay = OutboxRelay(
         outbox,

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -105,7 +106,8 @@ class RelayProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         """Relay processes started, for tests and the console."""
-        self._quick_exits = 0  # exits in a row, each soon after its start
+        self._quick_exits = 0  # exits (or failed starts) in a row, each soon after its start
+        self._restart_lock = threading.Lock()
         self._restart_at = float("inf")  # set by the watcher once the process has exited
         self._stopping = False
         self._stopped = threading.Event()
@@ -177,11 +179,16 @@ class RelayProcess:
         if self._stopped.is_set():
             return
         log.error(
-            "the relay process exited (code %s) after %.1f s; starting it again in %g s",
-            code,
+            "the relay process %s after %.1f s; starting it again in %g s",
+            _how_it_ended(code),
             ran,
             delay,
         )
+        self._report_after(delay)
+
+    def _report_after(self, delay: float) -> None:
+        """In ``delay`` seconds, unless stopping, an empty report: the server's loop reads
+        it and :meth:`apply_marks` starts the relay again, with no commit needed."""
         if self._stopped.wait(delay):
             return
         with self._fds_lock:
@@ -199,24 +206,50 @@ class RelayProcess:
     def _signal(self, byte: bytes) -> None:
         if self.proc is None or self._stopping:
             return
-        assert self.proc.stdin is not None
+        stdin = self.proc.stdin
+        assert stdin is not None
+        if stdin.closed:  # a restart closed it, and its start failed: try again when due
+            self._restart()
+            return
         try:
-            os.write(self.proc.stdin.fileno(), byte)
+            os.write(stdin.fileno(), byte)
         except BlockingIOError:
             pass  # the pipe is full: enough wake-ups are queued
         except BrokenPipeError:
             self._restart()
 
     def _restart(self) -> None:
-        assert self.proc is not None
-        # The watcher thread reaps the process: returncode, not poll() (which answers None
-        # while another thread waits).
-        if self.proc.returncode is None or time.monotonic() < self._restart_at:
-            return  # still exiting, or its wait is not over: a later wake or report tries again
-        self._close_lifeline()
-        self._read_marks()
-        self._partial = b""  # the end of a line the dead relay was writing: never finished
-        self.start()
+        # The loop and the writer thread both wake the relay and read its reports: one
+        # restart at a time, and the other finds the new process running.
+        if not self._restart_lock.acquire(blocking=False):
+            return
+        try:
+            assert self.proc is not None
+            # The watcher thread reaps the process: returncode, not poll() (which answers
+            # None while another thread waits).
+            if self.proc.returncode is None or time.monotonic() < self._restart_at:
+                return  # still exiting, or its wait is not over: a later call tries again
+            if self._stopping:
+                return
+            self._close_lifeline()
+            self._read_marks()
+            self._partial = b""  # the end of a line the dead relay was writing: never finished
+            try:
+                self.start()
+            except (OSError, subprocess.SubprocessError) as exc:  # no interpreter, no fds
+                self._quick_exits += 1
+                delay = restart_delay(self._quick_exits, self.restart_after, self.restart_cap)
+                self._restart_at = time.monotonic() + delay
+                log.error(
+                    "the relay process could not be started (%s); trying again in %g s",
+                    exc,
+                    delay,
+                )
+                threading.Thread(
+                    target=self._report_after, args=(delay,), name="relay-retry", daemon=True
+                ).start()
+        finally:
+            self._restart_lock.release()
 
     def apply_marks(self) -> None:
         """Mark delivered what the relay reported, and start a relay that has exited. The
@@ -298,6 +331,16 @@ def relay_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]
     option for on that line (``ORDERS_LOCAL_POOL_MIN=0`` with ``serve --pool-min 2``): a
     usage error at each start, and a relay restarted for ever, relaying nothing."""
     return {name: value for name, value in environ.items() if not name.startswith(ENV)}
+
+
+def _how_it_ended(code: int) -> str:
+    """``exited (code 1)``, or ``was killed by SIGKILL`` for a negative code."""
+    if code >= 0:
+        return f"exited (code {code})"
+    try:
+        return f"was killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"was killed by signal {-code}"
 
 
 def _package_dirs() -> list[str]:

@@ -167,7 +167,8 @@ class LocalRuntime:
                     file=backend.file,
                     backoff_base=config.relay_backoff_base,
                     backoff_cap=config.relay_backoff_cap,
-                    synchronous=config.synchronous,
+                    # the store's own: a backend opened by name may say other than config
+                    synchronous=str(getattr(backend.store, "synchronous", config.synchronous)),
                 )
         elif outbox is not None:
             self.publisher = publisher if publisher is not None else sink_from_spec(config.sink)
