@@ -17,7 +17,7 @@ import pytest
 from orders_core.application import OrderService
 from orders_core.edges.asgi import OrdersAsgi, create_app
 from orders_core.edges.http import HttpApi
-from orders_core.edges.lanes import GroupCommitLanes
+from orders_core.edges.lanes import GroupCommitLanes, ThreadLanes
 from orders_local.sqlite import SQLiteStore
 from tests.unit.test_asgi import call, post, scope, status_of
 
@@ -141,3 +141,39 @@ def test_a_watched_descriptor_runs_its_callback_in_a_unit_on_the_loop(
         os.close(write)
     assert inside == [True]
     assert lanes.units_on_loop == 1
+
+
+@pytest.mark.parametrize("lanes", ["loop", "writer", "threads"])
+def test_a_wake_up_that_fails_leaves_the_answer_and_the_lanes_standing(
+    store: SQLiteStore, lanes: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The relay's wake-up runs after the commit: if it raised, a thread lane answered a
+    committed order with a 500 (a retry without a key writes it twice), and the writer
+    thread died, so every later write got 503."""
+
+    def broken_wake() -> None:
+        raise OSError("EBADF")
+
+    api = HttpApi(OrderService(store))
+    if lanes == "threads":
+        chosen: Any = ThreadLanes(api, on_commit=broken_wake)
+    else:
+        chosen = GroupCommitLanes(api, on_commit=broken_wake, on_loop=lanes == "loop")
+    app = create_app(api, chosen)
+    app.startup()
+
+    async def three() -> list[int]:
+        statuses = []
+        for _ in range(3):  # one after the other: each its own unit, each its own wake-up
+            sent = await call(app, post(), [b'{"items":[{"id":"a","qty":1}]}'])
+            statuses.append(status_of(sent))
+            await asyncio.sleep(0.01)
+        return statuses
+
+    try:
+        statuses = asyncio.run(three())
+    finally:
+        app.shutdown()
+    assert statuses == [201, 201, 201]
+    assert len(store.pending()) == 3
+    assert any("wake-up after a commit failed" in r.getMessage() for r in caplog.records)

@@ -23,7 +23,15 @@ from collections.abc import Callable
 from typing import Final
 
 from orders_core.application import Deadline, Unit
-from orders_core.edges._lane_parts import READS, Answer, Watcher, answer, in_context, unavailable
+from orders_core.edges._lane_parts import (
+    READS,
+    Answer,
+    Watcher,
+    answer,
+    in_context,
+    unavailable,
+    wake_after_commit,
+)
 from orders_core.edges.http import HttpApi, HttpRequest
 from orders_core.errors import StoreBusy
 
@@ -284,7 +292,7 @@ class GroupCommitLanes:
             job.done(result)
         if committed and self.on_commit is not None:
             if loop is None:
-                self.on_commit()  # after the answers: no client waits for the wake-up
+                wake_after_commit(self.on_commit)  # after the answers: no client waits for it
             else:
                 self._committed_on(loop)
         return True
@@ -309,7 +317,7 @@ class GroupCommitLanes:
 
     def _wake(self) -> None:
         if self.on_commit is not None:
-            self.on_commit()
+            wake_after_commit(self.on_commit)
 
     def _one(self, job: _Job, unit: Unit) -> Answer | None:
         if job.fn is not None:

@@ -48,6 +48,17 @@ def answer(api: HttpApi, request: HttpRequest, deadline: Deadline, unit: Unit | 
         telemetry.order_id.reset(order_token)
 
 
+def wake_after_commit(on_commit: Callable[[], None]) -> None:
+    """Run the wake-up that follows a commit (the relay's). The commit stands whatever it
+    does: a failure is logged, never raised into the answer (a committed order answered
+    500 would be retried, and written twice without a key) or into the thread that runs
+    the units (the writer would stop, and every later write get 503)."""
+    try:
+        on_commit()
+    except Exception:
+        log.exception("the wake-up after a commit failed; the commit and its answer stand")
+
+
 def in_context(correlation: str, fn: Callable[[], Answer]) -> Answer:
     token = telemetry.correlation_id.set(correlation)
     try:

@@ -35,7 +35,15 @@ from typing import Final, Protocol
 
 from orders_core.application import Deadline
 from orders_core.edges._group_commit import DEFAULT_BATCH, DEFAULT_READERS, GroupCommitLanes
-from orders_core.edges._lane_parts import READS, Answer, Watcher, answer, in_context, unavailable
+from orders_core.edges._lane_parts import (
+    READS,
+    Answer,
+    Watcher,
+    answer,
+    in_context,
+    unavailable,
+    wake_after_commit,
+)
 from orders_core.edges.http import HttpApi, HttpRequest
 
 __all__ = [
@@ -122,7 +130,7 @@ class ThreadLanes:
             log.error("unit of work failed (%s): 503", type(exc).__name__)
             return unavailable(request.path)
         if unit.committed and self.on_commit is not None:
-            self.on_commit()
+            wake_after_commit(self.on_commit)
         return result
 
 
