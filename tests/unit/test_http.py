@@ -416,3 +416,29 @@ def test_an_authenticator_decides_the_principal_of_every_route_but_the_public_on
     assert api.handle(HttpRequest("GET", "/healthz")).status == 200
     assert api.handle(HttpRequest("GET", "/openapi.json")).status == 200
     assert seen == []
+
+
+def largest_valid_order(indent: int | None) -> bytes:
+    """100 items, each field at its longest (the longer input aliases too)."""
+    from orders_core.domain import MAX_ITEMS, MAX_QUANTITY
+    from orders_core.domain._order import MAX_UNIT_PRICE
+
+    item = {"sku": "S" * 64, "quantity": MAX_QUANTITY, "unit_price": MAX_UNIT_PRICE,
+            "currency": "USD"}  # fmt: skip
+    order = {"items": [item] * MAX_ITEMS, "customer_id": "c" * 64}
+    return json.dumps(order, indent=indent).encode()
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_the_largest_valid_order_fits_the_default_body_limit(indent: int | None) -> None:
+    """The default limit is sized for the largest valid order, not 1 MiB: a limit only buys
+    an attacker more parsing per request."""
+    from orders_core.edges.http import DEFAULT_MAX_BODY
+
+    body = largest_valid_order(indent)
+    assert len(body) <= DEFAULT_MAX_BODY <= 64 * 1024
+    api = HttpApi(OrderService(InMemoryStore(), clock=FakeClock()))  # the default limit
+    response = create(api, body)
+    assert response.status == 201, response.body
+    assert len(response.json()["items"]) == 100
+    problem(create(api, b" " * (DEFAULT_MAX_BODY - len(body)) + body + b" "), 413)

@@ -12,7 +12,7 @@ network I/O. Environment variables:
 ``ORDERS_EVENT_SOURCE``            CloudEvent ``source`` of domain events
                                    (``urn:orders-core:orders``)
 ``ORDERS_IDEMPOTENCY_TTL_SECONDS`` how long idempotency records live (86400)
-``ORDERS_MAX_BODY_BYTES``          largest HTTP body (1048576)
+``ORDERS_MAX_BODY_BYTES``          largest HTTP body (65536)
 ``ORDERS_DEADLINE_MARGIN_MS``      time kept back from the Lambda's remaining time (500)
 ``ORDERS_POISON_QUEUE_URL``        optional SQS queue for commands that can never succeed
 ``ORDERS_COMMAND_BUS``             EventBridge bus commands arrive on: their principal
