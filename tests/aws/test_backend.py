@@ -39,3 +39,22 @@ def test_the_endpoint_setting_is_where_the_client_goes(aws: None) -> None:
     # Nothing listens on port 9 (discard): the lookup fails there, not in moto's AWS.
     with pytest.raises(ValueError, match="cannot use DynamoDB table 'orders': EndpointConnection"):
         backend({"table": "orders", "endpoint_url": "http://127.0.0.1:9"})
+
+
+def test_the_connection_pool_is_sized_for_the_request_threads(aws: None) -> None:
+    """`serve --threads N` runs N store calls at once: with botocore's 10 connections, the
+    11th would wait for a connection however many threads were free."""
+    from orders_local.arguments import build_parser
+    from orders_local.cli import prepare
+
+    table = new_table(make_client(), "orders-pool")
+    args = build_parser().parse_args(["serve", "--store", "dynamodb", "--table", table,
+                                      "--threads", "48"])  # fmt: skip
+    config, settings = prepare(args)
+    built = backend(settings)
+    try:
+        assert isinstance(built.store, DynamoDBStore)
+        assert built.store.client.meta.config.max_pool_connections == 48 == config.threads
+    finally:
+        built.close()
+    assert backend({"table": table}).store.client.meta.config.max_pool_connections == 10  # type: ignore[attr-defined]

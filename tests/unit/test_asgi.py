@@ -247,3 +247,51 @@ def test_a_failed_commit_answers_its_batch_503_and_closes() -> None:
     assert b"store-unavailable" in sent[1]["body"]
     assert headers_of(sent)[b"connection"] == b"close"
     assert wakes == []
+
+
+class _MeetingStore(InMemoryStore):
+    """Each commit waits until ``parties`` commits are in it at once (or 5 s, then fails):
+    only store calls that overlap can pass, and ``peak`` is the most ever inside."""
+
+    groups_commits = False
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.meeting = threading.Barrier(parties, timeout=5)
+        self.inside = 0
+        self.peak = 0
+        self._count = threading.Lock()
+
+    def commit(self, change: Any, *, now: Any) -> None:
+        with self._count:
+            self.inside += 1
+            self.peak = max(self.peak, self.inside)
+        try:
+            self.meeting.wait()
+            super().commit(change, now=now)
+        finally:
+            with self._count:
+                self.inside -= 1
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+def test_a_networked_stores_round_trips_overlap_up_to_the_thread_count(threads: int) -> None:
+    """A request waiting on its store round trip holds up no other (issue 18, item 2): with
+    one thread, or the loop making each call in turn, the meeting would never fill and
+    every write would fail. Never more than ``threads`` at once: the pool is bounded."""
+    store = _MeetingStore(parties=threads)
+    api = HttpApi(OrderService(store))
+    lanes = lanes_for(api, threads=threads)
+    assert isinstance(lanes, ThreadLanes)
+    app = create_app(api, lanes)
+    app.startup()
+
+    async def many() -> list[list[Any]]:
+        return list(await asyncio.gather(*(call(app, post(), [SEED]) for _ in range(threads * 3))))
+
+    try:
+        answers = asyncio.run(many())
+    finally:
+        app.shutdown()
+    assert [status_of(sent) for sent in answers] == [201] * (threads * 3)
+    assert store.peak == threads
