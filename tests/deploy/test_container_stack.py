@@ -141,6 +141,18 @@ def test_the_task_role_reads_and_writes_the_table_and_nothing_else(
         if statement.get("Effect") == "Allow":
             assert not [a for a in acts if "*" in a], acts
     assert "events:PutEvents" not in json.dumps(policies)
+    # ...and only on the stack's table and its indexes: a grant on "*" passed the above.
+    (table_id,) = [k for k, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table"]
+    for policy in policies:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            targets = statement["Resource"]
+            for target in [targets] if not isinstance(targets, list) else targets:
+                assert target != "*"
+                assert {"Fn::GetAtt": [table_id, "Arn"]} == target or (
+                    "Fn::Join" in target
+                    and {"Fn::GetAtt": [table_id, "Arn"]} in target["Fn::Join"][1]
+                    and str(target["Fn::Join"][1][-1]).startswith("/index/")  # a named index
+                ), target
 
 
 def test_https_only_listener_with_the_certificate_and_targets_on_healthz(
