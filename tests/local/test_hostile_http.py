@@ -4,6 +4,8 @@ issue names, tried on the running server, with the time it may take."""
 from __future__ import annotations
 
 import contextlib
+import json
+import select
 import socket
 import sqlite3
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from orders_core.domain import MAX_ITEMS, MAX_QUANTITY
 from tests.local.support import Client, ServerProcess
 from tests.local.test_event_loop_server import SEED, post, read_responses
 
@@ -304,3 +307,73 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_read_timeout(
         assert reply.startswith(b"HTTP/1.1 200")
         waited = closed_within(sock, 5)  # then nothing
     assert 0.8 < waited < 2.5
+
+
+def test_the_body_deadline_is_a_total_not_an_idle_timeout(
+    server: ServerProcess, hostile_db: Path
+) -> None:
+    """A body of 1000 declared bytes sent a byte per 0.2 s is never idle for a second, but
+    is not done in one either: --read-timeout 1 cuts it off at 1 s after the head, not at
+    the 200 s it would take (nor ever, were each byte to start the timer again)."""
+    before = orders_in(hostile_db)
+    body = SEED.ljust(1000)  # a valid create, were it ever to finish
+    request = order(head=b"content-length: %d\r\n" % len(body)).removesuffix(SEED)
+    with connect(server) as sock:
+        sock.sendall(request)
+        started = time.monotonic()
+        for i in range(30):  # 6 s of dribbling at most: a byte, then 0.2 s for an answer
+            sock.sendall(body[i : i + 1])
+            if select.select([sock], [], [], 0.2)[0]:
+                break
+        else:
+            raise AssertionError("no answer 6 s into a body with a 1 s deadline")
+        (reply,) = read_responses(sock, 1, timeout=5)
+        waited = time.monotonic() - started
+        closed = closed_within(sock, 2)  # answered, then closed: no more is read
+    head = reply.split(b"\r\n\r\n", 1)[0].lower()
+    assert reply.startswith(b"HTTP/1.1 408")
+    assert b"content-type: application/problem+json" in head
+    assert b"connection: close" in head
+    assert b"request-timeout" in reply
+    assert 0.9 < waited < 4  # not cut off early, and not an idle timer never reached
+    assert closed < 2
+    assert orders_in(hostile_db) == before  # nothing of the cut-off body was run
+
+
+def test_pipelined_answers_past_256_kib_do_not_stall(server: ServerProcess) -> None:
+    """160 GETs of a 100-item order (~14 KB each, ~2 MiB in all) sent on one connection
+    before a byte of their answers is read, into a small receive buffer: the server's
+    writes back up and must resume; every answer arrives, in order, whole."""
+    items = [
+        {"sku": f"sku-{i:03d}-".ljust(64, "x"), "qty": MAX_QUANTITY, "unitPrice": 10**12}
+        | {"currency": "USD"}
+        for i in range(MAX_ITEMS)
+    ]
+    client = server.client()
+    created = client.request("POST", "/orders", json.dumps({"items": items}).encode())
+    assert created.status == 201
+    location = created.headers["location"].encode()
+    expected = client.request("GET", location.decode()).body
+    client.close()
+    count = 160
+    requests = b"".join(
+        b"GET %s HTTP/1.1\r\nhost: x\r\nx-request-id: r-%d\r\n\r\n" % (location, i)
+        for i in range(count)
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # before connect
+        sock.settimeout(20)
+        sock.connect(("127.0.0.1", server.port))
+        started = time.monotonic()
+        sock.sendall(requests)
+        time.sleep(0.5)  # nothing read yet: the server's answers back up meanwhile
+        replies = read_responses(sock, count, timeout=20)
+        elapsed = time.monotonic() - started
+    assert len(expected) * count > 1024 * 1024
+    assert len(replies) == count
+    for i, reply in enumerate(replies):
+        head, answer = reply.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert b"\r\nx-correlation-id: r-%d\r\n" % i in head + b"\r\n"  # this one's answer
+        assert answer == expected
+    assert elapsed < 20
