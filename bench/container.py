@@ -2,7 +2,7 @@
 doing one PutItem, against a DynamoDB endpoint that answers after 0, 4 or 20 ms.
 
     python bench/container.py [--rounds 2] [--seconds 3] [--delays 0,4,20] [--connections 16,64]
-                              [--workers 1,2] [--cpu-affinity] [--granian]
+                              [--workers 1,2] [--cpu-affinity] [--granian] [--keyed]
 
 The endpoint is bench/_dynamodb_stub.py (asyncio on loopback, one process per delay), measured
 alone first so it is known not to be the limit. Each server runs in its own process and
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from _child import FAKE_AWS, save
-from local_http import Server, load
+from local_http import REQUEST, Server, load
 
 HERE = Path(__file__).resolve().parent
 TABLE = "bench"
@@ -39,8 +39,14 @@ PUT_REQUEST = (
     b"content-length: " + str(len(PUT_BODY)).encode() + b"\r\n\r\n" + PUT_BODY
 )
 
+KEYED_REQUEST = REQUEST.replace(b"\r\n\r\n", b"\r\nidempotency-key: bench-key-1\r\n\r\n", 1)
+"""A create with an Idempotency-Key: our server then reads the key (GetItem) and writes the
+order, its key and its event in one TransactWriteItems. The stub stores nothing, so every
+request takes that whole path, never a replay."""
+
 
 def start(name: str, endpoint: str) -> Server:
+    name = name.removesuffix("+key")  # the same server, sent keyed requests
     if name == "stub":
         return Server(name, [sys.executable, str(HERE / "_dynamodb_stub.py"), endpoint])
     if name.startswith("fastapi"):  # "fastapi+pin": the peer on one CPU, as ours pins
@@ -110,12 +116,20 @@ def main() -> int:
     parser.add_argument(
         "--granian", action="store_true", help="also the same app on granian (pip install granian)"
     )
+    parser.add_argument(
+        "--keyed",
+        action="store_true",
+        help="also each orders-local setup sent creates with an Idempotency-Key (+key): "
+        "a GetItem and a TransactWriteItems each, where the peer makes one PutItem",
+    )
     parser.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         target, port, conns, seconds = args.load
         if target == "stub":
             result = load(int(port), int(conns), float(seconds), PUT_REQUEST, b"200")
+        elif target == "keyed":
+            result = load(int(port), int(conns), float(seconds), KEYED_REQUEST)
         else:
             result = load(int(port), int(conns), float(seconds))
         print(json.dumps(result))
@@ -132,6 +146,8 @@ def main() -> int:
     ours = [f"orders-local/w{n}" for n in args.workers.split(",") if n] or ["orders-local"]
     if args.cpu_affinity:
         ours += [f"{name}+pin" for name in ours]
+    if args.keyed:
+        ours += [f"{name}+key" for name in ours]
     peers = ["fastapi", *(["fastapi+pin"] if args.cpu_affinity else [])]
     servers = (*ours, *(["granian"] if args.granian else []), *peers)
     delays = [float(d) for d in args.delays.split(",")]
@@ -150,8 +166,9 @@ def main() -> int:
                     server = start(name, endpoint)
                     try:
                         run_load(server.port, 4, 0.5)  # warm-up: imports, connection pools
+                        target = "keyed" if name.endswith("+key") else "orders"
                         for c in counts:
-                            run = run_load(server.port, c, args.seconds)
+                            run = run_load(server.port, c, args.seconds, target)
                             results.setdefault((name, d, c), []).append(run)
                     finally:
                         server.stop()
