@@ -40,9 +40,9 @@ PUT_REQUEST = (
 )
 
 KEYED_REQUEST = REQUEST.replace(b"\r\n\r\n", b"\r\nidempotency-key: bench-key-1\r\n\r\n", 1)
-"""A create with an Idempotency-Key: our server then reads the key (GetItem) and writes the
-order, its key and its event in one TransactWriteItems. The stub stores nothing, so every
-request takes that whole path, never a replay."""
+"""A create with an Idempotency-Key: our server then reads the key (a BatchGetItem) before
+its one conditional PutItem, the record inside the order. The stub stores nothing, so
+every request takes that whole path, never a replay."""
 
 
 def start(name: str, endpoint: str) -> Server:
@@ -120,7 +120,7 @@ def main() -> int:
         "--keyed",
         action="store_true",
         help="also each orders-local setup sent creates with an Idempotency-Key (+key): "
-        "a GetItem and a TransactWriteItems each, where the peer makes one PutItem",
+        "a BatchGetItem and a PutItem each, where the peer makes one PutItem",
     )
     parser.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -165,8 +165,8 @@ def main() -> int:
                 for name in servers if rnd % 2 == 0 else reversed(servers):
                     server = start(name, endpoint)
                     try:
-                        run_load(server.port, 4, 0.5)  # warm-up: imports, connection pools
                         target = "keyed" if name.endswith("+key") else "orders"
+                        run_load(server.port, 4, 0.5, target)  # warm-up: imports, pools
                         for c in counts:
                             run = run_load(server.port, c, args.seconds, target)
                             results.setdefault((name, d, c), []).append(run)
@@ -192,7 +192,7 @@ def main() -> int:
         "x bound",
         "x fastapi",
     )
-    print("{:<20}{:>6}{:>6}{:>9}{:>9}{:>9}{:>7}{:>9}{:>10}".format(*header))
+    print("{:<24}{:>6}{:>6}{:>9}{:>9}{:>9}{:>7}{:>9}{:>10}".format(*header))
     rows = []
     for d in delays:
         for c in counts:
@@ -212,7 +212,7 @@ def main() -> int:
                 of_bound = f"{row['of_bound']:.2f}" if row["of_bound"] is not None else "-"
                 x_peer = f"{row['x_fastapi']:.2f}" if row["x_fastapi"] is not None else "-"
                 print(
-                    f"{name:<20}{d:>6g}{c:>6}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}"
+                    f"{name:<24}{d:>6g}{c:>6}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}"
                     f"{row['p99_ms']:>9.2f}{row['errors']:>7}{of_bound:>9}{x_peer:>10}"
                 )
     commit = subprocess.run(

@@ -41,11 +41,16 @@ def test_the_endpoint_setting_is_where_the_client_goes(aws: None) -> None:
         backend({"table": "orders", "endpoint_url": "http://127.0.0.1:9"})
 
 
-def test_the_connection_pool_is_sized_for_the_request_threads(aws: None) -> None:
+def test_the_connection_pool_is_sized_for_the_request_threads(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`serve --threads N` runs N store calls at once: with botocore's 10 connections, the
     11th would wait for a connection however many threads were free."""
     from orders_local.arguments import build_parser
     from orders_local.cli import prepare
+
+    for name in ("ORDERS_LOCAL_DYNAMODB_ENDPOINT", "ORDERS_LOCAL_THREADS"):
+        monkeypatch.delenv(name, raising=False)  # moto's AWS, and the option as given
 
     table = new_table(make_client(), "orders-pool")
     args = build_parser().parse_args(["serve", "--store", "dynamodb", "--table", table,
@@ -57,4 +62,8 @@ def test_the_connection_pool_is_sized_for_the_request_threads(aws: None) -> None
         assert built.store.client.meta.config.max_pool_connections == 48 == config.threads
     finally:
         built.close()
-    assert backend({"table": table}).store.client.meta.config.max_pool_connections == 10  # type: ignore[attr-defined]
+    default = backend({"table": table})
+    try:
+        assert default.store.client.meta.config.max_pool_connections == 10  # type: ignore[attr-defined]
+    finally:
+        default.close()

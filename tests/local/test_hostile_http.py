@@ -350,11 +350,13 @@ def test_pipelined_answers_past_256_kib_do_not_stall(server: ServerProcess) -> N
         for i in range(MAX_ITEMS)
     ]
     client = server.client()
-    created = client.request("POST", "/orders", json.dumps({"items": items}).encode())
-    assert created.status == 201
-    location = created.headers["location"].encode()
-    expected = client.request("GET", location.decode()).body
-    client.close()
+    try:
+        created = client.request("POST", "/orders", json.dumps({"items": items}).encode())
+        assert created.status == 201
+        location = created.headers["location"].encode()
+        expected = client.request("GET", location.decode()).body
+    finally:
+        client.close()
     count = 160
     requests = b"".join(
         b"GET %s HTTP/1.1\r\nhost: x\r\nx-request-id: r-%d\r\n\r\n" % (location, i)

@@ -6,6 +6,7 @@ thread, and the loop keeps answering meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from orders_core.application import OrderService
+from orders_core.edges import _lane_parts
 from orders_core.edges.asgi import OrdersAsgi, create_app
 from orders_core.edges.http import HttpApi
 from orders_core.edges.lanes import GroupCommitLanes, ThreadLanes
@@ -145,7 +147,10 @@ def test_a_watched_descriptor_runs_its_callback_in_a_unit_on_the_loop(
 
 @pytest.mark.parametrize("lanes", ["loop", "writer", "threads"])
 def test_a_wake_up_that_fails_leaves_the_answer_and_the_lanes_standing(
-    store: SQLiteStore, lanes: str, caplog: pytest.LogCaptureFixture
+    store: SQLiteStore,
+    lanes: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The relay's wake-up runs after the commit: if it raised, a thread lane answered a
     committed order with a 500 (a retry without a key writes it twice), and the writer
@@ -154,6 +159,7 @@ def test_a_wake_up_that_fails_leaves_the_answer_and_the_lanes_standing(
     def broken_wake() -> None:
         raise OSError("EBADF")
 
+    monkeypatch.setattr(_lane_parts._WakeFailures, "logged_at", float("-inf"))
     api = HttpApi(OrderService(store))
     if lanes == "threads":
         chosen: Any = ThreadLanes(api, on_commit=broken_wake)
@@ -177,3 +183,25 @@ def test_a_wake_up_that_fails_leaves_the_answer_and_the_lanes_standing(
     assert statuses == [201, 201, 201]
     assert len(store.pending()) == 3
     assert any("wake-up after a commit failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_wake_up_that_keeps_failing_is_logged_once_a_minute_with_a_count(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the loop a wake-up may come every 5 ms: a traceback for each would flood the log."""
+    monkeypatch.setattr(_lane_parts._WakeFailures, "logged_at", float("-inf"))
+    monkeypatch.setattr(_lane_parts._WakeFailures, "held", 0)
+
+    def broken_wake() -> None:
+        raise OSError("EBADF")
+
+    caplog.set_level(logging.ERROR, logger="orders_core.lanes")
+    for _ in range(100):
+        _lane_parts.wake_after_commit(broken_wake)
+    lines = [r.getMessage() for r in caplog.records if "wake-up after a commit" in r.getMessage()]
+    assert len(lines) == 1
+    monkeypatch.setattr(_lane_parts, "WAKE_LOG_INTERVAL", 0.0)  # the minute is over
+    _lane_parts.wake_after_commit(broken_wake)
+    lines = [r.getMessage() for r in caplog.records if "wake-up after a commit" in r.getMessage()]
+    assert len(lines) == 2
+    assert "(99 more failed since the last line)" in lines[1]

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import cast
 
 import pytest
 
@@ -317,3 +318,22 @@ def test_delivery_state_attempts_and_lag_are_visible(replicas: Callable[[], Post
     )
     assert 0 < lag.total_seconds() < 20
     assert entry["type"] == "io.orderscore.order.created.v1"
+
+
+def test_a_subscriber_that_raises_stops_neither_the_others_nor_the_listener(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each commit notification calls every subscriber on the listening thread: one that
+    raised ended that thread for good, and those after it were never called."""
+    listener = CommitListener(cast(PostgresStore, None))
+    called: list[str] = []
+
+    def broken() -> None:
+        called.append("broken")
+        raise RuntimeError("a subscriber's bug")
+
+    listener._subscribers[:] = [broken, lambda: called.append("next")]  # not started
+    listener._wake()
+    listener._wake()
+    assert called == ["broken", "next", "broken", "next"]
+    assert any("subscriber failed" in r.getMessage() for r in caplog.records)

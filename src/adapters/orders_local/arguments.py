@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=_env_value("MAX_BODY", "65536", _positive_int),
         help="largest request body in bytes, checked before it is read (100 items take a "
-        "few KB); larger is 413 [ORDERS_LOCAL_MAX_BODY]",
+        "~15 KB); larger is 413 [ORDERS_LOCAL_MAX_BODY]",
     )
     serve.add_argument(
         "--read-timeout",

@@ -144,8 +144,11 @@ class CommitListener:
             self._thread.start()
 
     def _wake(self) -> None:
-        for wake in self._subscribers:
-            wake()
+        for wake in self._subscribers:  # one that raises must not end the others' wake-ups
+            try:
+                wake()
+            except Exception:
+                log.exception("a commit subscriber failed; it is called again on the next")
 
     def _run(self) -> None:
         failures = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import select
 import threading
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -48,15 +49,37 @@ def answer(api: HttpApi, request: HttpRequest, deadline: Deadline, unit: Unit | 
         telemetry.order_id.reset(order_token)
 
 
+WAKE_LOG_INTERVAL: Final = 60.0
+"""Seconds between log lines for wake-ups that keep failing (one may come every 5 ms)."""
+
+
+class _WakeFailures:
+    """How many wake-ups failed since the last line about them, and when that was."""
+
+    lock = threading.Lock()
+    held = 0
+    logged_at = float("-inf")
+
+
 def wake_after_commit(on_commit: Callable[[], None]) -> None:
     """Run the wake-up that follows a commit (the relay's). The commit stands whatever it
     does: a failure is logged, never raised into the answer (a committed order answered
     500 would be retried, and written twice without a key) or into the thread that runs
-    the units (the writer would stop, and every later write get 503)."""
+    the units (the writer would stop, and every later write get 503). A failure that
+    repeats is logged once, then at most every :data:`WAKE_LOG_INTERVAL` with a count."""
     try:
         on_commit()
     except Exception:
-        log.exception("the wake-up after a commit failed; the commit and its answer stand")
+        with _WakeFailures.lock:
+            now = time.monotonic()
+            if now - _WakeFailures.logged_at < WAKE_LOG_INTERVAL:
+                _WakeFailures.held += 1
+                return
+            held, _WakeFailures.held, _WakeFailures.logged_at = _WakeFailures.held, 0, now
+        log.exception(
+            "the wake-up after a commit failed; the commit and its answer stand"
+            + (f" ({held} more failed since the last line)" if held else "")
+        )
 
 
 def in_context(correlation: str, fn: Callable[[], Answer]) -> Answer:
