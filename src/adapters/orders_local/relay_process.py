@@ -105,7 +105,7 @@ class RelayProcess:
         self.restart_cap = restart_cap
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
-        """Relay processes started, for tests and the console."""
+        """Relay processes started (for tests)."""
         self._quick_exits = 0  # exits (or failed starts) in a row, each soon after its start
         self._restart_lock = threading.Lock()
         self._restart_at = float("inf")  # set by the watcher once the process has exited
@@ -175,7 +175,7 @@ class RelayProcess:
         ran = exited_at - started_at
         self._quick_exits = 0 if ran >= RESTART_RESET else self._quick_exits + 1
         delay = restart_delay(max(1, self._quick_exits), self.restart_after, self.restart_cap)
-        self._restart_at = exited_at + delay  # one watcher at a time: the only writer
+        self._restart_at = exited_at + delay  # one watcher at a time, and no restart yet
         if self._stopped.is_set():
             return
         log.error(
@@ -208,15 +208,12 @@ class RelayProcess:
             return
         stdin = self.proc.stdin
         assert stdin is not None
-        if stdin.closed:  # a restart closed it, and its start failed: try again when due
-            self._restart()
-            return
         try:
             os.write(stdin.fileno(), byte)
         except BlockingIOError:
             pass  # the pipe is full: enough wake-ups are queued
-        except BrokenPipeError:
-            self._restart()
+        except (BrokenPipeError, ValueError):  # it exited; or a restart closed the lifeline
+            self._restart()  # and its start failed: this one tries again when that is due
 
     def _restart(self) -> None:
         # The loop and the writer thread both wake the relay and read its reports: one
