@@ -196,12 +196,14 @@ def test_a_wake_up_that_keeps_failing_is_logged_once_a_minute_with_a_count(
         raise OSError("EBADF")
 
     caplog.set_level(logging.ERROR, logger="orders_core.lanes")
+    guarded = _lane_parts.after_commit(broken_wake)
+    assert guarded is not None
     for _ in range(100):
-        _lane_parts.wake_after_commit(broken_wake)
+        guarded()
     lines = [r.getMessage() for r in caplog.records if "wake-up after a commit" in r.getMessage()]
     assert len(lines) == 1
     monkeypatch.setattr(_lane_parts, "WAKE_LOG_INTERVAL", 0.0)  # the minute is over
-    _lane_parts.wake_after_commit(broken_wake)
+    guarded()
     lines = [r.getMessage() for r in caplog.records if "wake-up after a commit" in r.getMessage()]
     assert len(lines) == 2
     assert "(99 more failed since the last line)" in lines[1]

@@ -27,10 +27,10 @@ from orders_core.edges._lane_parts import (
     READS,
     Answer,
     Watcher,
+    after_commit,
     answer,
     in_context,
     unavailable,
-    wake_after_commit,
 )
 from orders_core.edges.http import HttpApi, HttpRequest
 from orders_core.errors import StoreBusy
@@ -94,7 +94,7 @@ class GroupCommitLanes:
         self.api = api
         self.readers = readers
         self.batch = batch
-        self.on_commit = on_commit
+        self.on_commit = after_commit(on_commit)  # a wake-up never undoes an answer
         self.on_loop = api.service.store.begins_without_waiting if on_loop is None else on_loop
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -292,7 +292,7 @@ class GroupCommitLanes:
             job.done(result)
         if committed and self.on_commit is not None:
             if loop is None:
-                wake_after_commit(self.on_commit)  # after the answers: no client waits for it
+                self.on_commit()  # after the answers: no client waits for it
             else:
                 self._committed_on(loop)
         return True
@@ -317,7 +317,7 @@ class GroupCommitLanes:
 
     def _wake(self) -> None:
         if self.on_commit is not None:
-            wake_after_commit(self.on_commit)
+            self.on_commit()
 
     def _one(self, job: _Job, unit: Unit) -> Answer | None:
         if job.fn is not None:

@@ -61,25 +61,33 @@ class _WakeFailures:
     logged_at = float("-inf")
 
 
-def wake_after_commit(on_commit: Callable[[], None]) -> None:
-    """Run the wake-up that follows a commit (the relay's). The commit stands whatever it
-    does: a failure is logged, never raised into the answer (a committed order answered
-    500 would be retried, and written twice without a key) or into the thread that runs
-    the units (the writer would stop, and every later write get 503). A failure that
-    repeats is logged once, then at most every :data:`WAKE_LOG_INTERVAL` with a count."""
-    try:
-        on_commit()
-    except Exception:
-        with _WakeFailures.lock:
-            now = time.monotonic()
-            if now - _WakeFailures.logged_at < WAKE_LOG_INTERVAL:
-                _WakeFailures.held += 1
-                return
-            held, _WakeFailures.held, _WakeFailures.logged_at = _WakeFailures.held, 0, now
-        log.exception(
-            "the wake-up after a commit failed; the commit and its answer stand"
-            + (f" ({held} more failed since the last line)" if held else "")
-        )
+def after_commit(on_commit: Callable[[], None] | None) -> Callable[[], None] | None:
+    """The lanes' ``on_commit`` (the relay's wake-up), made never to raise. The commit
+    stands whatever it does: a failure is logged, never raised into the answer (a
+    committed order answered 500 would be retried, and written twice without a key) or
+    into the thread that runs the units (the writer would stop, and every later write get
+    503). A failure that repeats is logged once, then at most every
+    :data:`WAKE_LOG_INTERVAL` with a count."""
+    if on_commit is None:
+        return None
+    wake = on_commit
+
+    def guarded() -> None:
+        try:
+            wake()
+        except Exception:
+            with _WakeFailures.lock:
+                now = time.monotonic()
+                if now - _WakeFailures.logged_at < WAKE_LOG_INTERVAL:
+                    _WakeFailures.held += 1
+                    return
+                held, _WakeFailures.held, _WakeFailures.logged_at = _WakeFailures.held, 0, now
+            log.exception(
+                "the wake-up after a commit failed; the commit and its answer stand"
+                + (f" ({held} more failed since the last line)" if held else "")
+            )
+
+    return guarded
 
 
 def in_context(correlation: str, fn: Callable[[], Answer]) -> Answer:

@@ -39,10 +39,10 @@ from orders_core.edges._lane_parts import (
     READS,
     Answer,
     Watcher,
+    after_commit,
     answer,
     in_context,
     unavailable,
-    wake_after_commit,
 )
 from orders_core.edges.http import HttpApi, HttpRequest
 
@@ -89,7 +89,7 @@ class ThreadLanes:
     ) -> None:
         self.api = api
         self.threads = threads
-        self.on_commit = on_commit
+        self.on_commit = after_commit(on_commit)  # a wake-up never undoes an answer
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._stopped = threading.Event()
         self._watchers: list[Watcher] = []
@@ -130,7 +130,7 @@ class ThreadLanes:
             log.error("unit of work failed (%s): 503", type(exc).__name__)
             return unavailable(request.path)
         if unit.committed and self.on_commit is not None:
-            wake_after_commit(self.on_commit)
+            self.on_commit()
         return result
 
 
