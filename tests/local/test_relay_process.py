@@ -222,6 +222,18 @@ def test_the_wait_between_starts_doubles_up_to_its_cap() -> None:
     assert relay_process.restart_delay(10**6, 1.0, 60.0) == 60.0  # no overflow
 
 
+def serve_reports(relay: RelayProcess, seconds: float, *, commits: bool = False) -> None:
+    """For ``seconds``, read the relay's reports as the server's loop does; ``commits``:
+    and wake it between looks, as commits going on meanwhile do (none may raise)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([relay.marks_fd], [], [], 0.01)
+        if readable:
+            relay.apply_marks()
+        if commits:
+            relay.wake()
+
+
 def run_a_relay_that_cannot_run(
     store: SQLiteStore, tmp_path: Path, caplog: pytest.LogCaptureFixture, seconds: float
 ) -> tuple[list[float], list[float]]:
@@ -241,12 +253,8 @@ def run_a_relay_that_cannot_run(
 
     relay.start = timed_start  # type: ignore[method-assign]
     relay.start()
-    deadline = time.monotonic() + seconds
     try:
-        while time.monotonic() < deadline:
-            readable, _, _ = select.select([relay.marks_fd], [], [], 0.02)
-            if readable:
-                relay.apply_marks()
+        serve_reports(relay, seconds)
     finally:
         relay.stop(timeout=1)
     delays = [
@@ -331,21 +339,13 @@ def test_a_start_that_fails_is_tried_again_and_commits_meanwhile_are_answered(
     relay.start()
     python.unlink()  # from now on every start fails
 
-    def serve_for(seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            readable, _, _ = select.select([relay.marks_fd], [], [], 0.01)
-            if readable:
-                relay.apply_marks()
-            relay.wake()  # commits go on meanwhile; none may raise
-
     try:
-        serve_for(0.5)
+        serve_reports(relay, 0.5, commits=True)
         assert relay.starts == 1
         failed = [r for r in caplog.records if "could not be started" in r.getMessage()]
         assert len(failed) >= 2  # tried again, with no commit needed
         shutil.copy(false, python)  # back
-        serve_for(0.5)
+        serve_reports(relay, 0.5, commits=True)
         assert relay.starts > 1
     finally:
         relay.stop(timeout=1)
