@@ -40,9 +40,9 @@ PUT_REQUEST = (
 )
 
 KEYED_REQUEST = REQUEST.replace(b"\r\n\r\n", b"\r\nidempotency-key: bench-key-1\r\n\r\n", 1)
-"""A create with an Idempotency-Key: our server then reads the key (a BatchGetItem) before
-its one conditional PutItem, the record inside the order. The stub stores nothing, so
-every request takes that whole path, never a replay."""
+"""A create with an Idempotency-Key: our server commits it in one conditional PutItem, the
+record inside the order, and reads the key only if that write is refused. The stub stores
+nothing, so every request is a first delivery, never a replay."""
 
 
 def start(name: str, endpoint: str) -> Server:

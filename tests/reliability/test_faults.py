@@ -57,13 +57,11 @@ def test_a_keyed_create_that_fails_writes_nothing_and_a_retry_succeeds(
 ) -> None:
     rt, stubber = stubbed
     headers = {"idempotency-key": "k-1"}
-    # First attempt: the record lookup answers "none", the write is throttled.
-    stubber.add_response("batch_get_item", {"Responses": {"orders": []}})
+    # First attempt: the write (a keyed create reads nothing first) is throttled.
     stubber.add_client_error("put_item", "ThrottlingException", http_status_code=400)
     failed = apigw.handle(apigw_v2(body=SEED, headers=headers), LambdaContext(), rt)
     assert failed["statusCode"] == 503
-    # The retry finds no record (nothing was written) and commits once.
-    stubber.add_response("batch_get_item", {"Responses": {"orders": []}})
+    # The retry's write meets no record (nothing was written) and commits once.
     stubber.add_response("put_item", {})
     retried = apigw.handle(apigw_v2(body=SEED, headers=headers), LambdaContext(), rt)
     assert retried["statusCode"] == 201

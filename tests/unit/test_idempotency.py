@@ -1,12 +1,17 @@
 """Keys, fingerprints and replay rules."""
 
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 
 from orders_core.application import (
     ANONYMOUS,
+    CREATE,
+    Command,
     IdempotencyRecord,
+    OrderService,
+    OrderStore,
     Principal,
     event_key,
     fingerprint,
@@ -16,6 +21,7 @@ from orders_core.application import (
     validate_key,
 )
 from orders_core.errors import IdempotencyKeyReused, MalformedRequest
+from orders_core.testing.memory import InMemoryStore
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -117,3 +123,39 @@ def test_derived_order_ids_are_stable_per_key_and_generation() -> None:
     assert derived_order_id("k") == derived_order_id("k", 0)
     assert len({derived_order_id("k"), derived_order_id("k", 1), derived_order_id("j")}) == 3
     assert len(derived_order_id("k")) == 32
+
+
+class _Reads:
+    """A memory store that counts its key reads and commits."""
+
+    def __init__(self) -> None:
+        self.store = InMemoryStore()
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        attribute = getattr(self.store, name)
+        if name not in ("get_idempotency", "commit"):
+            return attribute
+
+        def call(*args: object, **kwargs: object) -> object:
+            self.calls.append(name)
+            return attribute(*args, **kwargs)
+
+        return call
+
+
+CREATE_DATA = {"items": [{"id": "sku-1", "qty": 1}]}
+
+
+def test_a_keyed_create_commits_without_reading_its_key_and_reads_it_on_a_refusal() -> None:
+    """A first delivery is the usual case: one write, no read before it (the store
+    refuses a key in use in the write). A duplicate is refused there, and only then is
+    the record read and replayed."""
+    counted = _Reads()
+    service = OrderService(cast(OrderStore, counted))
+    create = Command(CREATE, "t", "x", CREATE_DATA)
+    first = service.handle(create, idempotency_key=http_key("k"))
+    assert counted.calls == ["commit"]
+    again = service.handle(create, idempotency_key=http_key("k"))
+    assert counted.calls == ["commit", "commit", "get_idempotency"]
+    assert (again.replayed, again.body) == (True, first.body)

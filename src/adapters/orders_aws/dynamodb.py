@@ -5,13 +5,19 @@ the store's :class:`~orders_aws.table.TableDesign`.
 
 Writes:
 
+* Every idempotency key has one slot per generation: the item at
+  ``derived_order_id(key, generation)``'s order key. A keyed create writes its order
+  there, the record inside it; a keyed change to an existing order writes a record item
+  there. So whichever request under a key commits first takes the slot, and the other's
+  write fails its condition: a key is refused across command types in the write itself,
+  with no read first and no race (the service relies on that, see ``OrderStore.commit``).
 * A create is ONE conditional ``PutItem`` (``attribute_not_exists(pk)``, ``pk`` being the
-  design's partition key). A keyed create's order id derives from the key
-  (``derived_order_id``), so its record rides in the same item and a concurrent duplicate
-  fails the same condition: still one write, no transaction.
+  design's partition key). A keyed create's record rides in its order item, at its slot:
+  still one write, no transaction.
 * A transition is ONE ``UpdateItem`` conditioned on ``version = :expected``.
-* A keyed transition is ``TransactWriteItems``: the update as above, and a record item put on
-  ``attribute_not_exists(pk) OR expiresUs <= :now`` (an expired record may be replaced).
+* A keyed transition is ``TransactWriteItems``: the update as above, and the record item
+  put at the key's slot on ``attribute_not_exists(pk) OR (attribute_not_exists(body) AND
+  idemExpiresUs <= :now)`` (an expired record item may be replaced; an order may not).
   ``ClientRequestToken`` makes an SDK retry of the same call a no-op.
 * A failed condition becomes the core's ``ConcurrencyConflict``/``DuplicateRequest``
   (``raise ... from``); throttling and 5xx left after the SDK's standard retries become
@@ -95,30 +101,40 @@ class DynamoDBStore(OrderStore):
             ConsistentRead=True,  # this read may decide a write
         )
         item = response.get("Item")
-        return None if item is None else order_from(item)
+        # A record item sits at a derived id's key but is no order (see record_item).
+        return None if item is None or "body" not in item else order_from(item)
 
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
-        """A key's record: a record item (keyed transitions), or embedded in the order a
-        keyed create made (its id derived from the key), following expired generations."""
-        record_key = self.items.key(f"IDEMPOTENCY#{key}", "IDEMPOTENCY")
-        generation = 0
-        found = self._batch_get([record_key, self.items.order_key(derived_order_id(key, 0))])
-        record_item = found.get(f"IDEMPOTENCY#{key}")
-        if record_item is not None:
-            return self.items.record_from(key, record_item, prefix="")
+        """The latest record under a key: its generations sit at the slots
+        ``derived_order_id(key, 0), (key, 1), ...``, each an order a keyed create made or a
+        record item, and a generation is only written once the one before it expired, so
+        the walk stops at the first live record or the first empty slot. An
+        ``IDEMPOTENCY#`` item (how records were kept before slots) is read in the same
+        round trip and honoured while it is live."""
+        legacy_pk = f"IDEMPOTENCY#{key}"
+        first = derived_order_id(key, 0)
+        found = self._batch_get(
+            [self.items.key(legacy_pk, "IDEMPOTENCY"), self.items.order_key(first)]
+        )
+        now = datetime.now(UTC)
         latest: IdempotencyRecord | None = None
-        order_item = found.get(f"{ORDER_PREFIX}{derived_order_id(key, 0)}")
-        while order_item is not None and order_item.get("idemKey", {}).get("S") == key:
-            latest = self.items.record_from(key, order_item, prefix="idem")
-            if not latest.expired(datetime.now(UTC)):
-                break
+        item, generation = found.get(f"{ORDER_PREFIX}{first}"), 0
+        while item is not None and item.get("idemKey", {}).get("S") == key:
+            latest = self.items.record_from(key, item, prefix="idem")
+            if not latest.expired(now):
+                return latest
             generation += 1
-            order_item = self._call(
+            item = self._call(
                 "get_item",
                 TableName=self.table,
                 Key=self.items.order_key(derived_order_id(key, generation)),
                 ConsistentRead=True,
             ).get("Item")
+        legacy_item = found.get(legacy_pk)
+        if legacy_item is not None:
+            legacy = self.items.record_from(key, legacy_item, prefix="")
+            if not legacy.expired(now):
+                return legacy
         return latest
 
     def _batch_get(self, keys: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -277,11 +293,14 @@ class DynamoDBStore(OrderStore):
         record_put: dict[str, Any] = {
             "TableName": self.table,
             "Item": self.items.record_item(record),
-            # Closes the race between two duplicates: only one can insert the key while a
-            # live record exists; an expired one may be replaced.
+            # The key's slot for this generation: empty, or a record item whose record
+            # expired. An order there (a keyed create under the same key) or a live record
+            # refuses the write, whichever came first: one key, one request.
             "ConditionExpression": (
-                f"attribute_not_exists({self.design.partition_key}) OR expiresUs <= :now"
+                f"attribute_not_exists({self.design.partition_key})"
+                " OR (attribute_not_exists(#body) AND idemExpiresUs <= :now)"
             ),
+            "ExpressionAttributeNames": {"#body": "body"},
             "ExpressionAttributeValues": {":now": {"N": str(us(now))}},
         }
         self.last_write_units = write_units(item, transactional=True) + write_units(

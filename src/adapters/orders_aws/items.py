@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from orders_aws.item_events import ORDER_PREFIX, events_attribute
 from orders_aws.table import DESIGN, TableDesign
-from orders_core.application import IdempotencyRecord
+from orders_core.application import IdempotencyRecord, derived_order_id
 from orders_core.domain import UNOWNED, DomainEvent, Order
 
 if TYPE_CHECKING:
@@ -63,25 +63,27 @@ class Items:
         return str(item[self.design.partition_key]["S"]).removeprefix(ORDER_PREFIX)
 
     def record_item(self, record: IdempotencyRecord) -> dict[str, Any]:
+        """A keyed change's record in an item of its own, at the key's slot for its
+        generation: the item a keyed create under the key would write its order to, so
+        the two can never both commit (see :mod:`orders_aws.dynamodb`). No ``body`` and
+        no ``events``: not an order, and nothing for the relay. No TTL either: deleting
+        one generation's item would hide the later ones from the walk that finds them."""
         return {
-            **self.key(f"IDEMPOTENCY#{record.key}", "IDEMPOTENCY"),
-            "fingerprint": {"S": record.fingerprint},
-            "status": {"N": str(record.status)},
-            "response": {"B": record.body},
-            "orderId": {"S": record.order_id},
-            "orderVersion": {"N": str(record.version)},
-            "expiresUs": {"N": str(us(record.expires_at))},
-            "generation": {"N": str(record.generation)},
-            self.design.ttl_attribute: {"N": str(int(record.expires_at.timestamp()))},
+            **self.order_key(derived_order_id(record.key, record.generation)),
+            **self.embedded_record(record),
+            "idemOrderId": {"S": record.order_id},
         }
 
     def record_from(self, key: str, item: Mapping[str, Any], *, prefix: str) -> IdempotencyRecord:
+        """A record from a slot item (``prefix='idem'``: an order or a record item) or
+        from an ``IDEMPOTENCY#`` item written before slots (``prefix=''``)."""
+
         def attr(name: str) -> Any:
             full = prefix + name[0].upper() + name[1:] if prefix else name
             return item[full]
 
         if prefix:
-            order_id = self.order_id(item)
+            order_id = item["idemOrderId"]["S"] if "idemOrderId" in item else self.order_id(item)
             version = int(attr("version")["N"])
             response = bytes(attr("response")["B"])
             generation = int(attr("generation")["N"])

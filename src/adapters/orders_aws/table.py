@@ -7,15 +7,20 @@ Single table; attribute names from :class:`TableDesign`::
     order           ORDER#<orderId>         ORDER         body (order JSON), version, owner,
                                                           customerId, gsi1pk, gsi1sk, events,
                                                           idem* (the record of a keyed create)
-    idempotency     IDEMPOTENCY#<scoped>    IDEMPOTENCY   fingerprint, status, response, orderId,
+    record          ORDER#<derived id>      ORDER         idem*, idemOrderId: a keyed change's
+                                                          record, at its key's slot (no body)
+    legacy record   IDEMPOTENCY#<scoped>    IDEMPOTENCY   fingerprint, status, response, orderId,
                                                           orderVersion, expiresUs, generation, ttl
+                                                          (written before slots; read while live)
     cursor secret   META                    CURSOR        secret (B)
 
     GSI gsi1: gsi1pk = CUSTOMER#<customerId>, gsi1sk = <createdUs, 20 digits>#<orderId>
               (projection ALL): a customer's orders, oldest first.
-    TTL attribute: ttl (epoch seconds) on idempotency items; DynamoDB deletes them some time
-              after expiry, and reads treat ``expiresUs`` as the truth meanwhile. Records
-              embedded in orders are not deleted (the order stays); they just expire.
+    Slots:    a key's generation g lives at ORDER#<derived_order_id(key, g)>, an order or a
+              record item; neither is ever deleted, so the walk over generations has no
+              holes (orders_aws.dynamodb). Records just expire (idemExpiresUs).
+    TTL attribute: ttl (epoch seconds) on legacy IDEMPOTENCY# items only; DynamoDB deletes
+              them some time after expiry, and reads treat ``expiresUs`` as the truth.
     Stream:   NEW_IMAGE. The outbox is the stream: every order write carries ``events``, the
               domain events of that change (:mod:`orders_aws.item_events`), and the relay
               publishes them from the stream record. No separate outbox item, no extra write.

@@ -119,8 +119,13 @@ class OrderStore(ABC):
         A new order's ``owner`` is stored with it and never changed by later changes.
 
         Raises :class:`~orders_core.errors.DuplicateRequest` when an unexpired record with
-        the same key exists, and :class:`~orders_core.errors.ConcurrencyConflict` when the
-        stored version is not ``change.expected_version``. Either way nothing is written.
+        the same key exists, whatever command wrote it, and
+        :class:`~orders_core.errors.ConcurrencyConflict` when the stored version is not
+        ``change.expected_version``. Either way nothing is written. The key check must be
+        part of the write: the service commits a keyed create without reading its key
+        first, and reads the record only when the commit is refused. A store may also
+        refuse a key whose expired record holds its generation's slot; the service then
+        moves the key to a later generation.
         """
 
 

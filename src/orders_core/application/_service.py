@@ -282,18 +282,12 @@ class OrderService:
         deadline: Deadline,
         unit: Unit | None,
     ) -> CommandResult:
-        key = fp = new_id = None
+        key = fp = None
         generation = 0
+        key_read = False
         if idempotency_key is not None:
             key = scoped_key(principal, idempotency_key)
             fp = fingerprint(command.type, payload.model_dump(mode="json", by_alias=True))
-            previous = self.store.get_idempotency(key)
-            record = replayable(previous, fp, self.clock())
-            if record is not None:
-                return CommandResult.replay_of(record)
-            if previous is not None:  # expired: this key starts a new generation
-                generation = previous.generation + 1
-            new_id = derived_order_id(key, generation)
 
         traceparent, tracestate = telemetry.outgoing_context(
             command.traceparent, command.tracestate
@@ -317,15 +311,29 @@ class OrderService:
         for attempt in range(1, self.max_attempts + 1):
             deadline.check("commit the command")
             now = self.clock()
-            decision = Decision(load, (lambda: new_id) if new_id else self.ids, principal.id, now)
+            ids = self.ids if key is None else _constant(derived_order_id(key, generation))
+            decision = Decision(load, ids, principal.id, now)
             try:
                 order, based_on = spec.decide(payload, decision)
             except (InvalidTransition, PreconditionFailed):
-                # A twin of this command committed after our key read (two copies of one
-                # delivery at once): the order moved on under its record. Replay that.
+                # A copy of this command committed first (at-least-once delivery): the order
+                # moved on under its record. Replay that.
                 if (winner := self._winner(key, fp)) is not None:
                     return winner
                 raise
+            if key is not None and fp is not None and based_on != 0 and not key_read:
+                # A keyed change to an existing order reads its key before it commits: a
+                # live record is replayed, an expired one moves the key on a generation.
+                # A keyed create does not: its commit refuses a key in use (every store
+                # checks the key in the write, see OrderStore.commit), and only then is
+                # the record read. A first delivery, the usual case, is one round trip.
+                key_read = True
+                previous = self.store.get_idempotency(key)
+                record = replayable(previous, fp, self.clock())
+                if record is not None:
+                    return CommandResult.replay_of(record)
+                if previous is not None:  # expired: this key starts a new generation
+                    generation = previous.generation + 1
             status = 201 if based_on == 0 else 200
             body = order.to_json()
             record = None
@@ -352,12 +360,18 @@ class OrderService:
             try:
                 self.store.commit(change, now=now)
             except ConcurrencyConflict as conflict:
-                # A concurrent duplicate committed first (a keyed create collides on the
-                # record or on its derived order id): answer exactly as it did.
-                if (winner := self._winner(key, fp)) is not None:
-                    return winner
-                if isinstance(conflict, DuplicateRequest):
-                    continue
+                if key is not None and fp is not None:
+                    # The key is in use, or was: a duplicate committed first (replay its
+                    # answer), the key was used for another request (422), or its record
+                    # expired and the key moves on past every generation seen so far.
+                    previous = self.store.get_idempotency(key)
+                    record = replayable(previous, fp, self.clock())
+                    if record is not None:
+                        return CommandResult.replay_of(record)
+                    if based_on == 0 or isinstance(conflict, DuplicateRequest):
+                        seen = -1 if previous is None else previous.generation
+                        generation = max(generation, seen) + 1
+                        continue
                 # Someone else changed the order since we read it. With If-Match the caller
                 # asked for exactly that version: tell them. Otherwise decide again.
                 if getattr(payload, "expected_version", None) is not None:
@@ -381,3 +395,9 @@ class OrderService:
             return None
         record = replayable(self.store.get_idempotency(key), fp, self.clock())
         return None if record is None else CommandResult.replay_of(record)
+
+
+def _constant(order_id: str) -> IdFactory:
+    """The id factory of a keyed create: the id derives from the key, so copies of one
+    create aim at one order, and a store may refuse the second on the order itself."""
+    return lambda: order_id

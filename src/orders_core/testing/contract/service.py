@@ -16,6 +16,7 @@ from orders_core.application import (
     CREATE,
     FULFILL,
     Command,
+    CommandResult,
     Deadline,
     OrderService,
     OrderStore,
@@ -191,7 +192,9 @@ class ServiceCases(ContractBase):
     ) -> None:
         """Keys are scoped by principal: someone who sends Alice's key for Alice's order
         while her confirm commits gets his own answer (404 for Bob, who may not see the
-        order; 409 for an admin, who finds it confirmed), never her recorded one."""
+        order; 409 for an admin, who finds it confirmed), never her recorded one. Her
+        confirm commits right after his first read, the order's load (a keyed change reads
+        its key only once it has decided)."""
         created = service.handle(
             Command(CREATE, "t", "c", json.loads(CREATE_BODY)), principal=ALICE
         )
@@ -201,7 +204,7 @@ class ServiceCases(ContractBase):
         def twin() -> None:
             service.handle(confirm, principal=ALICE, idempotency_key=key)
 
-        racing = OrderService(_twin_commits_after(store, "get_idempotency", twin), clock=clock)
+        racing = OrderService(_twin_commits_after(store, "get", twin), clock=clock)
         with pytest.raises(NotFound if intruder is BOB else InvalidTransition):
             racing.handle(confirm, principal=intruder, idempotency_key=key)
         order = store.get(created.order_id)
@@ -330,6 +333,69 @@ class ServiceCases(ContractBase):
                 idempotency_key=http_key("k"),
             )
 
+    def test_a_key_a_confirm_used_is_refused_to_a_create(self, service: OrderService) -> None:
+        """The other way round: a store that keeps the two kinds of record apart must
+        still find the confirm's when a create comes under its key."""
+        created = service.handle(Command(CREATE, "t", "c", json.loads(CREATE_BODY)))
+        key = http_key("k")
+        service.handle(
+            Command(CONFIRM, "t", "y", {"orderId": created.order_id}), idempotency_key=key
+        )
+        with pytest.raises(IdempotencyKeyReused):
+            service.handle(Command(CREATE, "t", "x", json.loads(CREATE_BODY)), idempotency_key=key)
+
+    @pytest.mark.parametrize("first", ["create", "confirm"])
+    def test_a_create_and_a_confirm_racing_under_one_key_cannot_both_commit(
+        self, service: OrderService, store: OrderStore, clock: FakeClock, first: str
+    ) -> None:
+        """One key, two requests at once, each committing after whatever it read: the
+        store's write itself must refuse the second, or both take effect under one key."""
+        target = service.handle(Command(CREATE, "t", "c", json.loads(CREATE_BODY)))
+        key = http_key("shared")
+        create = Command(CREATE, "t", "x", json.loads(CREATE_BODY))
+        confirm = Command(CONFIRM, "t", "y", {"orderId": target.order_id})
+        winner, loser = (create, confirm) if first == "create" else (confirm, create)
+        won: list[CommandResult] = []
+
+        def twin() -> None:
+            won.append(service.handle(winner, idempotency_key=key))
+
+        racing = OrderService(_twin_commits_before(store, "commit", twin), clock=clock)
+        with pytest.raises(IdempotencyKeyReused):
+            racing.handle(loser, idempotency_key=key)
+        assert len(won) == 1
+        order = store.get(target.order_id)
+        assert order is not None
+        confirmed = first == "confirm"
+        assert order.status == (OrderStatus.CONFIRMED if confirmed else OrderStatus.PENDING)
+        made = [o for o in store.list_by_customer("cust-1").orders if o.order_id != target.order_id]
+        assert len(made) == (0 if confirmed else 1)
+
+    @pytest.mark.parametrize("earlier", ["create", "confirm"])
+    def test_a_key_reused_after_expiry_by_another_command_replays_its_new_answer(
+        self, service: OrderService, store: OrderStore, clock: FakeClock, earlier: str
+    ) -> None:
+        """A key's record expired; the key then comes with another command, twice (a
+        duplicate delivery). The first runs, the second replays it: no 409 and no second
+        order, whichever command used the key first."""
+        target = service.handle(Command(CREATE, "t", "c", json.loads(CREATE_BODY)))
+        key = http_key("reused")
+        confirm = Command(CONFIRM, "t", "y", {"orderId": target.order_id})
+        create = Command(CREATE, "t", "x", json.loads(CREATE_BODY))
+        before, after = (create, confirm) if earlier == "create" else (confirm, create)
+        if earlier == "create":  # the confirm's target is then the order the key made
+            made = service.handle(create, idempotency_key=key)
+            after = Command(CONFIRM, "t", "y", {"orderId": made.order_id})
+        else:
+            service.handle(before, idempotency_key=key)
+        clock.advance(timedelta(hours=25))
+        fresh = service.handle(after, idempotency_key=key)
+        again = service.handle(after, idempotency_key=key)
+        assert (fresh.replayed, again.replayed) == (False, True)
+        assert (again.status, again.body) == (fresh.status, fresh.body)
+        orders = store.list_by_customer("cust-1").orders
+        assert len(orders) == 2
+
     def test_a_precondition_on_a_missing_order_is_404(self, api: HttpApi) -> None:
         assert self._post(api, "/orders/missing/confirm", if_match='"1"').status == 404
 
@@ -345,14 +411,23 @@ def _twin_commits_after(store: OrderStore, method: str, twin: Callable[[], None]
     """``store``, except that its first call of ``method`` lets ``twin`` run to its commit
     before it returns what it read: a race between two copies of a command, made
     deterministic."""
-    return cast(OrderStore, _Interleaved(store, method, twin))
+    return cast(OrderStore, _Interleaved(store, method, twin, before=False))
+
+
+def _twin_commits_before(store: OrderStore, method: str, twin: Callable[[], None]) -> OrderStore:
+    """``store``, except that ``twin`` runs to its commit just before the first call of
+    ``method`` goes through: whatever was read before is then stale."""
+    return cast(OrderStore, _Interleaved(store, method, twin, before=True))
 
 
 class _Interleaved:
-    def __init__(self, store: OrderStore, method: str, twin: Callable[[], None]) -> None:
+    def __init__(
+        self, store: OrderStore, method: str, twin: Callable[[], None], *, before: bool
+    ) -> None:
         self._store = store
         self._method = method
         self._twin: Callable[[], None] | None = twin
+        self._before = before
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._store, name)
@@ -360,10 +435,15 @@ class _Interleaved:
             return attribute
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            if self._before:
+                self._run_twin()
             seen = attribute(*args, **kwargs)
-            twin, self._twin = self._twin, None
-            if twin is not None:
-                twin()
+            self._run_twin()
             return seen
 
         return call
+
+    def _run_twin(self) -> None:
+        twin, self._twin = self._twin, None
+        if twin is not None:
+            twin()
