@@ -13,6 +13,7 @@ from botocore.exceptions import UnknownServiceError
 from botocore.loaders import JSONFileLoader, Loader
 
 from orders_aws.botocore_session import PlainJSONFileLoader, ServiceLoader, session
+from tests.aws.support import set_fake_env
 
 TYPE = "service-2"
 
@@ -101,3 +102,31 @@ def test_a_format_we_do_not_know_is_left_to_botocore(monkeypatch: pytest.MonkeyP
 
 def test_our_loader_reads_with_plain_dicts() -> None:
     assert isinstance(ServiceLoader().file_loader, PlainJSONFileLoader)
+
+
+def test_only_the_dynamodb_client_skips_client_side_parameter_validation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store builds every DynamoDB call from fixed shapes, which DynamoDB Local checks in
+    the contract suite; SQS and EventBridge calls carry callers' content and keep the check
+    (decision 0008). A malformed call reaches the wire on the one, not on the other."""
+    from botocore.exceptions import ParamValidationError
+
+    from orders_aws.clients import client, make_client
+
+    set_fake_env(monkeypatch)  # a signed request, never sent
+
+    class Sent(Exception):
+        pass
+
+    def refuse_to_send(**_: Any) -> None:
+        raise Sent
+
+    dynamodb = make_client(region="eu-west-1")
+    dynamodb.meta.events.register("before-send", refuse_to_send)
+    with pytest.raises(Sent):
+        dynamodb.put_item(TableName="t", Item={"pk": {"S": 5}})  # type: ignore[dict-item]
+    events = client("events", region="eu-west-1")
+    events.meta.events.register("before-send", refuse_to_send)
+    with pytest.raises(ParamValidationError):
+        events.put_events(Entries="not a list")

@@ -21,10 +21,13 @@ def client(
     region: str | None = None,
     read_timeout: float = 3,
     max_pool_connections: int = 10,
+    validate_parameters: bool = True,
 ) -> Any:
     """A botocore client with our timeouts and the standard retry mode;
     ``max_pool_connections`` matches the threads that share it (botocore's default is 10:
-    more threads would queue for a connection)."""
+    more threads would queue for a connection). ``validate_parameters=False`` skips
+    botocore's client-side check of each call against the service model, which the
+    service repeats anyway (decision 0008)."""
     from botocore.config import Config
 
     from orders_aws.botocore_session import session
@@ -35,6 +38,7 @@ def client(
         retries={"mode": "standard", "max_attempts": 3},
         tcp_keepalive=True,
         max_pool_connections=max_pool_connections,
+        parameter_validation=validate_parameters,
     )
     return session().create_client(
         service,
@@ -50,11 +54,18 @@ def client(
 def make_client(
     endpoint_url: str | None = None, region: str | None = None, max_pool_connections: int = 10
 ) -> DynamoDBClient:
-    """The DynamoDB client: one per process, its read timeout inside a command's deadline."""
+    """The DynamoDB client: one per process, its read timeout inside a command's deadline.
+
+    Without client-side parameter validation: every call it makes is built by
+    :mod:`orders_aws.dynamodb` from fixed shapes, never from a caller's input, and the
+    contract suite runs each shape against DynamoDB Local, which validates it; the check
+    costs a share of every request's CPU (decision 0008).
+    """
     return client(  # type: ignore[no-any-return]
         "dynamodb",
         endpoint_url=endpoint_url,
         region=region,
         read_timeout=2,
         max_pool_connections=max_pool_connections,
+        validate_parameters=False,
     )
