@@ -249,10 +249,10 @@ class OrdersStack(cdk.Stack):
                 max_record_age=RELAY_MAX_RECORD_AGE,
                 report_batch_item_failures=True,
                 on_failure=sources.SqsDlq(self.relay_dlq),
-                # Only order writes carry events: legacy idempotency items and TTL deletions
-                # never invoke the relay (fewer invocations, lower cost). A keyed
-                # transition's record item shares the order prefix; it carries no events and
-                # the relay skips it.
+                # Only order writes carry events: TTL deletions and the cursor secret never
+                # invoke the relay (fewer invocations, lower cost). A keyed transition's
+                # record item shares the order prefix; it carries no events and the relay
+                # skips it.
                 filters=[
                     lambda_.FilterCriteria.filter(
                         {

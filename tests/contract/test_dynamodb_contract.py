@@ -28,7 +28,7 @@ from orders_core.application import (
     scoped_key,
 )
 from orders_core.domain import DomainEvent
-from orders_core.errors import IdempotencyKeyReused
+from orders_core.testing.clock import FakeClock
 from orders_core.testing.contract import StoreContract
 from orders_core.testing.contract._base import CREATE_BODY
 from orders_core.testing.unit_of_work import UnitOfWorkContract
@@ -56,8 +56,7 @@ class _DynamoContract(StoreContract):
         self, service: OrderService, store: OrderStore
     ) -> None:
         """The record of a keyed confirm sits at the key's slot, an order key: reading
-        that id finds no order, the customer's listing and the stream show none, and no
-        item outside the slot was written for the key."""
+        that id finds no order, and the customer's listing and the stream show none."""
         assert isinstance(store, DynamoDBStore)
         created = service.handle(Command(CREATE, "t", "c", json.loads(CREATE_BODY)))
         service.handle(
@@ -68,49 +67,33 @@ class _DynamoContract(StoreContract):
         slot = derived_order_id(key, 0)
         raw = store.client.get_item(TableName=store.table, Key=store.items.order_key(slot))
         assert raw["Item"]["idemOrderId"]["S"] == created.order_id  # the record is there
-        assert "ttl" not in raw["Item"]  # and stays: the walk over generations needs it
+        assert raw["Item"]["ttl"]["N"].isdigit()  # TTL deletes it once expired
         assert store.get(slot) is None
         assert [o.order_id for o in store.list_by_customer("cust-1").orders] == [created.order_id]
         assert self.committed_events(store, slot) == []
-        legacy = store.items.key(f"IDEMPOTENCY#{key}", "IDEMPOTENCY")
-        assert "Item" not in store.client.get_item(TableName=store.table, Key=legacy)
 
-    def test_a_live_record_kept_the_old_way_is_honoured_then_ignored(
-        self, service: OrderService, store: OrderStore
+    def test_a_record_item_deleted_by_ttl_leaves_no_hole(
+        self, service: OrderService, store: OrderStore, clock: FakeClock
     ) -> None:
-        """Tables written before slots hold ``IDEMPOTENCY#`` items for up to one TTL: while
-        live they answer a read (a keyed confirm under the key is refused); once expired
-        they are as good as absent."""
+        """A key's generations: an order (slot 0), then a confirm's record item (slot 1),
+        which TTL deletes some time after it expired. The key, reused by a create, takes
+        slot 1 again, and a duplicate of that create replays it instead of making a third
+        order."""
         assert isinstance(store, DynamoDBStore)
-        created = service.handle(Command(CREATE, "t", "c", json.loads(CREATE_BODY)))
-        key = scoped_key(ANONYMOUS, http_key("old"))
-
-        def put_legacy(expires: datetime) -> None:
-            store.client.put_item(
-                TableName=store.table,
-                Item={
-                    **store.items.key(f"IDEMPOTENCY#{key}", "IDEMPOTENCY"),
-                    "fingerprint": {"S": "0" * 64},
-                    "status": {"N": "200"},
-                    "response": {"B": b"{}"},
-                    "orderId": {"S": created.order_id},
-                    "orderVersion": {"N": "2"},
-                    "expiresUs": {"N": str(int(expires.timestamp() * 1_000_000))},
-                    "generation": {"N": "0"},
-                    "ttl": {"N": str(int(expires.timestamp()))},
-                },
-            )
-
-        put_legacy(datetime.now(UTC) + timedelta(hours=1))
-        record = store.get_idempotency(key)
-        assert record is not None
-        assert (record.order_id, record.fingerprint) == (created.order_id, "0" * 64)
-        confirm = Command(CONFIRM, "t", "y", {"orderId": created.order_id})
-        with pytest.raises(IdempotencyKeyReused):
-            service.handle(confirm, idempotency_key=http_key("old"))
-        put_legacy(datetime.now(UTC) - timedelta(seconds=1))
-        assert store.get_idempotency(key) is None
-        assert service.handle(confirm, idempotency_key=http_key("old")).status == 200
+        key = http_key("ttl")
+        create = Command(CREATE, "t", "x", json.loads(CREATE_BODY))
+        made = service.handle(create, idempotency_key=key)
+        clock.advance(timedelta(hours=25))
+        confirm = Command(CONFIRM, "t", "y", {"orderId": made.order_id})
+        assert service.handle(confirm, idempotency_key=key).status == 200
+        slot = store.items.order_key(derived_order_id(scoped_key(ANONYMOUS, key), 1))
+        assert "ttl" in store.client.get_item(TableName=store.table, Key=slot)["Item"]
+        clock.advance(timedelta(hours=25))
+        store.client.delete_item(TableName=store.table, Key=slot)  # what TTL does, later
+        fresh = service.handle(create, idempotency_key=key)
+        again = service.handle(create, idempotency_key=key)
+        assert (fresh.status, again.replayed, again.body) == (201, True, fresh.body)
+        assert len(store.list_by_customer("cust-1").orders) == 2
 
 
 class AtomicCalls:
@@ -157,6 +140,16 @@ class TestDynamoDBMoto(_InMoto, _DynamoContract):
         client = make_client()
         table = new_table(client, f"orders-{next(_names)}")
         return DynamoDBStore(table, AtomicCalls(client))  # type: ignore[arg-type]
+
+
+class TestDynamoDBMotoClockAhead(TestDynamoDBMoto):
+    """The whole contract with the service's clock a month ahead of this machine's: the
+    store must judge nothing by its own clock (a walk that did stopped at a record the
+    service saw as expired, and a duplicate create made a second order)."""
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock(datetime.now(UTC) + timedelta(days=30))
 
 
 class TestDynamoDBMotoUnitOfWork(_InMoto, UnitOfWorkContract):

@@ -8,17 +8,18 @@ Writes:
 * Every idempotency key has one slot per generation: the item at
   ``derived_order_id(key, generation)``'s order key. A keyed create writes its order
   there, the record inside it; a keyed change to an existing order writes a record item
-  there. So whichever request under a key commits first takes the slot, and the other's
-  write fails its condition: a key is refused across command types in the write itself,
-  with no read first and no race (the service relies on that, see ``OrderStore.commit``).
-* A create is ONE conditional ``PutItem`` (``attribute_not_exists(pk)``, ``pk`` being the
-  design's partition key). A keyed create's record rides in its order item, at its slot:
-  still one write, no transaction.
+  there. Every such write is conditioned on the slot being empty or holding an expired
+  record item (:meth:`DynamoDBStore._slot_free`), so whichever request under a key commits
+  first holds the slot and the other's write fails: a key is refused across command types
+  in the write itself, with no read first and no race (the service relies on that, see
+  ``OrderStore.commit``). Orders stay, so a key reused after expiry by a create moves to the
+  next slot; a record item expires (TTL deletes it later) and is replaced in place, so it is
+  always the last slot of its key and deleting it leaves no hole.
+* A create is ONE conditional ``PutItem``. A keyed create's record rides in its order item,
+  at its slot: still one write, no transaction.
 * A transition is ONE ``UpdateItem`` conditioned on ``version = :expected``.
 * A keyed transition is ``TransactWriteItems``: the update as above, and the record item
-  put at the key's slot on ``attribute_not_exists(pk) OR (attribute_not_exists(body) AND
-  idemExpiresUs <= :now)`` (an expired record item may be replaced; an order may not).
-  ``ClientRequestToken`` makes an SDK retry of the same call a no-op.
+  put at the key's slot. ``ClientRequestToken`` makes an SDK retry of the same call a no-op.
 * A failed condition becomes the core's ``ConcurrencyConflict``/``DuplicateRequest``
   (``raise ... from``); throttling and 5xx left after the SDK's standard retries become
   ``StoreUnavailable`` (503 with Retry-After).
@@ -34,7 +35,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from orders_aws.calls import Cancelled, ConditionFailed, call
@@ -105,36 +106,32 @@ class DynamoDBStore(OrderStore):
         return None if item is None or "body" not in item else order_from(item)
 
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
-        """The latest record under a key: its generations sit at the slots
-        ``derived_order_id(key, 0), (key, 1), ...``, each an order a keyed create made or a
-        record item, and a generation is only written once the one before it expired, so
-        the walk stops at the first live record or the first empty slot. An
-        ``IDEMPOTENCY#`` item (how records were kept before slots) is read in the same
-        round trip and honoured while it is live."""
-        legacy_pk = f"IDEMPOTENCY#{key}"
-        first = derived_order_id(key, 0)
-        found = self._batch_get(
-            [self.items.key(legacy_pk, "IDEMPOTENCY"), self.items.order_key(first)]
-        )
-        now = datetime.now(UTC)
+        """The latest record under a key. Its generations sit at the slots
+        ``derived_order_id(key, 0), (key, 1), ...``: first the orders keyed creates made
+        (orders stay), then at most one record item, which a later request replaces in
+        place and never passes. So the latest record is the last one before the first slot
+        that holds no order. No clock is read here: the service judges expiry with its own.
+        The first two slots come in one round trip, which is every key's whole walk until a
+        key is reused after expiry by a second create."""
+        slots = [derived_order_id(key, 0), derived_order_id(key, 1)]
+        found = self._batch_get([self.items.order_key(slot) for slot in slots])
         latest: IdempotencyRecord | None = None
-        item, generation = found.get(f"{ORDER_PREFIX}{first}"), 0
+        generation = 0
+        item = found.get(f"{ORDER_PREFIX}{slots[0]}")
         while item is not None and item.get("idemKey", {}).get("S") == key:
-            latest = self.items.record_from(key, item, prefix="idem")
-            if not latest.expired(now):
-                return latest
+            latest = self.items.record_from(key, item)
+            if "body" not in item:  # a record item ends the walk
+                break
             generation += 1
+            if generation == 1:
+                item = found.get(f"{ORDER_PREFIX}{slots[1]}")
+                continue
             item = self._call(
                 "get_item",
                 TableName=self.table,
                 Key=self.items.order_key(derived_order_id(key, generation)),
                 ConsistentRead=True,
             ).get("Item")
-        legacy_item = found.get(legacy_pk)
-        if legacy_item is not None:
-            legacy = self.items.record_from(key, legacy_item, prefix="")
-            if not legacy.expired(now):
-                return legacy
         return latest
 
     def _batch_get(self, keys: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -232,13 +229,8 @@ class DynamoDBStore(OrderStore):
                 # A keyed create: the record lives in the order it made, and the order's id
                 # is derived from the key, so a concurrent duplicate collides right here.
                 item.update(self.items.embedded_record(record))
-            write: dict[str, Any] = {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": item,
-                    "ConditionExpression": f"attribute_not_exists({self.design.partition_key})",
-                }
-            }
+            write: dict[str, Any] = {"Put": {"TableName": self.table, "Item": item}}
+            write["Put"].update(self._slot_free(now))
         else:
             embedded = False
             update = self.items.order_item(order, change.events, change.order_json)
@@ -293,15 +285,7 @@ class DynamoDBStore(OrderStore):
         record_put: dict[str, Any] = {
             "TableName": self.table,
             "Item": self.items.record_item(record),
-            # The key's slot for this generation: empty, or a record item whose record
-            # expired. An order there (a keyed create under the same key) or a live record
-            # refuses the write, whichever came first: one key, one request.
-            "ConditionExpression": (
-                f"attribute_not_exists({self.design.partition_key})"
-                " OR (attribute_not_exists(#body) AND idemExpiresUs <= :now)"
-            ),
-            "ExpressionAttributeNames": {"#body": "body"},
-            "ExpressionAttributeValues": {":now": {"N": str(us(now))}},
+            **self._slot_free(now),
         }
         self.last_write_units = write_units(item, transactional=True) + write_units(
             record_put["Item"], transactional=True
@@ -323,6 +307,20 @@ class DynamoDBStore(OrderStore):
                 f"order {order.order_id} changed concurrently ({', '.join(codes)})"
             ) from exc.__cause__
         self._log_capacity(response)
+
+    def _slot_free(self, now: datetime) -> dict[str, Any]:
+        """The condition of every write to a key's slot (and of every create): the item is
+        absent, or a record item whose record has expired, which the write replaces. An
+        order there, or a live record, refuses it: whichever request under a key wrote
+        first holds the slot, so a create and a change under one key never both commit."""
+        return {
+            "ConditionExpression": (
+                f"attribute_not_exists({self.design.partition_key})"
+                " OR (attribute_not_exists(#body) AND idemExpiresUs <= :now)"
+            ),
+            "ExpressionAttributeNames": {"#body": "body"},
+            "ExpressionAttributeValues": {":now": {"N": str(us(now))}},
+        }
 
     @staticmethod
     def _stamp(write: dict[str, Any], token: str) -> None:

@@ -66,40 +66,28 @@ class Items:
         """A keyed change's record in an item of its own, at the key's slot for its
         generation: the item a keyed create under the key would write its order to, so
         the two can never both commit (see :mod:`orders_aws.dynamodb`). No ``body`` and
-        no ``events``: not an order, and nothing for the relay. No TTL either: deleting
-        one generation's item would hide the later ones from the walk that finds them."""
+        no ``events``: not an order, and nothing for the relay. TTL deletes it some time
+        after it expired; it is always its key's last slot, so that leaves no hole."""
         return {
             **self.order_key(derived_order_id(record.key, record.generation)),
             **self.embedded_record(record),
             "idemOrderId": {"S": record.order_id},
+            self.design.ttl_attribute: {"N": str(int(record.expires_at.timestamp()))},
         }
 
-    def record_from(self, key: str, item: Mapping[str, Any], *, prefix: str) -> IdempotencyRecord:
-        """A record from a slot item (``prefix='idem'``: an order or a record item) or
-        from an ``IDEMPOTENCY#`` item written before slots (``prefix=''``)."""
-
-        def attr(name: str) -> Any:
-            full = prefix + name[0].upper() + name[1:] if prefix else name
-            return item[full]
-
-        if prefix:
-            order_id = item["idemOrderId"]["S"] if "idemOrderId" in item else self.order_id(item)
-            version = int(attr("version")["N"])
-            response = bytes(attr("response")["B"])
-            generation = int(attr("generation")["N"])
-        else:
-            order_id, version = item["orderId"]["S"], int(item["orderVersion"]["N"])
-            response = bytes(item["response"]["B"])
-            generation = int(item.get("generation", {"N": "0"})["N"])
+    def record_from(self, key: str, item: Mapping[str, Any]) -> IdempotencyRecord:
+        """The record in a key's slot item: an order a keyed create made, or a record item
+        (which names the order it answered for)."""
+        order_id = item["idemOrderId"]["S"] if "idemOrderId" in item else self.order_id(item)
         return IdempotencyRecord(
             key=key,
-            fingerprint=attr("fingerprint")["S"],
-            status=int(attr("status")["N"]),
-            body=response,
+            fingerprint=item["idemFingerprint"]["S"],
+            status=int(item["idemStatus"]["N"]),
+            body=bytes(item["idemResponse"]["B"]),
             order_id=order_id,
-            version=version,
-            expires_at=from_us(int(attr("expiresUs")["N"])),
-            generation=generation,
+            version=int(item["idemVersion"]["N"]),
+            expires_at=from_us(int(item["idemExpiresUs"]["N"])),
+            generation=int(item["idemGeneration"]["N"]),
         )
 
     def embedded_record(self, record: IdempotencyRecord) -> dict[str, Any]:

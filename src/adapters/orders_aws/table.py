@@ -7,20 +7,18 @@ Single table; attribute names from :class:`TableDesign`::
     order           ORDER#<orderId>         ORDER         body (order JSON), version, owner,
                                                           customerId, gsi1pk, gsi1sk, events,
                                                           idem* (the record of a keyed create)
-    record          ORDER#<derived id>      ORDER         idem*, idemOrderId: a keyed change's
-                                                          record, at its key's slot (no body)
-    legacy record   IDEMPOTENCY#<scoped>    IDEMPOTENCY   fingerprint, status, response, orderId,
-                                                          orderVersion, expiresUs, generation, ttl
-                                                          (written before slots; read while live)
+    record          ORDER#<derived id>      ORDER         idem*, idemOrderId, ttl: a keyed
+                                                          change's record, at its key's slot
+                                                          (no body, no events)
     cursor secret   META                    CURSOR        secret (B)
 
     GSI gsi1: gsi1pk = CUSTOMER#<customerId>, gsi1sk = <createdUs, 20 digits>#<orderId>
               (projection ALL): a customer's orders, oldest first.
-    Slots:    a key's generation g lives at ORDER#<derived_order_id(key, g)>, an order or a
-              record item; neither is ever deleted, so the walk over generations has no
-              holes (orders_aws.dynamodb). Records just expire (idemExpiresUs).
-    TTL attribute: ttl (epoch seconds) on legacy IDEMPOTENCY# items only; DynamoDB deletes
-              them some time after expiry, and reads treat ``expiresUs`` as the truth.
+    Slots:    a key's generation g lives at ORDER#<derived_order_id(key, g)>: orders (never
+              deleted) and then at most one record item, replaced in place once expired
+              (orders_aws.dynamodb). Records embedded in orders just expire.
+    TTL attribute: ttl (epoch seconds) on record items; DynamoDB deletes them some time
+              after expiry, and reads treat ``idemExpiresUs`` as the truth meanwhile.
     Stream:   NEW_IMAGE. The outbox is the stream: every order write carries ``events``, the
               domain events of that change (:mod:`orders_aws.item_events`), and the relay
               publishes them from the stream record. No separate outbox item, no extra write.

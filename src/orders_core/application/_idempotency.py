@@ -46,7 +46,9 @@ class IdempotencyRecord:
     version: int
     expires_at: datetime
     generation: int = 0
-    """How many earlier records under this key expired before this one was written."""
+    """Which of the key's generations this is: a keyed create under it makes the order
+    ``derived_order_id(key, generation)``. A key reused after expiry moves past an order a
+    create made, and keeps the generation of a record that answered anything else."""
 
     def expired(self, now: datetime) -> bool:
         return now >= self.expires_at
@@ -102,8 +104,8 @@ def derived_order_id(key: str, generation: int = 0) -> str:
 
     Concurrent duplicates of one create therefore aim at the same order, so a store can
     deduplicate with one conditional write on the order itself (DynamoDB: no transaction).
-    ``generation`` moves on each time a record under the key expires, so a key reused after
-    expiry makes a new order instead of colliding with the old one.
+    ``generation`` moves past each order a keyed create made once its record expired, so a
+    key reused after expiry makes a new order instead of colliding with the old one.
     """
     return hashlib.sha256(f"order\n{generation}\n{key}".encode()).hexdigest()[:32]
 

@@ -332,8 +332,8 @@ class OrderService:
                 record = replayable(previous, fp, self.clock())
                 if record is not None:
                     return CommandResult.replay_of(record)
-                if previous is not None:  # expired: this key starts a new generation
-                    generation = previous.generation + 1
+                if previous is not None:  # expired: the key moves on
+                    generation = _next_generation(previous)
             status = 201 if based_on == 0 else 200
             body = order.to_json()
             record = None
@@ -369,8 +369,8 @@ class OrderService:
                     if record is not None:
                         return CommandResult.replay_of(record)
                     if based_on == 0 or isinstance(conflict, DuplicateRequest):
-                        seen = -1 if previous is None else previous.generation
-                        generation = max(generation, seen) + 1
+                        if previous is not None:
+                            generation = _next_generation(previous)
                         continue
                 # Someone else changed the order since we read it. With If-Match the caller
                 # asked for exactly that version: tell them. Otherwise decide again.
@@ -395,6 +395,15 @@ class OrderService:
             return None
         record = replayable(self.store.get_idempotency(key), fp, self.clock())
         return None if record is None else CommandResult.replay_of(record)
+
+
+def _next_generation(expired: IdempotencyRecord) -> int:
+    """The generation a request under a key takes once the key's record has expired: past
+    the order a keyed create made under it (an order stays where it is), or the same one,
+    whose record the new one replaces, when the record answered a change to an existing
+    order. Stores whose records live at derived ids (DynamoDB's slots) rely on both."""
+    made = expired.order_id == derived_order_id(expired.key, expired.generation)
+    return expired.generation + 1 if made else expired.generation
 
 
 def _constant(order_id: str) -> IdFactory:
