@@ -257,7 +257,7 @@ def test_workers_get_every_serve_variable_the_supervisor_resolved(
     for variable in shared:
         monkeypatch.setenv(variable, "bad")
     given = {
-        "--store": "dynamodb",
+        "--store": "sqlite",  # --synchronous is refused with any other store
         "--port": "0",
         "--pool-min": "2",
         "--pool-max": "16",
@@ -347,3 +347,38 @@ def test_a_store_without_an_outbox_here_is_a_usage_error_for_events(tmp_path: Pa
         "events", "--db", str(db), "--store", "sqlite", env={"ORDERS_LOCAL_STORE": "dynamodb"}
     )
     assert given.returncode == 0, given.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "store", "env"),
+    [
+        ("relay", "postgres", {}),
+        ("serve", "dynamodb", {}),
+        ("serve", "memory", {}),
+        ("serve", None, {"ORDERS_LOCAL_STORE": "postgres"}),
+    ],
+    ids=["relay-postgres", "serve-dynamodb", "serve-memory", "store-from-variable"],
+)
+def test_synchronous_with_a_store_that_is_not_sqlite_is_a_usage_error(
+    command: str, store: str | None, env: dict[str, str]
+) -> None:
+    """It was accepted and ignored: a user asking for FULL durability from PostgreSQL got
+    whatever the server's synchronous_commit gives, and no word of it."""
+    args = [command, "--synchronous", "FULL", *([] if store is None else ["--store", store])]
+    result = cli(*args, env=env)
+    assert result.returncode == 2
+    last = result.stderr.splitlines()[-1]
+    assert "--synchronous is SQLite's durability" in last
+    assert "Traceback" not in result.stderr
+
+
+def test_the_synchronous_variable_stays_harmless_for_other_stores() -> None:
+    """ORDERS_LOCAL_SYNCHRONOUS may be set for SQLite runs in a shared environment: it is
+    not an error for a memory store (the store never reads it)."""
+    server = ServerProcess("--store", "memory", env={"ORDERS_LOCAL_SYNCHRONOUS": "FULL"})
+    client = server.client()
+    try:
+        assert client.request("GET", "/healthz").status == 200
+    finally:
+        client.close()
+        server.stop()

@@ -54,6 +54,19 @@ class _Parser(argparse.ArgumentParser):
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
         parsed, extras = super().parse_known_args(args, namespace)
+        store, synchronous = getattr(parsed, "store", None), getattr(parsed, "synchronous", None)
+        if isinstance(store, _FromEnv):
+            store = store.text
+        given = isinstance(synchronous, str) and any(  # by this (sub)parser's command line
+            action.dest == "synchronous" for action in self._actions
+        )
+        if store not in (None, "sqlite") and given:
+            # Given on the command line (a variable's value is a _FromEnv, and a variable
+            # may be shared with SQLite runs): refused rather than silently ignored.
+            self.error(
+                f"--synchronous is SQLite's durability; --store {store} keeps its own"
+                + (" (the server's synchronous_commit)" if store == "postgres" else "")
+            )
         for dest, value in vars(parsed).items():
             if isinstance(value, _FromEnv):
                 try:
@@ -246,8 +259,9 @@ def _synchronous_option(parser: argparse.ArgumentParser) -> None:
         type=_synchronous,
         default=_env_value("SYNCHRONOUS", "NORMAL", _synchronous),
         metavar="FULL|NORMAL",
-        help="SQLite durability: NORMAL can lose the last acknowledged writes to a power loss "
-        "or OS crash (not to a process crash); FULL fsyncs every commit [ORDERS_LOCAL_SYNCHRONOUS]",
+        help="SQLite durability (--store sqlite only): NORMAL can lose the last acknowledged "
+        "writes to a power loss or OS crash (not to a process crash); FULL fsyncs every "
+        "commit [ORDERS_LOCAL_SYNCHRONOUS]",
     )
 
 
