@@ -95,6 +95,36 @@ class _DynamoContract(StoreContract):
         assert (fresh.status, again.replayed, again.body) == (201, True, fresh.body)
         assert len(store.list_by_customer("cust-1").orders) == 2
 
+    def test_a_key_reused_many_times_is_found_in_a_few_round_trips(
+        self, service: OrderService, store: OrderStore, clock: FakeClock
+    ) -> None:
+        """A client that sends one Idempotency-Key every day leaves an order per day at the
+        key's slots; reading the key must not walk them all (it did: one GetItem each)."""
+        assert isinstance(store, DynamoDBStore)
+        key = http_key("every-day")
+        create = Command(CREATE, "t", "x", json.loads(CREATE_BODY))
+        made = []
+        for _ in range(20):
+            made.append(service.handle(create, idempotency_key=key))
+            clock.advance(timedelta(hours=25))
+        assert len({m.order_id for m in made}) == 20
+        calls: list[str] = []
+        client = store.client
+
+        class Counting:
+            def __getattr__(self, name: str) -> Any:
+                calls.append(name)
+                return getattr(client, name)
+
+        store.client = Counting()  # type: ignore[assignment]
+        try:
+            record = store.get_idempotency(scoped_key(ANONYMOUS, key))
+        finally:
+            store.client = client
+        assert record is not None
+        assert (record.order_id, record.generation) == (made[-1].order_id, 19)
+        assert len(calls) <= 10, calls  # 1 + 2 x log2(20) at most; it was 19
+
 
 class AtomicCalls:
     """Makes each client call atomic, as every DynamoDB API call is.

@@ -13,6 +13,8 @@ from botocore.stub import Stubber
 from orders_aws import apigw
 from orders_aws.bootstrap import AwsConfig, build
 from orders_aws.clients import make_client
+from orders_aws.items import Items
+from orders_core.domain import Order
 from tests.aws.conftest import LambdaContext
 from tests.aws.samples import apigw_v2
 from tests.aws.support import set_fake_env
@@ -65,6 +67,53 @@ def test_a_keyed_create_that_fails_writes_nothing_and_a_retry_succeeds(
     stubber.add_response("put_item", {})
     retried = apigw.handle(apigw_v2(body=SEED, headers=headers), LambdaContext(), rt)
     assert retried["statusCode"] == 201
+    stubber.assert_no_pending_responses()
+
+
+def test_a_keyed_create_meeting_a_transaction_on_its_slot_reads_the_key_and_retries(
+    stubbed: tuple[Any, Stubber],
+) -> None:
+    """A keyed confirm's transaction is writing the slot a keyed create under the same key
+    aims at: DynamoDB answers the create TransactionConflictException, which the SDK does
+    not retry. It was a bare 500; the service reads the key and tries again."""
+    rt, stubber = stubbed
+    stubber.add_client_error("put_item", "TransactionConflictException", http_status_code=400)
+    stubber.add_response("batch_get_item", {"Responses": {"orders": []}})  # it did not commit
+    stubber.add_response("put_item", {})
+    response = apigw.handle(
+        apigw_v2(body=SEED, headers={"idempotency-key": "k"}), LambdaContext(), rt
+    )
+    assert response["statusCode"] == 201
+    stubber.assert_no_pending_responses()
+
+
+def test_a_keyed_confirm_whose_slot_is_in_a_transaction_is_no_false_412(
+    stubbed: tuple[Any, Stubber],
+) -> None:
+    """Its transaction is cancelled for a conflict on the key's slot, not on the order: with
+    If-Match the order is unchanged, so the answer must not be 412 "order changed"."""
+    rt, stubber = stubbed
+    stubber.add_response("put_item", {})
+    created = apigw.handle(apigw_v2(body=SEED), LambdaContext(), rt)
+    order = Order.model_validate_json(created["body"])
+    item = {"Item": Items().order_item(order, ())}
+    confirm = apigw_v2(
+        path=f"/orders/{order.order_id}/confirm",
+        headers={"idempotency-key": "k", "if-match": '"1"'},
+    )
+    stubber.add_response("get_item", item)  # the load
+    stubber.add_response("batch_get_item", {"Responses": {"orders": []}})  # the key: none
+    stubber.add_client_error(
+        "transact_write_items",
+        "TransactionCanceledException",
+        http_status_code=400,
+        modeled_fields={"CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}]},
+    )
+    stubber.add_response("batch_get_item", {"Responses": {"orders": []}})  # read again: none
+    stubber.add_response("get_item", item)  # decided again on the same order
+    stubber.add_response("transact_write_items", {})
+    response = apigw.handle(confirm, LambdaContext(), rt)
+    assert response["statusCode"] == 200, response["body"]
     stubber.assert_no_pending_responses()
 
 

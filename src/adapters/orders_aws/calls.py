@@ -28,6 +28,8 @@ def call(client: Any, operation: str, **kwargs: Any) -> Any:
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "ConditionalCheckFailedException":
             raise ConditionFailed() from exc
+        if code == "TransactionConflictException":  # the item is inside a transaction
+            raise InTransaction() from exc
         if code == "TransactionCanceledException":
             reasons = exc.response.get("CancellationReasons", [])
             raise Cancelled([r.get("Code", "None") for r in reasons]) from exc
@@ -42,6 +44,12 @@ def call(client: Any, operation: str, **kwargs: Any) -> Any:
 
 class ConditionFailed(Exception):
     """A single write's condition failed (the store decides what that means)."""
+
+
+class InTransaction(Exception):
+    """A single write met an item another request's transaction is writing: it may or may
+    not commit, so the write is neither refused for good nor done (standard retry mode does
+    not retry it)."""
 
 
 class Cancelled(Exception):

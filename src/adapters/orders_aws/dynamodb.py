@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from orders_aws.calls import Cancelled, ConditionFailed, call
+from orders_aws.calls import Cancelled, ConditionFailed, InTransaction, call
 from orders_aws.capacity import write_units
 from orders_aws.clients import make_client
 from orders_aws.item_events import ORDER_PREFIX
@@ -109,30 +109,45 @@ class DynamoDBStore(OrderStore):
         """The latest record under a key. Its generations sit at the slots
         ``derived_order_id(key, 0), (key, 1), ...``: first the orders keyed creates made
         (orders stay), then at most one record item, which a later request replaces in
-        place and never passes. So the latest record is the last one before the first slot
-        that holds no order. No clock is read here: the service judges expiry with its own.
-        The first two slots come in one round trip, which is every key's whole walk until a
-        key is reused after expiry by a second create."""
-        slots = [derived_order_id(key, 0), derived_order_id(key, 1)]
-        found = self._batch_get([self.items.order_key(slot) for slot in slots])
-        latest: IdempotencyRecord | None = None
-        generation = 0
-        item = found.get(f"{ORDER_PREFIX}{slots[0]}")
-        while item is not None and item.get("idemKey", {}).get("S") == key:
-            latest = self.items.record_from(key, item)
-            if "body" not in item:  # a record item ends the walk
-                break
-            generation += 1
-            if generation == 1:
-                item = found.get(f"{ORDER_PREFIX}{slots[1]}")
-                continue
-            item = self._call(
-                "get_item",
-                TableName=self.table,
-                Key=self.items.order_key(derived_order_id(key, generation)),
-                ConsistentRead=True,
-            ).get("Item")
-        return latest
+        place and never passes. So the latest record is the one at the first slot that
+        holds no order, or in the order just before it. No clock is read here: the service
+        judges expiry with its own. Slots 0 and 1 come in one round trip, which is every
+        key's whole search until a second create reuses it after expiry; past that the
+        first slot without an order is found by doubling, then halving (a few round trips
+        however often a client reuses one key)."""
+        first = self._batch_get([self.items.order_key(derived_order_id(key, g)) for g in (0, 1)])
+        found = {g: first.get(f"{ORDER_PREFIX}{derived_order_id(key, g)}") for g in (0, 1)}
+
+        def slot(generation: int) -> dict[str, Any] | None:
+            if generation not in found:
+                found[generation] = self._call(
+                    "get_item",
+                    TableName=self.table,
+                    Key=self.items.order_key(derived_order_id(key, generation)),
+                    ConsistentRead=True,
+                ).get("Item")
+            return found[generation]
+
+        def made(generation: int) -> bool:  # an order a keyed create under this key made
+            item = slot(generation)
+            return item is not None and "body" in item and self._holds(item, key)
+
+        below, above = -1, 0  # slots <= below hold orders; slot `above` holds none
+        while made(above):
+            below, above = above, max(1, 2 * above)
+        while above - below > 1:
+            middle = (below + above) // 2
+            below, above = (middle, above) if made(middle) else (below, middle)
+        end = slot(above)
+        if end is not None and self._holds(end, key):
+            return self.items.record_from(key, end)  # a record item
+        if below >= 0:
+            return self.items.record_from(key, slot(below) or {})
+        return None
+
+    @staticmethod
+    def _holds(item: Mapping[str, Any], key: str) -> bool:
+        return bool(item.get("idemKey", {}).get("S") == key)
 
     def _batch_get(self, keys: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Items by partition key, read strongly consistently in one round trip (plus retries of
@@ -269,6 +284,13 @@ class DynamoDBStore(OrderStore):
                     ReturnConsumedCapacity="TOTAL",
                     **params,
                 )
+            except InTransaction as exc:
+                # A keyed transition is writing this slot (or this order): the service reads
+                # the key again and decides again, whichever way that transaction went.
+                busy: type[ConcurrencyConflict] = (
+                    DuplicateRequest if embedded else ConcurrencyConflict
+                )
+                raise busy(f"order {order.order_id} is inside a transaction") from exc.__cause__
             except ConditionFailed as exc:
                 if self._landed(order.order_id, token):
                     return
@@ -299,9 +321,11 @@ class DynamoDBStore(OrderStore):
             )
         except Cancelled as exc:
             codes = exc.codes
-            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+            if len(codes) > 1 and codes[1] in ("ConditionalCheckFailed", "TransactionConflict"):
+                # The key's slot is taken, or being written by another request under the
+                # key: either way the service reads the key again before anything else.
                 raise DuplicateRequest(
-                    f"idempotency key {record.key} already used"
+                    f"idempotency key {record.key} already used ({codes[1]})"
                 ) from exc.__cause__
             raise ConcurrencyConflict(
                 f"order {order.order_id} changed concurrently ({', '.join(codes)})"

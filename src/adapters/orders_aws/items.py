@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -72,7 +73,8 @@ class Items:
             **self.order_key(derived_order_id(record.key, record.generation)),
             **self.embedded_record(record),
             "idemOrderId": {"S": record.order_id},
-            self.design.ttl_attribute: {"N": str(int(record.expires_at.timestamp()))},
+            # Rounded up: TTL must never delete a record before it expires.
+            self.design.ttl_attribute: {"N": str(math.ceil(record.expires_at.timestamp()))},
         }
 
     def record_from(self, key: str, item: Mapping[str, Any]) -> IdempotencyRecord:
