@@ -245,7 +245,9 @@ class DynamoDBStore(OrderStore):
                 # is derived from the key, so a concurrent duplicate collides right here.
                 item.update(self.items.embedded_record(record))
             write: dict[str, Any] = {"Put": {"TableName": self.table, "Item": item}}
-            write["Put"].update(self._slot_free(now))
+            # A keyed create writes its key's slot; any other's id is fresh, never a slot.
+            fresh = {"ConditionExpression": f"attribute_not_exists({self.design.partition_key})"}
+            write["Put"].update(self._slot_free(now) if embedded else fresh)
         else:
             embedded = False
             update = self.items.order_item(order, change.events, change.order_json)
@@ -281,7 +283,7 @@ class DynamoDBStore(OrderStore):
             try:
                 response = self._call(
                     "put_item" if kind == "Put" else "update_item",
-                    ReturnConsumedCapacity="TOTAL",
+                    **self._capacity(),
                     **params,
                 )
             except InTransaction as exc:
@@ -317,7 +319,7 @@ class DynamoDBStore(OrderStore):
                 "transact_write_items",
                 TransactItems=[write, {"Put": record_put}],
                 ClientRequestToken=uuid.uuid4().hex,
-                ReturnConsumedCapacity="TOTAL",
+                **self._capacity(),
             )
         except Cancelled as exc:
             codes = exc.codes
@@ -367,7 +369,15 @@ class DynamoDBStore(OrderStore):
 
     # -- plumbing ----------------------------------------------------------------------
 
+    @staticmethod
+    def _capacity() -> dict[str, str]:
+        """Ask for the consumed capacity only when the debug log will show it: parsing it
+        is a share of every write's CPU."""
+        return {"ReturnConsumedCapacity": "TOTAL"} if log.isEnabledFor(logging.DEBUG) else {}
+
     def _log_capacity(self, response: Mapping[str, Any]) -> None:
+        if not log.isEnabledFor(logging.DEBUG):
+            return
         consumed = response.get("ConsumedCapacity")
         if isinstance(consumed, list):
             reported = sum(c.get("CapacityUnits", 0) for c in consumed)
