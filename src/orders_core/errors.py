@@ -20,7 +20,8 @@ problem type it maps to; nothing else in the core needs to know about HTTP codes
     │   ├── ValidationFailed            422  field errors, with JSON pointers
     │   └── IdempotencyKeyReused        422  same key, different payload
     ├── ConcurrencyConflict             a store lost an optimistic-concurrency race
-    │   └── DuplicateRequest            the idempotency record was written concurrently
+    │   ├── DuplicateRequest            the idempotency record was written concurrently
+    │   └── Contended                   another request's write held the item: unknown
     ├── DeadlineExceeded                503  not enough time left to start or finish
     └── StoreUnavailable                503  the store is throttled or down
         └── StoreBusy                   503  another writer holds it (raised only to
@@ -180,6 +181,12 @@ class ConcurrencyConflict(OrdersError):
 
 class DuplicateRequest(ConcurrencyConflict):
     """Another request committed the same idempotency key first; replay its answer."""
+
+
+class Contended(ConcurrencyConflict):
+    """The store could not write because another request's write (a DynamoDB transaction)
+    held the item, which may or may not change it: the service decides again after a
+    moment, never concluding that the order changed (no 412 on this alone)."""
 
 
 class DeadlineExceeded(OrdersError):

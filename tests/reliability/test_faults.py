@@ -78,7 +78,8 @@ def test_a_keyed_create_meeting_a_transaction_on_its_slot_reads_the_key_and_retr
     not retry. It was a bare 500; the service reads the key and tries again."""
     rt, stubber = stubbed
     stubber.add_client_error("put_item", "TransactionConflictException", http_status_code=400)
-    stubber.add_response("batch_get_item", {"Responses": {"orders": []}})  # it did not commit
+    stubber.add_response("get_item", {})  # ours did not land
+    stubber.add_response("batch_get_item", {"Responses": {"orders": []}})  # nor did theirs
     stubber.add_response("put_item", {})
     response = apigw.handle(
         apigw_v2(body=SEED, headers={"idempotency-key": "k"}), LambdaContext(), rt
@@ -112,6 +113,29 @@ def test_a_keyed_confirm_whose_slot_is_in_a_transaction_is_no_false_412(
     stubber.add_response("batch_get_item", {"Responses": {"orders": []}})  # read again: none
     stubber.add_response("get_item", item)  # decided again on the same order
     stubber.add_response("transact_write_items", {})
+    response = apigw.handle(confirm, LambdaContext(), rt)
+    assert response["statusCode"] == 200, response["body"]
+    stubber.assert_no_pending_responses()
+
+
+def test_a_confirm_meeting_a_transaction_on_its_order_decides_again_not_412(
+    stubbed: tuple[Any, Stubber],
+) -> None:
+    """An unkeyed confirm with If-Match whose UpdateItem meets another request's
+    transaction on the order: that transaction may yet cancel, so nothing says the order
+    changed. It was a bare 500 (the SDK does not retry the conflict); a plain
+    ConcurrencyConflict would be a false 412. The service decides again."""
+    rt, stubber = stubbed
+    stubber.add_response("put_item", {})
+    created = apigw.handle(apigw_v2(body=SEED), LambdaContext(), rt)
+    order = Order.model_validate_json(created["body"])
+    item = {"Item": Items().order_item(order, ())}
+    stubber.add_response("get_item", item)  # the load
+    stubber.add_client_error("update_item", "TransactionConflictException", http_status_code=400)
+    stubber.add_response("get_item", item)  # did ours land? no (no token of ours)
+    stubber.add_response("get_item", item)  # the load, a moment later: unchanged
+    stubber.add_response("update_item", {})
+    confirm = apigw_v2(path=f"/orders/{order.order_id}/confirm", headers={"if-match": '"1"'})
     response = apigw.handle(confirm, LambdaContext(), rt)
     assert response["statusCode"] == 200, response["body"]
     stubber.assert_no_pending_responses()

@@ -39,18 +39,28 @@ class _Raw:
         yield self.body
 
 
-class LoseAnswers:
-    """Replaces the answer of the first ``times`` calls with a throttling error."""
+IN_TRANSACTION = json.dumps(
+    {
+        "__type": "com.amazonaws.dynamodb.v20120810#TransactionConflictException",
+        "message": "Transaction is ongoing for the item",
+    }
+).encode()
 
-    def __init__(self, times: int) -> None:
+
+class LoseAnswers:
+    """Replaces the answer of the first ``times`` calls with an error (throttling unless
+    told otherwise)."""
+
+    def __init__(self, times: int, error: bytes = THROTTLED) -> None:
         self.times = times
+        self.error = error
         self.calls = 0
 
     def __call__(self, request: Any, **_: Any) -> AWSResponse | None:
         self.calls += 1
         if self.calls > self.times:
             return None
-        return AWSResponse(request.url, 400, {"x-amzn-RequestId": "r"}, _Raw(THROTTLED))
+        return AWSResponse(request.url, 400, {"x-amzn-RequestId": "r"}, _Raw(self.error))
 
 
 @pytest.fixture
@@ -76,10 +86,15 @@ def test_a_create_whose_answer_was_lost_is_not_doubled(rt: Runtime) -> None:
     assert orders(rt) == [f"ORDER#{json.loads(response['body'])['orderId']}"]
 
 
-def test_a_confirm_whose_answer_was_lost_is_a_success_not_a_409(rt: Runtime) -> None:
+@pytest.mark.parametrize(
+    "error", [THROTTLED, IN_TRANSACTION], ids=["throttled", "transaction-conflict"]
+)
+def test_a_confirm_whose_answer_was_lost_is_a_success_not_a_409(rt: Runtime, error: bytes) -> None:
+    """Also when the answer that came back was a TransactionConflictException (which the
+    SDK does not retry): the write had landed, and is recognised by its token."""
     created = apigw.handle(apigw_v2(body=SEED), LambdaContext(), rt)
     location = created["headers"]["location"]
-    lost = LoseAnswers(times=1)
+    lost = LoseAnswers(times=1, error=error)
     rt.dynamodb.meta.events.register("before-send.dynamodb.UpdateItem", lost)
     confirmed = apigw.handle(apigw_v2("POST", f"{location}/confirm"), LambdaContext(), rt)
     assert confirmed["statusCode"] == 200, confirmed["body"]

@@ -57,6 +57,7 @@ from orders_core.application import (
 from orders_core.domain import UNOWNED, Order
 from orders_core.errors import (
     ConcurrencyConflict,
+    Contended,
     DuplicateRequest,
     MalformedRequest,
     StoreUnavailable,
@@ -287,11 +288,12 @@ class DynamoDBStore(OrderStore):
                     **params,
                 )
             except InTransaction as exc:
-                # A keyed transition is writing this slot (or this order): the service reads
-                # the key again and decides again, whichever way that transaction went.
-                busy: type[ConcurrencyConflict] = (
-                    DuplicateRequest if embedded else ConcurrencyConflict
-                )
+                # A keyed transition is writing this slot (or this order). Unless an earlier
+                # attempt of ours landed (its answer lost), the service reads the key again
+                # and decides again, whichever way that transaction goes.
+                if self._landed(order.order_id, token):
+                    return
+                busy: type[ConcurrencyConflict] = DuplicateRequest if embedded else Contended
                 raise busy(f"order {order.order_id} is inside a transaction") from exc.__cause__
             except ConditionFailed as exc:
                 if self._landed(order.order_id, token):
@@ -328,6 +330,10 @@ class DynamoDBStore(OrderStore):
                 # key: either way the service reads the key again before anything else.
                 raise DuplicateRequest(
                     f"idempotency key {record.key} already used ({codes[1]})"
+                ) from exc.__cause__
+            if "ConditionalCheckFailed" not in codes:  # held by another transaction only
+                raise Contended(
+                    f"order {order.order_id} is inside a transaction ({', '.join(codes)})"
                 ) from exc.__cause__
             raise ConcurrencyConflict(
                 f"order {order.order_id} changed concurrently ({', '.join(codes)})"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
@@ -53,6 +54,7 @@ from orders_core.application._security import ANONYMOUS, Principal
 from orders_core.domain import DEFAULT_SOURCE, DomainEvent, Order
 from orders_core.errors import (
     ConcurrencyConflict,
+    Contended,
     DuplicateRequest,
     FieldError,
     IdempotencyKeyReused,
@@ -63,6 +65,11 @@ from orders_core.errors import (
 )
 
 log = logging.getLogger("orders_core.service")
+
+CONTENDED_WAIT: Final = 0.01
+"""Seconds, times the attempt, a command waits before deciding again when the store said
+another request's write held the item (``Contended``): DynamoDB transactions last tens of
+milliseconds, and the SDK does not retry that conflict itself."""
 
 
 @immutable(eq=False)
@@ -363,7 +370,7 @@ class OrderService:
                 if key is not None and fp is not None:
                     # The key is in use, or was: a duplicate committed first (replay its
                     # answer), the key was used for another request (422), or its record
-                    # expired and the key moves on past every generation seen so far.
+                    # expired and the key moves on (_next_generation).
                     previous = self.store.get_idempotency(key)
                     record = replayable(previous, fp, self.clock())
                     if record is not None:
@@ -372,6 +379,11 @@ class OrderService:
                         if previous is not None:
                             generation = _next_generation(previous)
                         continue
+                if isinstance(conflict, Contended):
+                    # Another request's write held the item and may leave it as it was:
+                    # decide again after a moment, instead of calling the order changed.
+                    time.sleep(CONTENDED_WAIT * attempt * random.uniform(0.5, 1.5))
+                    continue
                 # Someone else changed the order since we read it. With If-Match the caller
                 # asked for exactly that version: tell them. Otherwise decide again.
                 if getattr(payload, "expected_version", None) is not None:
