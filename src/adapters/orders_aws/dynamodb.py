@@ -341,8 +341,9 @@ class DynamoDBStore(OrderStore):
         self._log_capacity(response)
 
     def _slot_free(self, now: datetime) -> dict[str, Any]:
-        """The condition of every write to a key's slot (and of every create): the item is
-        absent, or a record item whose record has expired, which the write replaces. An
+        """The condition of every write to a key's slot (a keyed create's, a keyed change's
+        record item): the item is absent, or a record item whose record has expired, which
+        the write replaces. An
         order there, or a live record, refuses it: whichever request under a key wrote
         first holds the slot, so a create and a change under one key never both commit."""
         return {

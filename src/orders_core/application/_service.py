@@ -335,12 +335,10 @@ class OrderService:
                 # checks the key in the write, see OrderStore.commit), and only then is
                 # the record read. A first delivery, the usual case, is one round trip.
                 key_read = True
-                previous = self.store.get_idempotency(key)
-                record = replayable(previous, fp, self.clock())
-                if record is not None:
-                    return CommandResult.replay_of(record)
-                if previous is not None:  # expired: the key moves on
-                    generation = _next_generation(previous)
+                replay, moved = self._read_key(key, fp)
+                if replay is not None:
+                    return replay
+                generation = generation if moved is None else moved
             status = 201 if based_on == 0 else 200
             body = order.to_json()
             record = None
@@ -371,13 +369,11 @@ class OrderService:
                     # The key is in use, or was: a duplicate committed first (replay its
                     # answer), the key was used for another request (422), or its record
                     # expired and the key moves on (_next_generation).
-                    previous = self.store.get_idempotency(key)
-                    record = replayable(previous, fp, self.clock())
-                    if record is not None:
-                        return CommandResult.replay_of(record)
+                    replay, moved = self._read_key(key, fp)
+                    if replay is not None:
+                        return replay
                     if based_on == 0 or isinstance(conflict, DuplicateRequest):
-                        if previous is not None:
-                            generation = _next_generation(previous)
+                        generation = generation if moved is None else moved
                         continue
                 if isinstance(conflict, Contended):
                     # Another request's write held the item and may leave it as it was:
@@ -405,8 +401,17 @@ class OrderService:
         raises IdempotencyKeyReused if the key's record holds another payload."""
         if key is None or fp is None:
             return None
-        record = replayable(self.store.get_idempotency(key), fp, self.clock())
-        return None if record is None else CommandResult.replay_of(record)
+        return self._read_key(key, fp)[0]
+
+    def _read_key(self, key: str, fp: str) -> tuple[CommandResult | None, int | None]:
+        """The key's record, as a request with fingerprint ``fp`` must take it: the answer
+        to replay if it is live (IdempotencyKeyReused if it holds another payload), else
+        the generation the key moves on to (None when the key has no record)."""
+        previous = self.store.get_idempotency(key)
+        record = replayable(previous, fp, self.clock())
+        if record is not None:
+            return CommandResult.replay_of(record), None
+        return None, None if previous is None else _next_generation(previous)
 
 
 def _next_generation(expired: IdempotencyRecord) -> int:
