@@ -17,12 +17,15 @@ seconds, loopback only.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,10 +42,17 @@ PUT_REQUEST = (
     b"content-length: " + str(len(PUT_BODY)).encode() + b"\r\n\r\n" + PUT_BODY
 )
 
-KEYED_REQUEST = REQUEST.replace(b"\r\n\r\n", b"\r\nidempotency-key: bench-key-1\r\n\r\n", 1)
-"""A create with an Idempotency-Key: our server commits it in one conditional PutItem, the
-record inside the order, and reads the key only if that write is refused. The stub stores
-nothing, so every request is a first delivery, never a replay."""
+
+def keyed_requests() -> Callable[[], bytes]:
+    """Creates with an Idempotency-Key, a new one each (this process's own prefix), so
+    every request is a first delivery on any store, never a replay: the DynamoDB store
+    commits it in one conditional PutItem, the record inside the order, and reads the key
+    only if that write is refused."""
+    head, _, body = REQUEST.partition(b"\r\n\r\n")
+    prefix = b"%s\r\nidempotency-key: bench-%s-" % (head, uuid.uuid4().hex[:12].encode())
+    tail = b"\r\n\r\n" + body
+    counter = itertools.count()
+    return lambda: b"%s%d%s" % (prefix, next(counter), tail)
 
 
 def start(name: str, endpoint: str) -> Server:
@@ -119,8 +129,9 @@ def main() -> int:
     parser.add_argument(
         "--keyed",
         action="store_true",
-        help="also each orders-local setup sent creates with an Idempotency-Key (+key): "
-        "a BatchGetItem and a PutItem each, where the peer makes one PutItem",
+        help="also each orders-local setup sent creates with an Idempotency-Key (+key), a new "
+        "key each: one conditional PutItem that also holds the key's record, where the peer "
+        "makes a plain PutItem",
     )
     parser.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -129,7 +140,7 @@ def main() -> int:
         if target == "stub":
             result = load(int(port), int(conns), float(seconds), PUT_REQUEST, b"200")
         elif target == "keyed":
-            result = load(int(port), int(conns), float(seconds), KEYED_REQUEST)
+            result = load(int(port), int(conns), float(seconds), keyed_requests())
         else:
             result = load(int(port), int(conns), float(seconds))
         print(json.dumps(result))

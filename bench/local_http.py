@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,15 @@ REQUEST = (
 
 
 def load(
-    port: int, connections: int, seconds: float, request: bytes = REQUEST, ok: bytes = b"201"
+    port: int,
+    connections: int,
+    seconds: float,
+    request: bytes | Callable[[], bytes] = REQUEST,
+    ok: bytes = b"201",
 ) -> dict[str, Any]:
     """Closed-loop load: each connection sends its next request when the last answer is in;
-    an answer whose status is not ``ok`` counts as an error.
+    an answer whose status is not ``ok`` counts as an error. ``request``: the same bytes
+    every time, or a function that makes each request (a new Idempotency-Key each).
 
     One thread multiplexes every connection with ``selectors`` and pre-encoded requests, so
     the generator spends ~20 us per request, not the ~300 us of ``http.client`` in threads:
@@ -69,11 +75,12 @@ def load(
     errors = 0
     buffers = {s.fileno(): b"" for s in socks}
     sent_at: dict[int, float] = {}
+    next_request = request if callable(request) else lambda: request
     began = time.perf_counter()
     stop_at = began + seconds
     for sock in socks:
         sent_at[sock.fileno()] = time.perf_counter()
-        sock.sendall(request)
+        sock.sendall(next_request())
         sel.register(sock, selectors.EVENT_READ)
     while sent_at:
         for key, _ in sel.select(timeout=10):
@@ -105,7 +112,7 @@ def load(
                 del sent_at[fd]
                 continue
             sent_at[fd] = now
-            sock.sendall(request)
+            sock.sendall(next_request())
     elapsed = time.perf_counter() - began
     for sock in socks:
         sock.close()

@@ -5,10 +5,12 @@ answering at once: it stands for the round trip, not for the database).
 
     python bench/stores.py [--rounds 3] [--seconds 3] [--connections 16,64] [--database-url URL]
                            [--stores sqlite,sqlite-full,postgres,postgres-unordered,dynamodb]
+                           [--keyed]
 
 ``postgres-unordered`` is PostgreSQL with the outbox's commit-order lock taken out of
 ``apply_change`` (in a schema of its own): what that lock costs through the front end, a
-measurement, not an option of the store (docs/decisions/0019).
+measurement, not an option of the store (docs/decisions/0019). ``--keyed`` adds each store
+again as ``STORE+key``: the same server sent creates that each carry a new Idempotency-Key.
 
 Load: bench/local_http.py's generator (one selectors thread, keep-alive connections, 3-item
 body) in its own process; stores alternate within each round. SQLite and PostgreSQL relay
@@ -45,6 +47,7 @@ RELAY_QUERIES = ("FROM {s}.outbox WHERE delivered_at IS NULL ORDER", "UPDATE {s}
 
 
 def serve_argv(store: str, tmp: Path, database_url: str, stub_port: int) -> list[str]:
+    store = store.removesuffix("+key")  # the same server, sent keyed creates
     argv = [sys.executable, "-m", "orders_local.cli", "serve", "--port", "0"]
     sink = ["--sink", f"file:{tmp / f'{store}-events.jsonl'}"]
     db = ["--db", str(tmp / f"{store}-{os.getpid()}-{len(os.listdir(tmp))}.db")]
@@ -128,11 +131,17 @@ def per_create(
     relay = tuple(q.format(s=schema) for q in RELAY_QUERIES)
     ours = [(top, calls, q) for top, calls, q in rows if "pg_stat" not in q]
     request_top = sum(c for top, c, q in ours if top and f"{schema}.apply_change" in q)
+    other_top = sum(
+        c
+        for top, c, q in ours
+        if top and f"{schema}.apply_change" not in q and not any(r in q for r in relay)
+    )
     inside = sum(c for top, c, q in ours if not top)
     relay_calls = sum(c for top, c, q in ours if top and any(r in q for r in relay))
     syncs = int(conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0]) - syncs_before
     return {
         "round_trips": request_top / creates,
+        "other_top_level": other_top / creates,
         "statements": (request_top + inside) / creates,
         "relay_statements": relay_calls / creates,
         "wal_syncs": syncs / creates,
@@ -146,15 +155,22 @@ def main() -> int:
     parser.add_argument("--connections", default="16,64")
     parser.add_argument("--stores", default=",".join(STORES))
     parser.add_argument("--database-url", default=os.environ.get("ORDERS_DATABASE_URL", ""))
+    parser.add_argument(
+        "--keyed", action="store_true", help="also each store sent keyed creates (STORE+key)"
+    )
     args = parser.parse_args()
     stores = args.stores.split(",")
+    if args.keyed:
+        stores += [f"{s}+key" for s in stores]
     counts = [int(c) for c in args.connections.split(",")]
     os.environ.update(FAKE_AWS)
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # children read and keep their pycs
     results: dict[tuple[str, int], list[dict[str, Any]]] = {
         (s, c): [] for s in stores for c in counts
     }
-    costs: dict[int, list[dict[str, float]]] = {c: [] for c in counts}
+    costs: dict[tuple[str, int], list[dict[str, float]]] = {
+        (s, c): [] for s in stores for c in counts if s.removesuffix("+key") == "postgres"
+    }
     stub = Server("stub", [sys.executable, str(HERE / "_dynamodb_stub.py"), "0"])
     try:
         with postgres(args.database_url) as (url, counters), tempfile.TemporaryDirectory() as tmp:
@@ -164,12 +180,14 @@ def main() -> int:
                     try:
                         run_load(server.port, 4, 0.5)  # warm-up: imports, pools, caches
                         for c in counts:
-                            measured = store == "postgres" and counters is not None
+                            measured = (store, c) in costs and counters is not None
                             before = reset(counters) if measured else 0
-                            run = run_load(server.port, c, args.seconds)
+                            target = "keyed" if store.endswith("+key") else "orders"
+                            run = run_load(server.port, c, args.seconds, target)
                             results[(store, c)].append(run)
                             if measured and run["requests"]:
-                                costs[c].append(per_create(counters, before, run["requests"]))
+                                cost = per_create(counters, before, run["requests"])
+                                costs[(store, c)].append(cost)
                     finally:
                         server.stop()
     finally:
@@ -203,11 +221,12 @@ def main() -> int:
                 f"{row['errors']:>8}"
             )
     cost_rows = {}
-    for c, measured in costs.items():
+    for (store, c), measured in costs.items():
         if measured:
-            cost_rows[c] = {k: statistics.median(m[k] for m in measured) for k in measured[0]}
-            figures = ", ".join(f"{k} {v:.2f}" for k, v in cost_rows[c].items())
-            print(f"PostgreSQL per create at {c} connections: {figures}")
+            row = {k: statistics.median(m[k] for m in measured) for k in measured[0]}
+            cost_rows[f"{store}/{c}"] = row
+            figures = ", ".join(f"{k} {v:.2f}" for k, v in row.items())
+            print(f"{store} per create at {c} connections: {figures}")
     out = save(
         "stores",
         {
