@@ -150,7 +150,7 @@ def test_container_tasks_are_sized_from_the_container_benchmark() -> None:
     """The default says which benchmark, when and how; a task serves its vCPUs' share."""
     measured = PRICES["container_defaults"]
     assert measured["bench"] == "bench/container.py"
-    assert measured["read_on"] == "2026-12-02"
+    assert measured["read_on"] == "2026-12-03"
     assert "bench/container.py" in measured["source"]
     per_vcpu = measured["rps_per_vcpu"]
     assert per_vcpu == measured["rps_per_worker"] > 0
