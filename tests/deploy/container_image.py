@@ -7,22 +7,31 @@ bind exactly as written, reachable from nothing outside that namespace. It start
 server and (for ``jwt``) a JWKS issuer on the namespace's loopback, runs the ENTRYPOINT with
 the image's ENV plus a deployment's variables, the HEALTHCHECK command, a few requests, then
 SIGTERM; it prints what it saw as JSON for the test to judge.
+
+With ``--image-user`` (real root, ``unshare --net --mount``) the scenario first makes the
+namespace's file systems read-only and runs the ENTRYPOINT and the HEALTHCHECK as the
+Dockerfile's USER (uid and gid 10001, no supplementary groups, no capabilities), at the
+same absolute paths; it then also reports who the process was and where it could write.
 """
 
 from __future__ import annotations
 
+import argparse
+import ctypes
 import fcntl
 import json
 import os
 import re
 import shlex
 import socket
+import stat
 import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +127,248 @@ def image_env(stage: Stage, bindir: str) -> dict[str, str]:
     return env
 
 
+def image_user(stage: Stage) -> tuple[int, int]:
+    """USER uid:gid, both numeric: a runtime starts the ENTRYPOINT with exactly these."""
+    (user,) = stage.all("USER")
+    uid, sep, gid = user.args.partition(":")
+    assert sep, f"USER {user.args}: give the group too (uid:gid)"
+    assert uid.isdigit(), f"USER {user.args}: numeric uid:gid"
+    assert gid.isdigit(), f"USER {user.args}: numeric uid:gid"
+    return int(uid), int(gid)
+
+
+def drop_to(uid: int, gid: int) -> list[str]:
+    """An argv prefix: what follows runs with real, effective and saved ids uid:gid, no
+    supplementary groups and no capabilities (none inheritable, an empty bounding set, no
+    new privileges): a runtime starting USER uid:gid under the Kubernetes manifest's
+    ``capabilities: drop: [ALL]`` and ``allowPrivilegeEscalation: false``.
+
+    setpriv keeps its capabilities up to its own execve, so the path of what it runs (and a
+    shebang's interpreter) would be looked up with CAP_DAC_READ_SEARCH: ``env`` execs the
+    command again, as uid:gid with nothing, the way a runtime execs the ENTRYPOINT."""
+    return [
+        "setpriv",
+        f"--reuid={uid}",
+        f"--regid={gid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+        "--",
+        "env",
+        "--",
+    ]
+
+
+# -- a read-only root, inside the mount namespace (real root only) ----------------------
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_NOSYMFOLLOW = 0x1, 0x2, 0x4, 0x8, 0x100
+MS_REMOUNT, MS_BIND, MS_REC = 0x20, 0x1000, 0x4000
+KEPT_FLAGS = {
+    "nosuid": MS_NOSUID,
+    "nodev": MS_NODEV,
+    "noexec": MS_NOEXEC,
+    "nosymfollow": MS_NOSYMFOLLOW,
+}
+"""Per-mount flags (mountinfo's names) a bind remount clears unless it passes them again."""
+# Where a process may write on an ordinary root: with a read-only one, creating a file in
+# each fails with EROFS (checked before permissions), as root or not.
+WRITE_PROBE = """
+import errno, json, os, sys
+found = {}
+for directory in sys.argv[1:]:
+    path = os.path.join(directory, f".write-probe-{os.getpid()}")
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        found[directory] = errno.errorcode[exc.errno]
+    else:
+        os.unlink(path)
+        found[directory] = "written"
+print(json.dumps(found))
+"""
+
+
+@dataclass
+class Mount:
+    id: int
+    point: str
+    options: set[str]  # the mount's own (per-mount) options: ro or rw, nosuid, ...
+
+
+def _mounts(pid: int | str = "self") -> list[Mount]:
+    """/proc/PID/mountinfo, mount points unescaped (\\040 is a space)."""
+    found = []
+    for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
+        fields = line.split()
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        found.append(Mount(int(fields[0]), point, set(fields[5].split(","))))
+    return found
+
+
+def _mount_id(path: str) -> int | None:
+    """The id of the mount ``path`` resolves to (None: it resolves to nothing)."""
+    try:
+        fd = os.open(path, os.O_PATH)
+    except OSError:
+        return None
+    try:
+        info = Path(f"/proc/self/fdinfo/{fd}").read_text()
+    finally:
+        os.close(fd)
+    (mnt_id,) = re.findall(r"^mnt_id:\s*(\d+)", info, re.M)
+    return int(mnt_id)
+
+
+def visible_mounts(pid: int | str = "self") -> list[Mount]:
+    """The mounts process ``pid`` reaches by path: a mount under another at the same point,
+    or under a directory a tmpfs now covers, is listed but unreachable."""
+    root = f"/proc/{pid}/root"
+    return [m for m in _mounts(pid) if _mount_id(root + m.point) == m.id]
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
+    """mount(2) itself: util-linux's mount(8) would resolve /proc/self/fd/N to the path it
+    names, which by then a tmpfs covers."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+    encoded = [None if v is None else v.encode() for v in (source, target, fstype)]
+    if libc.mount(*encoded, flags, data.encode() or None) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"mount {source} on {target}: {os.strerror(code)}")
+
+
+def _steps(path: str) -> Iterator[tuple[str, str]]:
+    """(directory, entry) for each lookup the kernel makes to resolve ``path``, following
+    symlinks, up to the first entry that does not exist."""
+    parts = list(Path(path).parts[1:])
+    current, hops = "/", 0
+    while parts:
+        name = parts.pop(0)
+        if name == "..":
+            current = os.path.dirname(current)
+            continue
+        candidate = os.path.join(current, name)
+        if not os.path.lexists(candidate):
+            return
+        yield current, name
+        if os.path.islink(candidate):
+            hops += 1
+            assert hops < 40, f"symlink loop resolving {path}"
+            target = Path(os.readlink(candidate))
+            current = "/" if target.is_absolute() else current
+            parts[:0] = list(target.parts[1:] if target.is_absolute() else target.parts)
+        else:
+            current = candidate
+
+
+def _searchable(directory: str, uid: int, gid: int) -> bool:
+    """Whether uid:gid (no other groups) may look up entries in ``directory``."""
+    info = os.stat(directory)
+    if info.st_uid == uid:
+        return bool(info.st_mode & stat.S_IXUSR)
+    if info.st_gid == gid:
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)
+
+
+def _closed_steps(paths: Iterable[str], uid: int, gid: int) -> dict[str, set[str]]:
+    """Each directory uid:gid cannot search on the way to ``paths`` (a 0700 /root above
+    pyenv's interpreter, a ``mktemp -d`` above CI's checkout), with the entries needed."""
+    closed: dict[str, set[str]] = {}
+    for path in paths:
+        for directory, name in _steps(os.path.abspath(path)):
+            if not _searchable(directory, uid, gid):
+                closed.setdefault(directory, set()).add(name)
+    return closed
+
+
+def _open_up(directory: str, names: set[str]) -> None:
+    """A tmpfs (mode 0755) over ``directory`` holding only ``names``, each the original bound
+    back through a descriptor opened before the tmpfs covered it: the same absolute paths
+    resolve for the image user, the directory's other entries stay out of sight, and no
+    mode changes on the host."""
+    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
+    try:
+        kinds = {n: os.stat(n, dir_fd=fd, follow_symlinks=False).st_mode for n in names}
+        links = {n: os.readlink(n, dir_fd=fd) for n in names if stat.S_ISLNK(kinds[n])}
+        _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+        for name in sorted(names):
+            target = os.path.join(directory, name)
+            if name in links:
+                os.symlink(links[name], target)
+                continue
+            if stat.S_ISDIR(kinds[name]):
+                os.mkdir(target)
+            else:
+                Path(target).touch()
+            _mount(f"/proc/self/fd/{fd}/{name}", target, None, MS_BIND | MS_REC)
+    finally:
+        os.close(fd)
+
+
+def _make_read_only() -> None:
+    """Every mount this namespace reaches, read-only: a bind remount changes the mount's
+    own flag (its nosuid, nodev, noexec kept), not the file system's, so the host's
+    mounts stay as they were."""
+    for mount in visible_mounts():
+        if "ro" not in mount.options:
+            kept = sum(flag for name, flag in KEPT_FLAGS.items() if name in mount.options)
+            _mount(None, mount.point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
+
+
+def read_only_root(uid: int, gid: int, outer_namespace: str) -> dict[str, list[str]]:
+    """Makes this mount namespace what the image user sees: this interpreter's venv, the
+    installation it links to, its import path and the checkout searchable at their own
+    paths (the ENTRYPOINT runs the same venv; this process keeps importing), then nothing
+    writable. Returns the directories opened up, with the entries kept in each."""
+    here = os.readlink("/proc/self/ns/mnt")
+    if here == outer_namespace:
+        raise SystemExit(f"refusing to remount {here}: run this through unshare --mount")
+    keep = [sys.executable, sys.prefix, sys.base_prefix, str(ROOT), *filter(None, sys.path)]
+    closed = _closed_steps(keep, uid, gid)
+    for directory in sorted(closed, key=lambda d: len(Path(d).parts)):  # outermost first
+        _open_up(directory, closed[directory])
+    _make_read_only()
+    return {directory: sorted(names) for directory, names in sorted(closed.items())}
+
+
+def identity(pid: int) -> dict[str, str]:
+    """Who the kernel says process ``pid`` is: /proc/PID/status's ids (real, effective,
+    saved, file system), groups, capability sets and no_new_privs, plus its cwd and HOME."""
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    fields = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+    found = {name: " ".join(status[name].split()) for name in (*fields, "NoNewPrivs")}
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    home = [v[5:].decode() for v in environ if v.startswith(b"HOME=")]
+    found.update(cwd=os.readlink(f"/proc/{pid}/cwd"), HOME=home[0] if home else "")
+    return found
+
+
+def interpreter(pid: int | str = "self") -> list[str]:
+    """The executable process ``pid`` runs and the libpython it mapped: where the image user
+    cannot read the interpreter's lib/, the loader quietly takes the system's libpython."""
+    mapped = (line.split(maxsplit=5) for line in Path(f"/proc/{pid}/maps").read_text().splitlines())
+    libraries = {fields[5] for fields in mapped if len(fields) == 6 and "/libpython" in fields[5]}
+    return [os.readlink(f"/proc/{pid}/exe"), *sorted(libraries)]
+
+
+def write_probe(drop: list[str], env: dict[str, str]) -> dict[str, str]:
+    """As the image user, with the image's environment: creating a file in /, the usual
+    scratch directories, the venv, its site-packages and the checkout (where bytecode
+    would go), each answered with its errno name, or "written"."""
+    import sysconfig
+
+    places = ["/", "/tmp", "/var/tmp", "/dev/shm", sys.prefix, sysconfig.get_path("purelib")]
+    places.append(str(ROOT))
+    argv = [*drop, "python", "-c", WRITE_PROBE, *places]
+    result = subprocess.run(argv, env=env, cwd="/", capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
 # -- the scenario, inside the namespace --------------------------------------------------
 
 
@@ -146,7 +397,9 @@ def _request(
         return error.code, error.read()
 
 
-def run(scenario: str) -> dict[str, Any]:
+def run(scenario: str, outer_namespace: str | None = None) -> dict[str, Any]:
+    """``outer_namespace`` (the mount namespace the test runs in): run as the image user on
+    a read-only root (read_only_root, drop_to); else as whoever runs this."""
     from orders_aws.dynamodb import make_client
     from tests.aws.motoserver import MotoServer
     from tests.aws.support import FAKE_ENV, new_table
@@ -156,6 +409,11 @@ def run(scenario: str) -> dict[str, Any]:
     final = stages[-1]
     argv = final.all("ENTRYPOINT")[0].exec_form()
     env = image_env(final, str(Path(sys.executable).parent))
+    drop: list[str] = []
+    seen: dict[str, Any] = {"argv": argv}
+    if outer_namespace is not None:  # before moto and the issuer: they need nothing writable
+        seen["opened_up"] = read_only_root(*image_user(final), outer_namespace)
+        drop = drop_to(*image_user(final))
     os.environ.update(FAKE_ENV)
     moto = MotoServer().start()
     new_table(make_client(endpoint_url=moto.endpoint), "orders-box")
@@ -180,9 +438,14 @@ def run(scenario: str) -> dict[str, Any]:
         token = key.sign(claims(issuer.issuer))
     elif scenario == "opt-out":
         env["ORDERS_LOCAL_ALLOW_REMOTE"] = "1"
-    seen: dict[str, Any] = {"argv": argv, "env": sorted(env)}
+    seen["env"] = sorted(env)
     proc = subprocess.Popen(
-        argv, env=env, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [*drop, *argv],
+        env=env,
+        cwd="/",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stderr is not None
@@ -196,8 +459,15 @@ def run(scenario: str) -> dict[str, Any]:
             if "listening on http://" in line:
                 break
         seen["startup"] = "".join(lines)
-        if proc.poll() is None:
-            check = subprocess.run(healthcheck_command(final), env=env, timeout=10)
+        if proc.poll() is None and "listening on http://" in seen["startup"]:
+            if outer_namespace is not None:  # setpriv and env have exec'd the ENTRYPOINT
+                seen["identity"] = identity(proc.pid)
+                seen["interpreter"] = {"entrypoint": interpreter(proc.pid), "here": interpreter()}
+                seen["writable_mounts"] = [
+                    m.point for m in visible_mounts(proc.pid) if "ro" not in m.options
+                ]
+                seen["writes"] = write_probe(drop, env)
+            check = subprocess.run([*drop, *healthcheck_command(final)], env=env, timeout=10)
             seen["healthcheck_rc"] = check.returncode
             seen["healthz"] = _request("GET", "/healthz")[0]
             status, body = _request("POST", "/orders", SEED, token)
@@ -223,4 +493,12 @@ def run(scenario: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(sys.argv[1])))
+    parser = argparse.ArgumentParser(prog="python -m tests.deploy.container_image")
+    parser.add_argument("scenario", choices=["jwt", "opt-out"])
+    parser.add_argument(
+        "--image-user",
+        metavar="OUTER_MOUNT_NAMESPACE",
+        help="readlink /proc/self/ns/mnt outside: the namespace that must not be remounted",
+    )
+    options = parser.parse_args()
+    print(json.dumps(run(options.scenario, options.image_user)))

@@ -1,12 +1,15 @@
 """deploy/container offline (no Docker engine): the Dockerfile linted as parsed instructions,
 its ignore file, the Cloud Run and Kubernetes manifests, and the image's start command run
-exactly as the image runs it (same argv, same environment names) against moto's server."""
+exactly as the image runs it (same argv, same environment names) against moto's server:
+as mapped root in a user namespace anywhere, and, where the tests run as real root, as the
+image's USER (uid and gid 10001, no groups) on a read-only root file system."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -17,7 +20,15 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.container_image import DOCKERFILE, ROOT, Stage, healthcheck_command, parse
+from tests.deploy.container_image import (
+    DOCKERFILE,
+    ROOT,
+    Stage,
+    drop_to,
+    healthcheck_command,
+    image_user,
+    parse,
+)
 
 yaml = pytest.importorskip("yaml", reason="the deploy nox session installs PyYAML")
 
@@ -238,11 +249,33 @@ def _unshare() -> list[str]:
     return argv
 
 
-def _run_in_namespace(scenario: str) -> dict[str, Any]:
+def _unshare_as_root() -> list[str]:
+    """New network and mount namespaces made by real root, mounts private so that nothing
+    the scenario mounts reaches the host; the scenario drops to the image user itself."""
+    reason = "needs real root to run as uid 10001"
+    if os.geteuid() != 0:
+        mapped = "the user-namespace tests run the same command as mapped root"
+        pytest.skip(f"{reason}: running as uid {os.geteuid()} ({mapped})")
+    for tool in ("unshare", "setpriv"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{reason}: {tool} (util-linux) is not installed")
+    argv = ["unshare", "--net", "--mount", "--propagation", "private", "--fork", "--"]
+    probe = [*argv, *drop_to(*image_user(final_stage())), "true"]
+    result = subprocess.run(probe, capture_output=True, text=True, timeout=10)
+    if result.returncode != 0:
+        pytest.skip(f"{reason}: {shlex.join(probe)}: {result.stderr.strip()}")
+    return argv
+
+
+def _run_in_namespace(
+    scenario: str, *options: str, unshare: list[str] | None = None
+) -> dict[str, Any]:
     _bindir_with_cli()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    namespace = _unshare() if unshare is None else unshare
+    module = ["-m", "tests.deploy.container_image", scenario, *options]
     result = subprocess.run(
-        [*_unshare(), sys.executable, "-m", "tests.deploy.container_image", scenario],
+        [*namespace, sys.executable, *module],
         capture_output=True,
         text=True,
         timeout=120,
@@ -253,9 +286,7 @@ def _run_in_namespace(scenario: str) -> dict[str, Any]:
     return dict(json.loads(result.stdout))
 
 
-@pytest.mark.slow
-def test_the_start_command_serves_orders_with_jwt_as_the_image_runs_it() -> None:
-    seen = _run_in_namespace("jwt")
+def _check_served_with_jwt(seen: dict[str, Any]) -> None:
     assert seen["argv"] == [*ENTRYPOINT, "--store", "dynamodb"]
     assert "listening on http://0.0.0.0:8080" in seen["startup"], seen["stderr"]
     assert "DynamoDB table orders-box" in seen["startup"]
@@ -267,6 +298,39 @@ def test_the_start_command_serves_orders_with_jwt_as_the_image_runs_it() -> None
     assert seen["create_without_token"] == 401
     assert seen["exit"] == 0, seen["stderr"]  # SIGTERM, as `docker stop` sends
     assert set(seen["env"]) - {"PATH", "HOME", "PYTHONUNBUFFERED"} <= (cli_env_names() | AWS_ENV)
+
+
+@pytest.mark.slow
+def test_the_start_command_serves_orders_with_jwt_as_the_image_runs_it() -> None:
+    _check_served_with_jwt(_run_in_namespace("jwt"))
+
+
+@pytest.mark.slow
+def test_the_start_command_runs_as_the_image_user_on_a_read_only_root() -> None:
+    """uid 10001 as the kernel records it, read while the server runs; every mount it can
+    reach read-only; and a file created as that user anywhere a process usually writes
+    (/tmp, /dev/shm, the venv, the checkout) refused with EROFS, which the kernel answers
+    before checking permissions: so it is the mount that refuses, not just the mode."""
+    unshare = _unshare_as_root()
+    outside = os.readlink("/proc/self/ns/mnt")
+    seen = _run_in_namespace("jwt", "--image-user", outside, unshare=unshare)
+    _check_served_with_jwt(seen)
+    uid, gid = image_user(final_stage())
+    assert (uid, gid) == (10001, 10001)
+    process = seen["identity"]
+    assert process["Uid"] == f"{uid} {uid} {uid} {uid}", process  # real, effective, saved, fs
+    assert process["Gid"] == f"{gid} {gid} {gid} {gid}", process
+    assert process["Groups"] == "", process
+    no_capabilities = "0" * 16
+    for capabilities in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert process[capabilities] == no_capabilities, process
+    assert process["NoNewPrivs"] == "1"
+    assert (process["cwd"], process["HOME"]) == ("/", "/nonexistent")
+    interpreters = seen["interpreter"]  # the venv's own, not a fallback the loader found
+    assert interpreters["entrypoint"] == interpreters["here"], interpreters
+    assert seen["writable_mounts"] == [], seen["writable_mounts"]
+    assert "/tmp" in seen["writes"]
+    assert set(seen["writes"].values()) == {"EROFS"}, seen["writes"]
 
 
 @pytest.mark.slow
