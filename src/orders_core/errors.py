@@ -32,6 +32,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orders_core.application._idempotency import IdempotencyRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +184,16 @@ class ConcurrencyConflict(OrdersError):
 
 
 class DuplicateRequest(ConcurrencyConflict):
-    """Another request committed the same idempotency key first; replay its answer."""
+    """Another request committed the same idempotency key first; replay its answer.
+
+    ``record``: the key's record as the write found it in its way, when the refusal carried
+    it (DynamoDB returns the item that failed a condition): the service replays a live one
+    without reading the key. None: the service reads the key.
+    """
+
+    def __init__(self, detail: str = "", *, record: IdempotencyRecord | None = None) -> None:
+        super().__init__(detail)
+        self.record = record
 
 
 class Contended(ConcurrencyConflict):

@@ -3,6 +3,7 @@ AWS's DynamoDB Local (a JVM, no Docker; skipped without Java)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
@@ -20,14 +21,18 @@ from orders_core.application import (
     ANONYMOUS,
     CONFIRM,
     CREATE,
+    Change,
     Command,
+    IdempotencyRecord,
     OrderService,
     OrderStore,
     derived_order_id,
+    event_for,
     http_key,
     scoped_key,
 )
-from orders_core.domain import DomainEvent
+from orders_core.domain import DomainEvent, OrderStatus
+from orders_core.errors import DuplicateRequest, IdempotencyKeyReused
 from orders_core.testing.clock import FakeClock
 from orders_core.testing.contract import StoreContract
 from orders_core.testing.contract._base import CREATE_BODY
@@ -37,8 +42,31 @@ from tests.aws.support import new_table, set_fake_env, stream_events
 _names = itertools.count()
 
 
+@contextlib.contextmanager
+def counted_calls(store: DynamoDBStore) -> Iterator[list[str]]:
+    """The names of the client calls the store makes inside the block."""
+    calls: list[str] = []
+    client = store.client
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            calls.append(name)
+            return getattr(client, name)
+
+    store.client = Counting()  # type: ignore[assignment]
+    try:
+        yield calls
+    finally:
+        store.client = client
+
+
 class _DynamoContract(StoreContract):
     endpoint: str | None = None
+    single_writes_return_refused_items = True
+    """The engine answers a refused PutItem or UpdateItem with the item in its way when
+    asked (ReturnValuesOnConditionCheckFailure, added to them in 2023): DynamoDB and moto
+    do, the DynamoDB Local build the matrix runs does not, and the store then reads what it
+    needs. A cancelled transaction's reasons carry it on every engine here."""
 
     def make_store(self, tmp_path: Path) -> OrderStore:
         client = make_client(endpoint_url=self.endpoint)
@@ -108,22 +136,85 @@ class _DynamoContract(StoreContract):
             made.append(service.handle(create, idempotency_key=key))
             clock.advance(timedelta(hours=25))
         assert len({m.order_id for m in made}) == 20
-        calls: list[str] = []
-        client = store.client
-
-        class Counting:
-            def __getattr__(self, name: str) -> Any:
-                calls.append(name)
-                return getattr(client, name)
-
-        store.client = Counting()  # type: ignore[assignment]
-        try:
+        with counted_calls(store) as calls:
             record = store.get_idempotency(scoped_key(ANONYMOUS, key))
-        finally:
-            store.client = client
         assert record is not None
         assert (record.order_id, record.generation) == (made[-1].order_id, 19)
         assert len(calls) <= 10, calls  # 1 + 2 x log2(20) at most; it was 19
+
+    def test_a_duplicate_keyed_create_is_answered_from_its_refusal(
+        self, service: OrderService, store: OrderStore
+    ) -> None:
+        """At-least-once delivery sends copies. A copy's write is refused by the order its
+        first delivery made, and the refusal carries that order's record: replayed in one
+        call, where it took three (the write, "did an earlier attempt of ours land", the
+        key's read)."""
+        assert isinstance(store, DynamoDBStore)
+        key = http_key("copy")
+        create = Command(CREATE, "t", "x", json.loads(CREATE_BODY))
+        first = service.handle(create, idempotency_key=key)
+        with counted_calls(store) as calls:
+            again = service.handle(create, idempotency_key=key)
+        assert (again.replayed, again.order_id, again.body) == (True, first.order_id, first.body)
+        if self.single_writes_return_refused_items:
+            assert calls == ["put_item"]
+        else:  # the same answer, read
+            assert calls[0] == "put_item", calls
+            assert "batch_get_item" in calls, calls
+        assert len(store.list_by_customer("cust-1").orders) == 1
+
+    def test_a_keys_reuse_for_another_create_is_refused_from_its_refusal(
+        self, service: OrderService, store: OrderStore
+    ) -> None:
+        """The same key with another body: 422 from the record the refusal carried, and
+        the first order is untouched."""
+        assert isinstance(store, DynamoDBStore)
+        key = http_key("reused")
+        body = json.loads(CREATE_BODY)
+        first = service.handle(Command(CREATE, "t", "x", body), idempotency_key=key)
+        other = {**body, "items": [{"sku": "sku-9", "quantity": 9}]}
+        with counted_calls(store) as calls, pytest.raises(IdempotencyKeyReused):
+            service.handle(Command(CREATE, "t", "y", other), idempotency_key=key)
+        if self.single_writes_return_refused_items:
+            assert calls == ["put_item"]
+        assert store.get(first.order_id) is not None
+        assert len(store.list_by_customer("cust-1").orders) == 1
+
+    def test_a_keyed_changes_refused_record_carries_the_record_in_its_way(
+        self, store: OrderStore, clock: FakeClock
+    ) -> None:
+        """A keyed change whose key's slot holds a live record (another change got there
+        first) is refused in its transaction; the refusal names that record, so a service
+        can replay it without reading, and writes nothing."""
+        assert isinstance(store, DynamoDBStore)
+        orders = [self._order(clock, f"o-{n}") for n in (1, 2)]
+        for order in orders:
+            store.commit(self._create(order), now=clock())
+        confirmed = [o.transition(OrderStatus.CONFIRMED, clock()) for o in orders]
+        changes = [
+            Change(
+                order,
+                1,
+                (event_for(order),),
+                IdempotencyRecord(
+                    key="k-change",
+                    fingerprint=letter * 64,
+                    status=200,
+                    body=order.to_json(),
+                    order_id=order.order_id,
+                    version=2,
+                    expires_at=clock() + timedelta(hours=24),
+                ),
+            )
+            for order, letter in zip(confirmed, "ab", strict=True)
+        ]
+        store.commit(changes[0], now=clock())
+        with pytest.raises(DuplicateRequest) as refused:
+            store.commit(changes[1], now=clock())
+        assert refused.value.record == changes[0].idempotency
+        unchanged = store.get("o-2")
+        assert unchanged is not None
+        assert unchanged.version == 1
 
 
 class AtomicCalls:
@@ -210,6 +301,8 @@ class TestDynamoDBMotoServer(_DynamoContract):
 
 class TestDynamoDBLocal(_DynamoContract):
     """AWS's own engine: conditions and transactions applied atomically, no AtomicCalls."""
+
+    single_writes_return_refused_items = False  # 1.11.478: accepted, nothing returned
 
     @pytest.fixture(autouse=True)
     def _engine(self, dynamodb_local: str, monkeypatch: pytest.MonkeyPatch) -> None:

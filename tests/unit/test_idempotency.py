@@ -1,5 +1,6 @@
 """Keys, fingerprints and replay rules."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -8,6 +9,7 @@ import pytest
 from orders_core.application import (
     ANONYMOUS,
     CREATE,
+    Change,
     Command,
     IdempotencyRecord,
     OrderService,
@@ -20,7 +22,8 @@ from orders_core.application import (
     scoped_key,
     validate_key,
 )
-from orders_core.errors import IdempotencyKeyReused, MalformedRequest
+from orders_core.errors import DuplicateRequest, IdempotencyKeyReused, MalformedRequest
+from orders_core.testing.clock import FakeClock
 from orders_core.testing.memory import InMemoryStore
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -159,3 +162,73 @@ def test_a_keyed_create_commits_without_reading_its_key_and_reads_it_on_a_refusa
     again = service.handle(create, idempotency_key=http_key("k"))
     assert counted.calls == ["commit", "commit", "get_idempotency"]
     assert (again.replayed, again.body) == (True, first.body)
+
+
+class _Carries(_Reads):
+    """A store whose refusals carry the record in the way, as DynamoDB's do: ``carried``
+    replaces it (a record of another key, or an expired one, in the hostile cases)."""
+
+    def __init__(self, carried: IdempotencyRecord | None = None) -> None:
+        super().__init__()
+        self.carried = carried
+
+    def __getattr__(self, name: str) -> object:
+        call = super().__getattr__(name)
+        if name != "commit":
+            return call
+
+        def commit(change: Change, *, now: datetime) -> None:
+            try:
+                cast(Callable[..., None], call)(change, now=now)
+            except DuplicateRequest as refused:
+                assert change.idempotency is not None
+                found = self.carried or self.store.get_idempotency(change.idempotency.key)
+                raise DuplicateRequest(str(refused), record=found) from refused
+
+        return commit
+
+
+def test_a_refusal_that_carries_a_live_record_is_replayed_without_reading_the_key() -> None:
+    counted = _Carries()
+    service = OrderService(cast(OrderStore, counted))
+    create = Command(CREATE, "t", "x", CREATE_DATA)
+    first = service.handle(create, idempotency_key=http_key("k"))
+    again = service.handle(create, idempotency_key=http_key("k"))
+    assert counted.calls == ["commit", "commit"]
+    assert (again.replayed, again.body, again.order_id) == (True, first.body, first.order_id)
+    other = Command(CREATE, "t", "y", {"items": [{"id": "sku-2", "qty": 3}]})
+    with pytest.raises(IdempotencyKeyReused):
+        service.handle(other, idempotency_key=http_key("k"))
+    assert counted.calls == ["commit", "commit", "commit"]  # 422 from the carried record too
+
+
+@pytest.mark.parametrize(
+    "carried",
+    [
+        IdempotencyRecord("other-key", "fp", 201, b"{}", "o-9", 1, NOW + timedelta(days=9)),
+        IdempotencyRecord("k", "fp", 201, b"{}", "o-9", 1, NOW - timedelta(days=9)),
+    ],
+    ids=["another-key", "expired"],
+)
+def test_a_carried_record_of_another_key_or_expired_is_not_trusted(
+    carried: IdempotencyRecord,
+) -> None:
+    """Another key's record is never replayed, and an expired one may not be the key's last
+    generation: the service reads the key, and replays what the read finds."""
+    counted = _Carries()
+    clock = FakeClock(NOW)
+    service = OrderService(cast(OrderStore, counted), clock=clock)
+    create = Command(CREATE, "t", "x", CREATE_DATA)
+    first = service.handle(create, idempotency_key=http_key("k"))
+    counted.carried = IdempotencyRecord(
+        scoped_key(ANONYMOUS, http_key("k")) if carried.key == "k" else carried.key,
+        carried.fingerprint,
+        carried.status,
+        carried.body,
+        carried.order_id,
+        carried.version,
+        carried.expires_at,
+    )
+    again = service.handle(create, idempotency_key=http_key("k"))
+    assert counted.calls == ["commit", "commit", "get_idempotency"]
+    assert (again.replayed, again.body, again.order_id) == (True, first.body, first.order_id)

@@ -25,14 +25,16 @@ def call(client: Any, operation: str, **kwargs: Any) -> Any:
     try:
         return getattr(client, operation)(**kwargs)
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        answer: dict[str, Any] = dict(exc.response)  # with the error's modeled fields
+        code = answer.get("Error", {}).get("Code", "")
         if code == "ConditionalCheckFailedException":
-            raise ConditionFailed() from exc
+            raise ConditionFailed(answer.get("Item")) from exc
         if code == "TransactionConflictException":  # the item is inside a transaction
             raise InTransaction() from exc
         if code == "TransactionCanceledException":
-            reasons = exc.response.get("CancellationReasons", [])
-            raise Cancelled([r.get("Code", "None") for r in reasons]) from exc
+            reasons = answer.get("CancellationReasons", [])
+            codes = [r.get("Code", "None") for r in reasons]
+            raise Cancelled(codes, [r.get("Item") for r in reasons]) from exc
         if code in UNAVAILABLE_CODES or code.endswith("ThrottlingException"):
             raise StoreUnavailable("the table is throttled or unavailable") from exc
         if code == "ResourceNotFoundException":
@@ -43,7 +45,14 @@ def call(client: Any, operation: str, **kwargs: Any) -> Any:
 
 
 class ConditionFailed(Exception):
-    """A single write's condition failed (the store decides what that means)."""
+    """A single write's condition failed (the store decides what that means). ``item``:
+    the item that failed it, where the write asked for it with
+    ``ReturnValuesOnConditionCheckFailure`` and the engine returns it (DynamoDB does; old
+    DynamoDB Local builds return nothing), else None."""
+
+    def __init__(self, item: dict[str, Any] | None = None) -> None:
+        super().__init__("the condition failed")
+        self.item = item
 
 
 class InTransaction(Exception):
@@ -53,8 +62,10 @@ class InTransaction(Exception):
 
 
 class Cancelled(Exception):
-    """A transaction was cancelled; ``codes`` has one reason per item."""
+    """A transaction was cancelled; ``codes`` has one reason per item, ``items`` the item
+    that failed each one's condition where it was asked for and returned (else None)."""
 
-    def __init__(self, codes: list[str]) -> None:
+    def __init__(self, codes: list[str], items: list[dict[str, Any] | None] | None = None) -> None:
         super().__init__(", ".join(codes))
         self.codes = codes
+        self.items = items if items is not None else [None] * len(codes)

@@ -286,6 +286,9 @@ class DynamoDBStore(OrderStore):
                     "put_item" if kind == "Put" else "update_item",
                     **self._capacity(),
                     **params,
+                    # A refusal then carries the item in the way: whether it is ours (an
+                    # earlier attempt landed) and the key's record, without reading them.
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
             except InTransaction as exc:
                 # A keyed transition is writing this slot (or this order). Unless an earlier
@@ -296,11 +299,13 @@ class DynamoDBStore(OrderStore):
                 busy: type[ConcurrencyConflict] = DuplicateRequest if embedded else Contended
                 raise busy(f"order {order.order_id} is inside a transaction") from exc.__cause__
             except ConditionFailed as exc:
-                if self._landed(order.order_id, token):
+                if self._landed(order.order_id, token, exc.item):
                     return
                 if embedded:
+                    assert record is not None
                     raise DuplicateRequest(
-                        "a concurrent duplicate created this order"
+                        "a concurrent duplicate created this order",
+                        record=self._record_in(exc.item, record.key),
                     ) from exc.__cause__
                 raise ConcurrencyConflict(
                     f"order {order.order_id} is not at version {change.expected_version}"
@@ -312,6 +317,7 @@ class DynamoDBStore(OrderStore):
             "TableName": self.table,
             "Item": self.items.record_item(record),
             **self._slot_free(now),
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",  # the record in the way
         }
         self.last_write_units = write_units(item, transactional=True) + write_units(
             record_put["Item"], transactional=True
@@ -327,9 +333,11 @@ class DynamoDBStore(OrderStore):
             codes = exc.codes
             if len(codes) > 1 and codes[1] in ("ConditionalCheckFailed", "TransactionConflict"):
                 # The key's slot is taken, or being written by another request under the
-                # key: either way the service reads the key again before anything else.
+                # key: the service replays the record in the way if the refusal carried a
+                # live one, else reads the key again before anything else.
                 raise DuplicateRequest(
-                    f"idempotency key {record.key} already used ({codes[1]})"
+                    f"idempotency key {record.key} already used ({codes[1]})",
+                    record=self._record_in(exc.items[1], record.key),
                 ) from exc.__cause__
             if "ConditionalCheckFailed" not in codes:  # held by another transaction only
                 raise Contended(
@@ -365,14 +373,25 @@ class DynamoDBStore(OrderStore):
             update["ExpressionAttributeNames"]["#commit"] = "commit"
             update["ExpressionAttributeValues"][":commit"] = {"S": token}
 
-    def _landed(self, order_id: str, token: str) -> bool:
-        item = self._call(
-            "get_item",
-            TableName=self.table,
-            Key=self.items.order_key(order_id),
-            ConsistentRead=True,
-        ).get("Item")
+    def _landed(self, order_id: str, token: str, seen: dict[str, Any] | None = None) -> bool:
+        """Whether the order item carries this commit's token: from ``seen``, the item a
+        refused write returned, else read."""
+        item = seen
+        if item is None:
+            item = self._call(
+                "get_item",
+                TableName=self.table,
+                Key=self.items.order_key(order_id),
+                ConsistentRead=True,
+            ).get("Item")
         return item is not None and item.get("commit", {}).get("S") == token
+
+    def _record_in(self, item: dict[str, Any] | None, key: str) -> IdempotencyRecord | None:
+        """The record of ``key`` a refused write found at the key's slot, if the refusal
+        returned the item (None: the service reads the key)."""
+        if item is None or item.get("idemKey", {}).get("S") != key:
+            return None
+        return self.items.record_from(key, item)
 
     # -- plumbing ----------------------------------------------------------------------
 

@@ -125,7 +125,9 @@ class OrderStore(ABC):
         part of the write: the service commits a keyed create without reading its key
         first, and reads the record only when the commit is refused. A store may also
         refuse a key whose expired record holds its generation's slot; the service then
-        moves the key to a later generation.
+        moves the key to a later generation. A store whose refusal returns what was in the
+        way (DynamoDB) may pass that record on as ``DuplicateRequest.record``: a live one is
+        replayed without :meth:`get_idempotency`.
         """
 
 

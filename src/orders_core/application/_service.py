@@ -368,8 +368,10 @@ class OrderService:
                 if key is not None and fp is not None:
                     # The key is in use, or was: a duplicate committed first (replay its
                     # answer), the key was used for another request (422), or its record
-                    # expired and the key moves on (_next_generation).
-                    replay, moved = self._read_key(key, fp)
+                    # expired and the key moves on (_next_generation). A refusal may carry
+                    # the record in its way: a live one needs no read.
+                    found = conflict.record if isinstance(conflict, DuplicateRequest) else None
+                    replay, moved = self._read_key(key, fp, found)
                     if replay is not None:
                         return replay
                     if based_on == 0 or isinstance(conflict, DuplicateRequest):
@@ -403,10 +405,18 @@ class OrderService:
             return None
         return self._read_key(key, fp)[0]
 
-    def _read_key(self, key: str, fp: str) -> tuple[CommandResult | None, int | None]:
+    def _read_key(
+        self, key: str, fp: str, found: IdempotencyRecord | None = None
+    ) -> tuple[CommandResult | None, int | None]:
         """The key's record, as a request with fingerprint ``fp`` must take it: the answer
         to replay if it is live (IdempotencyKeyReused if it holds another payload), else
-        the generation the key moves on to (None when the key has no record)."""
+        the generation the key moves on to (None when the key has no record). ``found``:
+        the record a refused commit carried; if it is live, it is the key's record and the
+        store is not asked (an expired one may not be the key's last generation)."""
+        if found is not None and found.key == key:
+            live = replayable(found, fp, self.clock())
+            if live is not None:
+                return CommandResult.replay_of(live), None
         previous = self.store.get_idempotency(key)
         record = replayable(previous, fp, self.clock())
         if record is not None:
