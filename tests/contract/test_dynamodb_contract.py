@@ -28,6 +28,7 @@ from orders_core.application import (
     OrderStore,
     derived_order_id,
     event_for,
+    event_key,
     http_key,
     scoped_key,
 )
@@ -162,6 +163,64 @@ class _DynamoContract(StoreContract):
             assert calls[0] == "put_item", calls
             assert "batch_get_item" in calls, calls
         assert len(store.list_by_customer("cust-1").orders) == 1
+
+    @staticmethod
+    def _instances(store: OrderStore) -> tuple[OrderService, FakeClock, OrderService, FakeClock]:
+        """Two service instances on one table, one clock 2 s ahead of the other's."""
+        start = datetime(2026, 6, 1, tzinfo=UTC)
+        behind, ahead = FakeClock(start), FakeClock(start + timedelta(seconds=2))
+        return OrderService(store, clock=behind), behind, OrderService(store, clock=ahead), ahead
+
+    def test_a_retry_on_a_lagging_instance_replays_the_keys_latest_generation(
+        self, store: OrderStore
+    ) -> None:
+        """A record that expires on one instance's clock a moment before another's: the
+        first moves the key on a generation, and a retry on the second must replay that new
+        order, not the old one its refusal found at the key's first slot (found by
+        helper-33's review: the refusal's record was trusted while it had 1 s to live)."""
+        behind, behind_clock, ahead, ahead_clock = self._instances(store)
+        key = http_key("daily")
+        create = Command(CREATE, "t", "x", json.loads(CREATE_BODY))
+        first = behind.handle(create, idempotency_key=key)
+        for clock in (behind_clock, ahead_clock):
+            clock.advance(timedelta(hours=24) - timedelta(seconds=1))
+        second = ahead.handle(create, idempotency_key=key)  # expired on this clock
+        assert (second.status, second.replayed) == (201, False)
+        assert second.order_id != first.order_id
+        retry = behind.handle(create, idempotency_key=key)  # its answer was lost
+        assert (retry.replayed, retry.order_id, retry.body) == (True, second.order_id, second.body)
+
+    def test_a_retry_of_a_successful_reuse_on_a_lagging_instance_is_no_422(
+        self, store: OrderStore
+    ) -> None:
+        """The same with another body under the reused key: the retry replays it, where
+        trusting the old record from the refusal answered 422 to a request that worked."""
+        behind, behind_clock, ahead, ahead_clock = self._instances(store)
+        key = http_key("reused-daily")
+        body = json.loads(CREATE_BODY)
+        behind.handle(Command(CREATE, "t", "x", body), idempotency_key=key)
+        for clock in (behind_clock, ahead_clock):
+            clock.advance(timedelta(hours=24) - timedelta(seconds=1))
+        other = Command(CREATE, "t", "y", {**body, "items": [{"sku": "sku-9", "quantity": 9}]})
+        made = ahead.handle(other, idempotency_key=key)
+        retry = behind.handle(other, idempotency_key=key)
+        assert (retry.replayed, retry.order_id, retry.body) == (True, made.order_id, made.body)
+
+    def test_a_keyed_confirms_first_delivery_is_a_load_and_one_transaction(
+        self, service: OrderService, store: OrderStore
+    ) -> None:
+        """What a queue's confirm costs: the order's read and its transaction (the update
+        and the key's record item). It also read the key in between until session 13. Its
+        copy is refused by its decision and replayed from the key's record."""
+        assert isinstance(store, DynamoDBStore)
+        made = service.handle(Command(CREATE, "t", "c", json.loads(CREATE_BODY)))
+        confirm = Command(CONFIRM, "urn:payments", "pay-9", {"orderId": made.order_id})
+        key = event_key(confirm.source, confirm.id)
+        with counted_calls(store) as calls:
+            first = service.handle(confirm, idempotency_key=key)
+        assert calls == ["get_item", "transact_write_items"]
+        again = service.handle(confirm, idempotency_key=key)
+        assert (again.replayed, again.body) == (True, first.body)
 
     def test_a_keys_reuse_for_another_create_is_refused_from_its_refusal(
         self, service: OrderService, store: OrderStore

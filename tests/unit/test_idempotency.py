@@ -8,6 +8,7 @@ import pytest
 
 from orders_core.application import (
     ANONYMOUS,
+    CONFIRM,
     CREATE,
     Change,
     Command,
@@ -232,3 +233,68 @@ def test_a_carried_record_of_another_key_or_expired_is_not_trusted(
     again = service.handle(create, idempotency_key=http_key("k"))
     assert counted.calls == ["commit", "commit", "get_idempotency"]
     assert (again.replayed, again.body, again.order_id) == (True, first.body, first.order_id)
+
+
+def test_a_keyed_change_commits_without_reading_its_key() -> None:
+    """A confirm from a queue carries its event's key: a first delivery is the order's
+    load and one write, and a copy is refused by that write and replays its record."""
+    counted = _Reads()
+    service = OrderService(cast(OrderStore, counted))
+    made = service.handle(Command(CREATE, "t", "x", CREATE_DATA))
+    confirm = Command(CONFIRM, "urn:payments", "pay-1", {"orderId": made.order_id})
+    key = event_key(confirm.source, confirm.id)
+    first = service.handle(confirm, idempotency_key=key)
+    assert counted.calls == ["commit", "commit"]
+    again = service.handle(confirm, idempotency_key=key)
+    assert (again.replayed, again.body) == (True, first.body)
+    assert counted.calls[2:] == ["get_idempotency"]  # decided "already confirmed": replayed
+
+
+def test_a_change_to_the_order_its_own_key_made_reads_the_key_first() -> None:
+    """The key's record may live in that very order (DynamoDB's slots): read before the
+    write, the key is refused (422: it made the order) instead of written twice."""
+    counted = _Reads()
+    service = OrderService(cast(OrderStore, counted))
+    made = service.handle(Command(CREATE, "t", "x", CREATE_DATA), idempotency_key=http_key("k"))
+    confirm = Command(CONFIRM, "t", "y", {"orderId": made.order_id})
+    with pytest.raises(IdempotencyKeyReused):
+        service.handle(confirm, idempotency_key=http_key("k"))
+    assert counted.calls == ["commit", "get_idempotency"]
+
+
+@pytest.mark.parametrize(
+    ("order_of", "reads"),
+    [("the-key", ["get_idempotency"]), ("another", [])],
+    ids=["a-creates-record-near-expiry-is-read", "a-changes-record-is-trusted"],
+)
+def test_a_carried_record_near_its_expiry_is_trusted_only_if_no_generation_can_follow(
+    order_of: str, reads: list[str]
+) -> None:
+    """A key moves past a generation only once a create's record there expired, perhaps on
+    an instance whose clock runs ahead: a create's record with less than CLOCK_SKEW to live
+    is read again. A change's record is replaced in place, never passed: trusted."""
+    from orders_core.application import derived_order_id
+    from orders_core.application._service import CLOCK_SKEW
+
+    counted = _Carries()
+    clock = FakeClock(NOW)
+    service = OrderService(cast(OrderStore, counted), clock=clock)
+    create = Command(CREATE, "t", "x", CREATE_DATA)
+    first = service.handle(create, idempotency_key=http_key("k"))
+    key = scoped_key(ANONYMOUS, http_key("k"))
+    stored = counted.store.get_idempotency(key)
+    assert stored is not None
+    order_id = derived_order_id(key, 0) if order_of == "the-key" else "o-changed"
+    counted.carried = IdempotencyRecord(
+        key,
+        stored.fingerprint,
+        200,
+        b'{"carried":true}',
+        order_id,
+        2,
+        NOW + CLOCK_SKEW - timedelta(seconds=1),
+    )
+    again = service.handle(create, idempotency_key=http_key("k"))
+    assert counted.calls == ["commit", "commit", *reads]
+    assert again.replayed
+    assert again.body == (first.body if reads else b'{"carried":true}')

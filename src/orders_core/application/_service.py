@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
@@ -70,6 +70,11 @@ CONTENDED_WAIT: Final = 0.01
 """Seconds, times the attempt, a command waits before deciding again when the store said
 another request's write held the item (``Contended``): DynamoDB transactions last tens of
 milliseconds, and the SDK does not retry that conflict itself."""
+CLOCK_SKEW: Final = timedelta(minutes=10)
+"""How far apart two instances' clocks may be. A keyed create's record is trusted from a
+refusal only while it has longer than this to live: an instance whose clock runs ahead may
+already have moved the key on a generation. AWS refuses a request signed more than 5
+minutes from its own time, so two instances that reach DynamoDB differ by 10 at most."""
 
 
 @immutable(eq=False)
@@ -328,12 +333,20 @@ class OrderService:
                 if (winner := self._winner(key, fp)) is not None:
                     return winner
                 raise
-            if key is not None and fp is not None and based_on != 0 and not key_read:
-                # A keyed change to an existing order reads its key before it commits: a
-                # live record is replayed, an expired one moves the key on a generation.
-                # A keyed create does not: its commit refuses a key in use (every store
-                # checks the key in the write, see OrderStore.commit), and only then is
-                # the record read. A first delivery, the usual case, is one round trip.
+            if (
+                key is not None
+                and fp is not None
+                and based_on != 0
+                and not key_read
+                and order.order_id == derived_order_id(key, generation)
+            ):
+                # A keyed command commits without reading its key: its commit refuses a key
+                # in use (every store checks the key in the write, see OrderStore.commit),
+                # and only then is the record read. A first delivery, the usual case, is one
+                # write. Except a change to the order its own key made: a store that keeps a
+                # key's record at that order (DynamoDB's slots) would write one item twice,
+                # so the key is read first: a live record is replayed or refused (422), an
+                # expired one moves the key on a generation, to another item.
                 key_read = True
                 replay, moved = self._read_key(key, fp)
                 if replay is not None:
@@ -411,10 +424,11 @@ class OrderService:
         """The key's record, as a request with fingerprint ``fp`` must take it: the answer
         to replay if it is live (IdempotencyKeyReused if it holds another payload), else
         the generation the key moves on to (None when the key has no record). ``found``:
-        the record a refused commit carried; if it is live, it is the key's record and the
-        store is not asked (an expired one may not be the key's last generation)."""
-        if found is not None and found.key == key:
-            live = replayable(found, fp, self.clock())
+        the record a refused commit carried, used without asking the store when it must be
+        the key's latest (:func:`_latest`)."""
+        now = self.clock()
+        if found is not None and found.key == key and _latest(found, now):
+            live = replayable(found, fp, now)
             if live is not None:
                 return CommandResult.replay_of(live), None
         previous = self.store.get_idempotency(key)
@@ -422,6 +436,16 @@ class OrderService:
         if record is not None:
             return CommandResult.replay_of(record), None
         return None, None if previous is None else _next_generation(previous)
+
+
+def _latest(found: IdempotencyRecord, now: datetime) -> bool:
+    """Whether a record found at its generation's slot is its key's latest. A keyed
+    change's record is: it is replaced in place, and a key moves past it only after a
+    create at its slot. A keyed create's order stays, so a later generation may exist once
+    some instance saw its record expire: only a record with longer than CLOCK_SKEW to live
+    by this instance's clock is sure to be the latest (an expired one never is)."""
+    made = found.order_id == derived_order_id(found.key, found.generation)
+    return not made or found.expires_at - now > CLOCK_SKEW
 
 
 def _next_generation(expired: IdempotencyRecord) -> int:

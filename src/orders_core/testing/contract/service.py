@@ -149,20 +149,20 @@ class ServiceCases(ContractBase):
 
     @pytest.mark.parametrize("if_match", [False, True], ids=["plain", "if-match"])
     @pytest.mark.parametrize(
-        "after", ["get_idempotency", "get"], ids=["after-the-key-read", "after-the-load"]
+        "when", ["after-the-load", "before-its-commit"], ids=["after-the-load", "before-commit"]
     )
     def test_a_duplicate_whose_twin_commits_first_replays_it(
         self,
         service: OrderService,
         store: OrderStore,
         clock: FakeClock,
-        after: str,
+        when: str,
         if_match: bool,
     ) -> None:
         """At-least-once delivery: two copies of one confirm run at once, and the first
-        commits while the second is under way: after the second read no idempotency
-        record (it then finds the order already confirmed), or after it loaded the order
-        (its commit then fails its version check). Either way the second replays the
+        commits while the second is under way: after the second loaded the order, or once
+        it has decided, right before its commit, which then fails its version check and
+        meets the first's record in its key check. Either way the second replays the
         first's answer: no 409, and no 412 for the version both copies expected, which a
         push endpoint would dead-letter as poison."""
         created = service.handle(Command(CREATE, "t", "c", json.loads(CREATE_BODY)))
@@ -176,8 +176,12 @@ class ServiceCases(ContractBase):
         def twin() -> None:
             first.append(service.handle(confirm, idempotency_key=key))
 
-        racing = OrderService(_twin_commits_after(store, after, twin), clock=clock)
-        second = racing.handle(confirm, idempotency_key=key)
+        raced = (
+            _twin_commits_after(store, "get", twin)
+            if when == "after-the-load"
+            else _twin_commits_before(store, "commit", twin)
+        )
+        second = OrderService(raced, clock=clock).handle(confirm, idempotency_key=key)
         (won,) = first
         assert (won.replayed, second.replayed) == (False, True)
         assert (second.status, second.body) == (won.status, won.body)
@@ -218,9 +222,10 @@ class ServiceCases(ContractBase):
     def test_a_twin_with_another_payload_under_the_key_is_422_as_one_after_the_other(
         self, service: OrderService, store: OrderStore, clock: FakeClock
     ) -> None:
-        """A cancel under the key commits after a confirm under the same key read none:
-        the confirm is told its key was used for something else, as it would be had it
-        come second, not 409 for the order it then finds cancelled."""
+        """A cancel under the key commits after a confirm under the same key has decided,
+        right before the confirm's commit: the confirm is told its key was used for
+        something else, as it would be had it come second, not 409 for the order it then
+        finds cancelled."""
         created = service.handle(Command(CREATE, "t", "c", json.loads(CREATE_BODY)))
         key = event_key("urn:payments", "pay-3")
         target = {"orderId": created.order_id}
@@ -230,7 +235,7 @@ class ServiceCases(ContractBase):
         def twin() -> None:
             service.handle(cancel, idempotency_key=key)
 
-        racing = OrderService(_twin_commits_after(store, "get_idempotency", twin), clock=clock)
+        racing = OrderService(_twin_commits_before(store, "commit", twin), clock=clock)
         with pytest.raises(IdempotencyKeyReused):
             racing.handle(confirm, idempotency_key=key)
         order = store.get(created.order_id)
