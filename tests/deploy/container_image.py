@@ -17,24 +17,33 @@ same absolute paths; it then also reports who the process was and where it could
 from __future__ import annotations
 
 import argparse
-import ctypes
 import fcntl
 import json
 import os
 import re
 import shlex
 import socket
-import stat
 import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.namespaces import (
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_NOSYMFOLLOW,
+    MS_RDONLY,
+    MS_REMOUNT,
+    mount_syscall,
+    open_up_for,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy" / "container" / "Dockerfile"
@@ -162,8 +171,6 @@ def drop_to(uid: int, gid: int) -> list[str]:
 
 # -- a read-only root, inside the mount namespace (real root only) ----------------------
 
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_NOSYMFOLLOW = 0x1, 0x2, 0x4, 0x8, 0x100
-MS_REMOUNT, MS_BIND, MS_REC = 0x20, 0x1000, 0x4000
 KEPT_FLAGS = {
     "nosuid": MS_NOSUID,
     "nodev": MS_NODEV,
@@ -227,86 +234,6 @@ def visible_mounts(pid: int | str = "self") -> list[Mount]:
     return [m for m in _mounts(pid) if _mount_id(root + m.point) == m.id]
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
-    """mount(2) itself: util-linux's mount(8) would resolve /proc/self/fd/N to the path it
-    names, which by then a tmpfs covers."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
-    encoded = [None if v is None else v.encode() for v in (source, target, fstype)]
-    if libc.mount(*encoded, flags, data.encode() or None) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"mount {source} on {target}: {os.strerror(code)}")
-
-
-def _steps(path: str) -> Iterator[tuple[str, str]]:
-    """(directory, entry) for each lookup the kernel makes to resolve ``path``, following
-    symlinks, up to the first entry that does not exist."""
-    parts = list(Path(path).parts[1:])
-    current, hops = "/", 0
-    while parts:
-        name = parts.pop(0)
-        if name == "..":
-            current = os.path.dirname(current)
-            continue
-        candidate = os.path.join(current, name)
-        if not os.path.lexists(candidate):
-            return
-        yield current, name
-        if os.path.islink(candidate):
-            hops += 1
-            assert hops < 40, f"symlink loop resolving {path}"
-            target = Path(os.readlink(candidate))
-            current = "/" if target.is_absolute() else current
-            parts[:0] = list(target.parts[1:] if target.is_absolute() else target.parts)
-        else:
-            current = candidate
-
-
-def _searchable(directory: str, uid: int, gid: int) -> bool:
-    """Whether uid:gid (no other groups) may look up entries in ``directory``."""
-    info = os.stat(directory)
-    if info.st_uid == uid:
-        return bool(info.st_mode & stat.S_IXUSR)
-    if info.st_gid == gid:
-        return bool(info.st_mode & stat.S_IXGRP)
-    return bool(info.st_mode & stat.S_IXOTH)
-
-
-def _closed_steps(paths: Iterable[str], uid: int, gid: int) -> dict[str, set[str]]:
-    """Each directory uid:gid cannot search on the way to ``paths`` (a 0700 /root above
-    pyenv's interpreter, a ``mktemp -d`` above CI's checkout), with the entries needed."""
-    closed: dict[str, set[str]] = {}
-    for path in paths:
-        for directory, name in _steps(os.path.abspath(path)):
-            if not _searchable(directory, uid, gid):
-                closed.setdefault(directory, set()).add(name)
-    return closed
-
-
-def _open_up(directory: str, names: set[str]) -> None:
-    """A tmpfs (mode 0755) over ``directory`` holding only ``names``, each the original bound
-    back through a descriptor opened before the tmpfs covered it: the same absolute paths
-    resolve for the image user, the directory's other entries stay out of sight, and no
-    mode changes on the host."""
-    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
-    try:
-        kinds = {n: os.stat(n, dir_fd=fd, follow_symlinks=False).st_mode for n in names}
-        links = {n: os.readlink(n, dir_fd=fd) for n in names if stat.S_ISLNK(kinds[n])}
-        _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
-        for name in sorted(names):
-            target = os.path.join(directory, name)
-            if name in links:
-                os.symlink(links[name], target)
-                continue
-            if stat.S_ISDIR(kinds[name]):
-                os.mkdir(target)
-            else:
-                Path(target).touch()
-            _mount(f"/proc/self/fd/{fd}/{name}", target, None, MS_BIND | MS_REC)
-    finally:
-        os.close(fd)
-
-
 def _make_read_only() -> None:
     """Every mount this namespace reaches, read-only: a bind remount changes the mount's
     own flag (its nosuid, nodev, noexec kept), not the file system's, so the host's
@@ -314,7 +241,7 @@ def _make_read_only() -> None:
     for mount in visible_mounts():
         if "ro" not in mount.options:
             kept = sum(flag for name, flag in KEPT_FLAGS.items() if name in mount.options)
-            _mount(None, mount.point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
+            mount_syscall(None, mount.point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
 
 
 def read_only_root(uid: int, gid: int, outer_namespace: str) -> dict[str, list[str]]:
@@ -322,15 +249,9 @@ def read_only_root(uid: int, gid: int, outer_namespace: str) -> dict[str, list[s
     installation it links to, its import path and the checkout searchable at their own
     paths (the ENTRYPOINT runs the same venv; this process keeps importing), then nothing
     writable. Returns the directories opened up, with the entries kept in each."""
-    here = os.readlink("/proc/self/ns/mnt")
-    if here == outer_namespace:
-        raise SystemExit(f"refusing to remount {here}: run this through unshare --mount")
-    keep = [sys.executable, sys.prefix, sys.base_prefix, str(ROOT), *filter(None, sys.path)]
-    closed = _closed_steps(keep, uid, gid)
-    for directory in sorted(closed, key=lambda d: len(Path(d).parts)):  # outermost first
-        _open_up(directory, closed[directory])
+    opened = open_up_for(uid, gid, outer_namespace)
     _make_read_only()
-    return {directory: sorted(names) for directory, names in sorted(closed.items())}
+    return opened
 
 
 def identity(pid: int) -> dict[str, str]:

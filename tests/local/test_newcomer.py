@@ -85,15 +85,29 @@ def _as_a_user_who_cannot_write(directory: Path) -> list[str]:
     if setpriv is None:
         pytest.skip("running as root without setpriv (util-linux) to drop privileges")
     prefix = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    if not _runs(prefix):
+        # A checkout under a 0700 directory (CI's mktemp -d) or pyenv's interpreter under
+        # a 0700 /root hides them from nobody: a mount namespace of the child's own opens
+        # the way (tests/namespaces.py), host modes untouched.
+        outer = os.readlink("/proc/self/ns/mnt")
+        unshare = ["unshare", "--mount", "--propagation", "private", "--fork", "--"]
+        opener = str(Path(__file__).resolve().parents[1] / "namespaces.py")
+        opened = [sys.executable, opener, str(NOBODY), str(NOBODY), outer]
+        prefix = [*unshare, *opened, "--", *prefix]
+        if shutil.which("unshare") is None or not _runs(prefix):
+            pytest.skip("the interpreter or the checkout is not readable by an unprivileged user")
+    return prefix
+
+
+def _runs(prefix: list[str]) -> bool:
+    """Whether the command prefix can start this interpreter and import the CLI."""
     probe = subprocess.run(
         [*prefix, sys.executable, "-c", "import orders_local.cli"],
         capture_output=True,
         timeout=30,
         cwd="/",
     )
-    if probe.returncode != 0:  # a checkout under a 0700 directory (mktemp -d) hides it
-        pytest.skip("the interpreter or the checkout is not readable by an unprivileged user")
-    return prefix
+    return probe.returncode == 0
 
 
 @pytest.fixture
