@@ -102,14 +102,15 @@ def test_a_keyed_confirm_whose_slot_is_in_a_transaction_is_no_false_412(
         path=f"/orders/{order.order_id}/confirm",
         headers={"idempotency-key": "k", "if-match": '"1"'},
     )
-    stubber.add_response("get_item", item)  # the load; then the write, without a key read
+    stubber.add_response("get_item", item)  # the load
+    stubber.add_response("batch_get_item", {"Responses": {"orders": []}})  # the key: none
     stubber.add_client_error(
         "transact_write_items",
         "TransactionCanceledException",
         http_status_code=400,
         modeled_fields={"CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}]},
     )
-    stubber.add_response("batch_get_item", {"Responses": {"orders": []}})  # the key: none
+    stubber.add_response("batch_get_item", {"Responses": {"orders": []}})  # read again: none
     stubber.add_response("get_item", item)  # decided again on the same order
     stubber.add_response("transact_write_items", {})
     response = apigw.handle(confirm, LambdaContext(), rt)

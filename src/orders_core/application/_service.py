@@ -70,11 +70,12 @@ CONTENDED_WAIT: Final = 0.01
 """Seconds, times the attempt, a command waits before deciding again when the store said
 another request's write held the item (``Contended``): DynamoDB transactions last tens of
 milliseconds, and the SDK does not retry that conflict itself."""
-CLOCK_SKEW: Final = timedelta(minutes=10)
-"""How far apart two instances' clocks may be. A keyed create's record is trusted from a
+CLOCK_SKEW: Final = timedelta(minutes=30)
+"""More than two instances' clocks may differ. A keyed create's record is trusted from a
 refusal only while it has longer than this to live: an instance whose clock runs ahead may
-already have moved the key on a generation. AWS refuses a request signed more than 5
-minutes from its own time, so two instances that reach DynamoDB differ by 10 at most."""
+already have moved the key on a generation. DynamoDB accepts a signature from 5 minutes
+late to 15 early, so two instances that reach it may be 20 minutes apart; the rest is
+margin (a duplicate in a record's last half hour reads the key, as every one did before)."""
 
 
 @immutable(eq=False)
@@ -333,20 +334,15 @@ class OrderService:
                 if (winner := self._winner(key, fp)) is not None:
                     return winner
                 raise
-            if (
-                key is not None
-                and fp is not None
-                and based_on != 0
-                and not key_read
-                and order.order_id == derived_order_id(key, generation)
-            ):
-                # A keyed command commits without reading its key: its commit refuses a key
-                # in use (every store checks the key in the write, see OrderStore.commit),
-                # and only then is the record read. A first delivery, the usual case, is one
-                # write. Except a change to the order its own key made: a store that keeps a
-                # key's record at that order (DynamoDB's slots) would write one item twice,
-                # so the key is read first: a live record is replayed or refused (422), an
-                # expired one moves the key on a generation, to another item.
+            if key is not None and fp is not None and based_on != 0 and not key_read:
+                # A keyed change to an existing order reads its key before it commits: a
+                # live record is replayed, an expired one gives the generation the change's
+                # record must carry (a store that keeps one record per key writes it over
+                # the old one; on DynamoDB the key's slot may be the very order the change
+                # updates: decision 0002 says what skipping this read broke). A keyed
+                # create does not read: its commit refuses a key in use (every store checks
+                # the key in the write, see OrderStore.commit), and only then is the record
+                # read. A first delivery, the usual case, is one round trip.
                 key_read = True
                 replay, moved = self._read_key(key, fp)
                 if replay is not None:

@@ -376,6 +376,41 @@ class ServiceCases(ContractBase):
         made = [o for o in store.list_by_customer("cust-1").orders if o.order_id != target.order_id]
         assert len(made) == (0 if confirmed else 1)
 
+    def test_a_create_under_a_key_a_change_reused_after_its_create_makes_a_new_order(
+        self, service: OrderService, store: OrderStore, clock: FakeClock
+    ) -> None:
+        """A key made an order, expired, was reused by a confirm of another order, expired
+        again, and is reused by a create: a new order. (A change that committed without
+        reading its key wrote its record at generation 0 over the create's, and every later
+        create under the key aimed at that first order: 409 for ever; helper-34.)"""
+        key = http_key("daily")
+        create = Command(CREATE, "t", "x", json.loads(CREATE_BODY))
+        first = service.handle(create, idempotency_key=key)
+        other = service.handle(Command(CREATE, "t", "c", json.loads(CREATE_BODY)))
+        clock.advance(timedelta(hours=25))
+        confirm = Command(CONFIRM, "t", "y", {"orderId": other.order_id})
+        assert service.handle(confirm, idempotency_key=key).status == 200
+        clock.advance(timedelta(hours=25))
+        again = service.handle(create, idempotency_key=key)
+        assert (again.status, again.replayed) == (201, False)
+        assert again.order_id != first.order_id
+
+    def test_a_create_after_a_confirm_of_the_keys_second_order_makes_a_third(
+        self, service: OrderService, store: OrderStore, clock: FakeClock
+    ) -> None:
+        key = http_key("weekly")
+        create = Command(CREATE, "t", "x", json.loads(CREATE_BODY))
+        made = [service.handle(create, idempotency_key=key)]
+        clock.advance(timedelta(hours=25))
+        made.append(service.handle(create, idempotency_key=key))
+        clock.advance(timedelta(hours=25))
+        confirm = Command(CONFIRM, "t", "y", {"orderId": made[1].order_id})
+        assert service.handle(confirm, idempotency_key=key).status == 200
+        clock.advance(timedelta(hours=25))
+        made.append(service.handle(create, idempotency_key=key))
+        assert [(m.status, m.replayed) for m in made] == [(201, False)] * 3
+        assert len({m.order_id for m in made}) == 3
+
     @pytest.mark.parametrize("earlier", ["create", "confirm"])
     def test_a_key_reused_after_expiry_by_another_command_replays_its_new_answer(
         self, service: OrderService, store: OrderStore, clock: FakeClock, earlier: str
