@@ -302,10 +302,9 @@ class DynamoDBStore(OrderStore):
                 if self._landed(order.order_id, token, exc.item):
                     return
                 if embedded:
-                    assert record is not None
                     raise DuplicateRequest(
                         "a concurrent duplicate created this order",
-                        record=self._record_in(exc.item, record.key),
+                        record=self._record_in(exc.item),
                     ) from exc.__cause__
                 raise ConcurrencyConflict(
                     f"order {order.order_id} is not at version {change.expected_version}"
@@ -337,7 +336,7 @@ class DynamoDBStore(OrderStore):
                 # live one, else reads the key again before anything else.
                 raise DuplicateRequest(
                     f"idempotency key {record.key} already used ({codes[1]})",
-                    record=self._record_in(exc.items[1], record.key),
+                    record=self._record_in(exc.items[1]),
                 ) from exc.__cause__
             if "ConditionalCheckFailed" not in codes:  # held by another transaction only
                 raise Contended(
@@ -386,12 +385,13 @@ class DynamoDBStore(OrderStore):
             ).get("Item")
         return item is not None and item.get("commit", {}).get("S") == token
 
-    def _record_in(self, item: dict[str, Any] | None, key: str) -> IdempotencyRecord | None:
-        """The record of ``key`` a refused write found at the key's slot, if the refusal
-        returned the item (None: the service reads the key)."""
-        if item is None or item.get("idemKey", {}).get("S") != key:
+    def _record_in(self, item: dict[str, Any] | None) -> IdempotencyRecord | None:
+        """The record a refused write found at its key's slot, under the key the item names
+        (the service trusts only its own key's), if the refusal returned the item; None:
+        the service reads the key."""
+        if item is None or "idemKey" not in item:
             return None
-        return self.items.record_from(key, item)
+        return self.items.record_from(item["idemKey"]["S"], item)
 
     # -- plumbing ----------------------------------------------------------------------
 
