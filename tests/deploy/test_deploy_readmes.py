@@ -103,12 +103,19 @@ def check_snippet(code: str) -> None:
     tree = ast.parse(code)
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:
-            module = importlib.import_module(node.module)
+            module = _module(node.module)
             for alias in node.names:
                 assert hasattr(module, alias.name), f"{node.module} has no {alias.name}"
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                importlib.import_module(alias.name)
+                _module(alias.name)
+
+
+def _module(name: str) -> object:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise AssertionError(f"the snippet imports {name}, which does not import: {exc}") from exc
 
 
 def check_cdk(argv: list[str], cwd: Path) -> None:
@@ -215,6 +222,8 @@ def test_each_shell_block_names_what_exists(script: str) -> None:
         ("cd deploy/aws\nnpx serverless@3 deploy --param=alertMail=x", "no param alertMail"),
         ("cd deploy/gcp\nterraform apply -var deletion=false", "no terraform variable"),
         ("cd deploy/gcp\ncat > terraform.tfvars <<EOF\nprojekt = 1\nEOF", "unknown variables"),
+        ("cd deploy/gcp\ncat > terraform.tfvars <<EOF\nproject = 1", "never ends"),
+        ('python -c "from orders_aws.table import create_table; import nope_not_here"', "nope"),
         ("kubectl apply -f deploy/container/kubernetes/orders.yaml", "no deploy/container"),
         ("docker build -f deploy/container/Dockerfil -t x .", "no deploy/container/Dockerfil"),
         ("python -m deploy.aws.bundle --arch-x x86_64", "has no --arch-x"),
