@@ -40,6 +40,7 @@ from tests.namespaces import (
     MS_NOSUID,
     MS_NOSYMFOLLOW,
     MS_RDONLY,
+    MS_REC,
     MS_REMOUNT,
     mount_syscall,
     open_up_for,
@@ -254,6 +255,58 @@ def read_only_root(uid: int, gid: int, outer_namespace: str) -> dict[str, list[s
     return opened
 
 
+def scratch_volume(mount_path: str, size_bytes: int) -> list[str]:
+    """A Kubernetes ``emptyDir`` at ``mount_path`` on the read-only root: a writable tmpfs
+    (mode 1777, as the kubelet makes it, capped at the volume's ``sizeLimit``). Entries this
+    interpreter or the checkout are reached through (CI's ``mktemp -d`` under /tmp) are
+    bound back into it, read-only as they were; in an image they live under /opt and the
+    volume starts empty. Returns the entries bound back."""
+    keep = [sys.executable, sys.prefix, sys.base_prefix, str(ROOT), *filter(None, sys.path)]
+    inside = sorted(
+        {
+            Path(os.path.abspath(path)).relative_to(mount_path).parts[0]
+            for path in keep
+            if Path(os.path.abspath(path)).is_relative_to(mount_path)
+            and Path(os.path.abspath(path)) != Path(mount_path)
+        }
+    )
+    fd = os.open(mount_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        options = f"mode=1777,size={size_bytes}"
+        mount_syscall("tmpfs", mount_path, "tmpfs", MS_NOSUID | MS_NODEV, options)
+        for name in inside:
+            target = os.path.join(mount_path, name)
+            os.mkdir(target)
+            mount_syscall(f"/proc/self/fd/{fd}/{name}", target, None, MS_BIND | MS_REC)
+    finally:
+        os.close(fd)
+    return inside
+
+
+def processes_under(pid: int) -> list[dict[str, Any]]:
+    """Every descendant of ``pid``: its command line and the CPUs it may run on."""
+    found: list[dict[str, Any]] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                status = dict(
+                    line.split(":", 1)
+                    for line in Path(f"/proc/{child}/status").read_text().splitlines()
+                )
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+                found.append(
+                    {
+                        "pid": int(child),
+                        "cmdline": [part.decode() for part in cmdline if part],
+                        "cpus": status["Cpus_allowed_list"].strip(),
+                    }
+                )
+                pending.append(int(child))
+    return found
+
+
 def identity(pid: int) -> dict[str, str]:
     """Who the kernel says process ``pid`` is: /proc/PID/status's ids (real, effective,
     saved, file system), groups, capability sets and no_new_privs, plus its cwd and HOME."""
@@ -318,9 +371,13 @@ def _request(
         return error.code, error.read()
 
 
-def run(scenario: str, outer_namespace: str | None = None) -> dict[str, Any]:
+def run(
+    scenario: str, outer_namespace: str | None = None, pod: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``outer_namespace`` (the mount namespace the test runs in): run as the image user on
-    a read-only root (read_only_root, drop_to); else as whoever runs this."""
+    a read-only root (read_only_root, drop_to); else as whoever runs this. ``pod`` (with
+    ``outer_namespace``): what a Kubernetes pod adds, ``emptyDirs`` (mount path -> size in
+    bytes) mounted on that root and ``env`` set after the image's."""
     from orders_aws.dynamodb import make_client
     from tests.aws.motoserver import MotoServer
     from tests.aws.support import FAKE_ENV, new_table
@@ -335,6 +392,10 @@ def run(scenario: str, outer_namespace: str | None = None) -> dict[str, Any]:
     if outer_namespace is not None:  # before moto and the issuer: they need nothing writable
         seen["opened_up"] = read_only_root(*image_user(final), outer_namespace)
         drop = drop_to(*image_user(final))
+        for mount_path, size in (pod or {}).get("emptyDirs", {}).items():
+            seen.setdefault("bound_into_volumes", {})[mount_path] = scratch_volume(
+                mount_path, int(size)
+            )
     os.environ.update(FAKE_ENV)
     moto = MotoServer().start()
     new_table(make_client(endpoint_url=moto.endpoint), "orders-box")
@@ -359,6 +420,7 @@ def run(scenario: str, outer_namespace: str | None = None) -> dict[str, Any]:
         token = key.sign(claims(issuer.issuer))
     elif scenario == "opt-out":
         env["ORDERS_LOCAL_ALLOW_REMOTE"] = "1"
+    env.update((pod or {}).get("env", {}))
     seen["env"] = sorted(env)
     proc = subprocess.Popen(
         [*drop, *argv],
@@ -388,6 +450,15 @@ def run(scenario: str, outer_namespace: str | None = None) -> dict[str, Any]:
                     m.point for m in visible_mounts(proc.pid) if "ro" not in m.options
                 ]
                 seen["writes"] = write_probe(drop, env)
+            if pod is not None:
+                count = int(pod["env"]["ORDERS_LOCAL_WORKERS"])
+                seen["workers"] = _workers_settled(proc.pid, count)
+                seen["scratch"] = {
+                    str(path.relative_to("/")): sorted(p.name for p in path.iterdir())
+                    for mount_path in pod.get("emptyDirs", {})
+                    for path in Path(mount_path).iterdir()
+                    if path.is_dir() and path.name.startswith("orders-local-")
+                }
             check = subprocess.run([*drop, *healthcheck_command(final)], env=env, timeout=10)
             seen["healthcheck_rc"] = check.returncode
             seen["healthz"] = _request("GET", "/healthz")[0]
@@ -413,6 +484,20 @@ def run(scenario: str, outer_namespace: str | None = None) -> dict[str, Any]:
     return seen
 
 
+def _workers_settled(supervisor: int, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The supervisor's worker processes once ``count`` of them have each settled on one
+    CPU (a worker claims its CPU as it starts), or as they are when ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = [
+            p for p in processes_under(supervisor) if any("spawn" in a for a in p["cmdline"])
+        ]
+        pinned = [w for w in workers if w["cpus"].isdigit()]
+        if len(pinned) >= count or time.monotonic() > deadline:
+            return workers
+        time.sleep(0.1)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m tests.deploy.container_image")
     parser.add_argument("scenario", choices=["jwt", "opt-out"])
@@ -421,5 +506,11 @@ if __name__ == "__main__":
         metavar="OUTER_MOUNT_NAMESPACE",
         help="readlink /proc/self/ns/mnt outside: the namespace that must not be remounted",
     )
+    parser.add_argument(
+        "--pod",
+        metavar="JSON",
+        help='with --image-user: {"emptyDirs": {PATH: BYTES}, "env": {NAME: VALUE}}',
+    )
     options = parser.parse_args()
-    print(json.dumps(run(options.scenario, options.image_user)))
+    pod = None if options.pod is None else json.loads(options.pod)
+    print(json.dumps(run(options.scenario, options.image_user, pod)))

@@ -333,6 +333,62 @@ def test_the_start_command_runs_as_the_image_user_on_a_read_only_root() -> None:
     assert set(seen["writes"].values()) == {"EROFS"}, seen["writes"]
 
 
+def _quantity_bytes(value: str) -> int:
+    """A Kubernetes memory quantity (``16Mi``, ``1G``, ``512``) in bytes."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 10**3, "M": 10**6, "G": 10**9}
+    number, unit = re.fullmatch(r"(\d+)([KMG]i?|k)?", value).groups()  # type: ignore[union-attr]
+    return int(number) * units.get(unit or "", 1)
+
+
+def _empty_dirs(pod: dict[str, Any], container: dict[str, Any]) -> dict[str, int]:
+    """The container's emptyDir mounts: mount path -> the volume's sizeLimit in bytes."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    found = {}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        assert "emptyDir" in volume, f"{mount['name']}: only emptyDir volumes are checked"
+        found[mount["mountPath"]] = _quantity_bytes(volume["emptyDir"]["sizeLimit"])
+    return found
+
+
+@pytest.mark.slow
+def test_the_kubernetes_pod_runs_pinned_workers_with_only_its_scratch_volume_writable() -> None:
+    """The Deployment's pod as the manifest builds it (the image user on a read-only root,
+    its emptyDir at /tmp, sized as declared), running what deploy/container/README.md
+    suggests for pods with CPUs of their own: two workers, each pinned to a CPU, their
+    claims kept in the emptyDir. The pod is served and stopped cleanly, and /tmp is the one
+    place it can write."""
+    unshare = _unshare_as_root()
+    pod = _documents(KUBERNETES)["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    volumes = _empty_dirs(pod, container)
+    assert volumes == {"/tmp": 16 * 2**20}, volumes
+    tuning = {"ORDERS_LOCAL_WORKERS": "2", "ORDERS_LOCAL_CPU_AFFINITY": "auto"}
+    assert set(tuning) <= cli_env_names()
+    spec = json.dumps({"emptyDirs": volumes, "env": tuning})
+    outside = os.readlink("/proc/self/ns/mnt")
+    seen = _run_in_namespace("jwt", "--image-user", outside, "--pod", spec, unshare=unshare)
+    _check_served_with_jwt(seen)
+    assert "2 workers" in seen["startup"], seen["startup"]
+    assert seen["writable_mounts"] == ["/tmp"], seen["writable_mounts"]
+    assert seen["writes"].pop("/tmp") == "written"
+    assert set(seen["writes"].values()) == {"EROFS"}, seen["writes"]
+    workers = seen["workers"]
+    assert len(workers) == 2, workers
+    cpus = sorted(worker["cpus"] for worker in workers)
+    uid = image_user(final_stage())[0]
+    claims = seen["scratch"][f"tmp/orders-local-cpus-{uid}"]
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert all(c.isdigit() for c in cpus), workers
+        assert len(set(cpus)) == 2, workers
+        assert claims == [f"cpu-{c}.lock" for c in cpus], claims
+        for cpu in cpus:
+            assert f"pinned to CPU {cpu}" in seen["stderr"], seen["stderr"]
+    else:  # one CPU: the first worker takes it, the second stays unpinned and says so
+        assert claims == [f"cpu-{min(os.sched_getaffinity(0))}.lock"], claims
+        assert "every allowed CPU is claimed" in seen["stderr"], seen["stderr"]
+
+
 @pytest.mark.slow
 def test_the_opt_out_starts_without_authentication_and_says_so() -> None:
     seen = _run_in_namespace("opt-out")
