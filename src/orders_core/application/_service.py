@@ -59,12 +59,18 @@ from orders_core.errors import (
     FieldError,
     IdempotencyKeyReused,
     InvalidTransition,
+    MalformedRequest,
     NotFound,
     PreconditionFailed,
     ValidationFailed,
 )
 
 log = logging.getLogger("orders_core.service")
+
+MAX_OWNER_BYTES: Final = 2200
+"""The longest principal id (UTF-8) a command may carry: every store keeps it as the order's
+owner, and PostgreSQL indexes it with the customer and order ids, in a B-tree entry that
+holds ~2.7 kB. An IAM principal is ``iam:`` and an ARN of at most 2,048 characters."""
 
 CONTENDED_WAIT: Final = 0.01
 """Seconds, times the attempt, a command waits before deciding again when the store said
@@ -231,6 +237,7 @@ class OrderService:
                 f"unknown command type {command.type!r}",
                 [FieldError("/type", f"expected one of {sorted(self.commands)}")],
             ) from None
+        _check_text(command, principal)
         payload = validate_payload(spec.payload, command.data)
         started = time.perf_counter()
         conflict: str | None = None
@@ -432,6 +439,37 @@ class OrderService:
         if record is not None:
             return CommandResult.replay_of(record), None
         return None, None if previous is None else _next_generation(previous)
+
+
+def _unicode(text: str | None) -> bool:
+    """Whether ``text`` is Unicode text every store can write: JSON allows a lone surrogate
+    (``"\\ud800"``), which no UTF-8 encoder takes."""
+    if text is None or text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_text(command: Command, principal: Principal) -> None:
+    """Refuse, before anything is written, what a store could not write or index: the same
+    400 on every store, not an encoder's 500 on some (a CloudEvent's attributes come from
+    JSON; a principal's id from a token's claims)."""
+    if not (_unicode(command.source) and _unicode(command.id) and _unicode(command.subject)):
+        raise MalformedRequest("a command's source, id and subject must be Unicode text")
+    owner = principal.id
+    if (
+        len(owner) > MAX_OWNER_BYTES
+        or "\x00" in owner
+        or not _unicode(owner)
+        or (not owner.isascii() and len(owner.encode()) > MAX_OWNER_BYTES)
+    ):
+        raise MalformedRequest(
+            f"the caller's identity cannot own an order: over {MAX_OWNER_BYTES} bytes, "
+            "a NUL, or not Unicode text"
+        )
 
 
 def _latest(found: IdempotencyRecord, now: datetime) -> bool:

@@ -306,6 +306,62 @@ class ServiceCases(ContractBase):
             service.handle(Command(CREATE, "t", "bad", {**data, "customerId": "cust-1"}))
         assert store.list_by_customer("cust-1").orders == []
 
+    @pytest.mark.parametrize(
+        ("source", "event_id_", "subject"),
+        [("urn:\ud800", "e-1", None), ("urn:q", "e-\udc80", None), ("urn:q", "e-2", "\ud800")],
+    )
+    def test_a_cloudevent_attribute_that_is_not_unicode_text_is_400_and_writes_nothing(
+        self, api: HttpApi, store: OrderStore, source: str, event_id_: str, subject: str | None
+    ) -> None:
+        """JSON allows a lone surrogate (``\\ud800``); no store can write one (UTF-8 has no
+        code for it): refused before the store, the same on every store."""
+        attributes = {"specversion": "1.0", "id": event_id_, "source": source, "type": CREATE}
+        if subject is not None:
+            attributes["subject"] = subject
+        event = {**attributes, "data": json.loads(CREATE_BODY)}
+        body = json.dumps(event).encode()  # ensure_ascii: the surrogate as \\udXXX escapes
+        headers = {"content-type": "application/cloudevents+json"}
+        response = api.handle(HttpRequest("POST", "/events", headers, body=body))
+        assert response.status == 400, response.body
+        assert b"Unicode text" in response.body
+        assert store.list_by_customer("cust-1").orders == []
+
+    def test_an_owner_id_of_the_longest_allowed_size_is_kept_and_one_byte_more_is_400(
+        self, api: HttpApi, store: OrderStore
+    ) -> None:
+        """An incompressible principal id of MAX_OWNER_BYTES is an order's owner on every
+        store (PostgreSQL indexes it beside the customer id); a byte more is a client's
+        error, never the 503 an index's size limit gave, to be retried for ever."""
+        import os
+
+        from orders_core.application._service import MAX_OWNER_BYTES
+
+        issuer = "https://issuer.test/"
+        prefix = len(Principal.jwt(issuer, "").id)
+        subject = os.urandom(MAX_OWNER_BYTES).hex()[: MAX_OWNER_BYTES - prefix]
+        longest = Principal.jwt(issuer, subject)
+        assert len(longest.id.encode()) == MAX_OWNER_BYTES
+        created = self._post(api, "/orders", CREATE_BODY, principal=longest)
+        assert created.status == 201, created.body
+        order_id = created.json()["orderId"]
+        read = api.handle(HttpRequest("GET", f"/orders/{order_id}", {}, principal=longest))
+        assert read.status == 200
+        (listed,) = store.list_by_customer("cust-1", owner=longest.id).orders
+        assert listed.order_id == order_id
+        too_long = Principal.jwt(issuer, subject + "a")
+        refused = self._post(api, "/orders", CREATE_BODY, principal=too_long)
+        assert refused.status == 400, refused.body
+        wide = Principal.jwt(issuer, "\u00e9" * ((MAX_OWNER_BYTES - prefix) // 2 + 1))
+        assert len(wide.id) < MAX_OWNER_BYTES < len(wide.id.encode())
+        assert self._post(api, "/orders", CREATE_BODY, principal=wide).status == 400
+        assert (
+            self._post(
+                api, "/orders", CREATE_BODY, principal=Principal.jwt(issuer, "a\x00b")
+            ).status
+            == 400
+        )
+        assert len(store.list_by_customer("cust-1").orders) == 1
+
     def test_an_expired_deadline_starts_nothing(
         self, service: OrderService, store: OrderStore
     ) -> None:
