@@ -60,6 +60,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _fields = 0
     _refusal: _Refused | None = None
+    _deferred: _Refused | None = None
+    """A refusal held until the requests read before the refused bytes are answered."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -70,6 +72,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._deferred is not None:
+            return  # past a refused head: nothing more is read, its answer is due last
         self._unset_keepalive_if_required()
         if self._in_head:
             self._head_bytes += len(data)
@@ -116,6 +120,11 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self._deferred is not None:
+            if not self._answers_due():
+                refusal, self._deferred = self._deferred, None
+                self._write_refusal(refusal)
+            return
         if not self.pipeline and not self.transport.is_closing():
             self._in_head = True  # idle or a next head under way: either must end in time
             self._arm_head_timer()
@@ -145,8 +154,25 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         elif self.cycle is None or self.cycle.response_complete:
             self.transport.close()
 
+    def _answers_due(self) -> bool:
+        """Whether whole requests read before now still wait for their answers: one whose
+        task runs, or pipelined ones behind it."""
+        cycle = self.cycle
+        running = cycle is not None and not cycle.response_complete and not cycle.more_body
+        return running or bool(self.pipeline)
+
     def _refuse(self, refusal: _Refused) -> None:
+        """Refuse the bytes that failed, and close: once every whole request read before
+        them has its answer (its write may have committed: a client told only 400 would
+        retry it, and without a key make it twice), at once otherwise."""
         self._cancel_head_timer()
+        if self._answers_due():
+            self._deferred = refusal
+            self.flow.pause_reading()
+            return
+        self._write_refusal(refusal)
+
+    def _write_refusal(self, refusal: _Refused) -> None:
         problem = {
             "type": "urn:orders-core:problem:malformed-request",
             "title": "Malformed request",
@@ -164,9 +190,14 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             b"content-type: application/problem+json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n" % len(body)
         )
+        # Through the last request's writer, if it has one: its answer may still be held
+        # there (_JoinedWrites), and must go out first.
+        writer: Any = self.transport
+        if self.cycle is not None and isinstance(self.cycle.transport, _JoinedWrites):
+            writer = self.cycle.transport
         if not self.transport.is_closing():
-            self.transport.write(head + body)
-            self.transport.close()
+            writer.write(head + body)
+            writer.close()
 
 
 class _JoinedWrites:
