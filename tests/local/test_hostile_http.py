@@ -83,6 +83,22 @@ def test_a_body_that_never_finishes_is_cut_off(server: ServerProcess) -> None:
     assert time.monotonic() - started < 2.5
 
 
+def test_the_cap_serves_as_many_connections_as_it_names(server: ServerProcess) -> None:
+    """--max-connections 8: the eighth connection is served (uvicorn's own limit counts the
+    connection asking, so passed as it is it served seven)."""
+    time.sleep(0.3)  # earlier tests' connections are gone
+    held = [connect(server) for _ in range(7)]
+    try:
+        time.sleep(0.2)
+        with connect(server) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            (reply,) = read_responses(sock, 1, timeout=5)
+        assert reply.startswith(b"HTTP/1.1 200"), reply.split(b"\r\n", 1)[0]
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def test_more_connections_than_the_cap_get_503_not_silence(server: ServerProcess) -> None:
     held = [connect(server) for _ in range(10)]
     try:
@@ -91,6 +107,10 @@ def test_more_connections_than_the_cap_get_503_not_silence(server: ServerProcess
             sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
             (reply,) = read_responses(sock, 1, timeout=5)
         assert reply.startswith(b"HTTP/1.1 503")
+        head = reply.split(b"\r\n\r\n", 1)[0].lower()
+        assert b"content-type: application/problem+json" in head
+        assert b"retry-after: 1" in head
+        assert b"over-capacity" in reply
     finally:
         for sock in held:
             sock.close()
@@ -109,6 +129,49 @@ def test_a_1_mib_body_is_refused_before_it_is_sent(server: ServerProcess) -> Non
         (reply,) = read_responses(sock, 1, timeout=5)
     assert reply.startswith(b"HTTP/1.1 413")
     assert b"payload-too-large" in reply
+
+
+def test_an_oversized_body_sent_whole_still_gets_its_413(server: ServerProcess) -> None:
+    """A client that sends its 8 MiB body without waiting (http.client does) reads its 413:
+    closed with the body unread, the kernel answered the rest with a reset, which destroyed
+    the 413 before the client read it (5 of 5 at 4 MiB)."""
+    import http.client
+
+    statuses: list[object] = []
+    for _ in range(3):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            headers = {"content-type": "application/json"}
+            conn.request("POST", "/orders", body=b"x" * (8 << 20), headers=headers)
+            response = conn.getresponse()
+            response.read()
+            statuses.append(response.status)
+        except OSError as exc:
+            statuses.append(type(exc).__name__)
+        finally:
+            conn.close()
+    assert statuses == [413, 413, 413]
+
+
+def test_a_refused_body_that_stops_arriving_is_not_waited_for(server: ServerProcess) -> None:
+    """The rest of a refused body is read and dropped for a bounded time only: a client
+    that sends a little of it and stops holds no connection for long."""
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /orders HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: 10000000\r\n\r\n" + b"x" * 1024
+        )
+        (reply,) = read_responses(sock, 1, timeout=5)
+        assert reply.startswith(b"HTTP/1.1 413")
+        started = time.monotonic()
+        sock.settimeout(10)
+        rest = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(4096):
+                rest += chunk
+        waited = time.monotonic() - started
+    assert rest == b""
+    assert waited < 4, f"the connection stayed open {waited:.1f} s after the 413"
 
 
 def test_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None:

@@ -375,7 +375,11 @@ class SQLiteStore(OrderStore, SQLiteOutbox, SQLiteInspection):
         if unit.failure is not None:
             raise StoreUnavailable("the database is unavailable") from unit.failure
         if unit.conn is None:
-            unit.conn = self._begin(wait=wait)
+            try:
+                unit.conn = self._begin(wait=wait)
+            except StoreUnavailable as exc:  # the lock stayed taken for the busy timeout:
+                unit.failure = exc  # the unit's other writes fail now, not each after another
+                raise
             unit.pooled = wait
         return unit.conn
 

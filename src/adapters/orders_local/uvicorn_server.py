@@ -8,6 +8,8 @@ module adds in a small subclass of its httptools protocol:
 - a request-head deadline: a head must be complete within ``read_timeout`` of the
   connection opening or of the previous answer (uvicorn's keep-alive timer stops at the
   first byte, so a head dribbled byte by byte would be held open for ever: slowloris);
+- an answer deadline: a client that takes in no answer for ``read_timeout`` while they
+  pile up (pipelined requests, never read) is cut off;
 - a head size cap (:data:`MAX_HEAD` bytes, :data:`MAX_HEADERS` fields of at most
   :data:`MAX_FIELD` bytes each): 431, counted as bytes arrive, not once the head is whole;
 - HTTP versions other than 1.0 and 1.1: 505; every refusal as problem+json, then close;
@@ -22,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import httptools
@@ -37,6 +41,11 @@ MAX_HEAD: Final = 128 * 1024
 MAX_HEADERS: Final = 100
 MAX_FIELD: Final = 64 * 1024
 DEFAULT_MAX_CONNECTIONS: Final = 1024
+LINGER_SECONDS: Final = 2.0
+LINGER_BYTES: Final = 16 * 1024 * 1024
+"""How long and how much of a refused body is read and dropped before a close (_close_after)."""
+STORE_WAIT: Final = 5.0
+"""Seconds a store call may run past its request's deadline: SQLite's busy timeout."""
 
 log = logging.getLogger("orders_local.server")
 
@@ -60,6 +69,9 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _fields = 0
     _refusal: _Refused | None = None
+    _write_timer: asyncio.TimerHandle | None = None
+    _lingering = False
+    _lingered = 0
     _deferred: _Refused | None = None
     """A refusal held until the requests read before the refused bytes are answered."""
 
@@ -69,9 +81,39 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         super().connection_lost(exc)
 
+    def pause_writing(self) -> None:
+        """Answers are piling up unread: the client has the read timeout to take them in
+        (to drain the transport's buffer below its low-water mark), or the connection is
+        aborted. uvicorn waits for the drain without a bound: a client that pipelines
+        requests and never reads would hold its connection, and a slot under the cap, for
+        ever (a slowloris on the answers' side)."""
+        super().pause_writing()
+        if self._write_timer is None:
+            timeout = getattr(self.config, "orders_head_timeout", self.config.timeout_keep_alive)
+            self._write_timer = self.loop.call_later(timeout, self._write_timed_out)
+
+    def resume_writing(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        super().resume_writing()
+
+    def _write_timed_out(self) -> None:
+        self._write_timer = None
+        log.info("a client took in no answer within the read timeout: connection aborted")
+        self.transport.abort()  # close() would wait for the buffer it never drains
+
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            self._lingered += len(data)  # a refused body still arriving: dropped unread
+            if self._lingered > LINGER_BYTES:
+                self.transport.close()
+            return
         if self._deferred is not None:
             return  # past a refused head: nothing more is read, its answer is due last
         self._unset_keepalive_if_required()
@@ -112,14 +154,27 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._refusal = _Refused(505, f"HTTP/{version} is not supported: use HTTP/1.1")
             raise self._refusal
         previous = self.cycle
-        super().on_headers_complete()
-        if self.cycle is not None and self.cycle is not previous:  # its task has not run yet
-            self.cycle.transport = _JoinedWrites(self.transport, self.loop)  # type: ignore[assignment]
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            # Over the cap: uvicorn's own 503 is text/plain; this one is problem+json.
+            app, self.app, self.limit_concurrency = self.app, _over_capacity, None
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app, self.limit_concurrency = app, limit
+        else:
+            super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle is not previous:  # its task has not run yet
+            writes = _JoinedWrites(self.transport, self.loop, lambda: self._close_after(cycle))
+            cycle.transport = writes  # type: ignore[assignment]
         if version == "1.0" and self.parser.should_keep_alive() and self.cycle is not None:
             self.cycle.keep_alive = True  # uvicorn closes every HTTP/1.0 connection
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self._lingering:
+            return
         if self._deferred is not None:
             if not self._answers_due():
                 refusal, self._deferred = self._deferred, None
@@ -153,6 +208,23 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._head_timer = self.loop.call_at(self._head_deadline, self._head_timed_out)
         elif self.cycle is None or self.cycle.response_complete:
             self.transport.close()
+
+    def _close_after(self, cycle: Any) -> None:
+        """Close once ``cycle``'s answer is out. If the client may still be sending that
+        request's body (refused by its declared size before a byte of it was read), closing
+        with its bytes unread makes the kernel answer them with a reset, which can destroy
+        the answer before the client reads it. Then this side ends (a FIN after the
+        answer), what still arrives is dropped unread for at most :data:`LINGER_SECONDS`
+        and :data:`LINGER_BYTES`, and the connection closes: a lingering close."""
+        transport = self.transport
+        if transport.is_closing() or not cycle.more_body or not transport.can_write_eof():
+            transport.close()
+            return
+        self._lingering = True
+        self._cancel_head_timer()
+        transport.write_eof()
+        self.flow.resume_reading()
+        self.loop.call_later(LINGER_SECONDS, transport.close)
 
     def _answers_due(self) -> bool:
         """Whether whole requests read before now still wait for their answers: one whose
@@ -200,18 +272,46 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             writer.close()
 
 
+_OVER_CAPACITY: Final = json.dumps(
+    {
+        "type": "urn:orders-core:problem:over-capacity",
+        "title": "Over capacity",
+        "status": 503,
+        "detail": "the server has as many connections as it serves: try again shortly",
+    }
+).encode()
+
+
+async def _over_capacity(scope: Any, receive: Any, send: Any) -> None:
+    """The answer past ``--max-connections``: a 503 to retry, and the connection closed."""
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", b"%d" % len(_OVER_CAPACITY)),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": _OVER_CAPACITY})
+
+
 class _JoinedWrites:
     """A request cycle's view of the connection's transport: a write is held until the
     next one (a response's head until its body, written in the same step of the app's
     task) and both go out in one ``write``; whatever is still held at the end of the loop
     iteration goes out then, and ``close`` sends it first."""
 
-    __slots__ = ("_held", "_loop", "_transport")
+    __slots__ = ("_close", "_held", "_loop", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+        close: Callable[[], None] | None = None,
+    ) -> None:
         self._transport = transport
         self._loop = loop
         self._held: list[bytes] = []
+        self._close = close
 
     def write(self, data: bytes) -> None:
         if self._held:
@@ -230,7 +330,10 @@ class _JoinedWrites:
 
     def close(self) -> None:
         self._flush()
-        self._transport.close()
+        if self._close is None:
+            self._transport.close()
+        else:
+            self._close()
 
     def is_closing(self) -> bool:
         return self._transport.is_closing()
@@ -256,7 +359,9 @@ def uvicorn_config(
         log_config=None,
         access_log=False,  # the app writes the JSON access-log line
         proxy_headers=False,  # the app reads no client address: a middleware layer saved
-        limit_concurrency=max_connections,
+        # uvicorn refuses when connections >= the limit, counting the one asking: + 1
+        # serves max_connections of them, as the option says.
+        limit_concurrency=max_connections + 1,
         backlog=backlog,
         timeout_keep_alive=int(max(1, read_timeout)),
         server_header=False,
@@ -337,11 +442,18 @@ class UvicornServer:
         return bool(self._server.started)
 
     def shutdown(self, timeout: float = 10.0) -> bool:
-        """Stop accepting, let begun requests finish within ``timeout``, stop the lanes.
-        Safe from any thread; whether every begun request was answered."""
-        self._server.config.timeout_graceful_shutdown = max(1, int(timeout))
+        """Stop accepting, let begun requests finish, stop the lanes. Safe from any thread;
+        whether every begun request was answered.
+
+        ``timeout`` is a request's deadline; a begun request gets that plus
+        :data:`STORE_WAIT`, the longest a store call runs past it (SQLite waits out its busy
+        timeout; the deadline is checked between calls, not inside one). uvicorn cancels
+        what is still running then and answers 500, while the write it started may still
+        commit: a client told 500 retries, and without a key makes the order twice."""
+        grace = max(1, math.ceil(timeout + STORE_WAIT))
+        self._server.config.timeout_graceful_shutdown = grace
         self._server.should_exit = True
-        return self._stopped.wait(timeout + 5)
+        return self._stopped.wait(grace + 5)
 
     def server_close(self) -> None:
         self.socket.close()

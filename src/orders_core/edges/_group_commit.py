@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import logging
 import queue
@@ -66,6 +67,17 @@ class _Job:
         self.correlation = correlation
         self.done = done
         self.fn = fn
+
+
+def _settle(future: concurrent.futures.Future[Answer | None]) -> Done:
+    """``future.set_result`` for the writer thread, unless the future was cancelled (its
+    request's task was: a server's shutdown timeout, a client gone), which wants nothing."""
+
+    def done(result: Answer | None) -> None:
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            future.set_result(result)
+
+    return done
 
 
 def _resolve(future: asyncio.Future[Answer | None]) -> Done:
@@ -196,7 +208,7 @@ class GroupCommitLanes:
             result = await future
         else:
             done: concurrent.futures.Future[Answer | None] = concurrent.futures.Future()
-            self._queue.put(_Job(request, deadline, correlation, done.set_result))
+            self._queue.put(_Job(request, deadline, correlation, _settle(done)))
             result = await asyncio.wrap_future(done)
         assert result is not None
         return result
@@ -289,7 +301,10 @@ class GroupCommitLanes:
         for job, result in zip(group, answers, strict=True):
             if job.request is not None:
                 self.written += 1
-            job.done(result)
+            try:
+                job.done(result)
+            except Exception:  # one waiter's failure must not strand the others
+                log.exception("an answer could not be handed out")
         if committed and self.on_commit is not None:
             if loop is None:
                 self.on_commit()  # after the answers: no client waits for it
