@@ -18,17 +18,9 @@ import pytest
 
 from tests.local.support import ServerProcess
 from tests.local.test_event_loop_server import post, read_responses
+from tests.local.test_hostile_http import HOLD_LOCK
 
 pytestmark = pytest.mark.slow
-
-HOLD_LOCK = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.execute("ROLLBACK")
-"""
 
 DEADLINE = 10.0  # --handler-timeout's default
 

@@ -5,10 +5,8 @@ made a second order (helper-35's review)."""
 
 from __future__ import annotations
 
-import contextlib
 import re
 import socket
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 
 from tests.local.support import ServerProcess
 from tests.local.test_event_loop_server import post
+from tests.local.test_hostile_http import orders_in
 
 pytestmark = pytest.mark.slow
 
@@ -31,11 +30,6 @@ def server(db: Path) -> Iterator[ServerProcess]:
     proc = ServerProcess("--db", str(db), "--sink", "none")
     yield proc
     proc.stop()
-
-
-def orders_in(db: Path) -> int:
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return int(conn.execute("SELECT count(*) FROM orders").fetchone()[0])
 
 
 def bad_status(bad: bytes) -> bytes:

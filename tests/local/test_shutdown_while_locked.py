@@ -7,10 +7,8 @@ made twice (helper-35's review). The grace is now the deadline plus the store's 
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,22 +18,9 @@ import pytest
 
 from tests.local.support import ServerProcess
 from tests.local.test_event_loop_server import post, read_responses
+from tests.local.test_hostile_http import HOLD_LOCK, orders_in
 
 pytestmark = pytest.mark.slow
-
-HOLD_LOCK = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.execute("ROLLBACK")
-"""
-
-
-def orders_in(db: Path) -> int:
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return int(conn.execute("SELECT count(*) FROM orders").fetchone()[0])
 
 
 def test_a_write_cut_off_by_shutdown_is_either_answered_or_not_committed(tmp_path: Path) -> None:
