@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from orders_core.application import Change, event_for
-from orders_core.domain import LineItem, Order
+from orders_core.domain import LineItem, Order, OrderStatus
 from tests.postgres.support import Postgres
 
 pytest.importorskip("psycopg")
@@ -182,5 +182,34 @@ def test_schema_1_is_migrated_for_the_console_and_old_rows_show_no_command(
         assert (new.command.type, new.command.command_id) == (CONFIRM, "c-9")
         _place(store, "o-3")
         assert store.browse(limit=1).orders[0].order_id == "o-3"  # numbered after the old
+    finally:
+        store.close()
+
+
+def test_schema_1_holding_a_nul_escaped_cancel_reason_is_migrated(
+    postgres: Postgres, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel reason may hold a NUL: the body's JSON has a \\u0000 escape, which jsonb
+    refuses. The migration must not parse bodies as jsonb to find their status."""
+    with monkeypatch.context() as patched:
+        patched.setattr(schemas, "MIGRATIONS", schemas.MIGRATIONS[:1])
+        patched.setattr(schemas, "SCHEMA_VERSION", 1)
+        postgres.store(name).close()
+    now = datetime.now(UTC)
+    order = Order.place("o-1", [LineItem(sku="s", quantity=1)], "c-1", now)
+    order = order.transition(OrderStatus.CANCELLED, now, reason="a\x00b")
+    assert "\\u0000" in order.to_json().decode()
+    postgres.sql(
+        f"INSERT INTO {name}.orders (order_id, customer_id, created_us, version, owner, body)"
+        " VALUES (%s, 'c-1', 1, %s, %s, %s)",
+        order.order_id, order.version, order.owner, order.to_json().decode(),
+    )  # fmt: skip
+    store = postgres.store(name)
+    try:
+        assert (store.migrated_from, store.schema_version()) == (1, 2)
+        assert store.status_counts()["CANCELLED"] == 1
+        got = store.get("o-1")
+        assert got is not None
+        assert got.cancel_reason == "a\x00b"
     finally:
         store.close()

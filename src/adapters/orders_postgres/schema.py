@@ -184,7 +184,12 @@ def _console(s: str) -> tuple[str, ...]:
     outbox_lock = lock_key(s, "outbox")
     return (
         f"ALTER TABLE {s}.orders ADD COLUMN status text",
-        f"UPDATE {s}.orders SET status = body::jsonb ->> 'status'",
+        # Not body::jsonb ->> 'status': jsonb (and json's ->>) refuses a body holding a
+        # \u0000 escape, which a cancel reason may carry, and the migration would fail on
+        # every start. Bodies are pydantic's compact JSON of an Order, where the only
+        # "status" key is the top-level one (no nested model has one), and a string value
+        # cannot contain `"status":"` (its quotes would be escaped): the first match is it.
+        f"""UPDATE {s}.orders SET status = substring(body from '"status":"([A-Z_]+)"')""",
         f"ALTER TABLE {s}.orders ADD COLUMN seq bigint",
         f"""
         UPDATE {s}.orders o SET seq = r.n
