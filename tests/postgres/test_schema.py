@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -211,5 +212,60 @@ def test_schema_1_holding_a_nul_escaped_cancel_reason_is_migrated(
         got = store.get("o-1")
         assert got is not None
         assert got.cancel_reason == "a\x00b"
+    finally:
+        store.close()
+
+
+def test_a_migration_runs_without_the_request_timeouts_and_leaves_them_in_place(
+    postgres: Postgres, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No statement timeout (a big table's rewrite takes what it takes); table locks are
+    waited for as long as the request path waits; the pool's sessions keep their limits."""
+    postgres.store(name, min_size=1, max_size=1).close()
+
+    def note_limits(s: str) -> tuple[str, ...]:
+        return (
+            f"CREATE TABLE {s}.limits AS SELECT current_setting('statement_timeout') AS st,"
+            " current_setting('lock_timeout') AS lt",
+        )
+
+    monkeypatch.setattr(schemas, "MIGRATIONS", (*schemas.MIGRATIONS, note_limits))
+    monkeypatch.setattr(schemas, "SCHEMA_VERSION", schemas.SCHEMA_VERSION + 1)
+    store = postgres.store(name, min_size=1, max_size=1)
+    try:
+        assert postgres.sql(f"SELECT st, lt FROM {name}.limits") == [("0", "5s")]
+        limits = store.database.run(
+            lambda conn: conn.execute(
+                "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"
+            ).fetchone(),
+            read=True,
+        )
+        assert limits == ("10s", "5s")
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_a_replica_waits_for_another_replicas_migration_longer_than_the_lock_timeout(
+    postgres: Postgres, name: str
+) -> None:
+    import psycopg
+
+    from orders_postgres.driver import LOCK_TIMEOUT_MS
+
+    held = LOCK_TIMEOUT_MS / 1000 + 2
+    opened: list[object] = []
+    with psycopg.connect(postgres.url, autocommit=True) as migrating:  # another replica's
+        migrating.execute("SELECT pg_advisory_lock(%s)", (schemas.lock_key(name, "migrate"),))
+        with ThreadPoolExecutor(1) as pool:
+            started = time.monotonic()
+            opening = pool.submit(lambda: postgres.store(name, min_size=1, max_size=1))
+            opening.add_done_callback(lambda _: opened.append(time.monotonic() - started))
+            time.sleep(held)
+            migrating.execute("SELECT pg_advisory_unlock_all()")
+            store = opening.result(timeout=30)
+    try:
+        assert opened[0] >= held  # it waited for the lock rather than failing
+        assert (store.migrated_from, store.schema_version()) == (0, schemas.SCHEMA_VERSION)
     finally:
         store.close()

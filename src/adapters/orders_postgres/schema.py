@@ -31,6 +31,9 @@ DUPLICATE_REQUEST: Final = "OC001"
 """SQLSTATE ``apply_change`` raises when a live idempotency record holds the key."""
 VERSION_CONFLICT: Final = "OC002"
 """SQLSTATE ``apply_change`` raises when the order is not at the expected version."""
+MIGRATION_LOCK_TIMEOUT_MS: Final = 5_000
+"""How long a migration's statements wait for a table's lock (not for the migrate lock:
+that wait has no bound), as the request path's statements do."""
 
 
 def schema_name(name: str) -> str:
@@ -327,7 +330,22 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> int:
         if found == SCHEMA_VERSION:
             return found
     with conn.transaction():
+        # A migration is not a request: the session's request-path timeouts (statement 10 s,
+        # lock 5 s: driver._configure) would fail a replica that waits here while another
+        # migrates a big table, and cancel that table's rewrite on every start. For this
+        # transaction only (SET LOCAL; the pooled session keeps its own):
+        # * no statement timeout: a rewrite takes what the table needs (pg_cancel_backend
+        #   stops one);
+        # * no lock timeout while waiting for the migrate lock: its holder is a migration
+        #   under way, or its session ends and the lock goes with it;
+        # * then a bounded wait again for the tables' locks: an ALTER queued behind a long
+        #   reader (a report, pg_dump) would queue every request behind itself; failing
+        #   instead leaves the running replicas serving and this one retries on its next
+        #   start.
+        conn.execute("SET LOCAL statement_timeout = 0")
+        conn.execute("SET LOCAL lock_timeout = 0")
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema, "migrate"),))
+        conn.execute(f"SET LOCAL lock_timeout = {MIGRATION_LOCK_TIMEOUT_MS}")
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {schema}.meta (name text PRIMARY KEY, value text NOT NULL)"
