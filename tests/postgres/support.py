@@ -5,8 +5,13 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,3 +103,54 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
 def child_env(postgres: Postgres, schema: str) -> dict[str, str]:
     """This process's environment with the server's URL and ``schema``, for a child."""
     return {**os.environ, "ORDERS_DATABASE_URL": postgres.url, "ORDERS_DATABASE_SCHEMA": schema}
+
+
+@contextmanager
+def pgbouncer(postgres: Postgres) -> Iterator[str]:
+    """A PgBouncer in transaction pooling mode in front of the server, with 2 server
+    connections; its URL. Skips where no ``pgbouncer`` binary exists (Debian's package)."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    binary = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
+    if binary is None:
+        pytest.skip("no pgbouncer binary here (Debian: apt-get install pgbouncer)")
+    parts = conninfo_to_dict(postgres.url)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    root = Path(tempfile.mkdtemp(prefix="orders-pgbouncer-"))
+    root.chmod(0o755)  # readable by "nobody", whom pgbouncer becomes when run as root
+    (root / "users.txt").write_text(f'"{parts["user"]}" "{parts["password"]}"\n')
+    (root / "pgbouncer.ini").write_text(
+        f"[databases]\n{parts['dbname']} = host={parts.get('host', '127.0.0.1')}"
+        f" port={parts['port']} dbname={parts['dbname']}\n"
+        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = plain\nauth_file = {root / 'users.txt'}\npool_mode = transaction\n"
+        "default_pool_size = 2\nmax_client_conn = 100\n"
+        "ignore_startup_parameters = extra_float_digits,options\n"
+    )
+    for child in root.iterdir():
+        child.chmod(0o644)
+    as_user = ["-u", "nobody"] if os.geteuid() == 0 else []  # it refuses to run as root
+    process = subprocess.Popen(
+        [binary, "-q", *as_user, str(root / "pgbouncer.ini")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"postgresql://{parts['user']}:{parts['password']}@127.0.0.1:{port}/{parts['dbname']}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                psycopg.connect(url, connect_timeout=2).close()
+                break
+            except psycopg.OperationalError:
+                assert process.poll() is None, "pgbouncer exited"
+                assert time.monotonic() < deadline, "pgbouncer did not start"
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(root, ignore_errors=True)

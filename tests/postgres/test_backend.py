@@ -60,6 +60,7 @@ def test_the_backend_declares_its_outbox_relay_and_wake_ups(postgres: Postgres) 
         ({"pool_max": "x"}, "pool max must be a positive integer"),
         ({"pool_min": "5", "pool_max": "2"}, "larger than pool max"),
         ({"database_schema": "Bad-Name"}, "database schema"),
+        ({"database_prepare": "no"}, "database prepare must be on or off"),
     ],
 )
 def test_bad_settings_are_refused_before_connecting(
@@ -97,6 +98,26 @@ def test_the_asgi_factory_builds_a_postgres_runtime_from_the_environment(
         store = app.api.service.store
         assert isinstance(store, PostgresStore)
         assert (store.schema, store.database.max_size) == (schema, 3)
+    finally:
+        store.close()
+        postgres.drop(schema)
+
+
+@pytest.mark.parametrize(("prepare", "prepared"), [("on", True), ("off", False)])
+def test_database_prepare_says_whether_statements_are_prepared_on_the_server(
+    postgres: Postgres, prepare: str, prepared: bool
+) -> None:
+    from orders_postgres.backend import open_store
+
+    schema = postgres.new_schema()
+    settings = {"database_url": postgres.url, "database_schema": schema, "pool_max": "1"}
+    store = open_store({**settings, "pool_min": "1", "database_prepare": prepare})
+    try:
+        for _ in range(7):  # past psycopg's threshold
+            store.get("o-1")
+        query = "SELECT count(*) FROM pg_prepared_statements"
+        (count,) = store.database.run(lambda conn: conn.execute(query).fetchone(), read=True)
+        assert (count > 0) is prepared
     finally:
         store.close()
         postgres.drop(schema)

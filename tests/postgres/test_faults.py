@@ -13,7 +13,7 @@ import pytest
 from orders_core.application import Change, event_for
 from orders_core.domain import LineItem, Order, OrderStatus
 from orders_core.errors import ConcurrencyConflict, MalformedRequest, StoreUnavailable
-from tests.postgres.support import Postgres
+from tests.postgres.support import Postgres, pgbouncer
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -297,3 +297,62 @@ def test_a_stale_create_is_a_conflict_not_a_driver_error(store: PostgresStore) -
     _create(store, _order())
     with pytest.raises(ConcurrencyConflict, match="o-1"):
         _create(store, _order())
+
+
+def test_without_prepares_nothing_relies_on_statements_prepared_on_the_server(
+    postgres: Postgres,
+) -> None:
+    """Behind a transaction pooler the next transaction may land on a server session that
+    lacks what this connection prepared: DEALLOCATE ALL on the session, behind psycopg's
+    back, does that to it. Pool (requests) and own connections (relay, LISTEN) alike."""
+    store = postgres.store(min_size=1, max_size=1, prepare=False)
+    try:
+        for n in range(7):  # past psycopg's default threshold of 5 runs
+            _create(store, _order(f"o-{n}"))
+            assert store.get(f"o-{n}") is not None
+        store.database.run(lambda conn: conn.pgconn.exec_(b"DEALLOCATE ALL"), read=False)
+        _create(store, _order("o-7"))
+        assert store.get("o-7") is not None
+        assert len(store.list_by_customer("c-1", limit=10).orders) == 8
+        with store.database.connect() as own:
+            for _ in range(7):
+                own.execute("SELECT %s::int", (1,))
+            own.pgconn.exec_(b"DEALLOCATE ALL")
+            assert own.execute("SELECT %s::int", (1,)).fetchone() == (1,)
+    finally:
+        store.close()
+        postgres.drop(store.schema)
+
+
+@pytest.mark.slow
+def test_the_request_pool_works_through_a_transaction_pooler(postgres: Postgres) -> None:
+    """PgBouncer in transaction mode, prepares off: 8 threads' creates and reads share 2
+    server sessions."""
+    from orders_core.application import CREATE, Command, OrderService
+
+    schema = postgres.new_schema()
+    postgres.store(schema).close()  # migrated on the server itself
+    with pgbouncer(postgres) as url:
+        store = Postgres(url, None).store(schema, min_size=4, max_size=8, prepare=False)
+        errors: list[str] = []
+
+        def work(worker: int) -> None:
+            for n in range(30):
+                try:
+                    data = {"items": [{"id": "sku-1", "qty": 1}], "customerId": "c-1"}
+                    OrderService(store).handle(Command(CREATE, "urn:test", f"e-{worker}-{n}", data))
+                    store.list_by_customer("c-1", limit=1)
+                except Exception as exc:
+                    errors.append(repr(exc)[:160])
+
+        try:
+            threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(120)
+            assert errors == [], f"{len(errors)} of 240 failed, e.g. {errors[:3]}"
+            assert len(store.list_by_customer("c-1", limit=300).orders) == 240
+        finally:
+            store.close()
+            postgres.drop(schema)

@@ -48,6 +48,13 @@ def _size(settings: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _switch(settings: Mapping[str, str], name: str, default: bool) -> bool:
+    text = settings.get(name) or ("on" if default else "off")
+    if text not in ("on", "off"):
+        raise ValueError(f"{name.replace('_', ' ')} must be on or off, not {text!r}")
+    return text == "on"
+
+
 def open_store(settings: Mapping[str, str]) -> PostgresStore:
     """The store alone, from the same ``settings`` as :func:`backend` (``orders-local
     events``); ValueError, naming host and database only, when it cannot be opened."""
@@ -60,11 +67,12 @@ def open_store(settings: Mapping[str, str]) -> PostgresStore:
     pool_max = _size(settings, "pool_max", DEFAULT_POOL_MAX)
     if pool_min > pool_max:
         raise ValueError(f"pool min ({pool_min}) is larger than pool max ({pool_max})")
+    prepare = _switch(settings, "database_prepare", True)
     try:
         psycopg.connect(url, connect_timeout=10).close()  # the driver's reason, if it fails
     except psycopg.Error as exc:
         raise ValueError(f"cannot connect to PostgreSQL {where}: {_reason(exc, url)}") from None
-    database = Database(url, min_size=pool_min, max_size=pool_max)
+    database = Database(url, min_size=pool_min, max_size=pool_max, prepare=prepare)
     try:
         database.open()
         return PostgresStore(database, schema=schema)
@@ -78,7 +86,9 @@ def backend(settings: Mapping[str, str]) -> Backend:
 
     ``settings``: ``database_url`` (required: a ``postgresql://`` URL or a conninfo string;
     TLS with ``sslmode=verify-full`` and ``sslrootcert=`` in it), ``pool_min`` and
-    ``pool_max`` (connections per process), ``database_schema`` (``orders_core``). The
+    ``pool_max`` (connections per process), ``database_schema`` (``orders_core``),
+    ``database_prepare`` (``on``, the default, or ``off`` behind a transaction pooler:
+    :class:`~orders_postgres.driver.Database`'s ``prepare``). The
     connection is tried and the schema migrated here, so a wrong URL fails at startup. The
     outbox is the elected relay's view (:class:`ElectedOutbox`); ``watch_commits`` LISTENs;
     the store is also the console's ``browser`` and ``inspector`` (orders_postgres.inspect).

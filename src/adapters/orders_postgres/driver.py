@@ -59,6 +59,9 @@ KEEPALIVES: Final[Mapping[str, int]] = {
 }
 """TCP keepalives, so a connection to a vanished server (a failover, a dropped route) is
 noticed in about a minute rather than when the kernel gives up (hours)."""
+PREPARE_THRESHOLD: Final = 5
+"""Runs of a statement on one connection after which psycopg prepares it on the server
+(psycopg's default), when :class:`Database` is told it may prepare."""
 
 _ROLLED_BACK: Final = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 _UNAVAILABLE: Final = (
@@ -117,15 +120,27 @@ class Database:
         max_size: int = 16,
         timeout: float = 5.0,
         name: str = "orders-core",
+        prepare: bool = True,
     ) -> None:
+        """``prepare``: let psycopg prepare a statement on the server after its fifth run
+        on a connection (measured: a single-row read about a quarter faster). Never
+        behind a transaction pooler (PgBouncer's transaction mode, RDS Proxy, Azure's
+        built-in PgBouncer): the next run lands on a server session that lacks the
+        statement, or has another client's under the same name. False: none is prepared."""
         if not 0 < min_size <= max_size:
             raise ValueError(f"pool sizes must be 0 < min <= max, not {min_size}..{max_size}")
         self.url = url
         self.min_size = min_size
         self.max_size = max_size
+        self.prepare_threshold = PREPARE_THRESHOLD if prepare else None
         self.pool: psycopg_pool.ConnectionPool[Connection] = psycopg_pool.ConnectionPool(
             url,
-            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT, **KEEPALIVES},
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": CONNECT_TIMEOUT,
+                "prepare_threshold": self.prepare_threshold,
+                **KEEPALIVES,
+            },
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
@@ -152,7 +167,9 @@ class Database:
         """A connection of its own, outside the pool (the relay's lock, LISTEN)."""
         try:
             conninfo = make_conninfo(self.url, connect_timeout=CONNECT_TIMEOUT, **KEEPALIVES)
-            conn: Connection = psycopg.connect(conninfo, autocommit=True)
+            conn: Connection = psycopg.connect(
+                conninfo, autocommit=True, prepare_threshold=self.prepare_threshold
+            )
         except psycopg.Error as exc:
             raise translate(exc) from exc
         _configure(conn)
