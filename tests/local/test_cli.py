@@ -255,6 +255,7 @@ def test_workers_get_every_serve_variable_the_supervisor_resolved(
         "ORDERS_ADMIN_SCOPE": ("--admin-scope", "orders:root"),
         "ORDERS_DATABASE_URL": ("--database-url", "postgresql://given@127.0.0.1/orders"),
         "ORDERS_DATABASE_SCHEMA": ("--database-schema", "given"),
+        "ORDERS_DATABASE_PREPARE": ("--database-prepare", "off"),
     }
     for variable in shared:
         monkeypatch.setenv(variable, "bad")

@@ -164,6 +164,13 @@ def _database_options(parser: argparse.ArgumentParser, *, pool: bool = True) -> 
         help="the PostgreSQL schema holding the tables; created and migrated forward "
         "[ORDERS_DATABASE_SCHEMA]",
     )
+    group.add_argument(
+        "--database-prepare",
+        choices=["on", "off"],
+        default=os.environ.get("ORDERS_DATABASE_PREPARE", "on"),
+        help="prepare repeated statements on the server; off behind a transaction pooler "
+        "(PgBouncer in transaction mode, RDS Proxy) [ORDERS_DATABASE_PREPARE]",
+    )
     if not pool:
         return
     for bound, default, meaning in (
@@ -183,6 +190,7 @@ def database_settings(args: argparse.Namespace) -> dict[str, str]:
     return {
         "database_url": args.database_url or os.environ.get("ORDERS_DATABASE_URL", ""),
         "database_schema": args.database_schema,
+        "database_prepare": getattr(args, "database_prepare", "on"),
         "pool_min": str(getattr(args, "pool_min", 1)),
         "pool_max": str(getattr(args, "pool_max", 1)),
     }

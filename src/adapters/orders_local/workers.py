@@ -30,6 +30,7 @@ def worker_environment(args: argparse.Namespace) -> dict[str, str]:
     shared = {  # the variables other runtimes read too, as the supervisor resolved them
         "ORDERS_DATABASE_URL": database["database_url"],
         "ORDERS_DATABASE_SCHEMA": database["database_schema"],
+        "ORDERS_DATABASE_PREPARE": database["database_prepare"],
         "ORDERS_JWT_ISSUER": args.jwt_issuer,
         "ORDERS_JWT_AUDIENCE": args.jwt_audience,
         "ORDERS_JWKS_URL": args.jwks_url,
