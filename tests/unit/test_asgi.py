@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -295,3 +296,46 @@ def test_a_networked_stores_round_trips_overlap_up_to_the_thread_count(threads: 
         app.shutdown()
     assert [status_of(sent) for sent in answers] == [201] * (threads * 3)
     assert store.peak == threads
+
+
+class _Hanging(InMemoryStore):
+    """A networked store whose reads hang until ``release`` (a round trip that never ends)."""
+
+    groups_commits = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.inside = threading.Event()
+
+    def get(self, order_id: str) -> Any:
+        self.inside.set()
+        self.release.wait(8)
+        return super().get(order_id)
+
+
+class _HangingGrouped(_Hanging):
+    groups_commits = True
+
+
+@pytest.mark.parametrize("store_type", [_Hanging, _HangingGrouped], ids=["threads", "grouped"])
+def test_stop_returns_within_its_timeout_while_a_store_call_hangs(
+    store_type: type[_Hanging], caplog: pytest.LogCaptureFixture
+) -> None:
+    store = store_type()
+    app = create_app(HttpApi(OrderService(store)))
+    app.startup()
+    reader = threading.Thread(
+        target=asyncio.run, args=(call(app, scope("GET", "/orders/x", []), []),)
+    )
+    reader.start()
+    try:
+        assert store.inside.wait(5)  # the read is in its store call
+        started = time.monotonic()
+        app.lanes.stop(timeout=0.5)
+        took = time.monotonic() - started
+    finally:
+        store.release.set()
+        reader.join(10)
+    assert took < 2, f"stop(timeout=0.5) took {took:.1f} s"
+    assert "still in a call at shutdown" in caplog.text

@@ -30,7 +30,10 @@ from orders_core.edges._lane_parts import (
     Watcher,
     after_commit,
     answer,
+    deadline_in,
     in_context,
+    stop_pool,
+    time_left,
     unavailable,
 )
 from orders_core.edges.http import HttpApi, HttpRequest
@@ -146,7 +149,9 @@ class GroupCommitLanes:
                 watcher.thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Answer what is queued, then stop the writer and the readers."""
+        """Answer what is queued, then stop the writer and the readers, all within
+        ``timeout`` s (a read still in its store call then is left running: :func:`stop_pool`)."""
+        until = deadline_in(timeout)
         self._stopped.set()
         if self._loop is not None and _running_loop() is self._loop:
             for fd, _ in self._watched:
@@ -156,12 +161,12 @@ class GroupCommitLanes:
             self._wake_due = None
             self._wake()
         for watcher in self._watchers:
-            watcher.thread.join(timeout)
+            watcher.thread.join(time_left(until))
         if self._writer is not None:
             self._queue.put(_STOP)
-            self._writer.join(timeout)
+            self._writer.join(time_left(until))
         if self._reads is not None:
-            self._reads.shutdown(wait=True)
+            stop_pool(self._reads, until)
 
     def watch(self, fd: int, fn: Callable[[], None]) -> None:
         """Run ``fn`` inside the next unit of work whenever ``fd`` is readable (the relay's

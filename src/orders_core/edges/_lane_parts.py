@@ -1,8 +1,10 @@
 """What both kinds of lanes share: the answer they give the ASGI app, one request answered
-on the current thread with its log context, and a thread that watches a descriptor."""
+on the current thread with its log context, a thread that watches a descriptor, and a
+thread pool stopped within a deadline."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import select
 import threading
@@ -119,3 +121,25 @@ class Watcher:
                     fn()
                 except Exception:
                     log.exception("fd watcher callback failed")
+
+
+def deadline_in(timeout: float) -> float:
+    """The ``time.monotonic()`` deadline ``timeout`` s from now."""
+    return time.monotonic() + timeout
+
+
+def time_left(until: float) -> float:
+    """Seconds from now to ``until`` (a ``time.monotonic()`` deadline), never negative."""
+    return max(0.0, until - time.monotonic())
+
+
+def stop_pool(pool: concurrent.futures.ThreadPoolExecutor, until: float) -> None:
+    """Stop ``pool`` by ``until`` (a ``time.monotonic()`` deadline): work not begun is
+    cancelled, begun work has until then to end. A thread still in its call then (a store
+    round trip that never returns) is logged and left running: ``shutdown(wait=True)``
+    would wait for it for ever, on the event loop when a lifespan shutdown stops the lanes."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for thread in list(pool._threads):
+        thread.join(time_left(until))
+        if thread.is_alive():
+            log.warning("%s is still in a call at shutdown; left running", thread.name)

@@ -123,8 +123,8 @@ class OrdersAsgi:
             hook()
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop the lanes (begun work finishes), then the runtime's hooks (the relay's
-        final pass after the last commit)."""
+        """Stop the lanes (begun work has ``timeout`` s to end), then the runtime's hooks
+        (the relay's final pass after the last commit)."""
         self.draining = True
         self.lanes.stop(timeout)
         self._held.flush()

@@ -41,7 +41,10 @@ from orders_core.edges._lane_parts import (
     Watcher,
     after_commit,
     answer,
+    deadline_in,
     in_context,
+    stop_pool,
+    time_left,
     unavailable,
 )
 from orders_core.edges.http import HttpApi, HttpRequest
@@ -100,11 +103,13 @@ class ThreadLanes:
             watcher.thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop within ``timeout`` s: begun work has until then to end (see :func:`stop_pool`)."""
+        until = deadline_in(timeout)
         self._stopped.set()
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            stop_pool(self._pool, until)
         for watcher in self._watchers:
-            watcher.thread.join(timeout)
+            watcher.thread.join(time_left(until))
 
     def watch(self, fd: int, fn: Callable[[], None]) -> None:
         """Run ``fn`` in a unit of work whenever ``fd`` is readable. Before start."""
