@@ -125,6 +125,21 @@ def test_http_1_0_closes_unless_keep_alive_is_asked(rt: LocalRuntime) -> None:
     assert b"connection: keep-alive" in replies[0].lower()
 
 
+@pytest.mark.parametrize(
+    ("asked", "told"),
+    [(b"", b"close"), (b"connection: TE, Keep-Alive\r\n", b"keep-alive")],
+    ids=["not-asked", "asked-in-a-list"],
+)
+def test_http_1_0_is_told_keep_alive_only_when_it_asked(
+    rt: LocalRuntime, asked: bytes, told: bytes
+) -> None:
+    with connect(rt) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.0\r\n" + asked + b"\r\n")
+        (reply,) = read_responses(sock, 1)
+    fields = [line for line in reply.lower().split(b"\r\n") if line.startswith(b"connection:")]
+    assert fields == [b"connection: " + told]
+
+
 def test_an_oversized_head_is_refused_with_431(rt: LocalRuntime) -> None:
     with connect(rt) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\n" + b"x-a: " + b"b" * 200_000)

@@ -155,7 +155,11 @@ class OrdersAsgi:
             )
             answer = await self.lanes.submit(request, Deadline.after(self.api.timeout), correlation)
         close = answer.close or self.draining
-        keep_alive = not close and scope.get("http_version") == "1.0"  # 1.0 asked for it
+        keep_alive = (
+            not close
+            and scope.get("http_version") == "1.0"
+            and _asks_keep_alive(headers.get("connection"))
+        )
         await _send(send, answer, correlation, close=close, keep_alive=keep_alive)
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         self._log(method, path, answer, duration_ms, correlation, headers.get("traceparent"))
@@ -277,6 +281,14 @@ def _peer(scope: Scope) -> str | None:
     """The client's address as the server gives it (ASGI ``client``; None: unknown)."""
     client = scope.get("client")
     return str(client[0]) if client else None
+
+
+def _asks_keep_alive(connection: str | None) -> bool:
+    """An HTTP/1.0 request asked to keep its connection: ``keep-alive`` is one of its
+    ``Connection`` tokens, in any case (what the server's parser keeps it open for)."""
+    if connection is None:
+        return False
+    return "keep-alive" in (token.strip().lower() for token in connection.split(","))
 
 
 def _headers(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
