@@ -48,4 +48,4 @@ def test_a_known_path_with_another_method_gets_405_with_allow() -> None:
     assert answer["statusCode"] == 405
     assert answer["headers"]["content-type"].startswith("application/problem+json")
     allow = {m.strip() for m in answer["headers"]["allow"].split(",")}
-    assert allow == {"GET", "POST"}
+    assert allow == {"GET", "HEAD", "POST"}

@@ -125,6 +125,24 @@ def test_http_1_0_closes_unless_keep_alive_is_asked(rt: LocalRuntime) -> None:
     assert b"connection: keep-alive" in replies[0].lower()
 
 
+def test_head_is_answered_as_get_without_a_body(rt: LocalRuntime) -> None:
+    get_healthz = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"
+    with connect(rt) as sock:
+        sock.sendall(get_healthz)
+        (get,) = read_responses(sock, 1)
+        sock.sendall(b"HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\n" + get_healthz)
+        buf = b""
+        while buf.count(b"\r\n\r\n") < 2:  # HEAD's head, then the next answer's
+            chunk = sock.recv(65536)
+            assert chunk, buf
+            buf += chunk
+    head, after = buf.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert after.startswith(b"HTTP/1.1 200")  # no body between HEAD's head and the next
+    length = [f for f in get.lower().split(b"\r\n") if f.startswith(b"content-length:")]
+    assert length[0] in head.lower().split(b"\r\n")
+
+
 @pytest.mark.parametrize(
     ("asked", "told"),
     [(b"", b"close"), (b"connection: TE, Keep-Alive\r\n", b"keep-alive")],

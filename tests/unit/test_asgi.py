@@ -83,6 +83,14 @@ def test_the_seed_request_over_asgi(app: Any) -> None:
     assert headers[b"location"].startswith(b"/orders/")
 
 
+def test_head_sends_gets_head_with_an_empty_body(app: Any) -> None:
+    get, head = (asyncio.run(call(app, scope(m, "/openapi.json", []), [])) for m in ("GET", "HEAD"))
+    assert status_of(head) == status_of(get) == 200
+    assert headers_of(head)[b"content-length"] == str(len(get[1]["body"])).encode()
+    assert get[1]["body"]
+    assert head[1]["body"] == b""
+
+
 def test_a_hostile_request_id_is_replaced(app: Any) -> None:
     sent = asyncio.run(call(app, post(x_request_id=b"a b\x01"), [SEED]))
     assert headers_of(sent)[b"x-correlation-id"] not in (b"a b\x01", b"")

@@ -259,7 +259,7 @@ def test_404_for_unknown_paths_and_orders(api: HttpApi) -> None:
 def test_405_names_the_allowed_methods(api: HttpApi) -> None:
     response = call(api, "DELETE", "/orders")
     problem(response, 405)
-    assert response.headers["allow"] == "POST, GET"
+    assert response.headers["allow"] == "POST, GET, HEAD"
 
 
 def test_409_for_a_bad_transition(api: HttpApi) -> None:

@@ -160,7 +160,8 @@ class OrdersAsgi:
             and scope.get("http_version") == "1.0"
             and _asks_keep_alive(headers.get("connection"))
         )
-        await _send(send, answer, correlation, close=close, keep_alive=keep_alive)
+        head = method == "HEAD"
+        await _send(send, answer, correlation, close=close, keep_alive=keep_alive, head=head)
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         self._log(method, path, answer, duration_ms, correlation, headers.get("traceparent"))
 
@@ -301,8 +302,17 @@ def _headers(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 async def _send(
-    send: Send, answer: Answer, correlation: str, *, close: bool, keep_alive: bool = False
+    send: Send,
+    answer: Answer,
+    correlation: str,
+    *,
+    close: bool,
+    keep_alive: bool = False,
+    head: bool = False,
 ) -> None:
+    """The answer, as ASGI messages. To HEAD: GET's head, Content-Length included, and an
+    empty body (uvicorn drops a body sent to HEAD; the app does not count on every server
+    to)."""
     response = answer.response
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
     headers.append((b"content-length", str(len(response.body)).encode()))
@@ -312,7 +322,7 @@ async def _send(
     elif keep_alive:
         headers.append((b"connection", b"keep-alive"))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
+    await send({"type": "http.response.body", "body": b"" if head else response.body})
 
 
 def create_app(

@@ -14,6 +14,7 @@ fixed ones; the OpenAPI document at ``GET /openapi.json`` is generated from the 
     GET  /orders/{orderId}                    get           200 ETag | 404
     POST /events                              any command CloudEvent, binary or structured
     GET  /openapi.json, GET /healthz
+    HEAD on every GET route: the GET answer, whose body the adapter does not send
 """
 
 from __future__ import annotations
@@ -104,14 +105,18 @@ class HttpApi:
         self.openapi_json: bytes | None = None
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """The route for ``method`` on ``path``, and its path parameters. HEAD is answered
+        by every GET route, as GET is (RFC 9110 9.3.2): the adapter sends no body."""
         allowed: list[str] = []
         for route in self.routes:
             found = route.pattern.match(path)
             if found is None:
                 continue
-            if route.method == method:
+            if route.method == method or (method == "HEAD" and route.method == "GET"):
                 return route, found.groupdict()
             allowed.append(route.method)
+            if route.method == "GET":
+                allowed.append("HEAD")
         if allowed:
             raise MethodNotAllowed(f"{method} is not allowed on {path}", allowed)
         raise NotFound(f"no resource at {path}")
