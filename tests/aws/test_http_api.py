@@ -29,6 +29,15 @@ def test_create_then_get_then_confirm(rt: Runtime, context: LambdaContext) -> No
     assert (confirmed["statusCode"], confirmed["headers"]["etag"]) == (200, '"2"')
 
 
+def test_head_is_get_without_its_body(rt: Runtime, context: LambdaContext) -> None:
+    created = apigw.handle(apigw_v2(body=SEED), context, rt)
+    location = created["headers"]["location"]
+    got = apigw.handle(apigw_v2("GET", location), context, rt)
+    head = apigw.handle(apigw_v2("HEAD", location), context, rt)
+    assert (head["statusCode"], head["headers"]["etag"]) == (200, got["headers"]["etag"])
+    assert head["body"] == ""
+
+
 def test_base64_bodies_and_query_strings(rt: Runtime, context: LambdaContext) -> None:
     created = apigw.handle(apigw_v2(body=SEED, base64_body=True), context, rt)
     assert created["statusCode"] == 201

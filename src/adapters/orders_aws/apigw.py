@@ -34,6 +34,8 @@ def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
         else:  # the common case: no span machinery at all
             response = rt.api.handle(request, rt.deadline(context))
             _log(request, response)
+        if request.method == "HEAD":  # GET's status and headers, and no body (RFC 9110)
+            response = HttpResponse(response.status, response.headers, b"")
         return apigw_response(response)
 
 
