@@ -61,9 +61,11 @@ resource "google_cloud_run_v2_service" "orders" {
         name  = "ORDERS_GCP_PUSH_SERVICE_ACCOUNTS"
         value = google_service_account.push.email
       }
+      # platform trusts the claims Cloud Run verified: only where Cloud Run verifies every
+      # caller. With allUsers as invoker (public) it admits unsigned tokens.
       env {
         name  = "ORDERS_GCP_PUSH_VERIFY"
-        value = var.invoker == "iam" ? "platform" : "token"
+        value = var.invoker == "iam" && !var.public ? "platform" : "token"
       }
       env {
         name  = "ORDERS_JWT_ISSUER"

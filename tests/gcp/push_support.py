@@ -141,3 +141,10 @@ class FakeTopic:
                 return str(len(outer.published))
 
         return Future()
+
+    def publish_request(self, request: dict[str, Any], timeout: float | None = None) -> None:
+        """The generated client's Publish, as DeadLetterTopic calls it: attributes as a map."""
+        if self.down:
+            raise TimeoutError("the topic did not answer")
+        for message in request["messages"]:
+            self.published.append((request["topic"], message["data"], message["attributes"]))

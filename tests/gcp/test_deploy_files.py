@@ -123,6 +123,15 @@ def test_pushes_are_authenticated_retried_and_dead_lettered() -> None:
     assert "${var.push_audience}" in service["custom_audiences"]
 
 
+def test_push_claims_are_trusted_only_where_cloud_run_verifies_every_caller() -> None:
+    """ORDERS_GCP_PUSH_VERIFY=platform checks claims, not signatures: right only behind
+    Cloud Run IAM. With allUsers as invoker (public = true) Cloud Run admits a request it
+    has verified nothing of, so the app must verify the push token itself (token)."""
+    (container,) = resources("google_cloud_run_v2_service")["orders"]["template"][0]["containers"]
+    (verify,) = [e["value"] for e in container["env"] if e["name"] == "ORDERS_GCP_PUSH_VERIFY"]
+    assert verify == '${var.invoker == "iam" && !var.public ? "platform" : "token"}'
+
+
 def test_no_public_invoker_unless_asked() -> None:
     members = {
         name: binding

@@ -36,6 +36,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 import threading
 import time
 import uuid
@@ -45,6 +46,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from orders_core.application import (
+    ID_PATTERN,
     Backend,
     Change,
     IdempotencyRecord,
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("orders_gcp.firestore")
 
+_ORDER_ID: Final = re.compile(ID_PATTERN)
 COLLISION_ATTEMPTS: Final = 3
 """Commits of one change when only its outbox positions collided with another's."""
 RANDOM_BITS: Final = 10
@@ -123,6 +126,8 @@ class FirestoreStore(FirestoreOutbox, OrderStore):
         return {snap.reference.path: snap for snap in snaps}
 
     def get(self, order_id: str) -> Order | None:
+        if not _ORDER_ID.match(order_id):  # no order has it; Firestore would refuse some
+            return None  # ("__x__" is reserved, "." and ".." invalid): a 503 to retry for ever
         snap = call(lambda: self._order_ref(order_id).get(**self.rpc), what="read")
         return order_from(snap.to_dict() or {}) if snap.exists else None
 

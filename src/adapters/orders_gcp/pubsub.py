@@ -16,8 +16,9 @@ can fix) is.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from orders_core.application import EventPublisher, PublishFailed, Unaccepted
@@ -110,6 +111,20 @@ POISON_ATTRIBUTES: Final = (
 MAX_ATTRIBUTES: Final = 100
 
 
+def _publish_request(client: Any) -> Callable[..., Any]:
+    """The API's own Publish for ``client``: the generated client's method, which the
+    batching client derives from and shadows. It takes the attributes as a map; the
+    batching ``publish`` takes them as keywords, where legal names (``topic``, ``data``,
+    ``ordering_key``, ``retry``, ``timeout``) collide with its parameters, so a poison
+    message carrying one could never be dead-lettered. A stand-in client (tests) that is
+    not a generated one gives ``publish_request`` itself."""
+    from google.pubsub_v1.services.publisher.client import PublisherClient as Api
+
+    if isinstance(client, Api):
+        return functools.partial(Api.publish, client)
+    return client.publish_request  # type: ignore[no-any-return]
+
+
 class DeadLetterTopic:
     """Where the push endpoint sends poison commands, content and all: the message's data
     and attributes as they arrived, plus why (``orders-poison-reason``, a problem slug) and
@@ -139,8 +154,10 @@ class DeadLetterTopic:
         kept = {k: v for k, v in attributes.items() if k not in ours}
         if len(kept) + len(ours) > MAX_ATTRIBUTES:  # Pub/Sub's limit: ours win, data stays whole
             kept = dict(list(kept.items())[: MAX_ATTRIBUTES - len(ours)])
+        message = {"data": data, "attributes": {**kept, **ours}}
         try:
-            self.client.publish(self.topic, data, **kept, **ours).result(timeout=self.timeout)
+            request = {"topic": self.topic, "messages": [message]}
+            _publish_request(self.client)(request=request, timeout=self.timeout)
         except Exception as error:
             log.warning(
                 "could not dead-letter a poison message",

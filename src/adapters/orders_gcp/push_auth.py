@@ -112,9 +112,12 @@ class PlatformVerifiedPush:
 
     There Cloud Run itself verifies the push's token (Google's signature, the audience, and
     that its account holds ``roles/run.invoker``) and hands the container the token with its
-    signature removed. So the claims are checked here, not the signature: ``iss``, ``aud``,
-    ``exp``, ``email`` one of the push service accounts and ``email_verified``. Use it ONLY
-    behind Cloud Run IAM: anywhere else an unsigned token proves nothing.
+    signature removed. The token it verified is ``X-Serverless-Authorization`` when a
+    request has one (then ``Authorization`` reaches the app unverified: any invoker could
+    write push claims there), else ``Authorization``. So the claims are checked here, not
+    the signature: ``iss``, ``aud``, ``exp``, ``email`` one of the push service accounts and
+    ``email_verified``. Use it ONLY behind Cloud Run IAM: anywhere else an unsigned token
+    proves nothing.
     """
 
     def __init__(
@@ -129,7 +132,11 @@ class PlatformVerifiedPush:
         self.leeway = leeway
 
     def __call__(self, headers: Mapping[str, str]) -> Principal:
-        claims = self._claims(headers.get("authorization", ""))
+        # The token Cloud Run verified: X-Serverless-Authorization whenever it is there
+        # (Cloud Run then checks it alone and hands Authorization on unverified, for the
+        # app's own API tokens: deploy/gcp/README.md); else Authorization, as a push sends.
+        verified = headers.get("x-serverless-authorization")
+        claims = self._claims(headers.get("authorization", "") if verified is None else verified)
         audience = claims.get("aud")
         audiences = audience if isinstance(audience, list) else [audience]
         expires = claims.get("exp")

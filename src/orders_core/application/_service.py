@@ -67,10 +67,11 @@ from orders_core.errors import (
 
 log = logging.getLogger("orders_core.service")
 
-MAX_OWNER_BYTES: Final = 2200
+MAX_OWNER_BYTES: Final = 1024
 """The longest principal id (UTF-8) a command may carry: every store keeps it as the order's
-owner, and PostgreSQL indexes it with the customer and order ids, in a B-tree entry that
-holds ~2.7 kB. An IAM principal is ``iam:`` and an ARN of at most 2,048 characters."""
+owner and lists by it. Firestore refuses a query value over 1,500 bytes, PostgreSQL an index
+entry over ~2.7 kB. Real ids are far shorter: an IAM user's ARN, the longest, is at most
+~620 characters (a 512-character path and a 64-character name)."""
 
 CONTENDED_WAIT: Final = 0.01
 """Seconds, times the attempt, a command waits before deciding again when the store said
