@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -118,6 +119,60 @@ def test_4xx_and_5xx_fail_and_say_how_far_the_batch_got(receiver: Receiver, stat
     assert len(receiver.requests) == 2
     assert f"answered {status}" in str(raised.value)
     assert "no such topic" in str(raised.value)  # what the receiver said, for the operator
+
+
+@pytest.fixture
+def raw() -> Iterator[tuple[list[bytes], str]]:
+    """A receiver that reads each whole request, writes the bytes it is told, and closes."""
+    answer = [b""]
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def run() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(head.lower().partition(b"content-length:")[2].split(b"\r\n")[0])
+                while len(body) < length:
+                    body += conn.recv(65536)
+                conn.sendall(answer[0])
+
+    threading.Thread(target=run, daemon=True).start()
+    try:
+        yield answer, f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("truncated", "says"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "within the header section"),
+        (b"HTTP/1.1 200 OK\r\n", "within the header section"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "after 3 of 10 body bytes"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\nabc", "within the body"),
+    ],
+    ids=["mid-headers", "status-line-only", "short-body", "short-chunk"],
+)
+def test_a_2xx_cut_off_before_its_end_is_not_delivery(
+    raw: tuple[list[bytes], str], truncated: bytes, says: str
+) -> None:
+    """RFC 9112 section 8: a response closed before its header section or its declared
+    body ended is incomplete, whatever its status line said."""
+    answer, url = raw
+    answer[0] = truncated
+    sink = WebhookSink(url, timeout=2)
+    with pytest.raises(PublishFailed, match=f"cut off: .*{says}"):
+        sink.publish(order_events(1))
+    answer[0] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    sink.publish(order_events(1))  # a complete 200 still is delivery, on a new connection
+    sink.close()
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])

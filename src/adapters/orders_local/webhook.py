@@ -4,7 +4,8 @@ One POST per event over one kept-alive connection, in a content mode of the Clou
 HTTP binding: *binary* (``ce-*`` headers, the data as the body; the default) or
 *structured* (``application/cloudevents+json``); or *eventarc*, the structured event as the
 ``jsonMessage`` of an Eventarc Advanced bus's ``:publish`` call (its only HTTP way in).
-Only a 2xx answer is delivery (Knative's delivery contract); a 3xx is a failed attempt and
+Only a whole 2xx answer is delivery (Knative's delivery contract; one cut off before the end
+of its headers or of its Content-Length is not, RFC 9112 section 8); a 3xx is a failed attempt and
 never followed (a 301-303 would turn the POST into a body-less GET whose 2xx counted as
 delivery); every request ends within ``timeout``, however slowly the receiver answers.
 
@@ -33,7 +34,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import Any, BinaryIO, Final
 from urllib.parse import quote, urlsplit
 
 from orders_core.application import EventPublisher
@@ -195,6 +196,52 @@ class _Deadline:
                 self._armed, self._fired = None, True
 
 
+class _HeadLines:
+    """A response's file while ``begin`` reads the head from it, a line at a time: the last
+    line read is the header section's end."""
+
+    def __init__(self, fp: BinaryIO) -> None:
+        self._fp = fp
+        self.last = b""
+
+    def readline(self, limit: int = -1) -> bytes:
+        self.last = self._fp.readline(limit)
+        return self.last
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
+class _Response(http.client.HTTPResponse):
+    """Knows whether its header section ended in the empty line (RFC 9112 section 2.1):
+    http.client takes the end of input for the end of the headers as well."""
+
+    head_complete = False
+
+    def begin(self) -> None:
+        if self.headers is not None:
+            return
+        fp, lines = self.fp, _HeadLines(self.fp)
+        self.fp = lines
+        try:
+            super().begin()
+        finally:
+            self.fp = fp
+        self.head_complete = lines.last in (b"\r\n", b"\n")
+
+
+def _cut_off(response: http.client.HTTPResponse, answer: bytes) -> str:
+    """Why an answer is incomplete (RFC 9112 section 8), or "": the connection closed
+    within its header section or before its Content-Length was read. A body longer than
+    MAX_ANSWER is left unread on purpose, not cut off."""
+    if not (isinstance(response, _Response) and response.head_complete):
+        return "the connection closed within the header section"
+    if response.length and len(answer) <= MAX_ANSWER:
+        declared = len(answer) + response.length
+        return f"the connection closed after {len(answer)} of {declared} body bytes"
+    return ""
+
+
 class WebhookSink(EventPublisher):
     """POSTs each event to ``url``; one attempt per event, bounded by ``timeout`` seconds
     (connecting included), stopping at the first failure. Retries are the relay's job
@@ -278,6 +325,11 @@ class WebhookSink(EventPublisher):
                     raise PublishFailed(
                         f"webhook gave no answer within {self.timeout:g} s", done
                     ) from None
+                if isinstance(exc, http.client.IncompleteRead):  # a chunked body cut off
+                    raise PublishFailed(
+                        "webhook's answer was cut off: the connection closed within the body",
+                        done,
+                    ) from None
                 stale = isinstance(exc, (http.client.RemoteDisconnected, ConnectionError))
                 if reused and stale and attempt == 1:
                     continue  # the server had closed our idle connection: one new try
@@ -285,6 +337,9 @@ class WebhookSink(EventPublisher):
             if self._deadline.disarm():  # a truncated answer can parse as a 200: not one
                 self._drop()
                 raise PublishFailed(f"webhook gave no answer within {self.timeout:g} s", done)
+            if cut := _cut_off(response, answer):  # a 200 that ends early is not delivery
+                self._drop()
+                raise PublishFailed(f"webhook's {response.status} answer was cut off: {cut}", done)
             if response.will_close or len(answer) > MAX_ANSWER:
                 self._drop()
             ok = 200 <= response.status < 300
@@ -303,6 +358,7 @@ class WebhookSink(EventPublisher):
                 )
             else:
                 conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            conn.response_class = _Response
             conn.connect()
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._held.append(conn)
