@@ -21,7 +21,7 @@ import pytest
 from orders_core.application import EventPublisher
 from orders_core.testing.publisher_contract import PublisherContract, cloudevent, order_events
 from orders_local.sinks import PublishFailed, WebhookSink, check_sink_spec, sink_from_spec
-from orders_local.webhook import AuthHeader, TokenFile, auth_from_env
+from orders_local.webhook import MAX_ANSWER, AuthHeader, TokenFile, auth_from_env
 from tests.local.ce_receiver import Receiver
 
 SECRET = "s3cr3t-Sas-Key-0123456789"
@@ -311,6 +311,29 @@ def test_an_echoed_secret_is_blanked_out_of_the_error_the_outbox_and_the_logs(
     assert "answered 401" in str(entry["lastError"])
     assert SECRET not in str(entry) + caplog.text
     store.close()
+
+
+LONG_TOKEN = "ya29." + "A1b2C3d4E5" * 30  # a Google access token runs to hundreds of characters
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "x" * 120 + " you sent Authorization: Bearer " + LONG_TOKEN,  # past where blanking ran
+        "x" * 150 + " token " + LONG_TOKEN[:100] + " (truncated)",  # cut by the 200 shown
+        "\0" * (MAX_ANSWER - 20) + LONG_TOKEN,  # cut where reading stops; the rest blank
+    ],
+    ids=["whole-token-past-400", "prefix-cut-at-200", "prefix-cut-at-max-answer"],
+)
+def test_a_long_echoed_token_is_blanked_however_the_excerpt_cuts_it(
+    receiver: Receiver, body: str
+) -> None:
+    receiver.status, receiver.body = 401, body.encode()
+    sink = WebhookSink(receiver.url, auth=AuthHeader("Authorization", f"Bearer {LONG_TOKEN}"))
+    with pytest.raises(PublishFailed, match=r"answered 401: .*\*\*\*") as raised:
+        sink.publish(order_events(1))
+    assert LONG_TOKEN[:8] not in str(raised.value)
+    sink.close()
 
 
 @pytest.mark.parametrize(

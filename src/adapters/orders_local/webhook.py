@@ -366,14 +366,20 @@ class WebhookSink(EventPublisher):
 
     def _excerpt(self, answer: bytes) -> str:
         """Up to 200 printable characters of a failure's body, the auth value blanked out
-        (a receiver may echo the request): Event Grid and Knative say there what was wrong."""
-        text = _printable(answer[:400].decode("utf-8", "replace"))
+        (a receiver may echo the request): Event Grid and Knative say there what was wrong.
+        The blanking runs over all that was read, before the cut to 200; a secret's first
+        characters where the text is cut (at 200, or where reading stopped) go too."""
+        secrets: list[str] = []
         if self._sent_auth is not None:
             value = self._sent_auth.value
-            for secret in (value, value.partition(" ")[2]):  # "Bearer <token>": the token too
-                if len(secret) >= 4:
-                    text = text.replace(secret, "***")
-        return f": {text[:200]}" if text else ""
+            secrets = [_visible(s) for s in (value, value.partition(" ")[2]) if len(s) >= 4]
+        text = _redacted(_visible(answer.decode("utf-8", "replace")), secrets)
+        if len(answer) > MAX_ANSWER:
+            text = _cut_secret_blanked(text, secrets)
+        text = text.strip()
+        if len(text) > 200:
+            text = _cut_secret_blanked(text[:200], secrets)
+        return f": {text}" if text else ""
 
     def _drop(self) -> None:
         while self._held:
@@ -394,8 +400,32 @@ def _release(held: list[http.client.HTTPConnection], deadline: _Deadline) -> Non
     deadline.close()
 
 
+def _visible(text: str) -> str:
+    """Every character but printable ASCII a space, one for one."""
+    return "".join(c if " " <= c <= "~" else " " for c in text)
+
+
 def _printable(text: str) -> str:
-    return "".join(c if " " <= c <= "~" else " " for c in text).strip()
+    return _visible(text).strip()
+
+
+def _redacted(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:  # "Bearer <token>" before "<token>"
+        text = text.replace(secret, "***")
+    return text
+
+
+def _cut_secret_blanked(text: str, secrets: Sequence[str]) -> str:
+    """``text`` was cut short: the first 4 or more characters of a secret at its end, what
+    was left of a secret the cut went through, become ``***``."""
+    cut = len(text)
+    for secret in secrets:
+        at = text.find(secret[:4], max(0, len(text) - len(secret)))
+        while at != -1 and not secret.startswith(text[at:]):
+            at = text.find(secret[:4], at + 1)
+        if at != -1:
+            cut = min(cut, at)
+    return text if cut == len(text) else text[:cut] + "***"
 
 
 def _reason(exc: BaseException) -> str:
