@@ -437,3 +437,23 @@ def test_bad_sink_specs_say_why(spec: str, says: str) -> None:
         check_sink_spec(spec)
     assert says in str(raised.value)
     assert SECRET not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("webhook:htps://user:hunter2@example.com/h", "'htps://***@example.com/h'"),  # typo
+        ("webhook:http://user:hunter2@/h", "'http://***@/h'"),  # no host
+        ("webhook:http:/user:hunter2@example.com/h", "'http:/***@example.com/h'"),  # no //
+        ("webhook:user:hunter2@example.com/h", "'***@example.com/h'"),  # no scheme
+        ("webhook:http://user:hunter2/x@example.com/h", "port out of range or not a number"),
+        ("webhooks:https://user:hunter2@example.com/h", "unknown sink '***@example.com/h'"),
+    ],
+)
+def test_a_refused_url_never_echoes_its_password(spec: str, says: str) -> None:
+    """What precedes the URL's last @ is blanked wherever it is quoted: a typo must not put
+    the password on stderr (serve's usage error)."""
+    with pytest.raises(ValueError, match=None) as raised:  # noqa: PT011 - checked below
+        check_sink_spec(spec)
+    assert says in str(raised.value)
+    assert "hunter2" not in str(raised.value)

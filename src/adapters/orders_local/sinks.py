@@ -28,7 +28,7 @@ from typing import IO, Final
 
 from orders_core.application import EventPublisher
 from orders_core.domain import DomainEvent
-from orders_local.webhook import PublishFailed, WebhookSink, auth_from_env
+from orders_local.webhook import PublishFailed, WebhookSink, auth_from_env, without_userinfo
 
 __all__ = [
     "CallbackSink",
@@ -107,7 +107,7 @@ def _factory(spec: str) -> Callable[[], EventPublisher] | None:
         return lambda: WebhookSink(target, mode=mode, auth=auth)
     if kind in ("nats", "nats+binary", "nats+structured") and target.startswith("//"):
         return _nats(spec)
-    raise ValueError(f"unknown sink {spec!r}: use {SPECS}")
+    raise ValueError(f"unknown sink {without_userinfo(spec)!r}: use {SPECS}")
 
 
 def _nats(spec: str) -> Callable[[], EventPublisher]:

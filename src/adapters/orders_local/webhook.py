@@ -255,16 +255,24 @@ class WebhookSink(EventPublisher):
         timeout: float = 5.0,
         auth: AuthHeader | TokenFile | None = None,
     ) -> None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # its message may quote the netloc, userinfo and all
+            raise ValueError(f"webhook URL does not parse: {without_userinfo(url)!r}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"webhook URL must be http(s)://HOST...: {url!r}")
+            raise ValueError(f"webhook URL must be http(s)://HOST...: {without_userinfo(url)!r}")
         if parts.username is not None or parts.password is not None:
             raise ValueError(f"webhook URL carries credentials: put them in {AUTH_HEADER_ENV}")
         if mode not in MODES:
             raise ValueError(f"webhook mode {mode!r}: use {', '.join(MODES)}")
         if not 0 < timeout <= 300:
             raise ValueError("webhook timeout: seconds in (0, 300]")
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError:  # "could not be cast ... as 'pa'": a password's "/" ends the netloc
+            raise ValueError(
+                f"webhook URL port out of range or not a number: {without_userinfo(url)!r}"
+            ) from None
         self.url, self.mode, self.timeout, self.auth = url, mode, timeout, auth
         self._parts = parts
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -403,6 +411,18 @@ def _release(held: list[http.client.HTTPConnection], deadline: _Deadline) -> Non
 def _visible(text: str) -> str:
     """Every character but printable ASCII a space, one for one."""
     return "".join(c if " " <= c <= "~" else " " for c in text)
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` fit to quote in an error: everything before its last ``@`` (but a leading
+    ``scheme:/`` or ``scheme://``) becomes ``***``, so no password shows, however malformed
+    the URL (a scheme typo, no ``//``, an unescaped ``/`` in the password). An ``@`` in the
+    path or query blanks more than userinfo: only a refused URL is quoted."""
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://?", head)
+    return (scheme.group() if scheme else "") + "***@" + tail
 
 
 def _printable(text: str) -> str:
