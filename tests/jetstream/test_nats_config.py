@@ -36,6 +36,8 @@ def test_every_part_of_the_spec() -> None:
         ("nats://host:x", "port"),
         ("nats://:4222", "HOST[:PORT]"),
         ("nats+xml://host", "not a NATS sink"),
+        ("nast://user:secret@host:4222", "not a NATS sink"),  # a typo must not echo it
+        ("nats:/user:secret@host", "not a NATS sink"),
         ("nats://host?stream=has space", "stream name"),
         ("nats://host?retries=3", "unknown option"),
         ("nats://host?tls=yes", "tls=true"),

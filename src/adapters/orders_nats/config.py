@@ -94,7 +94,8 @@ class NatsConfig:
             scheme
         )
         if not sep or mode is None:
-            raise ValueError(f"not a NATS sink {spec!r}: nats[+binary|+structured]://HOST:PORT")
+            shown = spec if "@" not in spec else "***@" + spec.rpartition("@")[2]  # no password
+            raise ValueError(f"not a NATS sink {shown!r}: nats[+binary|+structured]://HOST:PORT")
         rest, _, query = rest.partition("?")
         hosts, _, subject = rest.partition("/")
         if "@" in hosts:
