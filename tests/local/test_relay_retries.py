@@ -1,10 +1,12 @@
 """The relay against a failing sink: capped, jittered backoff that no wake-up bypasses and no
 outage length can overflow, a loop that survives its own bugs, delivery soon after the sink
-recovers, and only a 2xx counted as delivery."""
+recovers, only a 2xx counted as delivery, and a corrupt outbox row recorded as a failure that
+holds back only what comes after it."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -21,7 +23,7 @@ from orders_core.application import (
 )
 from orders_core.domain import DomainEvent, LineItem, Order
 from orders_local.relay_process import RelayProcess
-from orders_local.sinks import PublishFailed, WebhookSink
+from orders_local.sinks import CallbackSink, PublishFailed, WebhookSink
 from orders_local.sqlite import SQLiteStore
 from tests.local.webhook import Webhook
 
@@ -196,3 +198,66 @@ def test_orders_local_relay_defaults_to_the_production_cap() -> None:
     from orders_local.arguments import build_parser
 
     assert build_parser().parse_args(["relay"]).backoff_cap == BACKOFF_CAP
+
+
+def corrupt(store: SQLiteStore, order_id: str, record: str = "{not json") -> str:
+    """Replace the order's outbox record (a damaged or hand-edited row); returns the old."""
+    with sqlite3.connect(store.path) as conn:
+        (old,) = conn.execute(
+            "SELECT record FROM outbox WHERE order_id = ?", (order_id,)
+        ).fetchone()
+        conn.execute("UPDATE outbox SET record = ? WHERE order_id = ?", (record, order_id))
+    return str(old)
+
+
+def delivery_state(store: SQLiteStore, order_id: str) -> tuple[bool, int, str | None]:
+    with sqlite3.connect(store.path) as conn:
+        delivered, tries, error = conn.execute(
+            "SELECT delivered_us, attempts, last_error FROM outbox WHERE order_id = ?",
+            (order_id,),
+        ).fetchone()
+    return delivered is not None, tries, error
+
+
+def test_a_corrupt_row_fails_alone_after_the_events_before_it_went_out(
+    store: SQLiteStore,
+) -> None:
+    """One bad record used to fail the whole batch's decoding: nothing before it went out,
+    and it was never recorded. Now it is a failed attempt that holds back what follows it
+    (commit order), with a backoff, as a failed publish does."""
+    for order_id in ("o-1", "o-2", "o-3", "o-4"):
+        place(store, order_id)
+    corrupt(store, "o-3")
+    got: list[str] = []
+    relay = OutboxRelay(store, CallbackSink(lambda e: got.append(e.subject)))
+    assert relay.run_once() == 2
+    assert relay.run_once() == 0
+    assert got == ["o-1", "o-2"]
+    delivered, tries, error = delivery_state(store, "o-3")
+    assert (delivered, tries) == (False, 1)
+    assert str(error).startswith("corrupt record: JSONDecodeError")
+    assert relay.backoff() > 0
+    assert delivery_state(store, "o-4") == (False, 0, None)  # waits behind it
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_corrupt_row_is_retried_with_backoff_not_in_a_loop(
+    store: SQLiteStore, hook: Webhook, mode: str
+) -> None:
+    """...and once an operator repairs the row, it goes out."""
+    hook.open()
+    place(store, "o-1")
+    good = corrupt(store, "o-1")
+    relay = relay_for(mode, store, hook.url, backoff_cap=0.2)
+    relay.start()
+    try:
+        eventually(lambda: delivery_state(store, "o-1")[1] >= 1)
+        time.sleep(1.0)
+        _, tries, error = delivery_state(store, "o-1")
+        assert 1 <= tries <= 15  # ~0.1-0.2 s apart, not thousands
+        assert str(error).startswith("corrupt record:")
+        assert hook.requests == []
+        corrupt(store, "o-1", good)
+        eventually(lambda: hook.requests == [("POST", "/hook", "o-1.v1")])
+    finally:
+        relay.stop(timeout=2)

@@ -337,3 +337,29 @@ def test_a_subscriber_that_raises_stops_neither_the_others_nor_the_listener(
     listener._wake()
     assert called == ["broken", "next", "broken", "next"]
     assert any("subscriber failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_corrupt_row_fails_alone_after_the_events_before_it_went_out(
+    postgres: Postgres, schema: str, replicas: Callable[[], PostgresStore]
+) -> None:
+    """As on SQLite: the rows are decoded one by one, so a bad record neither blocks the
+    events before it nor goes unrecorded; it holds back those after it (commit order)."""
+    store = replicas()
+    for order_id in ("o-1", "o-2", "o-3"):
+        place(store, order_id)
+    postgres.sql(f"UPDATE {schema}.outbox SET record = '{{not json' WHERE order_id = 'o-2'")
+    sink = InMemoryPublisher()
+    outbox = ElectedOutbox(store)
+    try:
+        relay = OutboxRelay(outbox, sink)
+        assert relay.run_once() == 1
+        assert relay.run_once() == 0
+    finally:
+        outbox.close()
+    assert [e.subject for e in sink.published] == ["o-1"]
+    rows = postgres.sql(
+        f"SELECT order_id, delivered_at IS NULL, attempts, last_error FROM {schema}.outbox"
+        " ORDER BY position"
+    )
+    assert [row[:3] for row in rows] == [("o-1", False, 0), ("o-2", True, 1), ("o-3", True, 0)]
+    assert str(rows[1][3]).startswith("corrupt record: JSONDecodeError")

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from orders_core.application import Outbox, PendingEvent
+from orders_core.application import Outbox, PendingEvent, read_pending
 from orders_core.domain import DomainEvent
 from orders_local.sqlite_writes import from_us, us_of
 
@@ -29,17 +29,17 @@ class SQLiteOutbox(Outbox):
         raise NotImplementedError
 
     def pending(self, limit: int = 100, *, after: int = 0) -> list[PendingEvent]:
-        """Undelivered events in commit order; ``after`` skips positions up to it (a relay
-        process's own record of what it published and the server has yet to mark)."""
+        """Undelivered events in commit order, up to the first that cannot be read (raises
+        :class:`~orders_core.application.CorruptEntry` when it comes first); ``after``
+        skips positions up to it (a relay process's own record of what it published and
+        the server has yet to mark)."""
         with self._connection() as conn:
             rows = conn.execute(
                 "SELECT position, record, attempts FROM outbox"
                 " WHERE delivered_us IS NULL AND position > ? ORDER BY position LIMIT ?",
                 (after, limit),
             ).fetchall()
-        return [
-            PendingEvent(pos, DomainEvent.from_record(json.loads(rec)), n) for pos, rec, n in rows
-        ]
+        return read_pending(rows)  # each row on its own: a corrupt one stops the list there
 
     def undelivered_count(self) -> int:
         """Committed events not yet published (the ``orders.outbox.undelivered`` gauge)."""

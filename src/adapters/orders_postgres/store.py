@@ -34,6 +34,7 @@ from orders_core.application import (
     PendingEvent,
     decode_cursor,
     encode_cursor,
+    read_pending,
 )
 from orders_core.domain import DomainEvent, Order
 from orders_core.errors import MalformedRequest
@@ -215,9 +216,7 @@ class PostgresStore(OrderStore, Outbox, PostgresInspection):
 
     def pending_on(self, conn: Connection, limit: int) -> list[PendingEvent]:
         rows = conn.execute(self._pending, (limit,)).fetchall()
-        return [
-            PendingEvent(pos, DomainEvent.from_record(json.loads(rec)), n) for pos, rec, n in rows
-        ]
+        return read_pending(rows)  # each row on its own: a corrupt one stops the list there
 
     def mark_delivered(self, positions: Sequence[int]) -> None:
         self.database.run(lambda conn: self.mark_delivered_on(conn, positions), read=False)

@@ -62,6 +62,7 @@ from orders_core.application._ports import (
     BackendFactory,
     Change,
     Clock,
+    CorruptEntry,
     EventPublisher,
     IdFactory,
     OrderStore,
@@ -70,6 +71,7 @@ from orders_core.application._ports import (
     PublishFailed,
     Unaccepted,
     new_id,
+    read_pending,
     utc_now,
 )
 from orders_core.application._relay import (
@@ -116,6 +118,7 @@ __all__ = [
     "CommandResult",
     "CommandSpec",
     "ConfirmOrder",
+    "CorruptEntry",
     "CreateOrder",
     "Deadline",
     "Decision",
@@ -160,6 +163,7 @@ __all__ = [
     "new_id",
     "parse_json_object",
     "principal_from_claims",
+    "read_pending",
     "reason",
     "record_lag",
     "replayable",

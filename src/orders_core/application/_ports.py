@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import ClassVar, Final, Protocol
@@ -57,6 +58,34 @@ class PendingEvent:
     position: int
     event: DomainEvent
     attempts: int = 0
+
+
+class CorruptEntry(Exception):
+    """The first pending outbox row cannot be read as an event (bad JSON, a field missing:
+    a damaged or hand-edited row). :meth:`Outbox.pending` raises it only when that row
+    comes first; a later one ends the list before it, so the events before it still go out.
+    """
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(f"outbox entry {position} cannot be read: {reason}")
+        self.position = position
+        self.reason = reason
+
+
+def read_pending(rows: Iterable[tuple[int, str, int]]) -> list[PendingEvent]:
+    """Outbox rows ``(position, record JSON, attempts)`` in commit order, as an outbox's
+    :meth:`~Outbox.pending` answers them: each decoded on its own, up to the first that
+    cannot be, which raises :class:`CorruptEntry` when it is the first row."""
+    found: list[PendingEvent] = []
+    for position, text, attempts in rows:
+        try:
+            event = DomainEvent.from_record(json.loads(text))
+        except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            if not found:
+                raise CorruptEntry(position, f"{type(exc).__name__}: {exc}") from None
+            break
+        found.append(PendingEvent(position, event, attempts))
+    return found
 
 
 class OrderStore(ABC):
@@ -139,7 +168,9 @@ class Outbox(ABC):
 
     @abstractmethod
     def pending(self, limit: int = 100) -> list[PendingEvent]:
-        """Undelivered events in commit order."""
+        """Undelivered events in commit order, up to the first that cannot be read; when
+        that one comes first, raises :class:`CorruptEntry` (the relay records it as a
+        failed attempt). :func:`read_pending` decodes rows so."""
 
     @abstractmethod
     def mark_delivered(self, positions: Sequence[int]) -> None: ...

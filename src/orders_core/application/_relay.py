@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Final, Protocol
 
 from orders_core import telemetry
-from orders_core.application._ports import EventPublisher, Outbox
+from orders_core.application._ports import CorruptEntry, EventPublisher, Outbox
 from orders_core.domain import DomainEvent
 
 log = logging.getLogger("orders_core.relay")
@@ -120,7 +120,10 @@ class OutboxRelay:
         consumers deduplicate on the stable event ids. Raises :class:`OutboxGone` when a
         delivery cannot be reported.
         """
-        batch = self.outbox.pending(self.batch_size)
+        try:
+            batch = self.outbox.pending(self.batch_size)
+        except CorruptEntry as exc:
+            return self._corrupt(exc)
         if not batch:
             self._failures = 0
             return 0
@@ -148,6 +151,21 @@ class OutboxRelay:
         self.outbox.mark_delivered([entry.position for entry in batch])
         record_lag(entry.event for entry in batch)
         return len(batch)
+
+    def _corrupt(self, entry: CorruptEntry) -> int:
+        """The first pending row cannot be read: count it as a failed attempt (its last
+        error says why, for the console and ``orders-local events``) and back off, as after
+        a failed publish. It is never skipped: the relay keeps commit order across all
+        orders and never gives up on an event (decisions 0009, "per batch rather than per
+        event", and 0019, "the relay never gives up ... it blocks the events after it"),
+        so it holds back every later event, of any order, until an operator repairs it."""
+        self._failures += 1
+        log.error(
+            "an outbox entry cannot be read; it holds back the events after it",
+            extra={"position": entry.position, "error": entry.reason},
+        )
+        self.outbox.mark_failed([entry.position], f"corrupt record: {entry.reason}")
+        return 0
 
     def backoff(self) -> float:
         """Seconds to wait before the next pass: 0 when healthy, else :func:`retry_delay`."""
