@@ -261,3 +261,18 @@ def test_a_corrupt_row_is_retried_with_backoff_not_in_a_loop(
         eventually(lambda: hook.requests == [("POST", "/hook", "o-1.v1")])
     finally:
         relay.stop(timeout=2)
+
+
+def test_stop_with_a_corrupt_row_pending_delivers_before_it_and_counts_it(
+    store: SQLiteStore,
+) -> None:
+    """The final pass raised out of stop(), so LocalRuntime.stop never closed its sink and
+    store and `serve` exited with a traceback; now stop() returns what stays pending."""
+    place(store, "o-1")
+    place(store, "o-2")
+    corrupt(store, "o-2")
+    got: list[str] = []
+    relay = OutboxRelay(store, CallbackSink(lambda e: got.append(e.subject)), backoff_cap=0.05)
+    relay.start()
+    assert relay.stop(timeout=2) == 1
+    assert got == ["o-1"]

@@ -271,11 +271,15 @@ class LocalRuntime:
             self.server.shutdown(timeout)
             self.server.server_close()
         undelivered = 0
-        if self.relay is not None:
-            undelivered = self.relay.stop(timeout=timeout)
-        if self.publisher is not None and self._owns_publisher:
-            self.publisher.close()
-        self.backend.close()
+        try:
+            if self.relay is not None:
+                undelivered = self.relay.stop(timeout=timeout)
+        finally:  # a relay that fails to stop still leaves the sink and store to close
+            try:
+                if self.publisher is not None and self._owns_publisher:
+                    self.publisher.close()
+            finally:
+                self.backend.close()
         return undelivered
 
     def describe(self) -> str:

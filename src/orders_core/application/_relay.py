@@ -232,7 +232,9 @@ class OutboxRelay:
         """Stop the thread, then deliver what is pending (within ``timeout``).
 
         No final pass while the thread is still in one (it would publish the same batch
-        again), nor once the outbox is gone. Returns how many events remain undelivered.
+        again), nor once the outbox is gone. Returns how many events remain undelivered;
+        never raises (a store that fails now is logged): the caller still has to close
+        its sink and store.
         """
         self._stopping.set()
         self._retry.set()
@@ -243,11 +245,23 @@ class OutboxRelay:
             flush = not self._thread.is_alive()
         deadline = time.monotonic() + timeout
         while flush and not self.gone.is_set() and time.monotonic() < deadline:
-            if not self.outbox.pending(1):
-                break
             try:
                 if self.run_once() == 0:
-                    break  # the sink is failing: the rest waits for the next start
+                    break  # nothing left, or the sink is failing: the rest waits
             except OutboxGone:
                 self._gone()
-        return len(self.outbox.pending(self.batch_size))
+            except Exception:
+                log.exception("the relay's final pass failed; the rest waits for the next start")
+                break
+        return self._undelivered()
+
+    def _undelivered(self) -> int:
+        """What stays pending, as this relay sees it (a relay process skips what it has
+        reported); counted in the store when the first pending row cannot be read."""
+        try:
+            return len(self.outbox.pending(self.batch_size))
+        except CorruptEntry:
+            return self.outbox.undelivered_count()
+        except Exception:
+            log.exception("cannot count the undelivered events")
+            return 0
