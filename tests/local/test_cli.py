@@ -373,3 +373,28 @@ def test_synchronous_with_a_store_that_is_not_sqlite_is_a_usage_error(
     last = result.stderr.splitlines()[-1]
     assert "--synchronous is SQLite's durability" in last
     assert "Traceback" not in result.stderr
+
+
+def test_events_shows_a_corrupt_record_by_position_and_event_id(tmp_path: Path) -> None:
+    """`orders-local events` is the tool to find the row that holds the outbox back; it used
+    to die on that row's bad JSON."""
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from orders_core.application import Change, event_for
+    from orders_core.domain import LineItem, Order
+    from orders_local.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "o.db")
+    for order_id in ("o-1", "o-2"):
+        order = Order.place(order_id, [LineItem(sku="a", quantity=1)], None, datetime.now(UTC))
+        store.commit(Change(order, 0, (event_for(order),)), now=datetime.now(UTC))
+    store.close()
+    with sqlite3.connect(tmp_path / "o.db") as conn:
+        conn.execute("UPDATE outbox SET record = '{not json' WHERE order_id = 'o-1'")
+    listing = cli("events", "--db", str(tmp_path / "o.db"), "--json")
+    assert listing.returncode == 0, listing.stderr
+    first, second = (json.loads(line) for line in listing.stdout.splitlines())
+    assert (first["position"], first["id"], first["type"]) == (1, "o-1.v1", "(corrupt record)")
+    assert (second["id"], second["type"]) == ("o-2.v1", "io.orderscore.order.created.v1")
+    assert "(corrupt record)" in cli("events", "--db", str(tmp_path / "o.db")).stdout

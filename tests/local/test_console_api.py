@@ -352,3 +352,23 @@ def test_commands_from_queues_show_their_service_principal(
     )
     timeline = get(api, f"/orders/{order_id}")["timeline"]
     assert timeline[1]["command"]["principalKind"] == "service"
+
+
+def test_a_corrupt_record_shows_as_one_by_position_and_event_id(
+    api: HttpApi, store: SQLiteStore
+) -> None:
+    """The outbox view and the order's timeline are where an operator looks for the row that
+    holds the outbox back; both failed on its bad JSON."""
+    import sqlite3
+
+    ids = [create(api) for _ in range(2)]
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE outbox SET record = '{not json' WHERE order_id = ?", (ids[0],))
+    first, second = get(api, "/outbox")["events"]
+    assert (first["eventId"], first["orderId"], first["version"]) == (f"{ids[0]}.v1", ids[0], 1)
+    assert first["eventType"] == "(corrupt record)"
+    assert first["lastError"].startswith("corrupt record: JSONDecodeError")
+    assert first["position"] < second["position"]
+    assert second["eventType"] == "io.orderscore.order.created.v1"
+    (entry,) = get(api, f"/orders/{ids[0]}")["timeline"]
+    assert (entry["version"], entry["status"]) == (1, "(corrupt record)")

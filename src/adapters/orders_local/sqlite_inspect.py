@@ -42,21 +42,25 @@ _DELIVERY: Final = (
 Row = tuple[int, str, str, int, int | None, int, str | None, int | None, str | None, int | None]
 
 
-def _delivery(row: Row) -> tuple[Delivery, dict[str, Any]]:
+def _delivery(row: Row) -> tuple[Delivery, dict[str, Any] | None]:
+    """The row's delivery, and its record (None when it cannot be read: the row is shown
+    as a corrupt record, with its position and event id, rather than failing the page)."""
     position, event_id, record_text, committed, delivered, attempts, error, tried, _, asked = row
-    record = json.loads(record_text)
-    delivery = Delivery.of_record(
-        position,
-        event_id,
-        record,
-        committed_at=from_us(committed),
-        delivered_at=from_us(delivered) if delivered is not None else None,
-        attempts=attempts,
-        last_error=error,
-        last_attempt_at=from_us(tried) if tried is not None else None,
-        redelivery_requested_at=from_us(asked) if asked is not None else None,
-    )
-    return delivery, record
+    state: dict[str, Any] = {
+        "committed_at": from_us(committed),
+        "delivered_at": from_us(delivered) if delivered is not None else None,
+        "attempts": attempts,
+        "last_error": error,
+        "last_attempt_at": from_us(tried) if tried is not None else None,
+        "redelivery_requested_at": from_us(asked) if asked is not None else None,
+    }
+    try:
+        record = json.loads(record_text)
+        return Delivery.of_record(position, event_id, record, **state), record
+    except (ValueError, KeyError, TypeError) as exc:
+        return Delivery.of_corrupt(
+            position, event_id, f"{type(exc).__name__}: {exc}", **state
+        ), None
 
 
 class SQLiteInspection(OrderBrowser, OutboxInspector):
@@ -151,7 +155,10 @@ class SQLiteInspection(OrderBrowser, OutboxInspector):
         entries = []
         for row in rows:
             delivery, record = _delivery(row)
-            entries.append(TimelineEntry.of(delivery, record, row[8]))
+            try:
+                entries.append(TimelineEntry.of(delivery, record, row[8]))
+            except (ValueError, KeyError, TypeError):  # a record without the order's state
+                entries.append(TimelineEntry.of(delivery, None, row[8]))
         return entries
 
     def undelivered(

@@ -44,6 +44,7 @@ from orders_core.application._idempotency import (
     validate_key,
 )
 from orders_core.application._inspection import (
+    CORRUPT_RECORD,
     KEY_HINT_LENGTH,
     CommandNote,
     Delivery,
@@ -99,6 +100,7 @@ __all__ = [
     "CANCEL",
     "COMMANDS",
     "CONFIRM",
+    "CORRUPT_RECORD",
     "CREATE",
     "DEFAULT_ADMIN_SCOPE",
     "FULFILL",

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 KEY_HINT_LENGTH: Final = 8
 """Characters of a caller's idempotency key kept for display; the rest is never stored."""
 
+CORRUPT_RECORD: Final = "(corrupt record)"
+"""The type (and, on a timeline, the status) shown for an outbox row whose record cannot
+be read: listings show the row, by position and event id, instead of failing on it."""
+
 DeliveryState = Literal["pending", "failed", "delivered"]
 _encode_string: Final = json.encoder.encode_basestring  # json.dumps's, for one str
 
@@ -122,6 +126,22 @@ class Delivery:
             **state,
         )
 
+    @classmethod
+    def of_corrupt(cls, position: int, event_id: str, reason: str, **state: Any) -> Delivery:
+        """An entry whose stored record cannot be read: what its row and event id (always
+        ``<order id>.v<version>``) say, with ``reason`` as its last error until the relay
+        records one of its own."""
+        order_id, _, version = event_id.rpartition(".v")
+        state["last_error"] = state.get("last_error") or f"corrupt record: {reason}"
+        return cls(
+            position=position,
+            event_id=event_id,
+            event_type=CORRUPT_RECORD,
+            order_id=order_id,
+            version=int(version) if version.isdigit() else 0,
+            **state,
+        )
+
     @property
     def state(self) -> DeliveryState:
         """``delivered`` once a sink accepted it; ``failed`` while its last attempt failed
@@ -151,9 +171,20 @@ class TimelineEntry:
     """None for changes committed before commands were recorded."""
 
     @classmethod
-    def of(cls, delivery: Delivery, record: dict[str, Any], note: str | None) -> TimelineEntry:
+    def of(
+        cls, delivery: Delivery, record: dict[str, Any] | None, note: str | None
+    ) -> TimelineEntry:
         """The version ``delivery``'s event announced; ``note`` is the stored
-        :meth:`CommandNote.to_json` of the command behind it, if one was recorded."""
+        :meth:`CommandNote.to_json` of the command behind it, if one was recorded. A
+        ``record`` of None (it cannot be read) shows as :data:`CORRUPT_RECORD`."""
+        if record is None:
+            return cls(
+                version=delivery.version,
+                status=CORRUPT_RECORD,
+                at=delivery.committed_at,
+                delivery=delivery,
+                command=CommandNote.from_json(note) if note else None,
+            )
         return cls(
             version=delivery.version,
             status=str(record["data"]["status"]),
