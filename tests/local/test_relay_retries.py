@@ -276,3 +276,22 @@ def test_stop_with_a_corrupt_row_pending_delivers_before_it_and_counts_it(
     relay.start()
     assert relay.stop(timeout=2) == 1
     assert got == ["o-1"]
+
+
+def test_stop_keeps_to_its_timeout_with_a_slow_sink(store: SQLiteStore) -> None:
+    """The final pass checked its deadline between batches only: 100 events to a sink taking
+    0.1 s each held stop(timeout=1) 10 s. What it did not send stays pending."""
+    for n in range(100):
+        place(store, f"o-{n:03d}")
+    got: list[str] = []
+
+    def slow(event: DomainEvent) -> None:
+        time.sleep(0.1)
+        got.append(event.id)
+
+    relay = OutboxRelay(store, CallbackSink(slow))  # not started: stop() is the final pass
+    started = time.monotonic()
+    left = relay.stop(timeout=1.0)
+    assert time.monotonic() - started < 1.5
+    assert 5 <= len(got) <= 11
+    assert left == 100 - len(got) == store.undelivered_count()

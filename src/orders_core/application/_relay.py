@@ -112,8 +112,9 @@ class OutboxRelay:
         """Set when the outbox refused a report (:class:`OutboxGone`): the relay stopped."""
         self._thread: threading.Thread | None = None
 
-    def run_once(self) -> int:
-        """Publish one batch of pending events, in order; returns how many were delivered.
+    def run_once(self, limit: int | None = None) -> int:
+        """Publish one batch of pending events (``limit``, else ``batch_size``, at most), in
+        order; returns how many were delivered.
 
         A publish failure is recorded on the first undelivered event and ends the pass.
         A failed batch may be published again in part: delivery is at least once, and
@@ -121,7 +122,7 @@ class OutboxRelay:
         delivery cannot be reported.
         """
         try:
-            batch = self.outbox.pending(self.batch_size)
+            batch = self.outbox.pending(self.batch_size if limit is None else limit)
         except CorruptEntry as exc:
             return self._corrupt(exc)
         if not batch:
@@ -229,13 +230,17 @@ class OutboxRelay:
         self._thread.start()
 
     def stop(self, *, timeout: float = 10.0) -> int:
-        """Stop the thread, then deliver what is pending (within ``timeout``).
+        """Stop the thread, then deliver what is pending, all within ``timeout``.
 
         No final pass while the thread is still in one (it would publish the same batch
-        again), nor once the outbox is gone. Returns how many events remain undelivered;
-        never raises (a store that fails now is logged): the caller still has to close
-        its sink and store.
+        again), nor once the outbox is gone. The final pass sends batches sized to the
+        time left, at the pace the last batch went (the first is one event), so a slow
+        sink cannot hold it past the deadline by more than one event's publish; what is
+        not sent stays pending for the next start. Returns how many events remain
+        undelivered; never raises (a store that fails now is logged): the caller still
+        has to close its sink and store.
         """
+        deadline = time.monotonic() + timeout
         self._stopping.set()
         self._retry.set()
         self._wake.set()
@@ -243,16 +248,26 @@ class OutboxRelay:
         if self._thread is not None:
             self._thread.join(timeout)
             flush = not self._thread.is_alive()
-        deadline = time.monotonic() + timeout
+        size = 1
         while flush and not self.gone.is_set() and time.monotonic() < deadline:
+            started = time.monotonic()
             try:
-                if self.run_once() == 0:
-                    break  # nothing left, or the sink is failing: the rest waits
+                done = self.run_once(size)
             except OutboxGone:
                 self._gone()
+                break
             except Exception:
                 log.exception("the relay's final pass failed; the rest waits for the next start")
                 break
+            if done == 0:
+                break  # nothing left, or the sink is failing: the rest waits
+            now = time.monotonic()
+            each = (now - started) / done
+            size = (
+                self.batch_size if each <= 0 else min(self.batch_size, int((deadline - now) / each))
+            )
+            if size < 1:
+                break  # not even one more event fits: it waits for the next start
         return self._undelivered()
 
     def _undelivered(self) -> int:
