@@ -363,3 +363,21 @@ def test_a_corrupt_row_fails_alone_after_the_events_before_it_went_out(
     )
     assert [row[:3] for row in rows] == [("o-1", False, 0), ("o-2", True, 1), ("o-3", True, 0)]
     assert str(rows[1][3]).startswith("corrupt record: JSONDecodeError")
+
+
+def test_the_listing_and_the_console_show_a_corrupt_row_by_position_and_event_id(
+    postgres: Postgres, schema: str, replicas: Callable[[], PostgresStore]
+) -> None:
+    """The tools to find the row that holds the outbox back (`orders-local events`, the
+    console's outbox and timeline views) show it instead of failing on it."""
+    store = replicas()
+    place(store, "o-1")
+    postgres.sql(f"UPDATE {schema}.outbox SET record = '{{not json' WHERE order_id = 'o-1'")
+    (listed,) = store.outbox_entries()
+    assert (listed["id"], listed["type"]) == ("o-1.v1", "(corrupt record)")
+    (waiting,) = store.undelivered()
+    assert (waiting.event_id, waiting.order_id, waiting.version) == ("o-1.v1", "o-1", 1)
+    assert waiting.event_type == "(corrupt record)"
+    assert str(waiting.last_error).startswith("corrupt record: JSONDecodeError")
+    (entry,) = store.timeline("o-1")
+    assert (entry.version, entry.status) == (1, "(corrupt record)")

@@ -14,18 +14,9 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from orders_core.application import CORRUPT_RECORD, Outbox, PendingEvent, read_pending
+from orders_core.application import Outbox, PendingEvent, event_type_of, read_pending
 from orders_core.domain import DomainEvent
 from orders_local.sqlite_writes import from_us, us_of
-
-
-def _type_of(record: str) -> str:
-    """The event type of a stored record; :data:`CORRUPT_RECORD` if it cannot be read (the
-    listing shows the row by position and event id, as the tool to find it)."""
-    try:
-        return str(json.loads(record)["type"])
-    except (ValueError, KeyError, TypeError):
-        return CORRUPT_RECORD
 
 
 class SQLiteOutbox(Outbox):
@@ -90,7 +81,7 @@ class SQLiteOutbox(Outbox):
             {
                 "position": pos,
                 "id": event_id,
-                "type": _type_of(rec),
+                "type": event_type_of(rec),
                 "orderId": order_id,
                 "committedAt": from_us(committed).isoformat(),
                 "deliveredAt": from_us(delivered).isoformat() if delivered else None,

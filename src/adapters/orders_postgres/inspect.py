@@ -49,21 +49,24 @@ def _utc(moment: datetime | None) -> datetime | None:
     return None if moment is None else moment.astimezone(UTC)
 
 
-def _delivery(row: Row) -> tuple[Delivery, dict[str, Any]]:
+def _delivery(row: Row) -> tuple[Delivery, dict[str, Any] | None]:
+    """The row's delivery, and its record (None when it cannot be read: the row is shown
+    as a corrupt record, with its position and event id, rather than failing the page)."""
     position, event_id, record_text, committed, delivered, attempts, error, tried, _, asked = row
-    record = json.loads(record_text)
-    delivery = Delivery.of_record(
-        position,
-        event_id,
-        record,
-        committed_at=committed.astimezone(UTC),
-        delivered_at=_utc(delivered),
-        attempts=attempts,
-        last_error=error,
-        last_attempt_at=_utc(tried),
-        redelivery_requested_at=_utc(asked),
-    )
-    return delivery, record
+    state: dict[str, Any] = {
+        "committed_at": committed.astimezone(UTC),
+        "delivered_at": _utc(delivered),
+        "attempts": attempts,
+        "last_error": error,
+        "last_attempt_at": _utc(tried),
+        "redelivery_requested_at": _utc(asked),
+    }
+    try:
+        record = json.loads(record_text)
+        return Delivery.of_record(position, event_id, record, **state), record
+    except (ValueError, KeyError, TypeError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        return Delivery.of_corrupt(position, event_id, reason, **state), None
 
 
 class PostgresInspection(OrderBrowser, OutboxInspector):
@@ -166,7 +169,10 @@ class PostgresInspection(OrderBrowser, OutboxInspector):
         entries = []
         for row in rows:
             delivery, record = _delivery(row)
-            entries.append(TimelineEntry.of(delivery, record, row[8]))
+            try:
+                entries.append(TimelineEntry.of(delivery, record, row[8]))
+            except (ValueError, KeyError, TypeError):  # a record without the order's state
+                entries.append(TimelineEntry.of(delivery, None, row[8]))
         return entries
 
     def undelivered(

@@ -34,6 +34,7 @@ from orders_core.application import (
     PendingEvent,
     decode_cursor,
     encode_cursor,
+    event_type_of,
     read_pending,
 )
 from orders_core.domain import DomainEvent, Order
@@ -256,7 +257,7 @@ class PostgresStore(OrderStore, Outbox, PostgresInspection):
             {
                 "position": pos,
                 "id": event_id,
-                "type": json.loads(rec)["type"],
+                "type": event_type_of(rec),
                 "orderId": order_id,
                 "committedAt": committed.astimezone(UTC).isoformat(),
                 "deliveredAt": delivered.astimezone(UTC).isoformat() if delivered else None,

@@ -54,6 +54,7 @@ from orders_core.application._inspection import (
     OutboxSummary,
     RedeliveryRequest,
     TimelineEntry,
+    event_type_of,
     key_hint,
 )
 from orders_core.application._page import Page
@@ -158,6 +159,7 @@ __all__ = [
     "encode_cursor",
     "event_for",
     "event_key",
+    "event_type_of",
     "event_types",
     "fingerprint",
     "http_key",

@@ -36,6 +36,16 @@ CORRUPT_RECORD: Final = "(corrupt record)"
 """The type (and, on a timeline, the status) shown for an outbox row whose record cannot
 be read: listings show the row, by position and event id, instead of failing on it."""
 
+
+def event_type_of(record: str) -> str:
+    """The event type of a stored outbox record; :data:`CORRUPT_RECORD` if it cannot be
+    read (a listing shows the row by position and event id: the tool to find it)."""
+    try:
+        return str(json.loads(record)["type"])
+    except (ValueError, KeyError, TypeError):
+        return CORRUPT_RECORD
+
+
 DeliveryState = Literal["pending", "failed", "delivered"]
 _encode_string: Final = json.encoder.encode_basestring  # json.dumps's, for one str
 
