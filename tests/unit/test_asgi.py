@@ -347,3 +347,30 @@ def test_stop_returns_within_its_timeout_while_a_store_call_hangs(
         reader.join(10)
     assert took < 2, f"stop(timeout=0.5) took {took:.1f} s"
     assert "still in a call at shutdown" in caplog.text
+
+
+@pytest.mark.parametrize("store_type", [_Hanging, _HangingGrouped], ids=["threads", "grouped"])
+def test_a_request_stop_cancels_before_it_began_is_a_503(store_type: type[_Hanging]) -> None:
+    """One read holds the only pool thread; the next waits its turn. ``stop`` cancels the
+    waiting one: it is answered 503 (nothing ran), not ended in CancelledError, which a
+    server answers 500."""
+    store = store_type()
+    api = HttpApi(OrderService(store))
+    lanes = GroupCommitLanes(api, readers=1) if store.groups_commits else lanes_for(api, threads=1)
+    app = create_app(api, lanes)
+    app.startup()
+    answers: list[list[Any]] = []
+
+    async def two() -> None:
+        first = asyncio.ensure_future(call(app, scope("GET", "/orders/x", []), []))
+        while not store.inside.is_set():
+            await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(call(app, scope("GET", "/orders/y", []), []))
+        await asyncio.sleep(0.1)  # queued behind the first
+        await asyncio.get_running_loop().run_in_executor(None, app.lanes.stop, 0.3)
+        answers.append(await second)
+        store.release.set()
+        answers.append(await first)
+
+    asyncio.run(two())
+    assert status_of(answers[0]) == 503

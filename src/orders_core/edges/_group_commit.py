@@ -35,6 +35,7 @@ from orders_core.edges._lane_parts import (
     stop_pool,
     time_left,
     unavailable,
+    unless_stopped,
 )
 from orders_core.edges.http import HttpApi, HttpRequest
 from orders_core.errors import StoreBusy
@@ -202,7 +203,9 @@ class GroupCommitLanes:
             def read() -> Answer:
                 return in_context(correlation, lambda: answer(self.api, request, deadline, None))
 
-            return await loop.run_in_executor(self._reads, context.run, read)
+            return await unless_stopped(
+                loop.run_in_executor(self._reads, context.run, read), request.path
+            )
         if self._writer is None or not self._writer.is_alive() or self._stopped.is_set():
             return unavailable(request.path)
         result: Answer | None

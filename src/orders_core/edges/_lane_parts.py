@@ -4,12 +4,13 @@ thread pool stopped within a deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import select
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from orders_core import telemetry
@@ -39,6 +40,19 @@ class Answer:
 def unavailable(path: str) -> Answer:
     error = StoreUnavailable("the database is unavailable; nothing was committed")
     return Answer(problem_response(error, path), close=True)
+
+
+async def unless_stopped(work: Awaitable[Answer], path: str) -> Answer:
+    """``work``'s answer; 503 (nothing was committed) if the lanes' pool cancelled it
+    before it began, as ``stop`` does. The task then ended in ``CancelledError``, which a
+    server answers 500. A cancellation of the request's own task goes on up."""
+    try:
+        return await work
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        return unavailable(path)
 
 
 def answer(api: HttpApi, request: HttpRequest, deadline: Deadline, unit: Unit | None) -> Answer:

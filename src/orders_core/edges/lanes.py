@@ -46,6 +46,7 @@ from orders_core.edges._lane_parts import (
     stop_pool,
     time_left,
     unavailable,
+    unless_stopped,
 )
 from orders_core.edges.http import HttpApi, HttpRequest
 
@@ -125,7 +126,9 @@ class ThreadLanes:
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
         work = lambda: in_context(correlation, lambda: self._work(request, deadline))  # noqa: E731
-        return await loop.run_in_executor(self._pool, context.run, work)
+        return await unless_stopped(
+            loop.run_in_executor(self._pool, context.run, work), request.path
+        )
 
     def _work(self, request: HttpRequest, deadline: Deadline) -> Answer:
         try:
