@@ -12,8 +12,9 @@ What a caller is told, as RFC 6750 says: no bearer token is 401 with
 clients renew on it). The reason is logged, never the token. Keys we cannot fetch are our
 outage, not the caller's fault: 503 :class:`AuthenticationUnavailable` with Retry-After.
 
-The keys (:class:`_Keys`): PyJWKClient fetches and parses the JWKS, but the cache policy is
-ours. PyJWKClient's own rate limit on unknown ``kid`` refetches starts only after a
+The keys (:class:`_Keys`): fetched by :func:`_download` (a total deadline and a size cap;
+PyJWKClient's fetch bounds neither), parsed by PyJWT's PyJWK, cached on our policy.
+PyJWKClient's own rate limit on unknown ``kid`` refetches starts only after a
 *successful* fetch, so with the endpoint down every request with a made-up ``kid`` (and,
 once the set has expired, every request) would wait out a fetch timeout; its per-key cache
 (``cache_keys``) never expires, so a key the issuer withdrew would stay trusted. Here: any
@@ -42,7 +43,7 @@ from orders_core.application import DEFAULT_ADMIN_SCOPE, Principal, principal_fr
 from orders_core.errors import OrdersError, Unauthenticated
 
 if TYPE_CHECKING:
-    from jwt import PyJWK, PyJWKClient
+    from jwt import PyJWK
 
 log = logging.getLogger("orders_local.bearer")
 
@@ -168,7 +169,6 @@ class _Keys:
     def __init__(self, config: BearerConfig, clock: Callable[[], float]) -> None:
         self.config = config
         self._clock = clock
-        self._client: PyJWKClient | None = None
         self._keys: dict[str, tuple[PyJWK, str | None]] = {}
         """By ``kid``: the key, and the ``alg`` its JWK declares (if any)."""
         self._fetched_at: float | None = None
@@ -217,16 +217,9 @@ class _Keys:
         self._keys, self._fetched_at, self._failed = keys, now, False
 
     def _fetch(self) -> dict[str, tuple[PyJWK, str | None]]:
-        from jwt import PyJWK, PyJWKClient, PyJWTError
+        from jwt import PyJWK, PyJWTError
 
-        if self._client is None:
-            self._client = PyJWKClient(
-                self.config.jwks_url,
-                cache_jwk_set=False,  # the cache above decides when to fetch
-                timeout=self.config.timeout,
-                headers={"user-agent": "orders-core"},
-            )
-        data = self._client.fetch_data()
+        data = _download(self.config.jwks_url, self.config.timeout)
         keys: dict[str, tuple[PyJWK, str | None]] = {}
         for jwk in data.get("keys", []) if isinstance(data, dict) else []:
             kid = jwk.get("kid") if isinstance(jwk, dict) else None
@@ -239,6 +232,52 @@ class _Keys:
         if not keys:
             raise ValueError("the JWKS has no usable signing key with a kid")
         return keys
+
+
+MAX_JWKS: Final = 1024 * 1024
+"""Bytes of a key set read at most: a real JWKS is a few KiB."""
+
+
+def _download(url: str, timeout: float) -> Any:
+    """The JWKS at ``url``, parsed, within ``timeout`` seconds in all and :data:`MAX_JWKS`
+    bytes. urllib's timeout bounds each socket operation only: an endpoint that trickles
+    its headers or body a byte at a time would hold the fetch, and ``_Keys``'s lock (so
+    every request being authenticated), for as long as it liked. The fetch runs on a
+    thread of its own, and one that has not answered in time is left to finish alone.
+    Redirects are refused (a key set is fetched from where it was configured)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None  # urllib then raises the 3xx as an HTTPError
+
+    result: list[Any] = []
+
+    def fetch() -> None:
+        try:
+            opener = urllib.request.build_opener(NoRedirects())
+            # BearerConfig admits https, or http to loopback only: no file: or other scheme
+            request = urllib.request.Request(url, headers={"user-agent": "orders-core"})  # noqa: S310
+            with opener.open(request, timeout=timeout) as response:
+                body = response.read(MAX_JWKS + 1)
+            if len(body) > MAX_JWKS:
+                raise ValueError(f"the JWKS is over {MAX_JWKS} bytes")
+            result.append(json.loads(body))
+        except BaseException as exc:  # handed to the caller, which counts it an outage
+            if isinstance(exc, urllib.error.HTTPError):
+                exc.close()  # it holds the answer's socket open
+            result.append(exc)
+
+    thread = threading.Thread(target=fetch, name="orders-jwks-fetch", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not result:
+        raise TimeoutError(f"the JWKS did not arrive within {timeout:g} s")
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
 
 
 class JwtAuthenticator:

@@ -109,8 +109,8 @@ def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
     found: set[str] = set()
     for name in ("scope", "scp"):
         value = claims.get(name)
-        if isinstance(value, str):
-            found.update(value.split())
+        if isinstance(value, str):  # RFC 6749 3.3: separated by spaces, and only spaces
+            found.update(part for part in value.split(" ") if part)
         elif isinstance(value, list | tuple):
             found.update(v for v in value if isinstance(v, str))
     return frozenset(found)
