@@ -6,6 +6,7 @@ Configure the function's handler as ``orders_aws.apigw.handler``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from orders_aws import observe
@@ -28,15 +29,32 @@ def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
         try:
             request = http_request_from_apigw(event, rt.config.auth)
         except OrdersError as error:
-            return apigw_response(problem_response(error, str(event.get("rawPath", "/"))))
+            path = event.get("rawPath") if isinstance(event, Mapping) else None
+            refused = problem_response(error, path if isinstance(path, str) else "/")
+            return apigw_response(_for_head(refused, _method(event)))
         if telemetry.sdk_configured():
             response = _traced(request, faas, context, rt)
         else:  # the common case: no span machinery at all
             response = rt.api.handle(request, rt.deadline(context))
             _log(request, response)
-        if request.method == "HEAD":  # GET's status and headers, and no body (RFC 9110)
-            response = HttpResponse(response.status, response.headers, b"")
-        return apigw_response(response)
+        return apigw_response(_for_head(response, request.method))
+
+
+def _method(event: Any) -> str | None:
+    """The request's method as the event states it, if it states one (a refused event)."""
+    if not isinstance(event, Mapping):
+        return None
+    http = event.get("requestContext", {})
+    http = http.get("http", {}) if isinstance(http, Mapping) else {}
+    method = http.get("method") if isinstance(http, Mapping) else None
+    return method if isinstance(method, str) else None
+
+
+def _for_head(response: HttpResponse, method: str | None) -> HttpResponse:
+    """A HEAD answer: the status and headers, and no body (RFC 9110 9.3.2)."""
+    if method is not None and method.upper() == "HEAD":
+        return HttpResponse(response.status, response.headers, b"")
+    return response
 
 
 def _traced(request: HttpRequest, faas: dict[str, Any], context: Any, rt: Runtime) -> HttpResponse:

@@ -86,7 +86,9 @@ def _iam_principal(iam: Mapping[str, Any], auth: AuthSettings) -> Principal | No
     if not isinstance(arn, str) or not arn.startswith("arn:"):
         return None
     role = role_of(arn)
-    admins = {role_of(a) or a for a in auth.admin_arns}
+    # A role's ARN makes each of its sessions admin; a session's ARN only that session
+    # (sessions of one role are distinct principals: one person's is not the role's).
+    admins = {role_of(a) if _ROLE.match(a) else a for a in auth.admin_arns}
     admin = arn in admins or (role is not None and role in admins)
     cognito = iam.get("cognitoIdentity")
     if isinstance(cognito, Mapping):

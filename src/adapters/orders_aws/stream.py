@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from orders_aws import observe
 from orders_aws.bootstrap import Runtime, build_if_entrypoint, runtime
-from orders_aws.item_events import events_from_stream_image
+from orders_aws.item_events import ORDER_PREFIX, events_from_stream_image
 from orders_core import telemetry
 from orders_core.application import Deadline, EventPublisher, PublishFailed, record_lag, retry_delay
 from orders_core.domain import DomainEvent
@@ -77,6 +77,15 @@ def handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
         return _handle(event, context, rt)
 
 
+def _is_order(keys: Any, rt: Runtime) -> bool:
+    """Whether a record's ``Keys`` name an order item (what the mapping's filter passes)."""
+    if not isinstance(keys, dict):
+        return False
+    key = keys.get(rt.design.partition_key)
+    value = key.get("S") if isinstance(key, dict) else None
+    return isinstance(value, str) and value.startswith(ORDER_PREFIX)
+
+
 def _handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
     deadline = rt.deadline(context)
     found: list[tuple[str, float | None, DomainEvent]] = []
@@ -88,7 +97,11 @@ def _handle(event: dict[str, Any], context: Any, rt: Runtime) -> dict[str, Any]:
         sequence = str(stream.get("SequenceNumber", ""))
         created = _created(stream)
         try:
-            events = events_from_stream_image(stream.get("NewImage", {}), rt.design)
+            image = stream.get("NewImage")
+            if image is None and _is_order(stream.get("Keys"), rt):
+                # KEYS_ONLY or OLD_IMAGE: an order's write whose events this cannot see
+                raise ValueError("no NewImage: the stream must carry NEW_IMAGE or both")
+            events = events_from_stream_image(image or {}, rt.design)
         except Exception as error:  # decoding can never succeed on a retry
             body = json.dumps(stream, default=str)
             unreadable.append(Pending(sequence, None, created, UNREADABLE, repr(error), body))
